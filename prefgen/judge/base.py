@@ -57,6 +57,7 @@ class Verdict:
     latency_s: float = 0.0
     error: str | None = None
     attempts: int = 1
+    letter: str | None = None  # "A" / "B": the slot the answer named
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,121 @@
+"""Loading a constitution file, with errors that point at the file, line and field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from prefgen.constitution.model import Constitution
+from prefgen.errors import InputError, PrefgenError
+
+Loc = tuple[str | int, ...]
+
+
+def load_constitution(path: str | Path) -> Constitution:
+    path = Path(path)
+    text = _read_text(path)
+    data = _parse(path, text)
+    if _is_category_lists(data):
+        data = _from_category_lists(path, data)
+    try:
+        return Constitution.model_validate(data)
+    except ValidationError as exc:
+        lines = _line_map(text)
+        problems = [_render_error(path, err, lines) for err in exc.errors()]
+        raise PrefgenError("\n".join(problems)) from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise InputError(path, "no such file", hint="check the --constitution path") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(path, f"not UTF-8 text (byte {exc.start})", hint="save the file as UTF-8") from None
+
+
+def _parse(path: Path, text: str) -> Any:
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise InputError(path, f"invalid YAML: {problem}", line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise InputError(path, "expected a mapping with name, principles and sampling", line=1)
+    return data
+
+
+def _is_category_lists(data: dict[str, Any]) -> bool:
+    """UltraFeedback-style files: {category: [principle text, ...]} with no other structure."""
+    return "principles" not in data and bool(data) and all(
+        isinstance(v, list) and v and all(isinstance(t, str) for t in v) for v in data.values()
+    )
+
+
+def _from_category_lists(path: Path, data: dict[str, list[str]]) -> dict[str, Any]:
+    principles = [
+        {"id": f"{category}-{i}", "text": text, "category": category}
+        for category, texts in data.items()
+        for i, text in enumerate(texts)
+    ]
+    return {"name": path.stem, "principles": principles}
+
+
+def _line_map(text: str) -> dict[Loc, int]:
+    """Line (1-based) of every key and list item, from YAML's node marks (JSON parses as YAML too)."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[Loc, int] = {}
+
+    def walk(node: yaml.Node, loc: Loc) -> None:
+        lines[loc] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                lines[(*loc, key.value)] = key.start_mark.line + 1
+                walk(value, (*loc, key.value))
+                lines[(*loc, key.value)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*loc, i))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _render_error(path: Path, err: dict[str, Any], lines: dict[Loc, int]) -> str:
+    loc: Loc = tuple(err["loc"])
+    line = None
+    for cut in range(len(loc), -1, -1):  # the closest enclosing node that has a line
+        if loc[:cut] in lines:
+            line = lines[loc[:cut]]
+            break
+    field = _dotted(loc) or "constitution"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key: remove it or check its spelling"
+    elif err["type"] == "missing":
+        message = "required field is missing"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        message += f" (got {err['input']!r})"
+    return InputError(path, message, line=line, field=field).render()
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -1,0 +1,101 @@
+"""Anthropic Messages API through the official SDK.
+
+The Messages API differs from chat completions in three ways that matter here: the system prompt is a
+separate field, there are no logprobs (confidence comes from verbalising or self-consistency), and there is
+no `n`, so n samples are n concurrent calls whose texts and token counts are pooled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prefgen.judge.base import Completion, SamplingParams, TransientError
+from prefgen.judge.openai_backend import error_for_status, sdk_error_message
+
+
+def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
+    """Pull the system message(s) out of an OpenAI-style message list, as the Messages API wants."""
+    system = [m["content"] for m in messages if m.get("role") == "system"]
+    rest = [{"role": m["role"], "content": m["content"]} for m in messages if m.get("role") != "system"]
+    return ("\n\n".join(system) if system else None), rest
+
+
+def parse_message(data: dict[str, Any]) -> Completion:
+    """One Messages API reply to a one-text `Completion`; cached input tokens count as input."""
+    text = "".join(block.get("text", "") for block in data.get("content") or () if block.get("type") == "text")
+    usage = data.get("usage") or {}
+    tokens_in = sum(
+        int(usage.get(field) or 0)
+        for field in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+    return Completion(texts=[text], tokens_in=tokens_in, tokens_out=int(usage.get("output_tokens") or 0))
+
+
+def merge(completions: list[Completion]) -> Completion:
+    """n single-sample replies as one n-sample `Completion` (for APIs without `n`)."""
+    costs = [c.cost for c in completions if c.cost is not None]
+    return Completion(
+        texts=[text for c in completions for text in c.texts],
+        tokens_in=sum(c.tokens_in for c in completions),
+        tokens_out=sum(c.tokens_out for c in completions),
+        cost=sum(costs) if costs else None,
+    )
+
+
+class AnthropicBackend:
+    """A judge behind the Anthropic Messages API. `concurrency` bounds the requests in flight."""
+
+    name = "anthropic"
+    supports_logprobs = False
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        concurrency: int = 64,
+    ) -> None:
+        import anthropic
+
+        self.model = model
+        # api_key None lets the SDK resolve ANTHROPIC_API_KEY (and its other credential sources) itself.
+        self._client = anthropic.AsyncAnthropic(base_url=api_base, api_key=api_key, max_retries=0, timeout=timeout)
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        system, turns = split_system(messages)
+        if params.n == 1:
+            return await self._one(system, turns, params)
+        # A TaskGroup cancels the sibling calls as soon as one fails, so nothing runs on unobserved.
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._one(system, turns, params)) for _ in range(params.n)]
+        return merge([task.result() for task in tasks])
+
+    async def _one(self, system: str | None, turns: list[dict[str, str]], params: SamplingParams) -> Completion:
+        import anthropic
+
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": turns,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        if system is not None:
+            request["system"] = system
+        if params.extra:
+            request["extra_body"] = dict(params.extra)
+        try:
+            async with self._slots:
+                message = await self._client.messages.create(**request)
+        except anthropic.APIStatusError as exc:
+            raise error_for_status(exc.status_code, sdk_error_message(exc), exc.response.headers) from exc
+        except anthropic.APIConnectionError as exc:  # APITimeoutError included
+            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+        # The raw-response API changed shape across SDK majors; the parsed model's dump did not.
+        return parse_message(message.model_dump())
+
+    async def aclose(self) -> None:
+        await self._client.close()

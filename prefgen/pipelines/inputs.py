@@ -1,0 +1,211 @@
+"""Reading rows from JSONL, CSV, Parquet, a Hugging Face dataset saved to disk, or a DuckDB table.
+
+Every reader yields (location, row) so that an error can name the line (or row) it came from.
+Files are read and validated whole before anything is written, so bad input never half-writes a store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from prefgen.errors import InputError, PrefgenError
+from prefgen.records import Pair, make_pair
+
+PAIR_COLUMNS = ("prompt", "response_a", "response_b")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    line: int  # 1-based line (JSONL, CSV data line) or row number (Parquet, datasets, DuckDB)
+    data: dict[str, Any]
+
+
+def _split_duckdb_spec(spec: str) -> tuple[Path, str] | None:
+    """`store.duckdb:table` names a table in a DuckDB file."""
+    head, sep, table = spec.rpartition(":")
+    if sep and head.endswith((".duckdb", ".db")) and table:
+        return Path(head), table
+    return None
+
+
+def read_rows(spec: str | Path) -> Iterator[Row]:
+    """Rows of any supported input, with their line numbers."""
+    spec = str(spec)
+    duck = _split_duckdb_spec(spec)
+    if duck:
+        yield from _duckdb_rows(*duck)
+        return
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(path, "no such file or directory")
+    if path.is_dir():
+        yield from _dataset_rows(path)
+        return
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        yield from _jsonl_rows(path)
+    elif suffix == ".csv":
+        yield from _csv_rows(path)
+    elif suffix == ".parquet":
+        yield from _parquet_rows(path)
+    else:
+        raise InputError(path, f"unknown file type {suffix!r}", hint="use .jsonl, .csv, .parquet, a datasets "
+                         "directory saved with save_to_disk, or FILE.duckdb:TABLE")
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise InputError(path, f"not UTF-8 (invalid byte at offset {exc.start})", line=line,
+                         hint="re-encode the file as UTF-8") from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    for number, line in enumerate(_decode(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InputError(path, f"not valid JSON ({exc})", line=number,
+                             hint="each line must be one JSON object") from None
+        if not isinstance(data, dict):
+            raise InputError(path, f"expected a JSON object, got {type(data).__name__}", line=number)
+        yield Row(number, data)
+
+
+def _csv_rows(path: Path) -> Iterator[Row]:
+    reader = csv.DictReader(io.StringIO(_decode(path), newline=""))
+    for row in reader:
+        yield Row(reader.line_num, dict(row))
+
+
+def _parquet_rows(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for number, data in enumerate(table.to_pylist(), start=1):
+        yield Row(number, data)
+
+
+def _dataset_rows(path: Path) -> Iterator[Row]:
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError:
+        raise PrefgenError("reading a Hugging Face dataset needs `pip install datasets`") from None
+    try:
+        ds = load_from_disk(str(path))
+    except FileNotFoundError as exc:
+        raise InputError(path, f"not a dataset saved with save_to_disk ({exc})") from None
+    if isinstance(ds, DatasetDict):
+        if "train" not in ds:
+            raise InputError(path, f"a DatasetDict without a 'train' split (has {sorted(ds)})",
+                             hint="save the split you want on its own")
+        ds = ds["train"]
+    for number, data in enumerate(ds, start=1):
+        yield Row(number, dict(data))
+
+
+def _duckdb_rows(path: Path, table: str) -> Iterator[Row]:
+    import duckdb
+
+    if not path.exists():
+        raise InputError(path, "no such DuckDB file")
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        cur = con.execute(f'SELECT * FROM "{table.replace(chr(34), "")}"')
+    except duckdb.CatalogException as exc:
+        raise InputError(path, f"no table {table!r} ({exc})") from None
+    names = [d[0] for d in cur.description]
+    for number, values in enumerate(cur.fetchall(), start=1):
+        yield Row(number, dict(zip(names, values)))
+    con.close()
+
+
+def parse_prompt(value: Any, path: str, line: int) -> str | list[dict[str, str]]:
+    """A prompt is text or a list of {role, content} messages (a JSON string of one is accepted too)."""
+    if isinstance(value, str) and value.lstrip().startswith("[{"):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise InputError(path, "must be text or a list of {role, content} messages", line=line, field="prompt")
+
+
+@dataclass
+class PairsRead:
+    pairs: list[Pair]
+    duplicates: int = 0
+    skipped: list[str] = field(default_factory=list)  # rendered errors of rows skipped with --skip-bad
+
+
+def pair_from_row(row: Row, path: str, source: str) -> Pair:
+    data = row.data
+    missing = [c for c in PAIR_COLUMNS if c not in data]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}", line=row.line,
+                         hint=f"each row needs {', '.join(PAIR_COLUMNS)}")
+    prompt = parse_prompt(data["prompt"], path, row.line)
+    texts = {}
+    for column in ("response_a", "response_b"):
+        value = data[column]
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(path, "empty response: there is nothing to judge", line=row.line, field=column,
+                             hint="remove the row or fill in the response")
+        texts[column] = value
+    if (prompt.strip() if isinstance(prompt, str) else prompt) == "":
+        raise InputError(path, "empty prompt", line=row.line, field="prompt")
+    if texts["response_a"].strip() == texts["response_b"].strip():
+        raise InputError(path, "response_a and response_b are identical: there is no preference to learn",
+                         line=row.line, field="response_b", hint="remove the row")
+    metadata = {k: v for k, v in data.items() if k not in (*PAIR_COLUMNS, "id")}
+    pair, _ = make_pair(prompt, texts["response_a"], texts["response_b"], source=source,
+                        source_id=str(data["id"]) if data.get("id") is not None else None,
+                        metadata=_jsonable(metadata))
+    return pair
+
+
+def _jsonable(value: Any) -> Any:
+    return orjson.loads(orjson.dumps(value, default=str))
+
+
+def read_pairs(spec: str | Path, *, limit: int | None = None, skip_bad: bool = False) -> PairsRead:
+    """All pairs of an input, validated, canonicalised and de-duplicated (first occurrence wins)."""
+    path = str(spec)
+    source = Path(path).name
+    result = PairsRead([])
+    seen: set[str] = set()
+    for row in read_rows(spec):
+        try:
+            pair = pair_from_row(row, path, source)
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            result.skipped.append(exc.render())
+            continue
+        if pair.id in seen:
+            result.duplicates += 1
+            continue
+        seen.add(pair.id)
+        result.pairs.append(pair)
+        if limit is not None and len(result.pairs) >= limit:
+            break
+    if not result.pairs:
+        raise InputError(path, "no pairs to label", hint="the input is empty or every row was skipped")
+    return result

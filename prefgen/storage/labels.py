@@ -1,0 +1,130 @@
+"""SQL for the labelling stage: constitutions, pairs, jobs, runs, judgements and preferences."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from prefgen.records import Judgement, Pair, PairPreference, Preference
+from prefgen.storage.db import Store
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """What the preference step needs from one stored judgement."""
+
+    status: str
+    p_first: float | None
+    confidence_source: str | None
+
+
+def save_constitution(store: Store, *, cid: str, name: str, version: str | None, source: str,
+                      body: dict[str, Any], principles: Sequence[dict[str, Any]]) -> None:
+    with store.transaction():
+        store.con.execute(
+            "INSERT OR IGNORE INTO constitutions (id, name, version, source, body) VALUES (?, ?, ?, ?, ?)",
+            [cid, name, version, source, json.dumps(body)],
+        )
+        store.insert_rows(
+            "principles",
+            [{"constitution_id": cid, **p, "position": i} for i, p in enumerate(principles)],
+            on_conflict="ignore",
+        )
+
+
+def pair_row(pair: Pair) -> dict[str, Any]:
+    prompt = pair.prompt if isinstance(pair.prompt, str) else json.dumps([dict(m) for m in pair.prompt])
+    return {
+        "id": pair.id,
+        "prompt_id": pair.prompt_id,
+        "prompt": prompt,
+        "is_chat": pair.is_chat,
+        "response_a": pair.response_a,
+        "response_b": pair.response_b,
+        "source": pair.source,
+        "source_id": pair.source_id,
+        "metadata": json.dumps(pair.metadata) if pair.metadata else None,
+    }
+
+
+def save_pairs(store: Store, pairs: Iterable[Pair]) -> int:
+    """Pairs are content-addressed: a pair already stored (from any source) is kept as it is."""
+    return store.insert_rows("pairs", [pair_row(p) for p in pairs], on_conflict="ignore")
+
+
+def save_job(store: Store, job: dict[str, Any]) -> None:
+    store.insert_rows("label_jobs", [{**job, "sampling": json.dumps(job["sampling"])}], on_conflict="ignore")
+
+
+def start_run(store: Store, *, run_id: str, job_id: str | None, command: str, args: dict[str, Any]) -> None:
+    store.con.execute(
+        "INSERT INTO runs (run_id, job_id, command, status, args) VALUES (?, ?, ?, 'running', ?)",
+        [run_id, job_id, command, json.dumps(args, default=str)],
+    )
+
+
+def finish_run(store: Store, run_id: str, *, status: str, n_pairs: int, n_calls_planned: int,
+               n_calls_cached: int, n_calls_sent: int, cost: float) -> None:
+    store.con.execute(
+        """UPDATE runs SET status = ?, finished_at = now(), n_pairs = ?, n_calls_planned = ?,
+               n_calls_cached = ?, n_calls_sent = ?, cost = ? WHERE run_id = ?""",
+        [status, n_pairs, n_calls_planned, n_calls_cached, n_calls_sent, cost, run_id],
+    )
+
+
+def _hash_table(hashes: Sequence[str]) -> pa.Table:
+    return pa.table({"request_hash": pa.array(hashes, pa.string())})
+
+
+def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, StoredAnswer]:
+    """The stored judgements among `hashes`, judge errors included (the caller decides what to retry)."""
+    store.con.register("_wanted", _hash_table(hashes))
+    try:
+        rows = store.con.execute(
+            """SELECT j.request_hash, j.status, j.p_first, j.confidence_source
+               FROM judgements j JOIN _wanted w USING (request_hash)"""
+        ).fetchall()
+    finally:
+        store.con.unregister("_wanted")
+    return {h: StoredAnswer(status, p, src) for h, status, p, src in rows}
+
+
+def save_judgements(store: Store, rows: Sequence[Judgement]) -> int:
+    """One batch, one transaction: a crash mid-run loses at most the batch in flight, never half of one.
+
+    A stored answer is replaced only by a newer call for the same request, which the pipeline makes only
+    when the stored row is a judge error.
+    """
+    with store.transaction():
+        return store.insert_rows("judgements", rows, on_conflict="replace")
+
+
+def save_preferences(store: Store, prefs: Sequence[Preference], pair_prefs: Sequence[PairPreference]) -> None:
+    with store.transaction():
+        store.insert_rows("preferences", prefs, on_conflict="replace")
+        store.insert_rows("pair_preferences", pair_prefs, on_conflict="replace")
+
+
+def job_summary(store: Store, job_id: str) -> dict[str, Any]:
+    """Counts for the end-of-run table, read back from the store rather than kept on the side."""
+    row = store.con.execute(
+        """SELECT
+             (SELECT count(*) FROM pair_preferences WHERE job_id = $1),
+             (SELECT count(*) FROM pair_preferences WHERE job_id = $1 AND kept),
+             (SELECT count(*) FROM preferences WHERE job_id = $1),
+             (SELECT count(*) FROM preferences WHERE job_id = $1 AND kept)""",
+        [job_id],
+    ).fetchone()
+    reasons = dict(
+        store.con.execute(
+            "SELECT reason, preferences FROM drop_reasons WHERE job_id = $1 ORDER BY preferences DESC", [job_id]
+        ).fetchall()
+    )
+    return {
+        "pairs": row[0], "kept_pairs": row[1], "preferences": row[2], "kept_preferences": row[3],
+        "reasons": reasons,
+    }

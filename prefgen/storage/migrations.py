@@ -1,0 +1,215 @@
+"""The store's schema as named, ordered, applied-once migrations (the shape of simonw/llm's migrations.py).
+
+Append a new function to change the schema; never edit one that has shipped. `migrate(con)` applies what a
+database is missing, so an old file upgrades itself when it is opened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+MIGRATIONS: list[Migration] = []
+migration = MIGRATIONS.append
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction. Returns the names applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT now())"
+    )
+    done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fn(con)
+            con.execute("INSERT INTO _migrations (name) VALUES (?)", [fn.__name__])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(fn.__name__)
+    return applied
+
+
+@migration
+def m001_labelling(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE constitutions (
+            id VARCHAR PRIMARY KEY,          -- content hash of the parsed file
+            name VARCHAR NOT NULL,
+            version VARCHAR,
+            source VARCHAR,                  -- path it was loaded from
+            body JSON NOT NULL,
+            loaded_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE principles (
+            constitution_id VARCHAR NOT NULL,
+            principle_id VARCHAR NOT NULL,
+            text VARCHAR NOT NULL,
+            weight DOUBLE NOT NULL,
+            category VARCHAR,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (constitution_id, principle_id)
+        );
+        CREATE TABLE pairs (
+            id VARCHAR PRIMARY KEY,          -- hash of normalised prompt + responses in canonical order
+            prompt_id VARCHAR NOT NULL,      -- hash of the normalised prompt alone
+            prompt VARCHAR NOT NULL,         -- text, or a JSON list of chat messages when is_chat
+            is_chat BOOLEAN NOT NULL,
+            response_a VARCHAR NOT NULL,
+            response_b VARCHAR NOT NULL,
+            source VARCHAR,
+            source_id VARCHAR,
+            metadata JSON,
+            created_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE label_jobs (
+            job_id VARCHAR PRIMARY KEY,      -- hash of what shapes a verdict: constitution, judge, template, sampling
+            constitution_id VARCHAR NOT NULL,
+            judge_spec VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            template_version VARCHAR NOT NULL,
+            confidence_mode VARCHAR NOT NULL,
+            sampling JSON NOT NULL,
+            created_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            job_id VARCHAR,
+            command VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,         -- running / finished / interrupted / budget_stopped / failed
+            started_at TIMESTAMP DEFAULT now(),
+            finished_at TIMESTAMP,
+            args JSON,
+            n_pairs INTEGER,
+            n_calls_planned INTEGER,
+            n_calls_cached INTEGER,
+            n_calls_sent INTEGER,
+            cost DOUBLE
+        );
+        CREATE TABLE judgements (
+            request_hash VARCHAR PRIMARY KEY,
+            job_id VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,
+            pair_id VARCHAR NOT NULL,
+            constitution_id VARCHAR NOT NULL,
+            principle_id VARCHAR NOT NULL,
+            ordering VARCHAR NOT NULL,       -- ab: response_a shown first; ba: response_b shown first
+            backend VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            template_version VARCHAR NOT NULL,
+            raw_text VARCHAR,
+            verdict VARCHAR,                 -- A / B: the slot the judge named; NULL when it named none
+            p_first DOUBLE,                  -- P(first slot better)
+            confidence_source VARCHAR,       -- logprobs / verbalised / self_consistency / verdict
+            status VARCHAR NOT NULL,         -- ok / parse_error / judge_error
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            cost DOUBLE,
+            latency_s DOUBLE,
+            attempts INTEGER,
+            error VARCHAR,
+            created_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE preferences (
+            job_id VARCHAR NOT NULL,
+            pair_id VARCHAR NOT NULL,
+            principle_id VARCHAR NOT NULL,
+            p_ab DOUBLE,                     -- P(first better | a shown first)
+            p_ba DOUBLE,                     -- P(first better | b shown first)
+            p_a DOUBLE,                      -- (p_ab + 1 - p_ba) / 2
+            consistent BOOLEAN NOT NULL,
+            confidence DOUBLE,               -- |2 p_a - 1|
+            confidence_source VARCHAR,
+            chosen VARCHAR,                  -- a / b / tie
+            kept BOOLEAN NOT NULL,
+            drop_reason VARCHAR,             -- inconsistent / low_confidence / tie / parse_error / judge_error / pending
+            threshold DOUBLE NOT NULL,
+            updated_at TIMESTAMP DEFAULT now(),
+            PRIMARY KEY (job_id, pair_id, principle_id)
+        );
+        CREATE TABLE pair_preferences (
+            job_id VARCHAR NOT NULL,
+            pair_id VARCHAR NOT NULL,
+            n_principles INTEGER NOT NULL,
+            n_kept INTEGER NOT NULL,
+            p_a DOUBLE,                      -- weight-averaged over the kept principles
+            confidence DOUBLE,
+            chosen VARCHAR,
+            principle_agreement DOUBLE,      -- share of judged principles that chose the same side as the pair
+            kept BOOLEAN NOT NULL,
+            drop_reason VARCHAR,
+            updated_at TIMESTAMP DEFAULT now(),
+            PRIMARY KEY (job_id, pair_id)
+        );
+        """
+    )
+
+
+@migration
+def m002_label_views(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE VIEW kept_pairs AS
+            SELECT pp.job_id, p.id AS pair_id, p.prompt_id, p.prompt, p.is_chat,
+                   CASE WHEN pp.chosen = 'a' THEN p.response_a ELSE p.response_b END AS chosen,
+                   CASE WHEN pp.chosen = 'a' THEN p.response_b ELSE p.response_a END AS rejected,
+                   pp.p_a, pp.confidence, pp.principle_agreement, pp.n_kept, p.source
+            FROM pair_preferences pp JOIN pairs p ON p.id = pp.pair_id
+            WHERE pp.kept;
+
+        CREATE VIEW position_bias AS
+            SELECT backend, model, principle_id,
+                   count(*) AS judgements,
+                   avg(CASE WHEN verdict = 'A' THEN 1.0 ELSE 0.0 END) AS first_slot_share,
+                   avg(p_first) AS mean_p_first
+            FROM judgements WHERE status = 'ok'
+            GROUP BY ALL;
+
+        CREATE VIEW consistency AS
+            SELECT j.backend, j.model, pr.principle_id,
+                   count(*) AS judged,
+                   avg(CASE WHEN pr.consistent THEN 1.0 ELSE 0.0 END) AS consistency_rate,
+                   avg(CASE WHEN pr.kept THEN 1.0 ELSE 0.0 END) AS kept_rate
+            FROM preferences pr JOIN label_jobs j USING (job_id)
+            WHERE pr.drop_reason IS DISTINCT FROM 'pending'
+              AND pr.drop_reason IS DISTINCT FROM 'parse_error'
+              AND pr.drop_reason IS DISTINCT FROM 'judge_error'
+            GROUP BY ALL;
+
+        CREATE VIEW confidence_histogram AS
+            SELECT job_id,
+                   least(floor(confidence * 10) / 10, 0.9) AS bucket,
+                   count(*) AS preferences,
+                   sum(CASE WHEN kept THEN 1 ELSE 0 END) AS kept
+            FROM preferences WHERE confidence IS NOT NULL
+            GROUP BY ALL;
+
+        CREATE VIEW drop_reasons AS
+            SELECT job_id, coalesce(drop_reason, 'kept') AS reason, count(*) AS preferences
+            FROM preferences GROUP BY ALL;
+
+        CREATE VIEW job_costs AS
+            SELECT j.job_id, j.judge_spec,
+                   (SELECT count(*) FROM judgements x WHERE x.job_id = j.job_id) AS calls,
+                   (SELECT coalesce(sum(tokens_in), 0) FROM judgements x WHERE x.job_id = j.job_id) AS tokens_in,
+                   (SELECT coalesce(sum(tokens_out), 0) FROM judgements x WHERE x.job_id = j.job_id) AS tokens_out,
+                   (SELECT coalesce(sum(cost), 0) FROM judgements x WHERE x.job_id = j.job_id) AS cost,
+                   (SELECT count(*) FROM pair_preferences pp WHERE pp.job_id = j.job_id AND pp.kept) AS kept_pairs
+            FROM label_jobs j;
+
+        CREATE VIEW cost_per_kept_pair AS
+            SELECT job_id, judge_spec, calls, tokens_in, tokens_out, cost, kept_pairs,
+                   CASE WHEN kept_pairs > 0 THEN cost / kept_pairs END AS cost_per_kept_pair,
+                   CASE WHEN kept_pairs > 0 THEN (tokens_in + tokens_out) / kept_pairs END AS tokens_per_kept_pair
+            FROM job_costs;
+        """
+    )

@@ -1,0 +1,23 @@
+"""Shared fixtures. Keep each one small and written for the tests that use it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.loopback_server import LoopbackServer
+
+
+@pytest.fixture(scope="module")
+def loopback_server() -> Iterator[LoopbackServer]:
+    """One fake judge per test module: starting a server thread costs more than most tests."""
+    with LoopbackServer() as server:
+        yield server
+
+
+@pytest.fixture
+def loopback(loopback_server: LoopbackServer) -> LoopbackServer:
+    """The module's fake judge, with no requests seen and the default behaviour."""
+    loopback_server.reset()
+    return loopback_server

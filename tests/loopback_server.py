@@ -1,0 +1,408 @@
+"""A fake judge that speaks the OpenAI and Anthropic wire protocols on 127.0.0.1.
+
+The real SDKs (openai, anthropic) and litellm talk to it as they would to the provider, so the backends are
+tested end to end with nothing mocked inside them. What the fake judge answers is set by a mutable
+`Behaviour` that tests change between calls: position bias, which slot is truly better, the confidence it
+reports, and failure modes (garbage text, 429 with Retry-After, 5xx, slow answers).
+
+Answers are deterministic per conversation: the random draws are seeded from a hash of the messages, so the
+same request always gets the same answer and a re-run can be compared with the first run.
+
+Run it in a thread (`with LoopbackServer() as server: ...`) or as its own process for benchmarks that want
+the server on another core: `python -m tests.loopback_server --port 8123 --latency 0.1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import itertools
+import math
+import random
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+MODES = ("ok", "garbage", "status_429", "status_500", "slow")
+
+_RESPONSE_A = re.compile(r'<response id="A">\n(.*?)\n</response>', re.DOTALL)
+_RESPONSE_B = re.compile(r'<response id="B">\n(.*?)\n</response>', re.DOTALL)
+_GARBAGE = "I cannot decide."
+_JSON = "application/json"
+_OTHER = {"A": "B", "B": "A"}
+
+
+@dataclass
+class Behaviour:
+    """How the fake judge answers. Tests mutate the fields between requests.
+
+    first_bias: probability of answering the first slot ("A") whatever the content.
+    truth: given (first text, second text) returns the better slot, "A" or "B"; None means always "A".
+    confidence: the probability c reported for the chosen letter (logprobs and verbalised confidence).
+    mode: "ok", "garbage" (text with no verdict), "slow" (sleep `slow_s` first, to trip client timeouts),
+        or "status_NNN" for any HTTP status (the named ones are "status_429" and "status_500").
+    fail_first_n: with a "status_NNN" mode, only the first n requests fail (counted since the behaviour was
+        set or the server reset), then answers are normal again. 0 means every request fails.
+    retry_after: the Retry-After header value sent with a 429 (None sends no header).
+    latency_s: sleep before every answer (benchmarks).
+    """
+
+    first_bias: float = 0.0
+    truth: Callable[[str, str], str] | None = None
+    confidence: float = 0.9
+    mode: str = "ok"
+    fail_first_n: int = 0
+    retry_after: float | None = None
+    latency_s: float = 0.0
+    slow_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SeenRequest:
+    """One request as the server saw it. `key` hashes the conversation (system + messages)."""
+
+    path: str
+    body: dict[str, Any]
+    key: str
+
+
+@dataclass(slots=True)
+class _Judged:
+    """The parts of a request that decide the answer."""
+
+    first: str
+    second: str
+    ask: str  # "direct", "cot" or "verbalised", read from the instruction after the last response
+
+
+class LoopbackServer:
+    """The fake judge on 127.0.0.1, in a background thread with its own event loop."""
+
+    def __init__(self, port: int = 0, behaviour: Behaviour | None = None) -> None:
+        self._behaviour = behaviour or Behaviour()
+        self.requests: list[SeenRequest] = []
+        self.failures = 0  # failures served under the current behaviour, for `fail_first_n`
+        self._port = port
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def openai_base(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def anthropic_base(self) -> str:
+        # The Anthropic SDK and litellm append /v1/messages themselves.
+        return self.url
+
+    @property
+    def request_count(self) -> int:
+        return len(self.requests)
+
+    @property
+    def behaviour(self) -> Behaviour:
+        return self._behaviour
+
+    @behaviour.setter
+    def behaviour(self, behaviour: Behaviour) -> None:
+        self._behaviour = behaviour
+        self.failures = 0
+
+    def reset(self, behaviour: Behaviour | None = None) -> None:
+        """Forget the seen requests and go back to the default (or the given) behaviour."""
+        self.requests.clear()
+        self.behaviour = behaviour or Behaviour()
+
+    def start(self) -> LoopbackServer:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="loopback-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("loopback server did not start within 10 s")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _serve(self, ready: threading.Event) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self.open())
+        ready.set()
+        self._loop.run_forever()
+
+    async def open(self) -> None:
+        """Bind and listen on the current event loop (the separate-process entry point uses this too)."""
+        # No access log: formatting a log line per request costs more than answering it.
+        # A short shutdown timeout: a "slow" handler must not hold up stop() for its whole sleep.
+        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
+        await site.start()
+        self._port = self._runner.addresses[0][1]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/models", self._models)
+        app.router.add_post("/{prefix:.*}", self._dispatch)
+        return app
+
+    # -- handlers ----------------------------------------------------------------------------------
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return _json({"object": "list", "data": [{"id": "loopback-judge", "object": "model", "owned_by": "tests"}]})
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        # Routed by suffix so that base URLs with or without /v1 both work, as they do for real proxies.
+        path = request.path
+        if path.endswith("/chat/completions"):
+            protocol = "openai"
+        elif path.endswith("/messages"):
+            protocol = "anthropic"
+        else:
+            return _error(404, f"no route for POST {path}", "not_found_error", "openai")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "request body is not JSON", "invalid_request_error", protocol)
+        turns = _conversation(body)
+        key = hashlib.blake2b("\x00".join(turns).encode(), digest_size=8).hexdigest()
+        self.requests.append(SeenRequest(path, body, key))
+        behaviour = self.behaviour
+        failure = self._failure(behaviour, protocol)
+        if failure is not None:
+            return failure
+        if behaviour.latency_s:
+            await asyncio.sleep(behaviour.latency_s)
+        if behaviour.mode == "slow":
+            await asyncio.sleep(behaviour.slow_s)
+        if not body.get("model") or not isinstance(body.get("messages"), list):
+            return _error(400, "model and messages are required", "invalid_request_error", protocol)
+        user = turns[-1] if turns else ""
+        if protocol == "openai":
+            answer = _answers(behaviour, user, key, int(body.get("n") or 1))
+            return _json(_chat_completion(body, answer, turns, behaviour, next(self._ids)))
+        answer = _answers(behaviour, user, key, 1)  # the Messages API has no `n`
+        return _json(_anthropic_message(body, answer.texts[0], turns, next(self._ids)))
+
+    def _failure(self, behaviour: Behaviour, protocol: str) -> web.Response | None:
+        if not behaviour.mode.startswith("status_"):
+            return None
+        if behaviour.fail_first_n and self.failures >= behaviour.fail_first_n:
+            return None
+        self.failures += 1
+        status = int(behaviour.mode.removeprefix("status_"))
+        headers = {}
+        if status == 429 and behaviour.retry_after is not None:
+            headers["Retry-After"] = _seconds(behaviour.retry_after)
+        kind = "rate_limit_error" if status == 429 else "api_error" if status >= 500 else "invalid_request_error"
+        return _error(status, f"loopback says {status}", kind, protocol, headers)
+
+
+# -- request reading -------------------------------------------------------------------------------
+
+
+def _text(content: Any) -> str:
+    """Message content is a string, or (Anthropic, and OpenAI multi-part) a list of typed blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return ""
+
+
+def _conversation(body: dict[str, Any]) -> list[str]:
+    """The texts of the conversation, system first, the same for both protocols."""
+    turns = [_text(body["system"])] if body.get("system") else []
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        turns.extend(_text(m.get("content")) for m in messages if isinstance(m, dict))
+    return turns
+
+
+def _judged(user: str) -> _Judged:
+    first, second = _RESPONSE_A.search(user), _RESPONSE_B.search(user)
+    instructions = user.rsplit("</response>", 1)[-1]
+    ask = "cot" if "Verdict:" in instructions else "verbalised" if "Confidence:" in instructions else "direct"
+    return _Judged(
+        first=first[1] if first else "",
+        second=second[1] if second else "",
+        ask=ask,
+    )
+
+
+# -- answering -------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Answer:
+    letters: list[str | None]  # one per choice; None in garbage mode
+    texts: list[str]
+
+
+def _answers(behaviour: Behaviour, user: str, key: str, n: int) -> _Answer:
+    judged = _judged(user)
+    rng = random.Random(int(key, 16))
+    if behaviour.mode == "garbage":
+        return _Answer([None] * n, [_GARBAGE] * n)
+    truth = behaviour.truth(judged.first, judged.second) if behaviour.truth else "A"
+    letters: list[str | None] = ["A" if rng.random() < behaviour.first_bias else truth for _ in range(n)]
+    return _Answer(letters, [_render(letter, judged, behaviour.confidence) for letter in letters])
+
+
+def _render(letter: str | None, judged: _Judged, confidence: float) -> str:
+    if judged.ask == "cot":
+        return (
+            f"Response A has {len(judged.first)} characters and response B has {len(judged.second)}. "
+            f"Weighing both against the principle.\nVerdict: {letter}"
+        )
+    if judged.ask == "verbalised":
+        return f"{letter}\nConfidence: {round(confidence * 100)}"
+    return str(letter)
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+def _first_token_logprobs(letter: str | None, confidence: float) -> dict[str, Any]:
+    if letter is None:  # garbage: the first token is not a letter at all
+        top = [("I", -0.05), ("The", -3.0), ("A", -6.0)]
+    else:
+        c = min(max(confidence, 1e-9), 1 - 1e-9)
+        top = [(letter, math.log(c)), (_OTHER[letter], math.log(1 - c))]
+    entries = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top]
+    return {"content": [{**entries[0], "top_logprobs": entries}], "refusal": None}
+
+
+def _chat_completion(
+    body: dict[str, Any], answer: _Answer, turns: list[str], behaviour: Behaviour, seq: int
+) -> dict[str, Any]:
+    want_logprobs = bool(body.get("logprobs"))
+    choices = []
+    for i, (letter, text) in enumerate(zip(answer.letters, answer.texts)):
+        choice: dict[str, Any] = {
+            "index": i,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+        if want_logprobs:
+            logprobs = _first_token_logprobs(letter, behaviour.confidence)
+            top_k = int(body.get("top_logprobs") or 0)
+            logprobs["content"][0]["top_logprobs"] = logprobs["content"][0]["top_logprobs"][:top_k]
+            choice["logprobs"] = logprobs
+        choices.append(choice)
+    prompt_tokens = sum(_tokens(t) for t in turns)
+    completion_tokens = sum(_tokens(t) for t in answer.texts)
+    return {
+        "id": f"chatcmpl-loopback-{seq}",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": body.get("model"),
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "loopback",
+    }
+
+
+def _anthropic_message(body: dict[str, Any], text: str, turns: list[str], seq: int) -> dict[str, Any]:
+    return {
+        "id": f"msg_loopback_{seq}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model"),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": sum(_tokens(t) for t in turns), "output_tokens": _tokens(text)},
+    }
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+
+def _json(payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON, headers=headers)
+
+
+def _error(
+    status: int, message: str, kind: str, protocol: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    if protocol == "anthropic":
+        payload = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        payload = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return _json(payload, status, headers)
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+# -- separate process ------------------------------------------------------------------------------
+
+
+async def _serve_forever(port: int, behaviour: Behaviour) -> None:
+    server = LoopbackServer(port, behaviour)
+    await server.open()
+    print(f"loopback judge listening on {server.url}", flush=True)
+    await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic judge on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8123)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep before each answer")
+    parser.add_argument("--first-bias", type=float, default=0.0)
+    parser.add_argument("--confidence", type=float, default=0.9)
+    parser.add_argument("--mode", default="ok")
+    args = parser.parse_args(argv)
+    behaviour = Behaviour(
+        first_bias=args.first_bias, confidence=args.confidence, mode=args.mode, latency_s=args.latency
+    )
+    try:
+        asyncio.run(_serve_forever(args.port, behaviour))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
