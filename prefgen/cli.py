@@ -34,7 +34,183 @@ def cli() -> None:
     judgement in DuckDB, mix AI and human preferences, and train reward models with TRL."""
 
 
+@cli.command()
+@click.option("--constitution", "-c", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Constitution file (YAML or JSON).")
+@click.option("--pairs", "-p", required=True,
+              help="Pairs: .jsonl/.csv/.parquet with prompt, response_a, response_b; a datasets directory; "
+                   "or FILE.duckdb:TABLE.")
+@click.option("--judge", "-j", default="local", show_default=True,
+              help="Judge spec: openai:MODEL, anthropic:MODEL, litellm:PROVIDER/MODEL, local, local:/path.")
+@DB_OPTION
+@click.option("--api-base", default=None, help="Base URL of an OpenAI-compatible or Anthropic-compatible server.")
+@click.option("--api-key", default=None, envvar="PREFGEN_API_KEY",
+              help="API key (default: the provider's usual environment variable).")
+@click.option("--concurrency", default=16, show_default=True, help="Judge calls in flight at once.")
+@click.option("--threshold", default=0.5, show_default=True,
+              help="Keep a preference when consistent across orders and |2 P(a better) - 1| >= this.")
+@click.option("--max-cost", type=float, default=None, help="Stop cleanly before spending more than this (USD).")
+@click.option("--limit", type=int, default=None, help="Label only the first N pairs.")
+@click.option("--mode", type=click.Choice(["direct", "cot", "verbalised"]), default="direct", show_default=True,
+              help="direct: one letter (soft label from logprobs); cot: reason, then a verdict line; "
+                   "verbalised: letter plus a stated confidence.")
+@click.option("--samples", default=1, show_default=True,
+              help="Self-consistency: sample N answers per call (for judges without logprobs).")
+@click.option("--price-in", type=float, default=None, help="USD per million input tokens (overrides the list price).")
+@click.option("--price-out", type=float, default=None, help="USD per million output tokens.")
+@click.option("--max-attempts", default=5, show_default=True, help="Tries per call on 429/5xx/timeouts.")
+@click.option("--timeout", "timeout_s", default=120.0, show_default=True, help="Seconds per call.")
+@click.option("--transport", type=click.Choice(["http", "sdk"]), default="http", show_default=True,
+              help="openai backend: lean HTTP client (fast) or the official SDK.")
+@click.option("--batch-size", default=8, show_default=True, help="Local judge: requests per forward pass.")
+@click.option("--skip-bad", is_flag=True, help="Skip invalid rows (reported) instead of failing.")
+@click.option("--dry-run", is_flag=True, help="Estimate calls, tokens and cost; send nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def label(no_progress: bool, **options) -> None:
+    """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
+
+    Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
+    """
+    from prefgen.pipelines.label import LabelConfig, run_label
+    from prefgen.pipelines.report import print_label_summary
+
+    summary = run_label(LabelConfig(progress=not no_progress, **options))
+    print_label_summary(summary)
+    if summary.status == "interrupted":
+        sys.exit(130)
+
+
+@cli.command()
+@click.argument("query")
+@DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to a file.")
+def sql(query: str, db: Path, fmt: str, out: Path | None) -> None:
+    """Run SQL against the store (opened read-only) and print or export the result."""
+    from prefgen.pipelines.report import write_query_result
+    from prefgen.storage.db import Store
+
+    with Store(db, read_only=True) as store:
+        write_query_result(store.run_sql(query), fmt, out)
+
+
+@cli.command()
+@DB_OPTION
+def stats(db: Path) -> None:
+    """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
+    from prefgen.pipelines.report import print_stats
+    from prefgen.storage.db import Store
+
+    with Store(db, read_only=True) as store:
+        print_stats(store)
+
+
 # --- human data, agreement, mixes (issue 3) ---
+
+
+@cli.command("import-human")
+@click.argument("file")
+@click.option("--format", "fmt", type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]),
+              default="auto", show_default=True,
+              help="hh: HH-RLHF chosen/rejected transcripts; trl: prompt/chosen/rejected (text or messages); "
+                   "pairwise: prompt, two responses, winner; annotators: several annotator* columns.")
+@DB_OPTION
+@click.option("--source", default=None,
+              help="Name of this import (default: the file's stem). Importing a name again replaces its labels.")
+@click.option("--skip-bad", is_flag=True, help="Skip invalid rows (reported) instead of failing with nothing written.")
+@click.option("--column", "columns", multiple=True, metavar="OURS=THEIRS",
+              help="Read column THEIRS as OURS (prompt, response_a, response_b, winner, chosen, rejected).")
+def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bool, columns: tuple[str, ...]) -> None:
+    """Import human preference labels (JSONL, CSV, Parquet, a datasets directory, or FILE.duckdb:TABLE)."""
+    from prefgen.pipelines.human import import_human as run_import
+    from prefgen.pipelines.human import parse_column_map
+    from prefgen.storage.db import Store
+
+    with Store(db) as store:
+        report = run_import(store, file, fmt=fmt, source=source, skip_bad=skip_bad,
+                            columns=parse_column_map(columns))
+    click.echo("\n".join(report.lines()))
+
+
+@cli.command()
+@DB_OPTION
+@click.option("--heldout", type=float, required=True, help="Share of human-labelled prompts to hold out, in [0, 1).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the prompt hash that decides each side.")
+def split(db: Path, heldout: float, seed: int) -> None:
+    """Hold out human labels by prompt: no prompt has labels on both sides, and held-out prompts never
+    enter a training mix (AI pairs included)."""
+    from prefgen.pipelines.split import split_human
+    from prefgen.storage.db import Store
+
+    with Store(db) as store:
+        report = split_human(store, heldout=heldout, seed=seed)
+    click.echo("\n".join(report.lines()))
+
+
+@cli.command()
+@DB_OPTION
+@click.option("--judge", default=None, help="Only this judge spec (or label job id).")
+@click.option("--split", "split_name", type=click.Choice(["train", "heldout"]), default=None,
+              help="Only human labels on this side of the split.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as_json: bool) -> None:
+    """Judge/human agreement (ties excluded and as half, Cohen's kappa, 95% bootstrap interval), per
+    principle and confidence bucket, before and after the filter; and inter-annotator agreement."""
+    import orjson
+
+    from prefgen.pipelines.agreement import agreement_report, format_tables, summary_rows
+    from prefgen.storage.db import Store
+
+    with Store(db) as store:
+        report = agreement_report(store, judge=judge, split=split_name, seed=seed)
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(format_tables(summary_rows(report)))
+
+
+@cli.command()
+@DB_OPTION
+@click.option("--name", required=True, help="Name of the mix (building a name again replaces it).")
+@click.option("--human-ratio", default=0.25, show_default=True, help="Share of human rows in the mix, in [0, 1].")
+@click.option("--ai-min-confidence", type=float, default=None, help="Leave out kept AI pairs less confident than this.")
+@click.option("--max-per-prompt", type=int, default=None, help="At most this many pairs per prompt.")
+@click.option("--weight-by-confidence", is_flag=True, help="Add a sample `weight` column from the confidence.")
+@click.option("--margin-by-confidence", is_flag=True, help="Add TRL's `margin` column from the confidence.")
+@click.option("--seed", default=0, show_default=True, help="Seed of subsampling and order.")
+@click.option("--judge", default=None, help="Only AI preferences of this judge spec (or label job id).")
+@click.option("--size", type=int, default=None, help="At most this many rows (a shortfall is reported).")
+def mix(db: Path, **options) -> None:
+    """Blend kept AI preferences with human train labels at an exact ratio; store rows and manifest."""
+    from prefgen.pipelines.mix import MixConfig, build_mix
+    from prefgen.storage.db import Store
+
+    with Store(db) as store:
+        report = build_mix(store, MixConfig(**options))
+    click.echo("\n".join(report.lines()))
+
+
+@cli.command()
+@DB_OPTION
+@click.option("--mix", "mix_name", default=None, help="The mix to export.")
+@click.option("--split", "split_name", type=click.Choice(["heldout"]), default=None,
+              help="Export the held-out human set instead of a mix.")
+@click.option("--format", "fmt", type=click.Choice(["hf", "parquet", "jsonl"]), default="jsonl", show_default=True,
+              help="hf: a datasets directory (save_to_disk); parquet; jsonl.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="File (or directory, for hf) to write.")
+def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out: Path) -> None:
+    """Write a mix, or the held-out human set, in TRL's preference format (prompt, chosen, rejected,
+    optional margin, source, pair_id); conversational when the prompts are chats."""
+    from prefgen.storage.db import Store
+    from prefgen.storage.export import export_preferences
+
+    with Store(db) as store:
+        report = export_preferences(store, out, fmt=fmt, mix=mix_name, split=split_name)
+    click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
+               f"{', conversational' if report.conversational else ''})")
+
 
 # --- reward models (issue 4) ---
 

@@ -84,9 +84,12 @@ class _Judged:
 class LoopbackServer:
     """The fake judge on 127.0.0.1, in a background thread with its own event loop."""
 
-    def __init__(self, port: int = 0, behaviour: Behaviour | None = None) -> None:
+    def __init__(self, port: int = 0, behaviour: Behaviour | None = None, *, record: bool = True) -> None:
         self._behaviour = behaviour or Behaviour()
+        # A long benchmark run in its own process counts requests but does not keep every body.
+        self.record = record
         self.requests: list[SeenRequest] = []
+        self.received = 0
         self.failures = 0  # failures served under the current behaviour, for `fail_first_n`
         self._port = port
         self._ids = itertools.count(1)
@@ -111,7 +114,7 @@ class LoopbackServer:
 
     @property
     def request_count(self) -> int:
-        return len(self.requests)
+        return self.received
 
     @property
     def behaviour(self) -> Behaviour:
@@ -125,6 +128,7 @@ class LoopbackServer:
     def reset(self, behaviour: Behaviour | None = None) -> None:
         """Forget the seen requests and go back to the default (or the given) behaviour."""
         self.requests.clear()
+        self.received = 0
         self.behaviour = behaviour or Behaviour()
 
     def start(self) -> LoopbackServer:
@@ -161,8 +165,11 @@ class LoopbackServer:
     async def open(self) -> None:
         """Bind and listen on the current event loop (the separate-process entry point uses this too)."""
         # No access log: formatting a log line per request costs more than answering it.
-        # A short shutdown timeout: a "slow" handler must not hold up stop() for its whole sleep.
-        self._runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.2)
+        # A handler whose client gave up (a timeout test) is cancelled rather than left asleep, and a short
+        # shutdown timeout keeps stop() from waiting out a "slow" sleep.
+        self._runner = web.AppRunner(
+            self._app(), access_log=None, handler_cancellation=True, shutdown_timeout=0.2
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self._port, backlog=1024)
         await site.start()
@@ -172,6 +179,11 @@ class LoopbackServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # Handlers still asleep ("slow" mode, latency) would die with the loop and warn; end them here.
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -197,10 +209,14 @@ class LoopbackServer:
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return _error(400, "request body is not JSON", "invalid_request_error", protocol)
+            body = None
+        if not isinstance(body, dict):
+            return _error(400, "the request body is not a JSON object", "invalid_request_error", protocol)
         turns = _conversation(body)
         key = hashlib.blake2b("\x00".join(turns).encode(), digest_size=8).hexdigest()
-        self.requests.append(SeenRequest(path, body, key))
+        self.received += 1
+        if self.record:
+            self.requests.append(SeenRequest(path, body, key))
         behaviour = self.behaviour
         failure = self._failure(behaviour, protocol)
         if failure is not None:
@@ -381,7 +397,7 @@ def _seconds(value: float) -> str:
 
 
 async def _serve_forever(port: int, behaviour: Behaviour) -> None:
-    server = LoopbackServer(port, behaviour)
+    server = LoopbackServer(port, behaviour, record=False)
     await server.open()
     print(f"loopback judge listening on {server.url}", flush=True)
     await asyncio.Event().wait()
@@ -393,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to sleep before each answer")
     parser.add_argument("--first-bias", type=float, default=0.0)
     parser.add_argument("--confidence", type=float, default=0.9)
-    parser.add_argument("--mode", default="ok")
+    parser.add_argument("--mode", default="ok", help=f"one of {', '.join(MODES)}, or status_NNN")
     args = parser.parse_args(argv)
     behaviour = Behaviour(
         first_bias=args.first_bias, confidence=args.confidence, mode=args.mode, latency_s=args.latency

@@ -8,9 +8,11 @@ no `n`, so n samples are n concurrent calls whose texts and token counts are poo
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prefgen.judge.base import Completion, SamplingParams, TransientError
+from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
 from prefgen.judge.openai_backend import error_for_status, sdk_error_message
 
 
@@ -43,6 +45,31 @@ def merge(completions: list[Completion]) -> Completion:
     )
 
 
+async def sample_separately(call: Callable[[], Awaitable[Completion]], n: int) -> Completion:
+    """n concurrent single-sample calls as one n-sample `Completion` (for APIs without `n`).
+
+    A TaskGroup cancels the other calls as soon as one fails. Its ExceptionGroup is unwrapped, because the
+    retry policy in `judge.core` looks for a plain TransientError / PermanentError; a permanent failure
+    wins, since retrying the others would not help.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call()) for _ in range(n)]
+    except ExceptionGroup as failed:
+        permanent = [e for e in failed.exceptions if isinstance(e, PermanentError)]
+        raise (permanent or failed.exceptions)[0] from None
+    return merge([task.result() for task in tasks])
+
+
+def _api_key(api_key: str | None, api_base: str | None) -> str | None:
+    """The key to send. None lets the SDK resolve its own credential sources (env, profiles) for the real API;
+    a gateway at `api_base` may need no key, and without a placeholder the SDK would refuse to send at all."""
+    key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+    if key is None and api_base is not None and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+        return "no-key"
+    return key
+
+
 class AnthropicBackend:
     """A judge behind the Anthropic Messages API. `concurrency` bounds the requests in flight."""
 
@@ -61,18 +88,16 @@ class AnthropicBackend:
         import anthropic
 
         self.model = model
-        # api_key None lets the SDK resolve ANTHROPIC_API_KEY (and its other credential sources) itself.
-        self._client = anthropic.AsyncAnthropic(base_url=api_base, api_key=api_key, max_retries=0, timeout=timeout)
+        self._client = anthropic.AsyncAnthropic(
+            base_url=api_base, api_key=_api_key(api_key, api_base), max_retries=0, timeout=timeout
+        )
         self._slots = asyncio.Semaphore(concurrency)
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         system, turns = split_system(messages)
         if params.n == 1:
             return await self._one(system, turns, params)
-        # A TaskGroup cancels the sibling calls as soon as one fails, so nothing runs on unobserved.
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._one(system, turns, params)) for _ in range(params.n)]
-        return merge([task.result() for task in tasks])
+        return await sample_separately(lambda: self._one(system, turns, params), params.n)
 
     async def _one(self, system: str | None, turns: list[dict[str, str]], params: SamplingParams) -> Completion:
         import anthropic
@@ -81,12 +106,11 @@ class AnthropicBackend:
             "model": self.model,
             "messages": turns,
             "max_tokens": params.max_tokens,
-            "temperature": params.temperature,
+            # The 2.x SDK has no `temperature` argument any more; the API still takes the field.
+            "extra_body": {"temperature": params.temperature, **dict(params.extra)},
         }
         if system is not None:
             request["system"] = system
-        if params.extra:
-            request["extra_body"] = dict(params.extra)
         try:
             async with self._slots:
                 message = await self._client.messages.create(**request)

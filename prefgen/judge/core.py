@@ -76,7 +76,7 @@ class JudgeClient:
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self.max_attempts),
-                wait=_wait(wait_exponential_jitter(initial=self.backoff_initial_s, max=self.backoff_max_s)),
+                wait=_wait(wait_exponential_jitter(multiplier=self.backoff_initial_s, max=self.backoff_max_s)),
                 retry=retry_if_exception_type(TransientError),
                 reraise=True,
             ):

@@ -10,7 +10,8 @@ import asyncio
 import os
 from typing import Any
 
-from prefgen.judge.anthropic_backend import merge
+from prefgen.errors import PrefgenError
+from prefgen.judge.anthropic_backend import sample_separately
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
 from prefgen.judge.openai_backend import error_for_status, parse_chat_completion, retry_after_seconds
 
@@ -28,20 +29,30 @@ def _import_litellm() -> Any:
 
 
 def _headers_of(exc: Exception) -> Any:
-    """Response headers of a litellm error: explicit `headers` first, else those of the wrapped response."""
-    headers = getattr(exc, "headers", None)
-    if headers:
-        return headers
-    response = getattr(exc, "response", None)
-    return getattr(response, "headers", None)
+    """The provider's response headers on a litellm error, wherever this litellm version keeps them.
+
+    litellm rebuilds `exc.response` without the provider's headers (so that a proxy cannot leak them); the
+    originals, Retry-After included, are on `litellm_response_headers`.
+    """
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(exc, "headers", None),
+        getattr(getattr(exc, "response", None), "headers", None),
+    ):
+        if headers:
+            return headers
+    return None
 
 
-def map_litellm_error(exc: Exception) -> Exception:
-    """litellm's exceptions (subclasses of the OpenAI SDK's) as TransientError / PermanentError."""
+def map_litellm_error(exc: Exception) -> TransientError | PermanentError:
+    """litellm's exceptions as TransientError / PermanentError, by status code where there is one.
+
+    They all derive from the OpenAI SDK's: litellm.Timeout and litellm.APIConnectionError from
+    openai.APIConnectionError, the rate-limit / unavailable / internal errors carry 429 / 503 / 500.
+    """
     import openai
 
-    litellm = _import_litellm()
-    if isinstance(exc, (litellm.Timeout, litellm.APIConnectionError, openai.APIConnectionError)):
+    if isinstance(exc, openai.APIConnectionError):
         return TransientError(f"{type(exc).__name__}: {exc}", retry_after=retry_after_seconds(_headers_of(exc)))
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 400:
@@ -63,25 +74,22 @@ class LiteLLMBackend:
         timeout: float = 60.0,
         concurrency: int = 64,
     ) -> None:
-        litellm = _import_litellm()
+        self._litellm = litellm = _import_litellm()
         self.model = model
         self._api_base = api_base
         self._api_key = api_key
         self._timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
-        _, provider, _, _ = litellm.get_llm_provider(model, api_base=api_base)
-        self.provider: str = provider
-        self.supports_logprobs = provider in LOGPROB_PROVIDERS
-        supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=provider) or ()
+        self.provider = _provider_of(litellm, model, api_base)
+        self.supports_logprobs = self.provider in LOGPROB_PROVIDERS
+        supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=self.provider) or ()
         # Providers without `n` (Anthropic, Ollama) get n separate calls instead of an error.
         self._native_n = "n" in supported
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         if params.n == 1 or self._native_n:
             return await self._call(messages, params, params.n)
-        async with asyncio.TaskGroup() as group:  # cancels the siblings as soon as one call fails
-            tasks = [group.create_task(self._call(messages, params, 1)) for _ in range(params.n)]
-        return merge([task.result() for task in tasks])
+        return await sample_separately(lambda: self._call(messages, params, 1), params.n)
 
     def _request(self, messages: list[dict[str, str]], params: SamplingParams, n: int) -> dict[str, Any]:
         request: dict[str, Any] = {
@@ -108,10 +116,9 @@ class LiteLLMBackend:
     async def _call(self, messages: list[dict[str, str]], params: SamplingParams, n: int) -> Completion:
         import openai
 
-        litellm = _import_litellm()
         try:
             async with self._slots:
-                response = await litellm.acompletion(**self._request(messages, params, n))
+                response = await self._litellm.acompletion(**self._request(messages, params, n))
         except openai.OpenAIError as exc:  # every litellm provider error derives from the OpenAI SDK's
             raise map_litellm_error(exc) from exc
         completion = parse_chat_completion(response.model_dump())
@@ -120,6 +127,17 @@ class LiteLLMBackend:
 
     async def aclose(self) -> None:
         """litellm keeps its HTTP clients in a module-level cache it owns; there is nothing of ours to close."""
+
+
+def _provider_of(litellm: Any, model: str, api_base: str | None) -> str:
+    try:
+        _, provider, _, _ = litellm.get_llm_provider(model, api_base=api_base)
+    except litellm.BadRequestError as exc:
+        raise PrefgenError(
+            f"litellm cannot tell the provider of model {model!r}; prefix it, e.g. openai/{model}, "
+            f"anthropic/{model}, ollama/{model} or hosted_vllm/{model}"
+        ) from exc
+    return str(provider)
 
 
 def _reported_cost(response: Any) -> float | None:

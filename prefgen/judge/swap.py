@@ -46,10 +46,9 @@ def aggregate_orders(
     confidence = abs(2.0 * p_a - 1.0)
     side_ab, side_ba = _side(p_ab, first_is_a=True), _side(p_ba, first_is_a=False)
     chosen = "tie" if p_a == 0.5 else ("a" if p_a > 0.5 else "b")
-    if "tie" in (side_ab, side_ba) or chosen == "tie":
+    if "tie" in (side_ab, side_ba):  # the judge itself could not separate them in one order
         return SwapResult(p_a, False, confidence, "tie", False, "tie")
-    consistent = side_ab == side_ba
-    if not consistent:
+    if side_ab != side_ba:  # e.g. a judge that always names the first slot: p_a = 0.5, inconsistent
         return SwapResult(p_a, False, confidence, chosen, False, "inconsistent")
     if confidence < threshold:
         return SwapResult(p_a, True, confidence, chosen, False, "low_confidence")

@@ -71,6 +71,13 @@ class Store:
         columns = [d[0] for d in cur.description] if cur.description else []
         return columns, cur.fetchall() if cur.description else []
 
+    def run_sql(self, sql: str):
+        """A user's query (from `prefgen sql`); errors come back as one readable line."""
+        try:
+            return self.query_arrow(sql)
+        except duckdb.Error as exc:
+            raise PrefgenError(f"SQL error: {exc}") from None
+
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         return self.con.execute(sql, params or []).to_arrow_table()
 

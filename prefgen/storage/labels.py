@@ -128,3 +128,17 @@ def job_summary(store: Store, job_id: str) -> dict[str, Any]:
         "pairs": row[0], "kept_pairs": row[1], "preferences": row[2], "kept_preferences": row[3],
         "reasons": reasons,
     }
+
+
+def job_position_stats(store: Store, job_id: str) -> dict[str, float | None]:
+    """Share of first-slot verdicts among answered calls, and the consistency rate of decided preferences."""
+    first, consistent = store.con.execute(
+        """SELECT
+             (SELECT avg(CASE WHEN verdict = 'A' THEN 1.0 ELSE 0.0 END) FROM judgements
+               WHERE job_id = $1 AND status = 'ok'),
+             (SELECT avg(CASE WHEN consistent THEN 1.0 ELSE 0.0 END) FROM preferences
+               WHERE job_id = $1 AND drop_reason IS DISTINCT FROM 'pending'
+                 AND coalesce(drop_reason, '') NOT IN ('parse_error', 'judge_error'))""",
+        [job_id],
+    ).fetchone()
+    return {"first_slot_share": first, "consistency_rate": consistent}

@@ -213,3 +213,72 @@ def m002_label_views(con: duckdb.DuckDBPyConnection) -> None:
             FROM job_costs;
         """
     )
+
+
+@migration
+def m003_human_labels(con: duckdb.DuckDBPyConnection) -> None:
+    # Every label a file gives is kept: each annotator's, and the consensus that speaks for the pair in that
+    # import ('label' when the format has one label per pair, 'majority' when it has several annotators).
+    # `split` is decided per prompt, so every label of a prompt is on the same side.
+    con.execute(
+        """
+        CREATE TABLE human_labels (
+            pair_id VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,         -- the import's name (--source, default the file's stem)
+            annotator VARCHAR NOT NULL,      -- 'label', 'majority', or the annotator's column name
+            winner VARCHAR NOT NULL,         -- a / b / tie, in the pair's canonical order
+            confidence DOUBLE,               -- consensus rows: 1 for a single label, the vote margin for a majority
+            source_line INTEGER,             -- line (or row) of the file it came from
+            split VARCHAR,                   -- train / heldout; NULL until `prefgen split`
+            imported_at TIMESTAMP DEFAULT now(),
+            PRIMARY KEY (pair_id, source, annotator)
+        );
+        CREATE TABLE human_split (
+            id INTEGER PRIMARY KEY,          -- always 1: there is one split per store
+            heldout DOUBLE NOT NULL,         -- share of prompts held out
+            seed BIGINT NOT NULL,
+            created_at TIMESTAMP DEFAULT now()
+        );
+        -- One human label per pair: the consensus of each import, and a tie where two imports disagree.
+        CREATE VIEW human_pair_labels AS
+            SELECT h.pair_id, p.prompt_id, any_value(h.split) AS split,
+                   CASE WHEN count(DISTINCT h.winner) = 1 THEN any_value(h.winner) ELSE 'tie' END AS winner,
+                   CASE WHEN count(DISTINCT h.winner) = 1 THEN min(h.confidence) ELSE 0.0 END AS confidence,
+                   string_agg(DISTINCT h.source, '+' ORDER BY h.source) AS sources
+            FROM human_labels h JOIN pairs p ON p.id = h.pair_id
+            WHERE h.annotator IN ('label', 'majority')
+            GROUP BY h.pair_id, p.prompt_id;
+        """
+    )
+
+
+@migration
+def m004_mixes(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE mixes (
+            name VARCHAR PRIMARY KEY,
+            content_hash VARCHAR NOT NULL,   -- hash of the ordered rows: the same mix built twice has the same hash
+            seed BIGINT NOT NULL,
+            human_ratio DOUBLE NOT NULL,     -- requested share of human rows
+            realised_ratio DOUBLE,
+            n_rows INTEGER NOT NULL,
+            inputs JSON NOT NULL,            -- label jobs, human sources, held-out split settings
+            filters JSON NOT NULL,           -- judge, AI confidence floor, per-prompt cap, size, margin/weight
+            counts JSON NOT NULL,            -- available, excluded, used per source; per principle; shortfall
+            created_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE mix_rows (
+            mix_name VARCHAR NOT NULL,
+            position INTEGER NOT NULL,
+            pair_id VARCHAR NOT NULL,
+            source VARCHAR NOT NULL,         -- human / ai
+            origin VARCHAR NOT NULL,         -- the label job id, or the human import(s)
+            chosen VARCHAR NOT NULL,         -- a / b
+            confidence DOUBLE,
+            margin DOUBLE,                   -- TRL margin, when the mix was built with --margin-by-confidence
+            weight DOUBLE,                   -- sample weight, when built with --weight-by-confidence
+            PRIMARY KEY (mix_name, position)
+        );
+        """
+    )

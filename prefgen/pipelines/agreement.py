@@ -1,0 +1,344 @@
+"""`prefgen agreement`: how far an AI judge agrees with the human labels, and the humans with each other.
+
+The metric functions at the top are pure (lists in, numbers out) so they are tested against hand-computed
+values; `agreement_report` fetches the rows from the store and applies them.
+
+Definitions:
+- agreement, ties excluded: share of pairs where the judge and the human chose the same side, over the pairs
+  where neither said tie;
+- agreement, ties as half: over every pair, 1 for the same label (tie = tie included), 1/2 when exactly one
+  side said tie, 0 for opposite sides;
+- Cohen's kappa over the labels a / b / tie; undefined (None) when chance agreement is already 1;
+- the interval is a percentile bootstrap over pairs (seeded, so a report is reproducible);
+- "before the filter" uses the judge's verdict on every pair it answered (P(a better) averaged over all its
+  principles, weighted), "after" only the pairs kept by the consistency/confidence filter;
+- inter-annotator: the mean share of agreeing annotator pairs per item and Fleiss' kappa, per import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from prefgen.storage import human as db
+from prefgen.storage.db import Store
+
+LABELS = ("a", "b", "tie")
+CONFIDENCE_EDGES = (0.2, 0.4, 0.6, 0.8)
+BOOTSTRAP_RESAMPLES = 2000
+_CHUNK = 256  # resamples drawn at once: bounds memory at _CHUNK x n indices
+
+
+# -- metrics ---------------------------------------------------------------------------------------------
+
+
+def match_scores(ai: Sequence[str], human: Sequence[str], *, ties: str = "exclude") -> np.ndarray:
+    """Per-pair agreement scores: ties="exclude" drops pairs with a tie on either side; "half" scores them."""
+    if ties == "exclude":
+        return np.array([float(x == y) for x, y in zip(ai, human) if "tie" not in (x, y)])
+    if ties == "half":
+        return np.array([1.0 if x == y else 0.5 if "tie" in (x, y) else 0.0 for x, y in zip(ai, human)])
+    raise ValueError(f"ties must be 'exclude' or 'half', not {ties!r}")
+
+
+def agreement_rate(ai: Sequence[str], human: Sequence[str], *, ties: str = "exclude") -> float | None:
+    scores = match_scores(ai, human, ties=ties)
+    return float(scores.mean()) if scores.size else None
+
+
+def cohen_kappa(x: Sequence[str], y: Sequence[str]) -> float | None:
+    """(p_o - p_e) / (1 - p_e) over the categories either rater used."""
+    if not x:
+        return None
+    n = len(x)
+    observed = sum(a == b for a, b in zip(x, y)) / n
+    cx, cy = Counter(x), Counter(y)
+    expected = sum(cx[k] * cy[k] for k in cx.keys() | cy.keys()) / (n * n)
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1.0 - expected)
+
+
+def bootstrap_interval(scores: np.ndarray, *, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of per-pair scores."""
+    n = len(scores)
+    if n == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, _CHUNK):
+        size = min(_CHUNK, n_resamples - start)
+        means[start:start + size] = scores[rng.integers(0, n, size=(size, n))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def vote_counts(items: Sequence[Sequence[str]], categories: Sequence[str] = LABELS) -> np.ndarray:
+    """Items x categories matrix of how many raters gave each label."""
+    index = {c: i for i, c in enumerate(categories)}
+    counts = np.zeros((len(items), len(categories)), dtype=np.int64)
+    for row, labels in enumerate(items):
+        for label in labels:
+            counts[row, index[label]] += 1
+    return counts
+
+
+def observed_agreement(counts: np.ndarray) -> float | None:
+    """Mean over items of the share of rater pairs that agree (Fleiss' P-bar); every item needs n >= 2 raters."""
+    if counts.size == 0:
+        return None
+    n = counts.sum(axis=1)
+    per_item = (counts * (counts - 1)).sum(axis=1) / (n * (n - 1))
+    return float(per_item.mean())
+
+
+def fleiss_kappa(counts: np.ndarray) -> float | None:
+    """Fleiss' kappa for items each rated by the same number of raters."""
+    p_bar = observed_agreement(counts)
+    if p_bar is None:
+        return None
+    shares = counts.sum(axis=0) / counts.sum()
+    p_e = float((shares**2).sum())
+    if p_e >= 1.0:
+        return None
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+def side_from_p(p_a: float) -> str:
+    return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "tie"
+
+
+def confidence_bucket(confidence: float) -> str:
+    lower = 0.0
+    for edge in CONFIDENCE_EDGES:
+        if confidence < edge:
+            return f"{lower:.1f}-{edge:.1f}"
+        lower = edge
+    return f"{lower:.1f}-1.0"
+
+
+# -- report ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rate:
+    n: int
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class AgreementStats:
+    pairs: int
+    ties_excluded: Rate
+    ties_half: Rate
+    kappa: float | None
+
+
+@dataclass
+class PrincipleAgreement:
+    principle_id: str
+    pairs: int
+    agreement: float | None
+    kept: int
+    agreement_kept: float | None
+
+
+@dataclass
+class BucketAgreement:
+    bucket: str
+    pairs: int
+    agreement: float | None
+    kept_share: float
+
+
+@dataclass
+class JobAgreement:
+    job_id: str
+    judge_spec: str
+    pairs: int  # human-labelled pairs the judge gave a verdict on
+    before: AgreementStats
+    after: AgreementStats
+    kept_share: float
+    by_principle: list[PrincipleAgreement]
+    by_confidence: list[BucketAgreement]
+
+
+@dataclass
+class AnnotatorAgreement:
+    source: str
+    items: int
+    annotators: int
+    raters_per_item: int
+    observed: float | None
+    fleiss_kappa: float | None
+
+
+@dataclass
+class AgreementReport:
+    split: str | None
+    jobs: list[JobAgreement]
+    annotators: list[AnnotatorAgreement]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _rate(scores: np.ndarray, seed: int, n_resamples: int) -> Rate:
+    if not scores.size:
+        return Rate(0, None)
+    interval = bootstrap_interval(scores, n_resamples=n_resamples, seed=seed)
+    return Rate(int(scores.size), float(scores.mean()), *interval)
+
+
+def agreement_stats(ai: Sequence[str], human: Sequence[str], *, seed: int = 0,
+                    n_resamples: int = BOOTSTRAP_RESAMPLES) -> AgreementStats:
+    return AgreementStats(
+        pairs=len(ai),
+        ties_excluded=_rate(match_scores(ai, human, ties="exclude"), seed, n_resamples),
+        ties_half=_rate(match_scores(ai, human, ties="half"), seed, n_resamples),
+        kappa=cohen_kappa(ai, human),
+    )
+
+
+def principle_agreement(rows: Sequence[dict[str, Any]]) -> list[PrincipleAgreement]:
+    """Rows: principle_id, chosen, kept, human (one per principle and pair)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["principle_id"]].append(row)
+    result = []
+    for principle_id, group in sorted(groups.items()):
+        kept = [r for r in group if r["kept"]]
+        result.append(PrincipleAgreement(
+            principle_id, len(group),
+            agreement_rate([r["chosen"] for r in group], [r["human"] for r in group]),
+            len(kept), agreement_rate([r["chosen"] for r in kept], [r["human"] for r in kept]),
+        ))
+    return result
+
+
+def bucket_agreement(rows: Sequence[dict[str, Any]]) -> list[BucketAgreement]:
+    """Rows: p_a (unfiltered), kept, human. Buckets by the unfiltered confidence |2 p_a - 1|."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[confidence_bucket(abs(2.0 * row["p_a"] - 1.0))].append(row)
+    return [
+        BucketAgreement(bucket, len(group),
+                        agreement_rate([side_from_p(r["p_a"]) for r in group], [r["human"] for r in group]),
+                        sum(bool(r["kept"]) for r in group) / len(group))
+        for bucket, group in sorted(groups.items())
+    ]
+
+
+def job_agreement(job_id: str, judge_spec: str, pairs: Sequence[dict[str, Any]],
+                  principles: Sequence[dict[str, Any]], *, seed: int = 0,
+                  n_resamples: int = BOOTSTRAP_RESAMPLES) -> JobAgreement:
+    """Pairs: p_a, kept, chosen, human per pair; principles: principle_id, chosen, kept, human."""
+    kept = [r for r in pairs if r["kept"]]
+    return JobAgreement(
+        job_id=job_id,
+        judge_spec=judge_spec,
+        pairs=len(pairs),
+        before=agreement_stats([side_from_p(r["p_a"]) for r in pairs], [r["human"] for r in pairs],
+                               seed=seed, n_resamples=n_resamples),
+        after=agreement_stats([r["chosen"] for r in kept], [r["human"] for r in kept],
+                              seed=seed, n_resamples=n_resamples),
+        kept_share=len(kept) / len(pairs) if pairs else 0.0,
+        by_principle=principle_agreement(principles),
+        by_confidence=bucket_agreement(pairs),
+    )
+
+
+def annotator_agreement(source: str, votes: Sequence[dict[str, Any]]) -> AnnotatorAgreement:
+    """Votes: pair_id, annotator, winner. Items with fewer raters than the usual number are left out, since
+    Fleiss' kappa needs the same number of raters per item."""
+    by_item: dict[str, list[str]] = defaultdict(list)
+    for vote in votes:
+        by_item[vote["pair_id"]].append(vote["winner"])
+    raters = Counter(len(v) for v in by_item.values()).most_common(1)[0][0]
+    items = [labels for labels in by_item.values() if len(labels) == raters]
+    counts = vote_counts(items) if raters >= 2 else np.zeros((0, len(LABELS)), dtype=np.int64)
+    return AnnotatorAgreement(
+        source, len(items), len({v["annotator"] for v in votes}), raters,
+        observed_agreement(counts), fleiss_kappa(counts),
+    )
+
+
+def agreement_report(store: Store, *, judge: str | None = None, split: str | None = None, seed: int = 0,
+                     n_resamples: int = BOOTSTRAP_RESAMPLES) -> AgreementReport:
+    """Judge/human agreement per label job (for pairs with both an AI verdict and a human label), and
+    inter-annotator agreement per import with several annotators."""
+    pairs_by_job: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in db.pair_verdicts(store, judge=judge, split=split):
+        pairs_by_job[(row["job_id"], row["judge_spec"])].append(row)
+    principles_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in db.principle_verdicts(store, judge=judge, split=split):
+        principles_by_job[row["job_id"]].append(row)
+    jobs = [job_agreement(job_id, spec, rows, principles_by_job[job_id], seed=seed, n_resamples=n_resamples)
+            for (job_id, spec), rows in sorted(pairs_by_job.items())]
+    votes_by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for vote in db.annotator_votes(store, split=split):
+        votes_by_source[vote["source"]].append(vote)
+    annotators = [annotator_agreement(source, votes) for source, votes in sorted(votes_by_source.items())]
+    return AgreementReport(split, jobs, annotators)
+
+
+def summary_rows(report: AgreementReport) -> dict[str, list[dict[str, Any]]]:
+    """The report as flat rows, one table per topic, for printing."""
+    jobs = [{
+        "judge": j.judge_spec, "job_id": j.job_id, "pairs": j.pairs, "kept_share": j.kept_share,
+        "agree_before": j.before.ties_excluded.value, "agree_after": j.after.ties_excluded.value,
+        "ci95_after": _interval(j.after.ties_excluded),
+        "ties_half_before": j.before.ties_half.value, "ties_half_after": j.after.ties_half.value,
+        "kappa_before": j.before.kappa, "kappa_after": j.after.kappa,
+    } for j in report.jobs]
+    principles = [{"judge": j.judge_spec, **dataclasses.asdict(p)} for j in report.jobs for p in j.by_principle]
+    buckets = [{"judge": j.judge_spec, **dataclasses.asdict(b)} for j in report.jobs for b in j.by_confidence]
+    annotators = [dataclasses.asdict(a) for a in report.annotators]
+    return {"judge vs human": jobs, "per principle": principles, "per confidence bucket": buckets,
+            "inter-annotator": annotators}
+
+
+def _interval(rate: Rate) -> str | None:
+    return None if rate.low is None else f"{rate.low:.3f}-{rate.high:.3f}"
+
+
+def agreement_summary(store: Store, *, split: str | None = None) -> dict[str, list[dict[str, Any]]] | None:
+    """For `prefgen stats`: the flat tables of `summary_rows`, or None when there is nothing to compare."""
+    if not db.has_human_tables(store):
+        return None
+    report = agreement_report(store, split=split, n_resamples=500)
+    if not report.jobs and not report.annotators:
+        return None
+    return summary_rows(report)
+
+
+def format_tables(tables: dict[str, list[dict[str, Any]]]) -> str:
+    """Plain aligned text, one block per non-empty table."""
+    blocks = []
+    for title, rows in tables.items():
+        if not rows:
+            continue
+        header = list(rows[0])
+        cells = [[_cell(row[c]) for c in header] for row in rows]
+        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+        lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "no pairs with both an AI verdict and a human label"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)

@@ -1,0 +1,413 @@
+"""`prefgen import-human`: human preference labels from HH-RLHF, TRL, pairwise and multi-annotator files.
+
+Every format becomes the same thing: a canonical pair (`records.make_pair`, so the same pair from an AI run
+or another file is one pair) with one or more votes, each mapped onto the canonical a/b order. The whole file
+is read and validated before anything is written; a bad row fails the import (naming its line) unless
+`skip_bad` is set, in which case it is skipped and reported.
+
+Formats (`fmt`; "auto" picks one from the first row's columns):
+- hh: `{"chosen": transcript, "rejected": transcript}`; the shared conversation before the last
+  "Assistant:" turn is the prompt (kept as text, the form HH pools use, so ids match), the last turns are the
+  responses. A line whose two conversations differ before that turn is reported, never guessed.
+- trl: `prompt`, `chosen`, `rejected`, as text or as lists of {role, content} messages; without `prompt`,
+  conversational `chosen`/`rejected` share their prefix (TRL's implicit prompt).
+- pairwise: prompt, two responses and a winner (`a`/`b`/`tie`, `1`/`2`/`0`, `model1`/`model2`/`TIE`).
+- annotators: prompt, two responses and several `annotator*` columns; every annotator's vote is stored, and
+  the majority (more than half of the votes; a tie when no side has that) speaks for the pair.
+Column names: the prompt is `prompt`, `query`, `question`, or `instruction` (+ `input`); the responses are
+`response_a`/`response_b` or `response1`/`response2`; the winner is `winner`, `human`, `label` or
+`preference`. `columns` maps other names onto these.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from prefgen.errors import InputError, PrefgenError
+from prefgen.pipelines.inputs import Row, parse_prompt, read_rows
+from prefgen.pipelines.split import side_of
+from prefgen.records import Pair, flip_winner, make_pair
+from prefgen.storage import human as db
+from prefgen.storage.db import Store
+
+FORMATS = ("auto", "hh", "trl", "pairwise", "annotators")
+SINGLE = "label"  # annotator name of the one label in single-label formats
+MAJORITY = "majority"  # annotator name of the consensus of several annotators
+
+PROMPT_COLUMNS = ("prompt", "query", "question", "instruction")
+FIRST_COLUMNS = ("response_a", "response1")
+SECOND_COLUMNS = ("response_b", "response2")
+WINNER_COLUMNS = ("winner", "human", "label", "preference")
+ANNOTATOR_PREFIX = "annotator"
+
+# a = the first response, b = the second. Numbers follow PandaLM (1 first, 2 second, 0 tie).
+WINNER_VALUES = {
+    "a": "a", "response_a": "a", "first": "a", "1": "a", "model1": "a", "model_a": "a",
+    "b": "b", "response_b": "b", "second": "b", "2": "b", "model2": "b", "model_b": "b",
+    "tie": "tie", "0": "tie", "draw": "tie", "equal": "tie",
+}
+
+FILE_ORDER = {"a": "first", "b": "second", "tie": "tie"}
+
+HH_TURN = re.compile(r"\n\n(?=(?:Human|Assistant):)")
+HH_ASSISTANT = "\n\nAssistant:"
+
+
+@dataclass(frozen=True, slots=True)
+class Votes:
+    """One row read: the prompt, the two responses in the file's order, and votes over (first, second)."""
+
+    prompt: str | list[dict[str, str]]
+    first: str
+    second: str
+    votes: dict[str, str]  # annotator -> a (first) / b (second) / tie
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HumanLabel:
+    """A row of `human_labels`."""
+
+    pair_id: str
+    source: str
+    annotator: str
+    winner: str
+    confidence: float | None
+    source_line: int
+    split: str | None
+
+
+@dataclass
+class ImportReport:
+    source: str
+    format: str
+    rows: int = 0
+    pairs: int = 0
+    new_pairs: int = 0
+    labels: int = 0
+    duplicates: int = 0
+    conflicting: int = 0  # duplicates whose consensus label differs from the first occurrence's
+    skipped: list[str] = field(default_factory=list)
+    balance: dict[str, int] = field(default_factory=dict)  # consensus winner in the file's order: first/second/tie
+    annotators: list[str] = field(default_factory=list)
+    split: dict[str, int] | None = None  # labelled pairs per side, when a split exists
+
+    def lines(self) -> list[str]:
+        out = [
+            f"imported {self.pairs} labelled pairs ({self.new_pairs} new to the store) from {self.rows} rows "
+            f"as source {self.source!r} (format {self.format})",
+            f"labels stored: {self.labels} (annotators: {', '.join(self.annotators)})",
+            "winners in file order: " + ", ".join(f"{k} {v}" for k, v in self.balance.items()),
+        ]
+        if self.duplicates:
+            out.append(f"duplicate pairs: {self.duplicates} (first occurrence kept; {self.conflicting} "
+                       "with a different label)")
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} bad rows:")
+            out.extend(f"  {message}" for message in self.skipped)
+        if self.split:
+            out.append("held-out split: " + ", ".join(f"{k} {v}" for k, v in self.split.items()))
+        return out
+
+
+@dataclass
+class _Read:
+    pairs: list[Pair] = field(default_factory=list)
+    labels: list[HumanLabel] = field(default_factory=list)
+    report: ImportReport | None = None
+
+
+def parse_column_map(items: Iterable[str]) -> dict[str, str]:
+    """`--column OURS=THEIRS` options as {ours: theirs}."""
+    mapping = {}
+    for item in items:
+        ours, sep, theirs = item.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise PrefgenError(f"--column {item!r}: expected OURS=THEIRS, e.g. prompt=question")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+# -- values ----------------------------------------------------------------------------------------------
+
+
+def parse_winner(value: Any, path: str, line: int, column: str) -> str:
+    """a / b / tie over (first, second) from the spellings datasets use."""
+    if isinstance(value, bool) or value is None:
+        raise InputError(path, f"no winner (got {value!r})", line=line, field=column,
+                         hint="use a, b or tie (or 1, 2, 0)")
+    key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    winner = WINNER_VALUES.get(key.strip().lower())
+    if winner is None:
+        raise InputError(path, f"unknown winner {value!r}", line=line, field=column,
+                         hint="use a, b or tie (or 1, 2, 0, model1, model2)")
+    return winner
+
+
+def majority(votes: Iterable[str]) -> tuple[str, float]:
+    """The label more than half of the annotators gave (a tie when none has that), and its share of votes."""
+    counts = Counter(votes)
+    total = sum(counts.values())
+    label, top = counts.most_common(1)[0]
+    if top * 2 > total:
+        return label, top / total
+    return "tie", top / total
+
+
+def _text(value: Any, path: str, line: int, column: str) -> str:
+    # JSON true/false or numbers where text belongs are usually conversion damage: report, do not guess.
+    if not isinstance(value, str):
+        raise InputError(path, f"must be text (got {type(value).__name__} {value!r})", line=line, field=column)
+    return value
+
+
+def _column(data: dict[str, Any], names: tuple[str, ...], path: str, line: int, what: str) -> str:
+    for name in names:
+        if name in data:
+            return name
+    raise InputError(path, f"no {what} column (looked for {', '.join(names)})", line=line,
+                     hint="rename the column, or map it with --column")
+
+
+def _prompt(data: dict[str, Any], path: str, line: int) -> str | list[dict[str, str]]:
+    name = _column(data, PROMPT_COLUMNS, path, line, "prompt")
+    prompt = parse_prompt(data[name], path, line)
+    # Instruction datasets (Alpaca, PandaLM) keep the task's input apart from the instruction.
+    if name == "instruction" and isinstance(prompt, str) and isinstance(data.get("input"), str) and data["input"]:
+        prompt = f"{prompt}\n\n{data['input']}"
+    return prompt
+
+
+def _responses(data: dict[str, Any], path: str, line: int) -> tuple[str, str]:
+    first = _column(data, FIRST_COLUMNS, path, line, "first response")
+    second = _column(data, SECOND_COLUMNS, path, line, "second response")
+    return _text(data[first], path, line, first), _text(data[second], path, line, second)
+
+
+def _metadata(data: dict[str, Any], used: set[str]) -> dict[str, Any]:
+    rest = {k: v for k, v in data.items() if k not in used}
+    return orjson.loads(orjson.dumps(rest, default=str))
+
+
+# -- formats ---------------------------------------------------------------------------------------------
+
+
+def split_transcript(text: str, path: str, line: int, column: str) -> tuple[str, str]:
+    """An HH transcript -> (conversation before the last Assistant turn, that turn's text)."""
+    cut = text.rfind(HH_ASSISTANT)
+    if cut < 0:
+        raise InputError(path, "no Assistant turn in the transcript", line=line, field=column,
+                         hint="HH lines are '\\n\\nHuman: ...\\n\\nAssistant: ...' transcripts")
+    return text[:cut], text[cut + len(HH_ASSISTANT):]
+
+
+def _first_difference(a: str, b: str) -> int:
+    turns_a, turns_b = HH_TURN.split(a.strip()), HH_TURN.split(b.strip())
+    return next((i for i, (x, y) in enumerate(zip(turns_a, turns_b)) if x.strip() != y.strip()),
+                min(len(turns_a), len(turns_b))) + 1
+
+
+def read_hh(data: dict[str, Any], path: str, line: int) -> Votes:
+    chosen = _text(data.get("chosen"), path, line, "chosen")
+    rejected = _text(data.get("rejected"), path, line, "rejected")
+    prompt, first = split_transcript(chosen, path, line, "chosen")
+    other, second = split_transcript(rejected, path, line, "rejected")
+    if prompt.strip() != other.strip():
+        turn = _first_difference(prompt, other)
+        raise InputError(path, f"chosen and rejected conversations differ before the last Assistant turn "
+                         f"(first at turn {turn})", line=line, field="rejected",
+                         hint="fix the line or drop it with --skip-bad")
+    return Votes(prompt, first, second, {SINGLE: "a"}, _metadata(data, {"chosen", "rejected"}))
+
+
+def _message_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
+
+
+def _assistant_text(value: Any, path: str, line: int, column: str) -> str:
+    if _message_list(value):
+        if len(value) != 1 or value[0]["role"] != "assistant":
+            raise InputError(path, "a conversational response must be one assistant message", line=line,
+                             field=column, hint="put the earlier turns in the prompt")
+        return _text(value[0]["content"], path, line, column)
+    return _text(value, path, line, column)
+
+
+def _implicit_prompt(chosen: list[dict], rejected: list[dict], path: str, line: int) -> Votes:
+    if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
+        raise InputError(path, "conversations must end with an assistant message", line=line, field="chosen")
+    if chosen[:-1] != rejected[:-1]:
+        raise InputError(path, "chosen and rejected conversations differ before the last assistant message",
+                         line=line, field="rejected", hint="fix the row or drop it with --skip-bad")
+    prompt = parse_prompt(chosen[:-1], path, line)
+    return Votes(prompt, _text(chosen[-1]["content"], path, line, "chosen"),
+                 _text(rejected[-1]["content"], path, line, "rejected"), {SINGLE: "a"})
+
+
+def read_trl(data: dict[str, Any], path: str, line: int) -> Votes:
+    chosen, rejected = data.get("chosen"), data.get("rejected")
+    if "prompt" not in data and _message_list(chosen) and _message_list(rejected):
+        votes = _implicit_prompt(chosen, rejected, path, line)
+        return Votes(votes.prompt, votes.first, votes.second, votes.votes,
+                     _metadata(data, {"chosen", "rejected"}))
+    prompt = parse_prompt(data.get("prompt"), path, line)
+    first = _assistant_text(chosen, path, line, "chosen")
+    second = _assistant_text(rejected, path, line, "rejected")
+    return Votes(prompt, first, second, {SINGLE: "a"}, _metadata(data, {"prompt", "chosen", "rejected"}))
+
+
+def read_pairwise(data: dict[str, Any], path: str, line: int) -> Votes:
+    prompt = _prompt(data, path, line)
+    first, second = _responses(data, path, line)
+    column = _column(data, WINNER_COLUMNS, path, line, "winner")
+    winner = parse_winner(data[column], path, line, column)
+    used = {*PROMPT_COLUMNS, "input", *FIRST_COLUMNS, *SECOND_COLUMNS, column}
+    return Votes(prompt, first, second, {SINGLE: winner}, _metadata(data, used))
+
+
+def annotator_columns(data: dict[str, Any]) -> list[str]:
+    return sorted(k for k in data if k.lower().startswith(ANNOTATOR_PREFIX))
+
+
+def read_annotators(data: dict[str, Any], path: str, line: int) -> Votes:
+    prompt = _prompt(data, path, line)
+    first, second = _responses(data, path, line)
+    columns = annotator_columns(data)
+    votes = {c: parse_winner(data[c], path, line, c) for c in columns if data[c] not in (None, "")}
+    if not votes:
+        raise InputError(path, "no annotator labelled this pair", line=line,
+                         hint=f"expected columns starting with {ANNOTATOR_PREFIX!r}")
+    used = {*PROMPT_COLUMNS, "input", *FIRST_COLUMNS, *SECOND_COLUMNS, *columns}
+    return Votes(prompt, first, second, votes, _metadata(data, used))
+
+
+READERS: dict[str, Callable[[dict[str, Any], str, int], Votes]] = {
+    "hh": read_hh, "trl": read_trl, "pairwise": read_pairwise, "annotators": read_annotators,
+}
+
+
+def detect_format(data: dict[str, Any], path: str, line: int) -> str:
+    """The layout a row has, from its columns."""
+    if annotator_columns(data):
+        return "annotators"
+    if "chosen" in data and "rejected" in data:
+        return "trl" if "prompt" in data or _message_list(data["chosen"]) else "hh"
+    if any(c in data for c in WINNER_COLUMNS):
+        return "pairwise"
+    raise InputError(path, f"cannot tell the format from the columns {sorted(data)}", line=line,
+                     hint=f"pass --format ({', '.join(FORMATS[1:])})")
+
+
+# -- one file --------------------------------------------------------------------------------------------
+
+
+def _renamed(row: Row, columns: dict[str, str]) -> dict[str, Any]:
+    if not columns:
+        return row.data
+    back = {theirs: ours for ours, theirs in columns.items()}
+    return {back.get(k, k): v for k, v in row.data.items()}
+
+
+def _canonical(votes: Votes, path: str, line: int, source: str) -> tuple[Pair, dict[str, str]]:
+    prompt = votes.prompt
+    if (prompt.strip() if isinstance(prompt, str) else prompt) in ("", []):
+        # The split is by prompt: an empty prompt would put unrelated pairs in one bucket.
+        raise InputError(path, "empty prompt", line=line, field="prompt", hint="drop the row with --skip-bad")
+    if votes.first.strip() == votes.second.strip():
+        raise InputError(path, "the two responses are identical: there is no preference to learn", line=line,
+                         hint="drop the row with --skip-bad")
+    # One empty response is kept: "said nothing" losing to an answer is a real human preference.
+    source_id = votes.metadata.get("id", votes.metadata.get("idx"))
+    pair, swapped = make_pair(prompt, votes.first, votes.second, source=source,
+                              source_id=str(source_id) if source_id is not None else None,
+                              metadata=votes.metadata)
+    return pair, {who: flip_winner(w, swapped) for who, w in votes.votes.items()}
+
+
+def _labels(pair: Pair, votes: dict[str, str], source: str, line: int, side: str | None) -> list[HumanLabel]:
+    if list(votes) == [SINGLE]:
+        return [HumanLabel(pair.id, source, SINGLE, votes[SINGLE], 1.0, line, side)]
+    winner, share = majority(votes.values())
+    rows = [HumanLabel(pair.id, source, who, w, None, line, side) for who, w in sorted(votes.items())]
+    return [*rows, HumanLabel(pair.id, source, MAJORITY, winner, share, line, side)]
+
+
+def consensus_of(votes: dict[str, str]) -> str:
+    return votes[SINGLE] if list(votes) == [SINGLE] else majority(votes.values())[0]
+
+
+def default_source(spec: str) -> str:
+    """The import's name: the file's stem, the dataset directory's name, or the DuckDB table's name."""
+    head, sep, table = spec.rpartition(":")
+    if sep and head.endswith((".duckdb", ".db")):
+        return table
+    return Path(spec).stem
+
+
+def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
+               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None) -> _Read:
+    """Parse and validate a whole file; nothing is written here."""
+    path = str(spec)
+    source = source or default_source(path)
+    result = _Read(report=ImportReport(source, fmt))
+    report = result.report
+    consensus: dict[str, str] = {}
+    balance: Counter[str] = Counter()
+    seen_annotators: set[str] = set()
+    for row in read_rows(spec):
+        report.rows += 1
+        data = _renamed(row, columns or {})
+        try:
+            if report.format == "auto":
+                report.format = detect_format(data, path, row.line)
+            votes = READERS[report.format](data, path, row.line)
+            pair, canonical = _canonical(votes, path, row.line, source)
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            report.skipped.append(exc.render())
+            continue
+        side = side_of(pair.prompt_id, *split) if split else None
+        labels = _labels(pair, canonical, source, row.line, side)
+        winner = labels[-1].winner
+        if pair.id in consensus:
+            report.duplicates += 1
+            report.conflicting += int(consensus[pair.id] != winner)
+            continue
+        consensus[pair.id] = winner
+        seen_annotators.update(l.annotator for l in labels)
+        balance[FILE_ORDER[consensus_of(votes.votes)]] += 1
+        result.pairs.append(pair)
+        result.labels.extend(labels)
+    if not result.pairs:
+        raise InputError(path, "no labelled pairs to import", hint="the input is empty or every row was skipped")
+    report.pairs = len(result.pairs)
+    report.labels = len(result.labels)
+    report.balance = {k: balance.get(k, 0) for k in ("first", "second", "tie")}
+    report.annotators = sorted(seen_annotators)
+    return result
+
+
+def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: str | None = None,
+                 skip_bad: bool = False, columns: dict[str, str] | None = None) -> ImportReport:
+    """Read a human-label file whole, then replace that source's labels in one transaction.
+
+    Re-importing a source replaces its labels, so a corrected file is imported by running the command again.
+    New labels land on the side of an existing held-out split straight away (the side depends only on the
+    prompt and the split's seed).
+    """
+    if fmt not in FORMATS:
+        raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns,
+                      split=db.split_settings(store))
+    report = read.report
+    report.new_pairs = db.replace_source_labels(store, report.source, read.pairs, read.labels)
+    report.split = db.split_counts(store) if db.split_settings(store) else None
+    return report

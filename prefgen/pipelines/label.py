@@ -1,0 +1,463 @@
+"""`prefgen label`: judge every (pair, principle) in both orders, store every call, derive preferences.
+
+Flow: read and validate everything first (nothing is written for bad input) -> plan every request and its
+hash -> skip what the store already answered -> send the rest with bounded concurrency, a cost budget and
+retries -> write judgements in batches -> derive per-principle and per-pair preferences from the answers.
+Re-running the same command resumes: a stored answer is never asked (or paid for) twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prefgen.constitution import Constitution, load_constitution, sample_principles
+from prefgen.errors import PrefgenError
+from prefgen.hashing import content_hash
+from prefgen.judge.base import JUDGE_ERROR, Comparison, Verdict
+from prefgen.judge.core import JudgeClient
+from prefgen.judge.pricing import resolve_price
+from prefgen.judge.prompts import make_template
+from prefgen.judge.registry import make_backend, parse_spec
+from prefgen.judge.swap import DEFAULT_THRESHOLD, aggregate_orders, aggregate_principles
+from prefgen.pipelines.inputs import PairsRead, read_pairs
+from prefgen.pipelines.progress import LabelProgress
+from prefgen.records import Judgement, Pair, PairPreference, Preference
+from prefgen.storage import labels as db
+from prefgen.storage.db import Store
+
+ORDERINGS = ("ab", "ba")
+
+
+class LabelConfig(BaseModel):
+    """Everything `prefgen label` takes. Defaults are the documented CLI defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    constitution: Path
+    pairs: str
+    judge: str = "local"
+    db: Path = Path("prefgen.duckdb")
+    api_base: str | None = None
+    api_key: str | None = None
+    concurrency: int = Field(default=16, ge=1)
+    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
+    max_cost: float | None = Field(default=None, ge=0.0)
+    limit: int | None = Field(default=None, ge=1)
+    mode: Literal["direct", "cot", "verbalised"] = "direct"
+    samples: int = Field(default=1, ge=1, description="n > 1: self-consistency over n sampled answers")
+    price_in: float | None = Field(default=None, ge=0.0, description="USD per million input tokens")
+    price_out: float | None = Field(default=None, ge=0.0, description="USD per million output tokens")
+    max_attempts: int = Field(default=5, ge=1)
+    timeout_s: float = Field(default=120.0, gt=0)
+    transport: Literal["http", "sdk"] = "http"
+    batch_size: int = Field(default=8, ge=1, description="local judge: requests per forward pass")
+    write_batch: int = Field(default=512, ge=1, description="judgements per database write")
+    flush_interval_s: float = Field(default=1.0, gt=0, description="write at least this often: a crash "
+                                    "loses at most this much of answered calls")
+    skip_bad: bool = False
+    dry_run: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One planned judge call."""
+
+    pair_id: str
+    principle_id: str
+    ordering: str
+    request_hash: str
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class LabelSummary:
+    run_id: str
+    job_id: str
+    status: str
+    pairs: int
+    calls_planned: int
+    calls_cached: int
+    calls_sent: int
+    judge_errors: int
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    elapsed_s: float
+    kept_pairs: int = 0
+    kept_preferences: int = 0
+    preferences: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+    first_slot_share: float | None = None
+    consistency_rate: float | None = None
+    estimated: dict[str, Any] | None = None  # dry runs only
+
+    @property
+    def calls_per_s(self) -> float:
+        return self.calls_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
+class _Answer:
+    status: str
+    p_first: float | None
+    source: str | None
+    letter: str | None = None
+
+
+def _comparison(pair: Pair, principle_text: str, ordering: str) -> Comparison:
+    first, second = (pair.response_a, pair.response_b) if ordering == "ab" else (pair.response_b, pair.response_a)
+    return Comparison(pair.prompt, first, second, principle_text)
+
+
+def plan_tasks(client: JudgeClient, constitution: Constitution, pairs: list[Pair]) -> list[Task]:
+    tasks = []
+    for pair in pairs:
+        for principle in sample_principles(constitution, pair.id):
+            for ordering in ORDERINGS:
+                messages = client.render(_comparison(pair, principle.text, ordering))
+                tasks.append(Task(pair.id, principle.id, ordering, client.request_hash(messages), messages))
+    return tasks
+
+
+def job_record(job_id: str, constitution: Constitution, spec_text: str, client: JudgeClient,
+               confidence_mode: str) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "constitution_id": constitution.id,
+        "judge_spec": spec_text,
+        "backend": client.backend.name,
+        "model": client.backend.model,
+        "template_version": client.template.version,
+        "confidence_mode": confidence_mode,
+        "sampling": client.params.as_dict(),
+    }
+
+
+def confidence_mode(config: LabelConfig, supports_logprobs: bool) -> str:
+    if config.samples > 1:
+        return "self_consistency"
+    if config.mode == "verbalised":
+        return "verbalised"
+    return "logprobs" if supports_logprobs and config.mode == "direct" else "verdict"
+
+
+class Budget:
+    """Reserves an estimate before each call and settles the real cost after, so a run stops before it
+    would pass --max-cost rather than after."""
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self.spent = 0.0
+        self.reserved = 0.0
+        self.exhausted = False
+
+    def reserve(self, estimate: float) -> bool:
+        if self.limit is not None and self.spent + self.reserved + estimate > self.limit:
+            self.exhausted = True
+            return False
+        self.reserved += estimate
+        return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        self.reserved -= estimate
+        self.spent += actual
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """About four characters a token for English: enough for a budget check and a dry-run estimate."""
+    return sum(len(m["content"]) for m in messages) // 4 + 8 * len(messages)
+
+
+class LabelRun:
+    """One invocation of the label pipeline over an open store."""
+
+    def __init__(self, config: LabelConfig, store: Store, client: JudgeClient, constitution: Constitution,
+                 pairs: list[Pair], job_id: str) -> None:
+        self.config = config
+        self.store = store
+        self.client = client
+        self.constitution = constitution
+        self.pairs = pairs
+        self.job_id = job_id
+        self.run_id = f"run-{uuid.uuid4().hex[:12]}"
+        self.tasks = plan_tasks(client, constitution, pairs)
+        self.answers: dict[str, _Answer] = {}
+        self.buffer: list[Judgement] = []
+        self.budget = Budget(config.max_cost)
+        self.stop = asyncio.Event()
+        self.sent = 0
+        self.errors = 0
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.kept = 0
+        self.decided = 0
+        self._pending_orders: dict[tuple[str, str], int] = {}
+        self._order_hashes: dict[tuple[str, str], dict[str, str]] = {}
+        for task in self.tasks:
+            self._order_hashes.setdefault((task.pair_id, task.principle_id), {})[task.ordering] = task.request_hash
+        self.progress: LabelProgress | None = None
+
+    # -- planning -----------------------------------------------------------------------------------------
+    def tasks_to_send(self) -> list[Task]:
+        stored = db.stored_answers(self.store, [t.request_hash for t in self.tasks])
+        for h, answer in stored.items():
+            if answer.status != JUDGE_ERROR:  # a stored judge error is asked again; any answer is not
+                self.answers[h] = _Answer(answer.status, answer.p_first, answer.confidence_source)
+        unique: dict[str, Task] = {}
+        for task in self.tasks:
+            if task.request_hash not in self.answers:
+                unique.setdefault(task.request_hash, task)
+        return list(unique.values())
+
+    # -- sending ------------------------------------------------------------------------------------------
+    async def send_all(self, todo: list[Task]) -> str:
+        queue: Iterator[Task] = iter(todo)
+        loop = asyncio.get_running_loop()
+        installed = _install_sigint(loop, self.stop)
+        last_flush = time.monotonic()
+
+        async def worker() -> None:
+            nonlocal last_flush
+            for task in queue:
+                if self.stop.is_set():
+                    return
+                estimate = self._estimate_cost(task)
+                if not self.budget.reserve(estimate):
+                    self.stop.set()
+                    return
+                verdict = await self.client.judge(task.messages)
+                self.budget.settle(estimate, verdict.cost)
+                self._record(task, verdict)
+                if len(self.buffer) >= self.config.write_batch or time.monotonic() - last_flush > self.config.flush_interval_s:
+                    self.flush()
+                    last_flush = time.monotonic()
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, max(len(todo), 1)))))
+        finally:
+            self.flush()
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+        if self.budget.exhausted:
+            return "budget_stopped"
+        return "interrupted" if self.stop.is_set() else "finished"
+
+    def _estimate_cost(self, task: Task) -> float:
+        price = self.client.price
+        if price is None:
+            return 0.0
+        out = self.client.params.max_tokens * self.client.params.n
+        return price.cost(estimate_tokens(task.messages), out)
+
+    def _record(self, task: Task, verdict: Verdict) -> None:
+        self.sent += 1
+        self.tokens_in += verdict.tokens_in
+        self.tokens_out += verdict.tokens_out
+        if verdict.status == JUDGE_ERROR:
+            self.errors += 1
+        else:
+            self.answers[task.request_hash] = _Answer(verdict.status, verdict.p_first, verdict.confidence_source,
+                                                      verdict.letter)
+        self.buffer.append(self._judgement(task, verdict))
+        self._update_live_counts(task)
+        if self.progress:
+            self.progress.advance(self.sent, self.budget.spent, self.kept, self.decided)
+
+    def _judgement(self, task: Task, verdict: Verdict) -> Judgement:
+        return Judgement(
+            request_hash=task.request_hash, job_id=self.job_id, run_id=self.run_id, pair_id=task.pair_id,
+            constitution_id=self.constitution.id, principle_id=task.principle_id, ordering=task.ordering,
+            backend=self.client.backend.name, model=self.client.backend.model,
+            template_version=self.client.template.version, raw_text=verdict.raw_text, verdict=verdict.letter,
+            p_first=verdict.p_first, confidence_source=verdict.confidence_source, status=verdict.status,
+            tokens_in=verdict.tokens_in, tokens_out=verdict.tokens_out, cost=verdict.cost,
+            latency_s=verdict.latency_s, attempts=verdict.attempts, error=verdict.error,
+        )
+
+    def _update_live_counts(self, task: Task) -> None:
+        hashes = self._order_hashes[(task.pair_id, task.principle_id)]
+        if all(h in self.answers for h in hashes.values()):
+            result = self._swap(hashes)
+            self.decided += 1
+            self.kept += int(result.kept)
+
+    def flush(self) -> None:
+        if self.buffer:
+            db.save_judgements(self.store, self.buffer)
+            self.buffer = []
+
+    # -- deriving -----------------------------------------------------------------------------------------
+    def _swap(self, hashes: dict[str, str]):
+        ab, ba = self.answers.get(hashes["ab"]), self.answers.get(hashes["ba"])
+        return aggregate_orders(
+            ab.status if ab else None, ab.p_first if ab else None,
+            ba.status if ba else None, ba.p_first if ba else None,
+            self.config.threshold,
+        )
+
+    def derive_preferences(self) -> None:
+        """Per-principle and per-pair preferences from the answers; judge errors count as such, not as pending."""
+        stored_errors = {
+            h for h, a in db.stored_answers(self.store, [t.request_hash for t in self.tasks]).items()
+            if a.status == JUDGE_ERROR and h not in self.answers
+        }
+        prefs: list[Preference] = []
+        by_pair: dict[str, list[tuple[Any, float]]] = {}
+        for (pair_id, principle_id), hashes in self._order_hashes.items():
+            result = self._swap(hashes)
+            if result.drop_reason == "pending" and stored_errors & set(hashes.values()):
+                result = aggregate_orders("judge_error", None, None, None, self.config.threshold)
+            ab, ba = self.answers.get(hashes["ab"]), self.answers.get(hashes["ba"])
+            sources = {a.source for a in (ab, ba) if a and a.source}
+            prefs.append(Preference(
+                self.job_id, pair_id, principle_id, ab.p_first if ab else None, ba.p_first if ba else None,
+                result.p_a, result.consistent, result.confidence, "+".join(sorted(sources)) or None,
+                result.chosen, result.kept, result.drop_reason, self.config.threshold,
+            ))
+            weight = self.constitution.principle(principle_id).weight
+            by_pair.setdefault(pair_id, []).append((result, weight))
+        pair_prefs = [
+            PairPreference(self.job_id, pair_id, **_asdict(aggregate_principles(results, self.config.threshold)))
+            for pair_id, results in by_pair.items()
+        ]
+        db.save_preferences(self.store, prefs, pair_prefs)
+
+
+def _asdict(agg: Any) -> dict[str, Any]:
+    return {name: getattr(agg, name) for name in agg.__slots__}
+
+
+def _install_sigint(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> bool:
+    """First Ctrl-C: stop sending, finish the calls in flight, write everything. Second: the usual interrupt."""
+
+    def on_sigint() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        return False
+    return True
+
+
+def build_client(config: LabelConfig, constitution: Constitution) -> tuple[JudgeClient, str]:
+    spec = parse_spec(config.judge)
+    options: dict[str, Any] = {}
+    if spec.backend == "local":
+        options["batch_size"] = config.batch_size
+    else:
+        options.update(api_base=config.api_base, api_key=config.api_key, timeout=config.timeout_s,
+                       concurrency=config.concurrency)
+        if spec.backend == "openai":
+            options["transport"] = config.transport
+    backend = make_backend(spec, **options)
+    template = make_template(constitution.judge_template, config.mode)
+    params = template.sampling(samples=config.samples)
+    if not backend.supports_logprobs and params.logprobs:
+        params = dataclasses.replace(params, logprobs=False)
+    price = resolve_price(backend.model, backend.name, config.price_in, config.price_out)
+    if config.max_cost is not None and price is None:
+        raise PrefgenError(
+            f"--max-cost needs a price, and none is known for model {backend.model!r}: "
+            "pass --price-in and --price-out (USD per million tokens)"
+        )
+    client = JudgeClient(backend, template, params, price=price, max_attempts=config.max_attempts,
+                         timeout_s=config.timeout_s)
+    return client, spec.text
+
+
+def load_inputs(config: LabelConfig) -> tuple[Constitution, PairsRead]:
+    constitution = load_constitution(config.constitution)
+    return constitution, read_pairs(config.pairs, limit=config.limit, skip_bad=config.skip_bad)
+
+
+def dry_run_estimate(run: LabelRun, todo: list[Task]) -> dict[str, Any]:
+    tokens_in = sum(estimate_tokens(t.messages) for t in todo)
+    tokens_out = len(todo) * run.client.params.max_tokens * run.client.params.n
+    price = run.client.price
+    return {
+        "calls": len(todo),
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "cost": price.cost(tokens_in, tokens_out) if price else None,
+        "priced": price is not None,
+    }
+
+
+async def label_async(config: LabelConfig) -> LabelSummary:
+    constitution, read = load_inputs(config)
+    client, spec_text = build_client(config, constitution)
+    mode = confidence_mode(config, client.backend.supports_logprobs)
+    job_id = content_hash(["label-job", constitution.id, client.identity, mode], length=16)
+    started = time.perf_counter()
+    # A dry run against a store that does not exist yet uses an empty one in memory: nothing is cached.
+    dry_and_new = config.dry_run and not config.db.exists()
+    store = Store(":memory:" if dry_and_new else config.db)
+    try:
+        run = LabelRun(config, store, client, constitution, read.pairs, job_id)
+        todo = run.tasks_to_send()
+        cached = len(run.tasks) - len(todo)
+        if config.dry_run:
+            return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo))
+        _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))
+        db.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
+                     args=config.model_dump(mode="json", exclude={"api_key"}))
+        status = "failed"
+        try:
+            with LabelProgress(len(todo), enabled=config.progress) as progress:
+                run.progress = progress
+                status = await run.send_all(todo) if todo else "finished"
+        finally:
+            run.flush()
+            run.derive_preferences()
+            db.finish_run(store, run.run_id, status=status, n_pairs=len(read.pairs),
+                          n_calls_planned=len(run.tasks), n_calls_cached=cached, n_calls_sent=run.sent,
+                          cost=run.budget.spent)
+        return _summary(run, status, cached, started)
+    finally:
+        await client.backend.aclose()
+        store.close()
+
+
+def _save_inputs(store: Store, config: LabelConfig, constitution: Constitution, pairs: list[Pair],
+                 job: dict[str, Any]) -> None:
+    db.save_constitution(
+        store, cid=constitution.id, name=constitution.name, version=str(constitution.version),
+        source=str(config.constitution), body=constitution.model_dump(mode="json"),
+        principles=[p.model_dump() | {"principle_id": p.id} for p in constitution.principles],
+    )
+    db.save_pairs(store, pairs)
+    db.save_job(store, job)
+
+
+def _summary(run: LabelRun, status: str, cached: int, started: float,
+             estimated: dict[str, Any] | None = None) -> LabelSummary:
+    counts = db.job_summary(run.store, run.job_id) if estimated is None else {}
+    bias = db.job_position_stats(run.store, run.job_id) if estimated is None else {}
+    return LabelSummary(
+        run_id=run.run_id, job_id=run.job_id, status=status, pairs=len(run.pairs),
+        calls_planned=len(run.tasks), calls_cached=cached, calls_sent=run.sent, judge_errors=run.errors,
+        tokens_in=run.tokens_in, tokens_out=run.tokens_out, cost=run.budget.spent,
+        elapsed_s=time.perf_counter() - started, kept_pairs=counts.get("kept_pairs", 0),
+        kept_preferences=counts.get("kept_preferences", 0), preferences=counts.get("preferences", 0),
+        drop_reasons=counts.get("reasons", {}), first_slot_share=bias.get("first_slot_share"),
+        consistency_rate=bias.get("consistency_rate"), estimated=estimated,
+    )
+
+
+def run_label(config: LabelConfig) -> LabelSummary:
+    """Synchronous entry point (the CLI and tests call this)."""
+    return asyncio.run(label_async(config))

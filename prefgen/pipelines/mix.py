@@ -1,0 +1,263 @@
+"""`prefgen mix`: blend kept AI preferences with human train labels into a named, reproducible mix.
+
+Rules, in the order they apply:
+1. Human side: the consensus label of every train-side human pair; ties are left out (a tie has no chosen
+   side). A human label of a pair always wins over an AI preference for it.
+2. AI side: kept pair preferences (optionally of one judge, above a confidence floor). An AI pair whose prompt
+   is in the held-out split never enters; a pair labelled by a human is dropped (rule 1); a pair kept by
+   several label jobs enters once (the most confident job, then the lowest job id).
+3. `max_per_prompt` caps pairs per prompt across both sides: human pairs first, then the more confident.
+4. The ratio: n_human = round(r * N) for the largest N (at most `size`) both sides can supply; the larger
+   side is subsampled. What was left out, and any shortfall against `size`, is reported and stored.
+5. Order: a seeded shuffle. Every choice above that is not decided by the data is decided by a hash of
+   (seed, pair id), so the same inputs and options give identical rows and the same content hash.
+
+Confidence (AI: |2 P(a better) - 1|; human: 1 for a single label, the majority's share of votes) can become
+TRL's `margin` column and/or a sample `weight`, both in [0, 1] with 1 meaning certain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prefgen.errors import PrefgenError
+from prefgen.hashing import content_hash
+from prefgen.storage import human as human_db
+from prefgen.storage import mixes as db
+from prefgen.storage.db import Store
+
+HUMAN = "human"
+AI = "ai"
+
+
+class MixConfig(BaseModel):
+    """What `prefgen mix` takes; defaults are the CLI defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    human_ratio: float = Field(default=0.25, ge=0.0, le=1.0)
+    ai_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_per_prompt: int | None = Field(default=None, ge=1)
+    weight_by_confidence: bool = False
+    margin_by_confidence: bool = False
+    seed: int = 0
+    judge: str | None = None
+    size: int | None = Field(default=None, ge=1, description="at most this many rows")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    pair_id: str
+    prompt_id: str
+    source: str  # human / ai
+    origin: str  # label job id, or the human import(s)
+    chosen: str  # a / b
+    confidence: float
+
+
+@dataclass
+class MixReport:
+    name: str
+    rows: int
+    human: int
+    ai: int
+    requested_ratio: float
+    realised_ratio: float | None
+    content_hash: str
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        human, ai = self.counts[HUMAN], self.counts[AI]
+        out = [
+            f"mix {self.name!r}: {self.rows} rows, {self.human} human + {self.ai} AI "
+            f"(ratio {self.realised_ratio:.4f}, requested {self.requested_ratio})",
+            f"human: {human['available']} train pairs, left out {human['left_out'] or 'none'}",
+            f"ai: {ai['available']} kept pairs, left out {ai['left_out'] or 'none'}",
+        ]
+        if self.counts["capped_per_prompt"]:
+            out.append(f"over the per-prompt cap: {self.counts['capped_per_prompt']}")
+        shortfall = {k: v for k, v in self.counts["shortfall"].items() if v}
+        if shortfall:
+            out.append("shortfall: " + ", ".join(f"{k} {v}" for k, v in shortfall.items()))
+        out.append(f"content hash {self.content_hash}")
+        return out
+
+
+def order_key(seed: int, pair_id: str) -> bytes:
+    return hashlib.sha256(f"mix\x00{seed}\x00{pair_id}".encode()).digest()
+
+
+def seeded_order(candidates: Sequence[Candidate], seed: int) -> list[Candidate]:
+    return sorted(candidates, key=lambda c: order_key(seed, c.pair_id))
+
+
+# -- the two sides ---------------------------------------------------------------------------------------
+
+
+def human_side(rows: Sequence[dict[str, Any]]) -> tuple[list[Candidate], Counter[str]]:
+    dropped: Counter[str] = Counter()
+    kept = []
+    for row in rows:
+        if row["winner"] == "tie":
+            dropped["tie"] += 1
+            continue
+        kept.append(Candidate(row["pair_id"], row["prompt_id"], HUMAN, row["sources"], row["winner"],
+                              1.0 if row["confidence"] is None else float(row["confidence"])))
+    return kept, dropped
+
+
+def ai_side(rows: Sequence[dict[str, Any]], min_confidence: float | None) -> tuple[list[Candidate], Counter[str]]:
+    """Rows: kept AI pair preferences with heldout_prompt and human_labelled flags (see storage.mixes)."""
+    dropped: Counter[str] = Counter()
+    best: dict[str, Candidate] = {}
+    for row in rows:
+        confidence = 1.0 if row["confidence"] is None else float(row["confidence"])
+        if row["heldout_prompt"]:
+            dropped["heldout_prompt"] += 1
+        elif row["human_labelled"]:
+            dropped["human_labelled"] += 1
+        elif min_confidence is not None and confidence < min_confidence:
+            dropped["below_min_confidence"] += 1
+        else:
+            candidate = Candidate(row["pair_id"], row["prompt_id"], AI, row["job_id"], row["chosen"], confidence)
+            held = best.get(candidate.pair_id)
+            if held is not None:
+                dropped["duplicate"] += 1
+                if (held.confidence, candidate.origin) > (candidate.confidence, held.origin):
+                    continue
+            best[candidate.pair_id] = candidate
+    return list(best.values()), dropped
+
+
+def cap_per_prompt(candidates: Sequence[Candidate], limit: int | None, seed: int) -> tuple[list[Candidate], int]:
+    """At most `limit` pairs per prompt: human first, then the more confident, then by seeded hash."""
+    if limit is None:
+        return list(candidates), 0
+    ranked = sorted(candidates, key=lambda c: (c.source != HUMAN, -c.confidence, order_key(seed, c.pair_id)))
+    per_prompt: Counter[str] = Counter()
+    kept = []
+    for candidate in ranked:
+        if per_prompt[candidate.prompt_id] < limit:
+            per_prompt[candidate.prompt_id] += 1
+            kept.append(candidate)
+    return kept, len(candidates) - len(kept)
+
+
+def ratio_counts(n_human: int, n_ai: int, ratio: float, size: int | None = None) -> tuple[int, int]:
+    """(human, ai) rows: human = round(ratio * total) for the largest total both sides can supply."""
+    cap = n_human + n_ai if size is None else min(size, n_human + n_ai)
+    if ratio == 0.0:
+        return 0, min(n_ai, cap)
+    if ratio == 1.0:
+        return min(n_human, cap), 0
+    if n_human == 0 or n_ai == 0:
+        return 0, 0
+    total = min(cap, math.floor(min(n_human / ratio, n_ai / (1.0 - ratio))) + 1)
+    while total > 0:
+        human = math.floor(ratio * total + 0.5)
+        if human <= n_human and total - human <= n_ai:
+            return human, total - human
+        total -= 1
+    return 0, 0
+
+
+def _require_both_sides(config: MixConfig, n_human: int, n_ai: int, dropped: dict[str, Any]) -> None:
+    if 0.0 < config.human_ratio < 1.0 and (n_human == 0 or n_ai == 0):
+        missing = "human train labels" if n_human == 0 else "AI pairs passing the filters"
+        raise PrefgenError(
+            f"cannot blend at --human-ratio {config.human_ratio}: there are no {missing} "
+            f"(left out: {dropped}); use --human-ratio {0 if n_human == 0 else 1} for a one-sided mix"
+        )
+
+
+# -- the mix ---------------------------------------------------------------------------------------------
+
+
+def _row(mix_name: str, position: int, c: Candidate, config: MixConfig) -> dict[str, Any]:
+    return {
+        "mix_name": mix_name, "position": position, "pair_id": c.pair_id, "source": c.source,
+        "origin": c.origin, "chosen": c.chosen, "confidence": c.confidence,
+        "margin": c.confidence if config.margin_by_confidence else None,
+        "weight": c.confidence if config.weight_by_confidence else None,
+    }
+
+
+def select(human: Sequence[Candidate], ai: Sequence[Candidate], config: MixConfig) -> list[Candidate]:
+    """The mixed rows in their final order (pure: same candidates and config, same rows)."""
+    n_human, n_ai = ratio_counts(len(human), len(ai), config.human_ratio, config.size)
+    chosen = seeded_order(human, config.seed)[:n_human] + seeded_order(ai, config.seed)[:n_ai]
+    return seeded_order(chosen, config.seed)
+
+
+def _check_split(store: Store) -> None:
+    if db.unsplit_human_pairs(store):
+        raise PrefgenError(
+            "some human labels are on no side of the held-out split: run `prefgen split` first "
+            "(--heldout 0 keeps every label for training)"
+        )
+
+
+def build_mix(store: Store, config: MixConfig) -> MixReport:
+    """Build the mix from the store and save its rows and manifest under `config.name` (replacing it)."""
+    _check_split(store)
+    human_all, human_dropped = human_side(db.human_train_pairs(store))
+    ai_all, ai_dropped = ai_side(db.ai_kept_pairs(store, judge=config.judge), config.ai_min_confidence)
+    capped, n_capped = cap_per_prompt([*human_all, *ai_all], config.max_per_prompt, config.seed)
+    human = [c for c in capped if c.source == HUMAN]
+    ai = [c for c in capped if c.source == AI]
+    _require_both_sides(config, len(human), len(ai), {HUMAN: dict(human_dropped), AI: dict(ai_dropped)})
+    rows = select(human, ai, config)
+    if not rows:
+        raise PrefgenError("the mix would be empty: no human train labels and no AI pairs pass the filters")
+    stored = [_row(config.name, i, c, config) for i, c in enumerate(rows)]
+    n_human = sum(c.source == HUMAN for c in rows)
+    used_ai = [(c.origin, c.pair_id) for c in rows if c.source == AI]
+    counts = {
+        HUMAN: {"available": len(human_all) + sum(human_dropped.values()), "left_out": dict(human_dropped),
+                "after_cap": len(human), "used": n_human},
+        AI: {"available": len(ai_all) + sum(ai_dropped.values()), "left_out": dict(ai_dropped),
+             "after_cap": len(ai), "used": len(used_ai)},
+        "capped_per_prompt": n_capped,
+        "shortfall": _shortfall(config, len(human), len(ai), n_human, len(used_ai)),
+        "per_principle": db.principle_counts(store, used_ai),
+    }
+    report = MixReport(config.name, len(rows), n_human, len(used_ai), config.human_ratio, n_human / len(rows),
+                       content_hash(["mix", [[r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"]]
+                                             for r in stored]]), counts)
+    db.save_mix(store, _manifest(store, config, report, rows), stored)
+    return report
+
+
+def _shortfall(config: MixConfig, n_human: int, n_ai: int, used_human: int, used_ai: int) -> dict[str, int]:
+    """Rows left out to keep the ratio, and how far the mix falls short of a requested size."""
+    short = {"human_left_out_for_ratio": n_human - used_human, "ai_left_out_for_ratio": n_ai - used_ai}
+    if config.size is not None:
+        short["below_requested_size"] = max(0, config.size - used_human - used_ai)
+    return short
+
+
+def _manifest(store: Store, config: MixConfig, report: MixReport, rows: Sequence[Candidate]) -> dict[str, Any]:
+    split = human_db.split_settings(store)
+    return {
+        "name": config.name,
+        "content_hash": report.content_hash,
+        "seed": config.seed,
+        "human_ratio": config.human_ratio,
+        "realised_ratio": report.realised_ratio,
+        "n_rows": report.rows,
+        "inputs": {
+            "label_jobs": sorted({c.origin for c in rows if c.source == AI}),
+            "human_sources": sorted({s for c in rows if c.source == HUMAN for s in c.origin.split("+")}),
+            "split": {"heldout": split[0], "seed": split[1]} if split else None,
+        },
+        "filters": config.model_dump(exclude={"name", "seed", "human_ratio"}),
+        "counts": report.counts,
+    }

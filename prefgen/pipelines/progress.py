@@ -1,0 +1,42 @@
+"""A rich progress bar for labelling: calls/s, kept rate and cost as the run goes."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+class LabelProgress:
+    def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None) -> None:
+        self.enabled = enabled and total > 0
+        self.total = total
+        self.started = time.monotonic()
+        self._progress = Progress(
+            TextColumn("[bold]judging"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7.1f} calls/s"),
+            TextColumn("kept {task.fields[kept]}"),
+            TextColumn("${task.fields[cost]:.4f}"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            refresh_per_second=4,
+            disable=not self.enabled,
+        )
+        self._task = self._progress.add_task("judge", total=total, rate=0.0, kept="-", cost=0.0)
+
+    def __enter__(self) -> LabelProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def advance(self, sent: int, cost: float, kept: int, decided: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        kept_text = f"{kept}/{decided} ({kept / decided:.0%})" if decided else "-"
+        self._progress.update(self._task, completed=sent, rate=sent / elapsed, kept=kept_text, cost=cost)

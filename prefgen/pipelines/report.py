@@ -1,0 +1,120 @@
+"""Rendering: the end-of-run summary, `prefgen stats`, and `prefgen sql` output in every format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from prefgen.storage import stats as st
+from prefgen.storage.db import Store
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+    return str(value)
+
+
+def table_of(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for column in rows[0] if rows else []:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(_fmt(v) for v in row.values()))
+    return table
+
+
+def print_label_summary(summary: Any, console: Console | None = None) -> None:
+    console = console or Console()
+    if summary.estimated is not None:
+        est = summary.estimated
+        cost = f"${est['cost']:.4f}" if est["priced"] else "unknown (no price for this model; see --price-in)"
+        rows = [
+            {"": "pairs", "value": summary.pairs},
+            {"": "calls planned", "value": summary.calls_planned},
+            {"": "already stored (free)", "value": summary.calls_cached},
+            {"": "calls to send", "value": est["calls"]},
+            {"": "input tokens (est.)", "value": est["tokens_in"]},
+            {"": "output tokens (max)", "value": est["tokens_out"]},
+            {"": "cost (est.)", "value": cost},
+        ]
+        console.print(table_of(rows, "dry run: nothing was sent"))
+        return
+    share = summary.first_slot_share
+    rows = [
+        {"": "status", "value": summary.status},
+        {"": "pairs", "value": summary.pairs},
+        {"": "calls planned / stored / sent", "value":
+            f"{summary.calls_planned} / {summary.calls_cached} / {summary.calls_sent}"},
+        {"": "judge errors", "value": summary.judge_errors},
+        {"": "calls/s", "value": f"{summary.calls_per_s:.1f}"},
+        {"": "kept pairs", "value": f"{summary.kept_pairs} of {summary.pairs}"},
+        {"": "kept (pair, principle)", "value": f"{summary.kept_preferences} of {summary.preferences}"},
+        {"": "first-slot share (position bias)", "value": f"{share:.1%}" if share is not None else "-"},
+        {"": "consistency across orders", "value":
+            f"{summary.consistency_rate:.1%}" if summary.consistency_rate is not None else "-"},
+        {"": "tokens in / out", "value": f"{summary.tokens_in} / {summary.tokens_out}"},
+        {"": "cost (this run)", "value": f"${summary.cost:.4f}"},
+    ]
+    rows += [{"": f"dropped: {reason}", "value": n} for reason, n in summary.drop_reasons.items() if reason != "kept"]
+    console.print(table_of(rows, f"label run {summary.run_id} (job {summary.job_id})"))
+    if share is not None and share >= 0.8 and summary.calls_planned:
+        console.print(
+            f"[yellow]The judge named the first slot in {share:.0%} of its answers: it is position-biased. "
+            "Position swapping caught it: its inconsistent verdicts were dropped, not kept as labels.[/yellow]"
+        )
+    if summary.status == "budget_stopped":
+        console.print("[yellow]Stopped before passing --max-cost; run again with a larger budget to go on.[/yellow]")
+    if summary.status == "interrupted":
+        console.print("[yellow]Interrupted; everything answered is stored. Run the same command to resume.[/yellow]")
+
+
+def print_stats(store: Store, console: Console | None = None, extra_sections: list | None = None) -> None:
+    console = console or Console()
+    console.print(table_of([st.overview(store)], "store"))
+    for title, rows in (
+        ("label jobs", st.jobs(store)),
+        ("drops by reason", st.drop_reasons(store)),
+        ("position bias: share of first-slot verdicts per judge and principle", st.position_bias(store)),
+        ("consistency across orders per judge and principle", st.consistency(store)),
+        ("confidence histogram", st.confidence_histogram(store)),
+        *(extra_sections or []),
+    ):
+        if rows:
+            console.print(table_of(rows, title))
+
+
+def write_query_result(table: Any, fmt: str, out: Path | None, console: Console | None = None) -> None:
+    """Print or save a query result (a pyarrow Table)."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        if out is None:
+            raise ValueError("--format parquet needs --out FILE")
+        pq.write_table(table, out)
+        return
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        if out is None:
+            import sys
+
+            pacsv.write_csv(table, sys.stdout.buffer)
+            return
+        pacsv.write_csv(table, out)
+        return
+    if fmt == "json":
+        data = b"\n".join(orjson.dumps(row, default=str) for row in table.to_pylist())
+        if out is None:
+            print(data.decode())
+        else:
+            Path(out).write_bytes(data + b"\n")
+        return
+    rendered = table_of(table.to_pylist()) if table.num_rows else table_of([dict.fromkeys(table.column_names)])
+    (console or Console()).print(rendered)

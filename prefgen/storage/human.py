@@ -1,0 +1,140 @@
+"""SQL for human labels: imports, the held-out split, and the AI/human pairs that agreement is measured on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from prefgen.records import Pair
+from prefgen.storage.db import Store
+from prefgen.storage.labels import save_pairs
+
+def has_human_tables(store: Store) -> bool:
+    """False for a store opened read-only before the human-label migration existed."""
+    _, rows = store.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'human_labels'")
+    return rows[0][0] > 0
+
+
+def _count(store: Store, sql: str, params: Sequence[Any] | None = None) -> int:
+    return store.query(sql, params)[1][0][0]
+
+
+def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labels: Sequence[Any]) -> int:
+    """Store the pairs (insert-or-ignore) and replace every label of `source`. Returns how many pairs were new."""
+    with store.transaction():
+        before = _count(store, "SELECT count(*) FROM pairs")
+        save_pairs(store, pairs)
+        new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
+        store.con.execute("DELETE FROM human_labels WHERE source = ?", [source])
+        store.insert_rows("human_labels", labels, on_conflict="error")
+    return new_pairs
+
+
+def split_settings(store: Store) -> tuple[float, int] | None:
+    _, rows = store.query("SELECT heldout, seed FROM human_split WHERE id = 1")
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def labelled_prompt_ids(store: Store) -> list[str]:
+    _, rows = store.query(
+        "SELECT DISTINCT p.prompt_id FROM human_labels h JOIN pairs p ON p.id = h.pair_id ORDER BY 1"
+    )
+    return [r[0] for r in rows]
+
+
+def save_split(store: Store, heldout: float, seed: int, sides: Mapping[str, str]) -> None:
+    """Record the split's settings and put every label of each prompt on that prompt's side."""
+    batch = pa.table({"prompt_id": list(sides), "side": list(sides.values())})
+    with store.transaction():
+        store.insert_rows("human_split", [{"id": 1, "heldout": heldout, "seed": seed}], on_conflict="replace")
+        store.con.register("_sides", batch)
+        try:
+            store.con.execute(
+                """UPDATE human_labels SET split = s.side
+                   FROM pairs p, _sides s
+                   WHERE p.id = human_labels.pair_id AND s.prompt_id = p.prompt_id"""
+            )
+        finally:
+            store.con.unregister("_sides")
+
+
+def split_counts(store: Store) -> dict[str, int]:
+    """Labelled pairs per side ('unassigned' before any split)."""
+    _, rows = store.query(
+        "SELECT coalesce(split, 'unassigned'), count(*) FROM human_pair_labels GROUP BY 1 ORDER BY 1"
+    )
+    return dict(rows)
+
+
+def _dicts(store: Store, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    columns, rows = store.query(sql, params)
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    """Per label job and human-labelled pair: the human winner, the judge's unfiltered P(a better) (the
+    principle-weighted mean over every principle with a swap-averaged answer, kept or not), and the filtered
+    outcome (`kept`, `chosen`) from pair_preferences."""
+    return _dicts(
+        store,
+        """WITH weighted AS (
+               SELECT pr.job_id, pr.pair_id,
+                      sum(pr.p_a * coalesce(w.weight, 1.0)) / sum(coalesce(w.weight, 1.0)) AS p_a
+               FROM preferences pr
+               JOIN label_jobs j USING (job_id)
+               LEFT JOIN principles w ON w.constitution_id = j.constitution_id AND w.principle_id = pr.principle_id
+               WHERE pr.p_a IS NOT NULL
+               GROUP BY pr.job_id, pr.pair_id
+           )
+           SELECT j.job_id, j.judge_spec, h.pair_id, h.winner AS human, wt.p_a,
+                  coalesce(pp.kept, false) AS kept, pp.chosen
+           FROM weighted wt
+           JOIN label_jobs j ON j.job_id = wt.job_id
+           JOIN human_pair_labels h ON h.pair_id = wt.pair_id
+           LEFT JOIN pair_preferences pp ON pp.job_id = wt.job_id AND pp.pair_id = wt.pair_id
+           WHERE ($1 IS NULL OR $1 IN (j.judge_spec, j.job_id)) AND ($2 IS NULL OR h.split = $2)
+           ORDER BY j.job_id, h.pair_id""",
+        [judge, split],
+    )
+
+
+def principle_verdicts(store: Store, *, judge: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    """Per label job, principle and human-labelled pair: the principle's swap-averaged choice and whether it
+    passed the filter."""
+    return _dicts(
+        store,
+        """SELECT pr.job_id, pr.principle_id, pr.pair_id, pr.chosen, pr.kept, h.winner AS human
+           FROM preferences pr
+           JOIN label_jobs j USING (job_id)
+           JOIN human_pair_labels h ON h.pair_id = pr.pair_id
+           WHERE pr.chosen IS NOT NULL
+             AND ($1 IS NULL OR $1 IN (j.judge_spec, j.job_id)) AND ($2 IS NULL OR h.split = $2)
+           ORDER BY pr.job_id, pr.principle_id, pr.pair_id""",
+        [judge, split],
+    )
+
+
+def annotator_votes(store: Store, *, split: str | None = None) -> list[dict[str, Any]]:
+    """Every individual annotator's label (not the consensus rows), for inter-annotator agreement."""
+    return _dicts(
+        store,
+        """SELECT source, pair_id, annotator, winner FROM human_labels
+           WHERE annotator NOT IN ('label', 'majority') AND ($1 IS NULL OR split = $1)
+           ORDER BY source, pair_id, annotator""",
+        [split],
+    )
+
+
+def human_label_counts(store: Store) -> dict[str, Any]:
+    """Labelled pairs per source and split, and per consensus winner, for summaries."""
+    return {
+        "by_source": _dicts(
+            store,
+            """SELECT source, coalesce(split, 'unassigned') AS split, count(*) AS pairs
+               FROM human_labels WHERE annotator IN ('label', 'majority') GROUP BY ALL ORDER BY ALL""",
+            [],
+        ),
+        "by_winner": dict(store.query("SELECT winner, count(*) FROM human_pair_labels GROUP BY 1 ORDER BY 1")[1]),
+    }

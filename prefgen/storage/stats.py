@@ -1,0 +1,57 @@
+"""Queries behind `prefgen stats`: views over judgements, never a second set of books."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefgen.storage.db import Store
+
+
+def _dicts(store: Store, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    columns, rows = store.query(sql, params)
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def overview(store: Store) -> dict[str, Any]:
+    columns, rows = store.query(
+        """SELECT
+             (SELECT count(*) FROM pairs) AS pairs,
+             (SELECT count(*) FROM judgements) AS judgements,
+             (SELECT count(*) FROM judgements WHERE status = 'ok') AS answered,
+             (SELECT count(*) FROM judgements WHERE status = 'parse_error') AS parse_errors,
+             (SELECT count(*) FROM judgements WHERE status = 'judge_error') AS judge_errors,
+             (SELECT coalesce(sum(tokens_in), 0) FROM judgements) AS tokens_in,
+             (SELECT coalesce(sum(tokens_out), 0) FROM judgements) AS tokens_out,
+             (SELECT coalesce(sum(cost), 0) FROM judgements) AS cost"""
+    )
+    return dict(zip(columns, rows[0]))
+
+
+def jobs(store: Store) -> list[dict[str, Any]]:
+    return _dicts(
+        store,
+        """SELECT j.job_id, j.judge_spec, j.template_version, j.confidence_mode,
+                  count(pp.pair_id) AS pairs,
+                  sum(CASE WHEN pp.kept THEN 1 ELSE 0 END) AS kept_pairs,
+                  c.cost, c.cost_per_kept_pair, c.tokens_per_kept_pair
+           FROM label_jobs j
+           LEFT JOIN pair_preferences pp USING (job_id)
+           LEFT JOIN cost_per_kept_pair c USING (job_id)
+           GROUP BY ALL ORDER BY j.created_at""",
+    )
+
+
+def drop_reasons(store: Store) -> list[dict[str, Any]]:
+    return _dicts(store, "SELECT * FROM drop_reasons ORDER BY job_id, preferences DESC")
+
+
+def position_bias(store: Store) -> list[dict[str, Any]]:
+    return _dicts(store, "SELECT * FROM position_bias ORDER BY backend, model, principle_id")
+
+
+def consistency(store: Store) -> list[dict[str, Any]]:
+    return _dicts(store, "SELECT * FROM consistency ORDER BY backend, model, principle_id")
+
+
+def confidence_histogram(store: Store) -> list[dict[str, Any]]:
+    return _dicts(store, "SELECT * FROM confidence_histogram ORDER BY job_id, bucket")

@@ -1,0 +1,411 @@
+"""Evaluation of a reward model against human preference labels.
+
+The metric functions are pure: they take arrays of rewards of the human-chosen and human-rejected
+responses (and optional tie flags, lengths and group labels) and need no model, so they are tested on
+hand-made numbers. `evaluate_model` scores rows with a trained model, computes all of them, and writes
+plots and a single `eval.html` next to the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
+PLOT_FILES = {
+    "reliability": "eval_reliability.png",
+    "rewards": "eval_rewards.png",
+    "length": "eval_length.png",
+}
+
+
+def _arrays(r_chosen: Any, r_rejected: Any, ties: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rc, rr = np.asarray(r_chosen, dtype=float), np.asarray(r_rejected, dtype=float)
+    if rc.shape != rr.shape:
+        raise ValueError(f"{rc.shape[0]} chosen rewards but {rr.shape[0]} rejected rewards")
+    tie = np.zeros(rc.shape, dtype=bool) if ties is None else np.asarray(ties, dtype=bool)
+    return rc, rr, tie
+
+
+def pairwise_correct(r_chosen: Any, r_rejected: Any) -> np.ndarray:
+    """1 where the model prefers the human-chosen response, 0 where it prefers the other, 0.5 on a tie."""
+    rc, rr, _ = _arrays(r_chosen, r_rejected)
+    return (rc > rr) + 0.5 * (rc == rr)
+
+
+def accuracy(r_chosen: Any, r_rejected: Any, ties: Any = None) -> float:
+    """Agreement with the humans over the pairs they did not call a tie."""
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    correct = pairwise_correct(rc[~tie], rr[~tie])
+    return float(correct.mean()) if correct.size else math.nan
+
+
+def bootstrap_interval(
+    values: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (seeded, so reports are reproducible)."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def tie_report(r_chosen: Any, r_rejected: Any, ties: Any, tie_margin: float = DEFAULT_TIE_MARGIN) -> dict[str, Any]:
+    """For pairs the humans called a tie: how often the model also rates them within `tie_margin`."""
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    close = np.abs(rc[tie] - rr[tie]) <= tie_margin
+    return {
+        "n_ties": int(tie.sum()),
+        "tie_margin": tie_margin,
+        "share_within_margin": float(close.mean()) if close.size else None,
+    }
+
+
+def mean_margin(r_chosen: Any, r_rejected: Any, ties: Any = None) -> float:
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    return float((rc[~tie] - rr[~tie]).mean()) if (~tie).any() else math.nan
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def calibration(r_chosen: Any, r_rejected: Any, ties: Any = None, n_bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of P(chosen better) = sigmoid(r_chosen - r_rejected), and its bins.
+
+    The model's prediction for a pair is the side it prefers, with confidence max(p, 1 - p) in [0.5, 1];
+    confidences are binned in equal-width bins over [0.5, 1]. ECE = sum over bins of
+    (bin size / n) * |accuracy in bin - mean confidence in bin|.
+    """
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    p = sigmoid(rc[~tie] - rr[~tie])
+    confidence = np.maximum(p, 1 - p)
+    correct = pairwise_correct(rc[~tie], rr[~tie])
+    index = np.minimum(((confidence - 0.5) / (0.5 / n_bins)).astype(int), n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        members = index == b
+        n = int(members.sum())
+        bin_conf = float(confidence[members].mean()) if n else None
+        bin_acc = float(correct[members].mean()) if n else None
+        if n:
+            ece += n / confidence.size * abs(bin_acc - bin_conf)
+        bins.append({"lo": 0.5 + b * 0.5 / n_bins, "hi": 0.5 + (b + 1) * 0.5 / n_bins, "n": n,
+                     "confidence": bin_conf, "accuracy": bin_acc})
+    return {"ece": float(ece) if confidence.size else math.nan, "n_bins": n_bins, "bins": bins}
+
+
+def summarize(values: Any) -> dict[str, float]:
+    values = np.asarray(values, dtype=float)
+    q25, median, q75 = np.quantile(values, [0.25, 0.5, 0.75]) if values.size else (math.nan,) * 3
+    return {
+        "n": int(values.size),
+        "mean": float(values.mean()) if values.size else math.nan,
+        "std": float(values.std()) if values.size else math.nan,
+        "min": float(values.min()) if values.size else math.nan,
+        "q25": float(q25),
+        "median": float(median),
+        "q75": float(q75),
+        "max": float(values.max()) if values.size else math.nan,
+    }
+
+
+def reward_distributions(r_chosen: Any, r_rejected: Any) -> dict[str, dict[str, float]]:
+    rc, rr, _ = _arrays(r_chosen, r_rejected)
+    return {"chosen": summarize(rc), "rejected": summarize(rr)}
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson correlation, or None when either side is constant (undefined)."""
+    if x.size < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def length_bias(
+    r_chosen: Any, r_rejected: Any, len_chosen: Any, len_rejected: Any, ties: Any = None
+) -> dict[str, Any]:
+    """Does the model reward length? Correlation of reward with response length over all responses, and
+    how often the longer response of a pair wins under the model vs under the humans (pairs of unequal
+    length that the humans did not call a tie)."""
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    lc, lr = np.asarray(len_chosen, dtype=float), np.asarray(len_rejected, dtype=float)
+    unequal = (lc != lr) & ~tie
+    chosen_longer = lc[unequal] > lr[unequal]
+    model_prefers_chosen = rc[unequal] > rr[unequal]
+    return {
+        "pearson_reward_length": pearson(np.concatenate([lc, lr]), np.concatenate([rc, rr])),
+        "n_unequal_length": int(unequal.sum()),
+        "longer_wins_model": float((model_prefers_chosen == chosen_longer).mean()) if unequal.any() else None,
+        "longer_wins_human": float(chosen_longer.mean()) if unequal.any() else None,
+    }
+
+
+def accuracy_by_group(r_chosen: Any, r_rejected: Any, groups: Sequence[Any], ties: Any = None) -> dict[str, Any]:
+    """Accuracy per group label (data source, principle category); human ties are left out."""
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    labels = np.asarray(["unknown" if g is None else str(g) for g in groups], dtype=object)
+    correct = pairwise_correct(rc, rr)
+    report = {}
+    for label in sorted(set(labels[~tie])):
+        members = (labels == label) & ~tie
+        report[label] = {"n": int(members.sum()), "accuracy": float(correct[members].mean())}
+    return report
+
+
+def compute_metrics(
+    r_chosen: Any,
+    r_rejected: Any,
+    *,
+    ties: Any = None,
+    len_chosen: Any = None,
+    len_rejected: Any = None,
+    groups: Mapping[str, Sequence[Any]] | None = None,
+    n_bins: int = 10,
+    tie_margin: float = DEFAULT_TIE_MARGIN,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every metric of the evaluation report, as one JSON-able dict."""
+    rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
+    correct = pairwise_correct(rc[~tie], rr[~tie])
+    metrics: dict[str, Any] = {
+        "n_pairs": int(rc.size),
+        "n_scored": int((~tie).sum()),
+        "accuracy": accuracy(rc, rr, tie),
+        "accuracy_ci95": list(bootstrap_interval(correct, n_boot=n_boot, seed=seed)),
+        "mean_margin": mean_margin(rc, rr, tie),
+        "ties": tie_report(rc, rr, tie, tie_margin),
+        "calibration": calibration(rc, rr, tie, n_bins),
+        "rewards": reward_distributions(rc, rr),
+    }
+    if len_chosen is not None and len_rejected is not None:
+        metrics["length_bias"] = length_bias(rc, rr, len_chosen, len_rejected, tie)
+    metrics["groups"] = {name: accuracy_by_group(rc, rr, labels, tie) for name, labels in (groups or {}).items()}
+    return metrics
+
+
+# --- evaluating a trained model -------------------------------------------------------------------
+
+
+@dataclass
+class EvalReport:
+    model_dir: str
+    n_pairs: int
+    metrics: dict[str, Any]
+    r_chosen: list[float] = field(repr=False)
+    r_rejected: list[float] = field(repr=False)
+    plots: dict[str, str] = field(default_factory=dict)
+    html_path: str = ""
+    json_path: str = ""
+
+    def flat_metrics(self) -> dict[str, float]:
+        """Scalar metrics under dotted names (`ties.share_within_margin`), e.g. one row each in a table."""
+        return dict(_flatten(self.metrics))
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, float]]:
+    if isinstance(value, Mapping):
+        return [item for key, sub in value.items() for item in _flatten(sub, f"{prefix}{key}.")]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [(prefix.rstrip("."), float(value))]
+    if isinstance(value, list) and prefix.endswith("ci95."):
+        return [(f"{prefix}lo", float(value[0])), (f"{prefix}hi", float(value[1]))]
+    return []
+
+
+def is_tie(row: Mapping[str, Any]) -> bool:
+    """A human tie: `tie: true`, or `label`/`winner` equal to "tie"."""
+    return bool(row.get("tie")) or row.get("label") == "tie" or row.get("winner") == "tie"
+
+
+def response_length(response: Any) -> int:
+    """Length in characters (tokenizer-independent, so reports compare across models)."""
+    if isinstance(response, list):
+        return sum(len(m.get("content", "")) for m in response)
+    return len(response or "")
+
+
+def evaluate_model(
+    model_dir: str | Path,
+    rows: Sequence[dict[str, Any]],
+    out_dir: str | Path | None = None,
+    *,
+    batch_size: int = 16,
+    n_bins: int = 10,
+    tie_margin: float = DEFAULT_TIE_MARGIN,
+    seed: int = 0,
+) -> EvalReport:
+    """Score TRL preference rows with a model (or ensemble) and write eval.json, PNG plots and eval.html
+    to `out_dir` (default: next to the model)."""
+    from prefgen.train.score import RewardEnsemble, load_reward_model, score_pairs
+
+    model = load_reward_model(model_dir)
+    chosen, rejected = score_pairs(model, rows, batch_size)
+    ties = np.array([is_tie(row) for row in rows], dtype=bool)
+    groups = {key: [row.get(key) for row in rows] for key in ("source", "category") if any(key in r for r in rows)}
+    metrics = compute_metrics(
+        chosen.mean, rejected.mean, ties=ties,
+        len_chosen=[response_length(row["chosen"]) for row in rows],
+        len_rejected=[response_length(row["rejected"]) for row in rows],
+        groups=groups, n_bins=n_bins, tie_margin=tie_margin, seed=seed,
+    )
+    if isinstance(model, RewardEnsemble):
+        metrics["ensemble"] = ensemble_metrics(chosen.members, rejected.members, ties)
+    out = Path(out_dir) if out_dir is not None else Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = EvalReport(str(model_dir), len(rows), metrics, chosen.mean.tolist(), rejected.mean.tolist())
+    report.plots = write_plots(out, chosen.mean, rejected.mean, metrics["calibration"], rows)
+    report.json_path = str(out / "eval.json")
+    Path(report.json_path).write_text(json.dumps(_json_safe(metrics), indent=2))
+    report.html_path = str(write_html(out / "eval.html", report))
+    return report
+
+
+def ensemble_metrics(chosen_members: np.ndarray, rejected_members: np.ndarray, ties: Any) -> dict[str, Any]:
+    """Per-member accuracy, the conservative (min-reward) accuracy and the members' disagreement."""
+    chosen_members, rejected_members = np.asarray(chosen_members), np.asarray(rejected_members)
+    return {
+        "n_members": int(chosen_members.shape[0]),
+        "member_accuracy": [accuracy(c, r, ties) for c, r in zip(chosen_members, rejected_members)],
+        "accuracy_min_reward": accuracy(chosen_members.min(axis=0), rejected_members.min(axis=0), ties),
+        "mean_std": float(np.concatenate([chosen_members.std(axis=0), rejected_members.std(axis=0)]).mean()),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN is not JSON: write null."""
+    if isinstance(value, Mapping):
+        return {key: _json_safe(sub) for key, sub in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(sub) for sub in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_plots(
+    out: Path, r_chosen: np.ndarray, r_rejected: np.ndarray, calib: dict[str, Any], rows: Sequence[dict[str, Any]]
+) -> dict[str, str]:
+    """Reliability curve, reward histograms (chosen vs rejected), and length vs reward."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window, works without a display
+    import matplotlib.pyplot as plt
+
+    paths = {name: str(out / filename) for name, filename in PLOT_FILES.items()}
+    _plot_reliability(plt, calib, paths["reliability"])
+    _plot_rewards(plt, r_chosen, r_rejected, paths["rewards"])
+    lengths_c = [response_length(row["chosen"]) for row in rows]
+    lengths_r = [response_length(row["rejected"]) for row in rows]
+    _plot_length(plt, lengths_c, lengths_r, r_chosen, r_rejected, paths["length"])
+    return paths
+
+
+def _plot_reliability(plt: Any, calib: dict[str, Any], path: str) -> None:
+    filled = [b for b in calib["bins"] if b["n"]]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot([0.5, 1], [0.5, 1], linestyle="--", color="grey", label="perfect")
+    ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", label="model")
+    ax.set(xlabel="confidence max(p, 1-p)", ylabel="accuracy", xlim=(0.5, 1), ylim=(0, 1.02),
+           title=f"Reliability (ECE {calib['ece']:.3f})")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_rewards(plt: Any, r_chosen: np.ndarray, r_rejected: np.ndarray, path: str) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    bins = np.histogram_bin_edges(np.concatenate([r_chosen, r_rejected]), bins=30)
+    ax.hist(r_chosen, bins=bins, alpha=0.6, label="chosen")
+    ax.hist(r_rejected, bins=bins, alpha=0.6, label="rejected")
+    ax.set(xlabel="reward", ylabel="responses", title="Rewards: human-chosen vs rejected")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_length(plt: Any, len_c: list[int], len_r: list[int], r_chosen: np.ndarray, r_rejected: np.ndarray, path: str) -> None:
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(len_c, r_chosen, s=8, alpha=0.6, label="chosen")
+    ax.scatter(len_r, r_rejected, s=8, alpha=0.6, label="rejected")
+    ax.set(xlabel="response length (characters)", ylabel="reward", title="Length vs reward")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+
+def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The headline metrics as (label, value) rows, shared by eval.html and the model card."""
+    lo, hi = metrics["accuracy_ci95"]
+    rows = [
+        ("pairs (scored / total)", f"{metrics['n_scored']} / {metrics['n_pairs']}"),
+        ("agreement with humans", f"{_fmt(metrics['accuracy'])} (95% CI {_fmt(lo)}-{_fmt(hi)})"),
+        ("mean margin r(chosen) - r(rejected)", _fmt(metrics["mean_margin"])),
+        ("expected calibration error", _fmt(metrics["calibration"]["ece"])),
+        ("human ties", _fmt(metrics["ties"]["n_ties"])),
+        (f"ties rated within {metrics['ties']['tie_margin']}", _fmt(metrics["ties"]["share_within_margin"])),
+    ]
+    bias = metrics.get("length_bias")
+    if bias:
+        rows += [
+            ("corr(reward, length)", _fmt(bias["pearson_reward_length"])),
+            ("longer response wins: model", _fmt(bias["longer_wins_model"])),
+            ("longer response wins: humans", _fmt(bias["longer_wins_human"])),
+        ]
+    ensemble = metrics.get("ensemble")
+    if ensemble:
+        rows += [
+            ("ensemble members", _fmt(ensemble["n_members"])),
+            ("agreement, conservative (min) reward", _fmt(ensemble["accuracy_min_reward"])),
+            ("mean disagreement (std)", _fmt(ensemble["mean_std"])),
+        ]
+    return rows
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_html(path: Path, report: EvalReport) -> Path:
+    """One self-contained page: metrics tables and the plots embedded as base64 PNGs."""
+    metrics = report.metrics
+    sections = [f"<h1>Reward model evaluation</h1><p>{html.escape(report.model_dir)}</p>",
+                _table(["metric", "value"], [(html.escape(k), v) for k, v in summary_rows(metrics)])]
+    dist = metrics["rewards"]
+    sections.append("<h2>Reward distributions</h2>" + _table(
+        ["side", *dist["chosen"].keys()], [(side, *map(_fmt, stats.values())) for side, stats in dist.items()]))
+    for name, groups in metrics["groups"].items():
+        sections.append(f"<h2>Agreement per {html.escape(name)}</h2>" + _table(
+            [name, "pairs", "agreement"], [(html.escape(g), _fmt(v["n"]), _fmt(v["accuracy"])) for g, v in groups.items()]))
+    images = "".join(
+        f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}">'
+        for name, p in report.plots.items())
+    sections.append(f"<h2>Plots</h2><div>{images}</div>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:72em}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}img{margin:.5em;max-width:30em}")
+    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Reward model evaluation</title>"
+                    f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
+    return path

@@ -1,0 +1,152 @@
+"""Loading trained reward models (single or ensemble) and scoring responses with them.
+
+Scoring encodes exactly like training (`prefgen.train.data.encode_for_scoring`): same special tokens,
+same EOS, and the same truncation, which keeps the end of the response rather than its start.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefgen.errors import PrefgenError
+from prefgen.train.data import encode_for_scoring, normalize_row, prepare_tokenizer
+from prefgen.train.trainer import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device
+
+DEFAULT_MAX_LENGTH = 512
+
+
+@dataclass
+class RewardModel:
+    model: Any
+    tokenizer: Any
+    path: Path
+    max_length: int
+    device: str
+    bf16: bool
+
+
+@dataclass
+class RewardEnsemble:
+    members: list[RewardModel]
+    path: Path
+
+
+@dataclass
+class Scores:
+    """Rewards of N responses from K models (K = 1 for a single model)."""
+
+    members: np.ndarray  # (K, N)
+    mean: np.ndarray  # (N,) the reward to use
+    min: np.ndarray  # (N,) conservative reward: the least optimistic member
+    std: np.ndarray  # (N,) disagreement between members (0 for one model)
+
+    @property
+    def reward(self) -> np.ndarray:
+        return self.mean
+
+
+def aggregate_member_scores(member_scores: Sequence[Sequence[float]] | np.ndarray) -> Scores:
+    """Mean, min and (population) standard deviation over members, per response."""
+    members = np.atleast_2d(np.asarray(member_scores, dtype=float))
+    return Scores(members=members, mean=members.mean(axis=0), min=members.min(axis=0), std=members.std(axis=0))
+
+
+def is_ensemble_dir(path: str | Path) -> bool:
+    return (Path(path) / ENSEMBLE_MANIFEST).is_file()
+
+
+def load_reward_model(path: str | Path, device: str | None = None) -> RewardModel | RewardEnsemble:
+    """A model directory written by `train_reward_model` (or any one-output sequence classifier), or an
+    ensemble directory with an `ensemble.json` manifest."""
+    path = Path(path)
+    if is_ensemble_dir(path):
+        manifest = json.loads((path / ENSEMBLE_MANIFEST).read_text())
+        members = [_load_single(path / member["dir"], device) for member in manifest["members"]]
+        return RewardEnsemble(members=members, path=path)
+    return _load_single(path, device)
+
+
+def _load_single(path: Path, device: str | None) -> RewardModel:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (path / "config.json").is_file():
+        raise PrefgenError(f"{path}: not a reward model directory (no config.json, no {ENSEMBLE_MANIFEST})")
+    choice = pick_device()
+    device = device or choice.device
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    if model.config.num_labels != 1:
+        raise PrefgenError(f"{path}: a reward model has one output, this one has {model.config.num_labels}")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.to(device).eval()
+    return RewardModel(model, tokenizer, path, _max_length(path, model), device, choice.bf16 and device == "cuda")
+
+
+def _max_length(path: Path, model: Any) -> int:
+    """The training max_length when prefgen trained it, else what the model's positions allow."""
+    record = path / TRAIN_RECORD
+    if record.is_file():
+        return int(json.loads(record.read_text())["config"]["max_length"])
+    return int(getattr(model.config, "max_position_embeddings", DEFAULT_MAX_LENGTH) or DEFAULT_MAX_LENGTH)
+
+
+def score_texts(
+    model: RewardModel | RewardEnsemble,
+    prompts: Sequence[Any],
+    responses: Sequence[Any],
+    batch_size: int = 16,
+) -> Scores:
+    """Reward of each (prompt, response); prompts and responses are text or message lists."""
+    members = model.members if isinstance(model, RewardEnsemble) else [model]
+    return aggregate_member_scores([_score_one_model(m, prompts, responses, batch_size) for m in members])
+
+
+def score_pairs(
+    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = 16
+) -> tuple[Scores, Scores]:
+    """Scores of the chosen and of the rejected side of TRL preference rows."""
+    pairs = [normalize_row(i, row) for i, row in enumerate(rows)]
+    prompts = [p.prompt for p in pairs]
+    # One call for both sides: length-sorted batches then mix chosen and rejected of similar length.
+    scores = score_texts(model, prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], batch_size)
+    n = len(pairs)
+    return _slice(scores, 0, n), _slice(scores, n, 2 * n)
+
+
+def _slice(scores: Scores, start: int, stop: int) -> Scores:
+    return aggregate_member_scores(scores.members[:, start:stop])
+
+
+def _score_one_model(rm: RewardModel, prompts: Sequence[Any], responses: Sequence[Any], batch_size: int) -> np.ndarray:
+    import torch
+
+    encoded = encode_for_scoring(rm.tokenizer, prompts, responses, rm.max_length)
+    # Sorting by length makes each batch pad to nearly its own length.
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    rewards = np.empty(len(encoded), dtype=float)
+    for start in range(0, len(order), batch_size):
+        index = order[start : start + batch_size]
+        batch = _pad_batch([encoded[i] for i in index], rm.tokenizer.pad_token_id, rm.device)
+        with torch.inference_mode(), torch.autocast(rm.device, dtype=torch.bfloat16, enabled=rm.bf16):
+            logits = rm.model(**batch).logits[:, 0]
+        rewards[index] = logits.float().cpu().numpy()
+    return rewards
+
+
+def _pad_batch(sequences: list[list[int]], pad_id: int, device: str) -> dict[str, Any]:
+    import torch
+
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
