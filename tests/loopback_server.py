@@ -189,6 +189,8 @@ class LoopbackServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/models", self._models)
+        # The request count, for a benchmark that runs the server in another process.
+        app.router.add_get("/_count", self._count)
         app.router.add_post("/{prefix:.*}", self._dispatch)
         return app
 
@@ -196,6 +198,9 @@ class LoopbackServer:
 
     async def _models(self, request: web.Request) -> web.Response:
         return _json({"object": "list", "data": [{"id": "loopback-judge", "object": "model", "owned_by": "tests"}]})
+
+    async def _count(self, request: web.Request) -> web.Response:
+        return _json({"received": self.received})
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         # Routed by suffix so that base URLs with or without /v1 both work, as they do for real proxies.

@@ -77,7 +77,7 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
 
 def print_stats(store: Store, console: Console | None = None, extra_sections: list | None = None) -> None:
     console = console or Console()
-    console.print(table_of([st.overview(store)], "store"))
+    console.print(table_of([{"": k, "value": v} for k, v in st.overview(store).items()], "store"))
     for title, rows in (
         ("label jobs", st.jobs(store)),
         ("drops by reason", st.drop_reasons(store)),

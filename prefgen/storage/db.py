@@ -79,7 +79,8 @@ class Store:
             raise PrefgenError(f"SQL error: {exc}") from None
 
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        return self.con.execute(sql, params or []).to_arrow_table()
+        relation = self.con.sql(sql, params=list(params) if params else None)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
 
 
 def rows_to_arrow(rows: Sequence[Any]) -> pa.Table:

@@ -37,7 +37,7 @@ def jobs(store: Store) -> list[dict[str, Any]]:
            FROM label_jobs j
            LEFT JOIN pair_preferences pp USING (job_id)
            LEFT JOIN cost_per_kept_pair c USING (job_id)
-           GROUP BY ALL ORDER BY j.created_at""",
+           GROUP BY ALL ORDER BY min(j.created_at)""",
     )
 
 

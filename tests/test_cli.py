@@ -1,0 +1,95 @@
+"""The command line: every command has help, errors are one line with a non-zero exit, sql is read-only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from prefgen.cli import cli
+from tests.loopback_server import Behaviour
+
+CONSTITUTION = "name: cli\nprinciples:\n  - id: q\n    text: Choose the better answer.\n"
+
+
+def test_every_command_has_help_text():
+    runner = CliRunner()
+    for name, command in cli.commands.items():
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert command.help and len(command.help) > 20, f"{name} needs a real help text"
+
+
+def test_help_is_fast_because_heavy_libraries_load_lazily():
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", "import sys, prefgen.cli; "
+                          "print(any(m in sys.modules for m in ('torch', 'transformers', 'litellm', 'openai')))"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert time.perf_counter() - started < 10
+
+
+@pytest.fixture
+def labelled_db(tmp_path, loopback):
+    loopback.behaviour = Behaviour(truth=lambda first, second: "A" if len(first) > len(second) else "B")
+    (tmp_path / "c.yaml").write_text(CONSTITUTION)
+    rows = [{"prompt": f"q{i}", "response_a": "short", "response_b": "a much longer answer " * (i + 1)}
+            for i in range(5)]
+    (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    db = tmp_path / "db.duckdb"
+    result = CliRunner().invoke(cli, ["label", "-c", str(tmp_path / "c.yaml"), "-p", str(tmp_path / "p.jsonl"),
+                                      "--judge", "openai:gpt-4o-mini", "--api-base", loopback.openai_base,
+                                      "--api-key", "k", "--db", str(db), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "kept pairs" in result.output
+    return db
+
+
+def test_label_command_writes_what_the_library_reads_back(labelled_db):
+    con = duckdb.connect(str(labelled_db), read_only=True)
+    assert con.execute("SELECT count(*) FROM judgements").fetchone() == (10,)
+    assert con.execute("SELECT count(*) FROM kept_pairs").fetchone() == (5,)
+    con.close()
+
+
+def test_sql_exports_csv_json_and_parquet(labelled_db, tmp_path):
+    runner = CliRunner()
+    query = "SELECT pair_id, chosen FROM kept_pairs ORDER BY pair_id"
+    csv_out = runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "csv"])
+    assert csv_out.exit_code == 0 and csv_out.output.count("\n") == 6
+    json_out = runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "json"])
+    assert len([json.loads(line) for line in json_out.output.splitlines() if line]) == 5
+    parquet = tmp_path / "kept.parquet"
+    runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "parquet", "--out", str(parquet)])
+    assert duckdb.sql(f"SELECT count(*) FROM '{parquet}'").fetchall() == [(5,)]
+
+
+def test_sql_cannot_write_to_the_store(labelled_db):
+    result = CliRunner().invoke(cli, ["sql", "DELETE FROM judgements", "--db", str(labelled_db)])
+    assert result.exit_code != 0 and "read-only" in result.output.lower()
+    con = duckdb.connect(str(labelled_db), read_only=True)
+    assert con.execute("SELECT count(*) FROM judgements").fetchone() == (10,)
+    con.close()
+
+
+def test_stats_shows_position_bias_and_drops(labelled_db):
+    result = CliRunner().invoke(cli, ["stats", "--db", str(labelled_db)])
+    assert result.exit_code == 0, result.output
+    assert "position bias" in result.output and "drops by reason" in result.output
+
+
+def test_bad_constitution_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("name: x\nprinciples:\n  - id: a\n    text: ok\n    weight: -2\n")
+    (tmp_path / "p.jsonl").write_text('{"prompt": "q", "response_a": "x", "response_b": "y"}\n')
+    result = CliRunner().invoke(cli, ["label", "-c", str(bad), "-p", str(tmp_path / "p.jsonl"),
+                                      "--db", str(tmp_path / "db.duckdb")])
+    assert result.exit_code == 2
+    assert f"{bad}:5 principles[0].weight" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "db.duckdb").exists()
