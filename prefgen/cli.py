@@ -160,7 +160,8 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
     principle and confidence bucket, before and after the filter; and inter-annotator agreement."""
     import orjson
 
-    from prefgen.pipelines.agreement import agreement_report, format_tables, summary_rows
+    from prefgen.pipelines.agreement import agreement_report, summary_rows
+    from prefgen.pipelines.report import print_tables
     from prefgen.storage.db import Store
 
     with Store(db) as store:
@@ -168,7 +169,7 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(format_tables(summary_rows(report)))
+        print_tables(summary_rows(report))
 
 
 @cli.command()

@@ -378,9 +378,9 @@ def test_real_pandalm_annotators_agree_mostly():
     from prefgen.pipelines.human import read_human
 
     read = read_human(path, skip_bad=True)
-    majority_rows = [l for l in read.labels if l.annotator == "majority"]
+    majority_rows = [label for label in read.labels if label.annotator == "majority"]
     assert len(majority_rows) == 549 and len(read.labels) == 549 * 4
-    assert sum(l.winner == "tie" for l in majority_rows) == 48
+    assert sum(label.winner == "tie" for label in majority_rows) == 48
 
 
 def test_real_pool_and_human_sets_line_up_with_pair_ids(store):

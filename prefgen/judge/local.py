@@ -33,6 +33,9 @@ def default_model_path() -> Path:
     return ggufs[0]
 
 
+_LOADED: dict[tuple[str, str | None], tuple[Any, Any, str]] = {}
+
+
 @dataclass
 class _Request:
     messages: list[dict[str, str]]
@@ -65,6 +68,13 @@ class LocalBackend:
     def load(self) -> None:
         if self._lm is not None:
             return
+        key = (str(self.path), self.device)
+        if key not in _LOADED:  # one copy per process: loading dequantises the whole GGUF
+            _LOADED[key] = self._load_model()
+        self._tok, self._lm, self.device = _LOADED[key]
+        self._letter_ids = {letter: self._token_ids(letter) for letter in ("A", "B")}
+
+    def _load_model(self) -> tuple[Any, Any, str]:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,15 +86,14 @@ class LocalBackend:
         directory = self.path
         if self.path.suffix == ".gguf":
             directory, kwargs["gguf_file"] = self.path.parent, self.path.name
-        self._tok = AutoTokenizer.from_pretrained(directory, **kwargs)
-        self._tok.padding_side = "left"  # so the next-token logits of every row sit at position -1
-        if self._tok.pad_token is None:
-            self._tok.pad_token = self._tok.eos_token
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+        tokenizer.padding_side = "left"  # so the next-token logits of every row sit at position -1
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        self._lm = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **kwargs).to(device).eval()
-        self.device = device
-        self._letter_ids = {letter: self._token_ids(letter) for letter in ("A", "B")}
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype, **kwargs).to(device).eval()
+        return tokenizer, model, device
 
     def _token_ids(self, letter: str) -> list[int]:
         """Single-token spellings of a letter ("A", " A"): their probabilities are summed."""
@@ -117,7 +126,8 @@ class LocalBackend:
     def _next_letter(self, enc: Any, n_in: list[int]) -> list[Completion]:
         import torch
 
-        logits = self._lm(**enc).logits[:, -1, :].float()
+        # Only the last position's logits are needed; skipping the rest saves the vocabulary projection.
+        logits = self._lm(**enc, logits_to_keep=1).logits[:, -1, :].float()
         logprobs = torch.log_softmax(logits, dim=-1)
         out = []
         for row, tokens_in in zip(logprobs, n_in):

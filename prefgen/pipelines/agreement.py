@@ -31,6 +31,7 @@ from prefgen.storage.db import Store
 LABELS = ("a", "b", "tie")
 CONFIDENCE_EDGES = (0.2, 0.4, 0.6, 0.8)
 BOOTSTRAP_RESAMPLES = 2000
+TIE_TOLERANCE = 1e-9
 _CHUNK = 256  # resamples drawn at once: bounds memory at _CHUNK x n indices
 
 
@@ -112,7 +113,11 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
 
 
 def side_from_p(p_a: float) -> str:
-    return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "tie"
+    # Swap-averaging two answers of equal confidence that disagree gives 0.5 up to rounding
+    # ((0.9 + 1 - 0.9) / 2 == 0.49999999999999994): that is a tie, not a lean towards b.
+    if abs(p_a - 0.5) < TIE_TOLERANCE:
+        return "tie"
+    return "a" if p_a > 0.5 else "b"
 
 
 def confidence_bucket(confidence: float) -> str:
@@ -319,26 +324,3 @@ def agreement_summary(store: Store, *, split: str | None = None) -> dict[str, li
     if not report.jobs and not report.annotators:
         return None
     return summary_rows(report)
-
-
-def format_tables(tables: dict[str, list[dict[str, Any]]]) -> str:
-    """Plain aligned text, one block per non-empty table."""
-    blocks = []
-    for title, rows in tables.items():
-        if not rows:
-            continue
-        header = list(rows[0])
-        cells = [[_cell(row[c]) for c in header] for row in rows]
-        widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-        lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths))]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) if blocks else "no pairs with both an AI verdict and a human label"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)

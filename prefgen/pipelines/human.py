@@ -118,10 +118,35 @@ class ImportReport:
 
 
 @dataclass
-class _Read:
+class HumanRead:
+    """A whole file, validated: the pairs and labels to write, and the report."""
+
+    report: ImportReport
     pairs: list[Pair] = field(default_factory=list)
     labels: list[HumanLabel] = field(default_factory=list)
-    report: ImportReport | None = None
+    _consensus: dict[str, str] = field(default_factory=dict)
+    _balance: Counter[str] = field(default_factory=Counter)
+
+    def add(self, pair: Pair, votes: Votes, labels: list[HumanLabel]) -> None:
+        """Keep the first occurrence of a pair; count later ones, and those whose label differs."""
+        winner = labels[-1].winner  # the consensus row comes last
+        if pair.id in self._consensus:
+            self.report.duplicates += 1
+            self.report.conflicting += int(self._consensus[pair.id] != winner)
+            return
+        self._consensus[pair.id] = winner
+        self._balance[FILE_ORDER[consensus_of(votes.votes)]] += 1
+        self.pairs.append(pair)
+        self.labels.extend(labels)
+
+    def finish(self, path: str) -> HumanRead:
+        if not self.pairs:
+            raise InputError(path, "no labelled pairs to import", hint="the input is empty or every row was skipped")
+        self.report.pairs = len(self.pairs)
+        self.report.labels = len(self.labels)
+        self.report.balance = {k: self._balance.get(k, 0) for k in ("first", "second", "tie")}
+        self.report.annotators = sorted({label.annotator for label in self.labels})
+        return self
 
 
 def parse_column_map(items: Iterable[str]) -> dict[str, str]:
@@ -352,15 +377,12 @@ def default_source(spec: str) -> str:
 
 
 def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
-               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None) -> _Read:
-    """Parse and validate a whole file; nothing is written here."""
+               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None) -> HumanRead:
+    """Parse and validate a whole file; nothing is written here. `split` (held-out share, seed) assigns sides."""
     path = str(spec)
     source = source or default_source(path)
-    result = _Read(report=ImportReport(source, fmt))
+    result = HumanRead(ImportReport(source, fmt))
     report = result.report
-    consensus: dict[str, str] = {}
-    balance: Counter[str] = Counter()
-    seen_annotators: set[str] = set()
     for row in read_rows(spec):
         report.rows += 1
         data = _renamed(row, columns or {})
@@ -375,24 +397,8 @@ def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None
             report.skipped.append(exc.render())
             continue
         side = side_of(pair.prompt_id, *split) if split else None
-        labels = _labels(pair, canonical, source, row.line, side)
-        winner = labels[-1].winner
-        if pair.id in consensus:
-            report.duplicates += 1
-            report.conflicting += int(consensus[pair.id] != winner)
-            continue
-        consensus[pair.id] = winner
-        seen_annotators.update(l.annotator for l in labels)
-        balance[FILE_ORDER[consensus_of(votes.votes)]] += 1
-        result.pairs.append(pair)
-        result.labels.extend(labels)
-    if not result.pairs:
-        raise InputError(path, "no labelled pairs to import", hint="the input is empty or every row was skipped")
-    report.pairs = len(result.pairs)
-    report.labels = len(result.labels)
-    report.balance = {k: balance.get(k, 0) for k in ("first", "second", "tie")}
-    report.annotators = sorted(seen_annotators)
-    return result
+        result.add(pair, votes, _labels(pair, canonical, source, row.line, side))
+    return result.finish(path)
 
 
 def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: str | None = None,
@@ -405,9 +411,9 @@ def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: s
     """
     if fmt not in FORMATS:
         raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns,
-                      split=db.split_settings(store))
+    split = db.split_settings(store)
+    read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns, split=split)
     report = read.report
     report.new_pairs = db.replace_source_labels(store, report.source, read.pairs, read.labels)
-    report.split = db.split_counts(store) if db.split_settings(store) else None
+    report.split = db.split_counts(store) if split else None
     return report

@@ -188,6 +188,7 @@ class LabelRun:
         self.store = store
         self.client = client
         self.constitution = constitution
+        self._constitution_id = constitution.id  # a content hash over the whole model: once, not per judgement
         self.pairs = pairs
         self.job_id = job_id
         self.run_id = f"run-{uuid.uuid4().hex[:12]}"
@@ -277,7 +278,7 @@ class LabelRun:
     def _judgement(self, task: Task, verdict: Verdict) -> Judgement:
         return Judgement(
             request_hash=task.request_hash, job_id=self.job_id, run_id=self.run_id, pair_id=task.pair_id,
-            constitution_id=self.constitution.id, principle_id=task.principle_id, ordering=task.ordering,
+            constitution_id=self._constitution_id, principle_id=task.principle_id, ordering=task.ordering,
             backend=self.client.backend.name, model=self.client.backend.model,
             template_version=self.client.template.version, raw_text=verdict.raw_text, verdict=verdict.letter,
             p_first=verdict.p_first, confidence_source=verdict.confidence_source, status=verdict.status,

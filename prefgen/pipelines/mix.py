@@ -7,8 +7,8 @@ Rules, in the order they apply:
    is in the held-out split never enters; a pair labelled by a human is dropped (rule 1); a pair kept by
    several label jobs enters once (the most confident job, then the lowest job id).
 3. `max_per_prompt` caps pairs per prompt across both sides: human pairs first, then the more confident.
-4. The ratio: n_human = round(r * N) for the largest N (at most `size`) both sides can supply; the larger
-   side is subsampled. What was left out, and any shortfall against `size`, is reported and stored.
+4. The ratio: the side that runs out first is used whole and the other is subsampled to match (at most
+   `size` rows in all). What was left out, and any shortfall against `size`, is reported and stored.
 5. Order: a seeded shuffle. Every choice above that is not decided by the data is decided by a hash of
    (seed, pair id), so the same inputs and options give identical rows and the same content hash.
 
@@ -70,7 +70,7 @@ class MixReport:
     human: int
     ai: int
     requested_ratio: float
-    realised_ratio: float | None
+    realised_ratio: float
     content_hash: str
     counts: dict[str, Any] = field(default_factory=dict)
 
@@ -151,22 +151,27 @@ def cap_per_prompt(candidates: Sequence[Candidate], limit: int | None, seed: int
     return kept, len(candidates) - len(kept)
 
 
+def _round(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
 def ratio_counts(n_human: int, n_ai: int, ratio: float, size: int | None = None) -> tuple[int, int]:
-    """(human, ai) rows: human = round(ratio * total) for the largest total both sides can supply."""
-    cap = n_human + n_ai if size is None else min(size, n_human + n_ai)
+    """(human, ai) rows at `ratio`: the side that runs out first is used whole and the other is sized to it
+    (rounded), then both are scaled down to `size`."""
     if ratio == 0.0:
-        return 0, min(n_ai, cap)
+        return 0, n_ai if size is None else min(n_ai, size)
     if ratio == 1.0:
-        return min(n_human, cap), 0
+        return (n_human if size is None else min(n_human, size)), 0
     if n_human == 0 or n_ai == 0:
         return 0, 0
-    total = min(cap, math.floor(min(n_human / ratio, n_ai / (1.0 - ratio))) + 1)
-    while total > 0:
-        human = math.floor(ratio * total + 0.5)
-        if human <= n_human and total - human <= n_ai:
-            return human, total - human
-        total -= 1
-    return 0, 0
+    if n_human / ratio <= n_ai / (1.0 - ratio):
+        human, ai = n_human, min(n_ai, _round(n_human * (1.0 - ratio) / ratio))
+    else:
+        human, ai = min(n_human, _round(n_ai * ratio / (1.0 - ratio))), n_ai
+    if size is not None and human + ai > size:
+        human = _round(ratio * size)
+        ai = size - human
+    return human, ai
 
 
 def _require_both_sides(config: MixConfig, n_human: int, n_ai: int, dropped: dict[str, Any]) -> None:
@@ -219,26 +224,34 @@ def build_mix(store: Store, config: MixConfig) -> MixReport:
         raise PrefgenError("the mix would be empty: no human train labels and no AI pairs pass the filters")
     stored = [_row(config.name, i, c, config) for i, c in enumerate(rows)]
     n_human = sum(c.source == HUMAN for c in rows)
+    digest = content_hash(["mix", [[r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"]]
+                                   for r in stored]])
     used_ai = [(c.origin, c.pair_id) for c in rows if c.source == AI]
     counts = {
-        HUMAN: {"available": len(human_all) + sum(human_dropped.values()), "left_out": dict(human_dropped),
-                "after_cap": len(human), "used": n_human},
-        AI: {"available": len(ai_all) + sum(ai_dropped.values()), "left_out": dict(ai_dropped),
-             "after_cap": len(ai), "used": len(used_ai)},
+        HUMAN: {**_side_counts(human_all, human_dropped, human, n_human),
+                "per_source": dict(sorted(Counter(c.origin for c in rows if c.source == HUMAN).items()))},
+        AI: _side_counts(ai_all, ai_dropped, ai, len(used_ai)),
         "capped_per_prompt": n_capped,
         "shortfall": _shortfall(config, len(human), len(ai), n_human, len(used_ai)),
         "per_principle": db.principle_counts(store, used_ai),
     }
     report = MixReport(config.name, len(rows), n_human, len(used_ai), config.human_ratio, n_human / len(rows),
-                       content_hash(["mix", [[r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"]]
-                                             for r in stored]]), counts)
+                       digest, counts)
     db.save_mix(store, _manifest(store, config, report, rows), stored)
     return report
 
 
+def _side_counts(passed: Sequence[Candidate], dropped: Counter[str], capped: Sequence[Candidate],
+                 used: int) -> dict[str, Any]:
+    """Available, left out (and why), left after the per-prompt cap, and used, for one side of the mix."""
+    return {"available": len(passed) + sum(dropped.values()), "left_out": dict(dropped),
+            "after_cap": len(capped), "used": used}
+
+
 def _shortfall(config: MixConfig, n_human: int, n_ai: int, used_human: int, used_ai: int) -> dict[str, int]:
-    """Rows left out to keep the ratio, and how far the mix falls short of a requested size."""
-    short = {"human_left_out_for_ratio": n_human - used_human, "ai_left_out_for_ratio": n_ai - used_ai}
+    """Rows that passed every filter but were left out to keep the ratio (or the size), and how far the mix
+    falls short of a requested size."""
+    short = {"human_unused": n_human - used_human, "ai_unused": n_ai - used_ai}
     if config.size is not None:
         short["below_requested_size"] = max(0, config.size - used_human - used_ai)
     return short

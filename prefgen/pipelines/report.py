@@ -75,8 +75,11 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         console.print("[yellow]Interrupted; everything answered is stored. Run the same command to resume.[/yellow]")
 
 
-def print_stats(store: Store, console: Console | None = None, extra_sections: list | None = None) -> None:
+def print_stats(store: Store, console: Console | None = None) -> None:
+    from prefgen.pipelines.agreement import agreement_summary
+
     console = console or Console()
+    agreement = agreement_summary(store) or {}
     console.print(table_of([{"": k, "value": v} for k, v in st.overview(store).items()], "store"))
     for title, rows in (
         ("label jobs", st.jobs(store)),
@@ -84,10 +87,20 @@ def print_stats(store: Store, console: Console | None = None, extra_sections: li
         ("position bias: share of first-slot verdicts per judge and principle", st.position_bias(store)),
         ("consistency across orders per judge and principle", st.consistency(store)),
         ("confidence histogram", st.confidence_histogram(store)),
-        *(extra_sections or []),
+        *((f"agreement with human labels: {title}", rows) for title, rows in agreement.items()),
     ):
         if rows:
             console.print(table_of(rows, title))
+
+
+def print_tables(tables: dict[str, list[dict[str, Any]]], console: Console | None = None) -> None:
+    """Titled tables, skipping the empty ones."""
+    console = console or Console()
+    shown = [(title, rows) for title, rows in tables.items() if rows]
+    for title, rows in shown:
+        console.print(table_of(rows, title))
+    if not shown:
+        console.print("nothing to show")
 
 
 def write_query_result(table: Any, fmt: str, out: Path | None, console: Console | None = None) -> None:

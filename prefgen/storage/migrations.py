@@ -282,3 +282,42 @@ def m004_mixes(con: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m005_reward_models(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE rm_runs (
+            run_id VARCHAR PRIMARY KEY,
+            mix_name VARCHAR,
+            mix_hash VARCHAR,                -- the mix's content hash: which exact rows trained this model
+            base_model VARCHAR NOT NULL,
+            config JSON NOT NULL,            -- the full TrainConfig
+            data JSON,                       -- counts per source, truncation / drop report
+            n_train INTEGER,
+            n_members INTEGER NOT NULL,      -- 1, or K for an ensemble
+            device VARCHAR,
+            dtype VARCHAR,
+            duration_s DOUBLE,
+            pairs_per_s DOUBLE,
+            initial_loss DOUBLE,
+            final_loss DOUBLE,
+            checkpoint_path VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,         -- running / finished / failed
+            started_at TIMESTAMP DEFAULT now(),
+            finished_at TIMESTAMP
+        );
+        CREATE TABLE rm_evals (
+            eval_id VARCHAR NOT NULL,
+            run_id VARCHAR,                  -- NULL when the model was not trained from this store
+            model_path VARCHAR NOT NULL,
+            split VARCHAR NOT NULL,          -- heldout, train, or the file evaluated
+            metric VARCHAR NOT NULL,         -- e.g. accuracy, accuracy.ci_low, ece, by_source.hh.accuracy
+            value DOUBLE,
+            n INTEGER,
+            created_at TIMESTAMP DEFAULT now(),
+            PRIMARY KEY (eval_id, metric)
+        );
+        """
+    )
