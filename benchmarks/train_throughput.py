@@ -14,8 +14,8 @@ pairs/s is TRL's `train_samples_per_second` (pairs trained / seconds of `trainer
 script trains fewer pairs, because TRL dropped the long ones. Held-out agreement is measured on the same
 held-out pairs for both, each model reading its own training format, truncated from the left.
 
-    .venv/bin/python benchmarks/train_throughput.py                # ~5-8 minutes on 2 CPU cores
-    .venv/bin/python benchmarks/train_throughput.py --train-pairs 500 --heldout-pairs 500
+    .venv/bin/python benchmarks/train_throughput.py                # ~6 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/train_throughput.py --seeds 0 1 2 --heldout-pairs 500
 """
 
 from __future__ import annotations
@@ -125,14 +125,16 @@ def evaluate_both(plain: dict, ours: dict, heldout_hh: list[dict], heldout_rows:
 
 
 def parse_args() -> argparse.Namespace:
+    from prefgen.train.config import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-pairs", type=int, default=200)
     parser.add_argument("--heldout-pairs", type=int, default=300)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=1)
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="both paths (default: prefgen's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of both paths per seed")
     parser.add_argument("--base", default=None, help="model directory (default: the packaged MiniLM)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     return parser.parse_args()
@@ -148,33 +150,41 @@ def main() -> int:
 
     base = resolve_base(args.base)
     train_hh = read_hh(HH_DIR / "human_small.jsonl", args.train_pairs)
-    heldout_hh = read_hh(HH_DIR / "human_heldout.jsonl", args.heldout_pairs)
-    split = [(pair, split_hh(pair)) for pair in heldout_hh]
-    heldout_hh, heldout_rows = [p for p, s in split if s], [s for _, s in split if s]
+    heldout = [(pair, row) for pair, row in ((p, split_hh(p)) for p in read_hh(HH_DIR / "human_heldout.jsonl",
+                                                                              args.heldout_pairs)) if row]
+    heldout_hh, heldout_rows = [pair for pair, _ in heldout], [row for _, row in heldout]
     train_rows = [row for row in map(split_hh, train_hh) if row]
     device = pick_device()
     print(f"device {device.device} ({device.dtype}), {os.cpu_count()} cores; {len(train_hh)} train pairs, "
-          f"{len(heldout_rows)} held-out pairs, max_length {args.max_length}, batch {args.batch_size}")
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        plain = plain_trl(train_hh, base, args, Path(tmp) / "plain", device.bf16)
-        ours = prefgen_train(train_rows, base, args, Path(tmp) / "prefgen")
-        evaluate_both(plain, ours, heldout_hh, heldout_rows, args.max_length)
-    report(plain, ours, len(train_hh))
+          f"{len(heldout_rows)} held-out pairs, max_length {args.max_length}, batch {args.batch_size}, lr {args.lr}")
+    started, runs = time.perf_counter(), []
+    for seed in args.seeds:
+        seed_args = argparse.Namespace(**{**vars(args), "seed": seed})
+        with tempfile.TemporaryDirectory() as tmp:
+            plain = plain_trl(train_hh, base, seed_args, Path(tmp) / "plain", device.bf16)
+            ours = prefgen_train(train_rows, base, seed_args, Path(tmp) / "prefgen")
+            evaluate_both(plain, ours, heldout_hh, heldout_rows, args.max_length)
+        runs.append({"seed": seed, "plain_trl": plain, "prefgen": ours})
+    report(runs, len(train_hh))
     if args.json:
-        args.json.write_text(json.dumps({"plain_trl": plain, "prefgen": ours, "args": vars(args) | {"json": str(args.json)},
-                                         "device": device._asdict(), "wall_s": time.perf_counter() - started}, indent=2))
+        args.json.write_text(json.dumps({"runs": runs, "args": {**vars(args), "json": str(args.json)},
+                                         "device": device._asdict(), "wall_s": time.perf_counter() - started},
+                                        indent=2))
     return 0
 
 
-def report(plain: dict, ours: dict, n_offered: int) -> None:
-    rows = [("plain TRL", plain), ("prefgen", ours)]
-    print(f"\n{'path':<10} {'pairs trained':>14} {'train s':>8} {'pairs/s':>8}  held-out agreement (95% CI)")
-    for name, r in rows:
-        print(f"{name:<10} {r['n_train']:>7} of {n_offered:<4} {r['train_runtime_s']:>8.1f} {r['pairs_per_s']:>8.2f}  "
-              f"{r['agreement']:.3f} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f})")
-    print(f"\nthroughput ratio prefgen / plain TRL: {ours['pairs_per_s'] / plain['pairs_per_s']:.2f}x; "
-          f"agreement difference: {ours['agreement'] - plain['agreement']:+.3f}")
+def report(runs: list[dict], n_offered: int) -> None:
+    print(f"\n{'seed':>4} {'path':<10} {'pairs trained':>14} {'train s':>8} {'pairs/s':>8}  held-out agreement (95% CI)")
+    for run in runs:
+        for name, key in (("plain TRL", "plain_trl"), ("prefgen", "prefgen")):
+            r = run[key]
+            print(f"{run['seed']:>4} {name:<10} {r['n_train']:>7} of {n_offered:<4} {r['train_runtime_s']:>8.1f} "
+                  f"{r['pairs_per_s']:>8.2f}  {r['agreement']:.3f} ({r['ci95'][0]:.3f}-{r['ci95'][1]:.3f})")
+    ratio = sum(r["prefgen"]["pairs_per_s"] / r["plain_trl"]["pairs_per_s"] for r in runs) / len(runs)
+    plain_acc = sum(r["plain_trl"]["agreement"] for r in runs) / len(runs)
+    ours_acc = sum(r["prefgen"]["agreement"] for r in runs) / len(runs)
+    print(f"\nmean over {len(runs)} seed(s): throughput ratio prefgen / plain TRL {ratio:.2f}x; "
+          f"held-out agreement plain TRL {plain_acc:.3f}, prefgen {ours_acc:.3f} ({ours_acc - plain_acc:+.3f})")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,8 @@ def test_ratio_counts_use_the_scarce_side_whole():
 def test_ratio_counts_at_the_ends_and_with_an_empty_side():
     assert ratio_counts(10, 20, 0.0) == (0, 20)
     assert ratio_counts(10, 20, 1.0) == (10, 0)
-    assert ratio_counts(0, 20, 0.5) == (0, 0)
+    assert ratio_counts(0, 20, 0.5) == (0, 20)  # an empty side: the other is used whole, and reported
+    assert ratio_counts(7, 0, 0.25, size=5) == (5, 0)
 
 
 # -- building a mix ---------------------------------------------------------------------------------------
@@ -174,12 +175,17 @@ def test_mix_needs_a_split_when_there_are_human_labels(store, tmp_path):
         build_mix(store, MixConfig(name="m"))
 
 
-def test_blend_without_ai_pairs_says_which_side_is_missing(store, tmp_path):
+def test_blend_without_ai_pairs_uses_the_human_side_and_says_which_side_is_missing(store, tmp_path):
     import_human(store, write_pairwise(tmp_path / "h.jsonl", [("q", "a")]))
     split_human(store, heldout=0.0)
-    with pytest.raises(PrefgenError, match="no AI pairs"):
+    report = build_mix(store, MixConfig(name="m", human_ratio=0.25))
+    assert (report.rows, report.human, report.ai, report.realised_ratio) == (1, 1, 0, 1.0)
+    assert any("no AI pairs passing the filters" in line for line in report.lines())
+
+
+def test_mix_with_nothing_on_either_side_is_refused(store):
+    with pytest.raises(PrefgenError, match="would be empty"):
         build_mix(store, MixConfig(name="m", human_ratio=0.25))
-    assert build_mix(store, MixConfig(name="m", human_ratio=1.0)).rows == 1
 
 
 def test_manifest_records_inputs_filters_and_counts(store, tmp_path):

