@@ -14,3 +14,20 @@ echo "== 1. label 50 example pairs with the local SmolLM2-135M judge, in both or
 echo "== 2. what the store says =="
 "$PREFGEN" stats --db "$DB"
 "$PREFGEN" sql "SELECT principle_id, judgements, round(first_slot_share, 3) AS first_slot_share FROM position_bias" --db "$DB"
+
+echo "== 3. import the example human labels and hold 30% of their prompts out =="
+"$PREFGEN" import-human examples/human.jsonl --format pairwise --db "$DB"
+"$PREFGEN" split --db "$DB" --heldout 0.3 --seed 0
+
+echo "== 4. how far the judge agrees with the humans (pairs labelled by both) =="
+"$PREFGEN" agreement --db "$DB"
+
+echo "== 5. blend the kept AI labels with the human train labels (25% human) =="
+"$PREFGEN" mix --db "$DB" --name demo --human-ratio 0.25 --seed 0
+
+echo "== 6. train the default reward model (MiniLM, CPU) briefly on the mix =="
+"$PREFGEN" train --db "$DB" --mix demo --out "$OUT/rm-demo" --epochs 3 --max-length 128 --batch-size 4
+
+echo "== 7. held-out agreement with the human labels =="
+"$PREFGEN" eval --model "$OUT/rm-demo" --db "$DB"
+echo "model card: $OUT/rm-demo/README.md"

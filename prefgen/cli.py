@@ -216,6 +216,88 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 # --- reward models (issue 4) ---
 
 
+@cli.command()
+@DB_OPTION
+@click.option("--mix", "mix_name", required=True, help="The stored mix to train on (`prefgen mix`).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the model, tokenizer, config and model card.")
+@click.option("--base", default=None,
+              help="Local model directory (encoder or decoder). Default: the offline MiniLM encoder.")
+@click.option("--epochs", default=1.0, show_default=True, type=float)
+@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
+@click.option("--lr", default=2e-4, show_default=True, type=float, help="Peak learning rate.")
+@click.option("--batch-size", default=8, show_default=True, help="Pairs per step (per device).")
+@click.option("--grad-accum", default=1, show_default=True, help="Gradient accumulation steps.")
+@click.option("--max-length", default=256, show_default=True,
+              help="Tokens per side; longer pairs are truncated from the start of the conversation.")
+@click.option("--lora", is_flag=True, help="Train LoRA adapters (PEFT) with the score head fully trained.")
+@click.option("--use-margin", is_flag=True, help="Use the mix's `margin` column in the loss.")
+@click.option("--ensemble", default=1, show_default=True, help="Train K members on bootstrap samples.")
+@click.option("--seed", default=0, show_default=True)
+def train(db: Path, mix_name: str, **options) -> None:
+    """Train a Bradley-Terry reward model on a mix with TRL's RewardTrainer (CUDA+bf16 when there is a
+    GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
+    from prefgen.pipelines.reward import train_from_mix
+    from prefgen.storage.db import Store
+    from prefgen.train.config import TrainConfig
+
+    config = TrainConfig(**options)
+    with Store(db) as store:
+        outcome = train_from_mix(store, mix_name, config)
+    report = outcome.data_report
+    click.echo(f"trained {outcome.members} model(s) on {outcome.n_train} pairs on {outcome.device} "
+               f"in {outcome.duration_s:.0f} s ({outcome.pairs_per_s:.1f} pairs/s); "
+               f"loss {outcome.initial_loss} -> {outcome.final_loss}")
+    click.echo(f"truncated {report.get('n_truncated', 0)}, dropped {report.get('n_dropped', 0)} "
+               f"of {report.get('n_in', outcome.n_train)} pairs; run {outcome.run_id}; saved to {outcome.out_dir}")
+
+
+@cli.command("eval")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A model (or ensemble) directory written by `prefgen train`, or any reward model.")
+@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Store with held-out human labels (results go to rm_evals).")
+@click.option("--split", default="heldout", show_default=True, help="Which human labels to evaluate on.")
+@click.option("--pairs", default=None, help="Evaluate on a labelled file instead (any import-human format).")
+@click.option("--format", "fmt", default="auto", show_default=True,
+              type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]), help="Format of --pairs.")
+@click.option("--batch-size", default=16, show_default=True)
+def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: str, batch_size: int) -> None:
+    """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
+    length bias, per-source accuracy; writes PNG plots and eval.html next to the model."""
+    from prefgen.pipelines.report import print_eval
+    from prefgen.pipelines.reward import evaluate
+    from prefgen.storage.db import Store
+
+    if db is None and pairs is None:
+        raise click.UsageError("give --db (held-out human labels) or --pairs FILE")
+    if db is not None:
+        with Store(db) as store:
+            report = evaluate(store, model_dir, split=split, pairs=pairs, fmt=fmt, batch_size=batch_size)
+    else:
+        report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, batch_size=batch_size)
+    print_eval(report)
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pairs", "spec", default=None,
+              help="Rows with prompt, response_a, response_b (JSONL, CSV, Parquet, datasets dir, FILE.duckdb:TABLE).")
+@click.option("--responses", "responses", default=None,
+              help="Rows with prompt and `response`, or `responses` (a list of best-of-N candidates).")
+@click.option("--out", default=None, help="Output JSONL (default: <input>.scored.jsonl next to the input).")
+@click.option("--batch-size", default=16, show_default=True)
+def score(model_dir: Path, spec: str | None, responses: str | None, out: str | None, batch_size: int) -> None:
+    """Score responses with a reward model (or ensemble: mean, conservative min, disagreement) for
+    best-of-N reranking."""
+    from prefgen.pipelines.reward import score_file
+
+    if (spec is None) == (responses is None):
+        raise click.UsageError("give exactly one of --pairs or --responses")
+    target, n = score_file(model_dir, spec or responses, out=out, batch_size=batch_size)
+    click.echo(f"scored {n} responses; wrote {target}")
+
+
 def main() -> None:
     cli()
 

@@ -40,7 +40,7 @@ from prefgen.train.evaluate import (  # noqa: E402
     tie_report,
 )
 from prefgen.train.score import aggregate_member_scores  # noqa: E402
-from prefgen.train.trainer import pick_device  # noqa: E402
+from prefgen.train.trainer import length_grouped_order, pick_device  # noqa: E402
 
 TOPICS = ["the weather", "my homework", "a recipe", "the train times", "a birthday gift", "my code", "a book"]
 POLITE = [
@@ -166,6 +166,21 @@ def test_scoring_encodes_like_training_and_keeps_the_response(minilm_tokenizer):
     (ids,) = encode_for_scoring(minilm_tokenizer, [prompt], [response], max_length=32)
     assert len(ids) == 32
     assert minilm_tokenizer.decode(ids).endswith("word the answer is yes [SEP]")
+
+
+def test_length_grouped_order_covers_every_pair_once_in_tight_shuffled_batches():
+    import torch
+
+    lengths = [(i * 37) % 500 + 5 for i in range(203)]
+    order = length_grouped_order(lengths, batch_size=8, generator=torch.Generator().manual_seed(0))
+    assert sorted(order) == list(range(203))
+    batches = [order[i : i + 8] for i in range(0, len(order), 8)]
+    assert len(batches[-1]) == 203 % 8  # the short batch is last
+    assert max(lengths[i] for i in batches[0]) == max(lengths)  # longest first
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert max(spread) < 40  # one megabatch of 50 batches sorts all 203 pairs
+    widths = [max(lengths[i] for i in b) for b in batches[1:-1]]
+    assert widths != sorted(widths, reverse=True)  # batch order is shuffled, not long-to-short
 
 
 # --- device ---------------------------------------------------------------------------------------
@@ -304,8 +319,6 @@ def test_evaluation_writes_metrics_plots_and_one_html_page(trained_model, tmp_pa
 
 @pytest.mark.slow
 def test_trl_keeps_every_truncated_pair_and_batches_are_grouped_by_length(minilm_tokenizer, tmp_path):
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
     from prefgen.train.trainer import build_reward_trainer, load_base_model
 
     rng = random.Random(0)
@@ -320,7 +333,8 @@ def test_trl_keeps_every_truncated_pair_and_batches_are_grouped_by_length(minilm
         trainer = build_reward_trainer(model, minilm_tokenizer, dataset, config, pick_device())
         assert len(trainer.train_dataset) == 64  # TRL's max_length filter dropped nothing
         if group_by_length:
-            assert isinstance(trainer._get_train_sampler(trainer.train_dataset), LengthGroupedSampler)
+            sampler = trainer._get_train_sampler(trainer.train_dataset)
+            assert type(sampler).__name__ == "LengthGroupedPairSampler"
         masks = [batch["attention_mask"] for batch in trainer.get_train_dataloader()]
         return 1 - sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
 

@@ -131,3 +131,22 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
         return
     rendered = table_of(table.to_pylist()) if table.num_rows else table_of([dict.fromkeys(table.column_names)])
     (console or Console()).print(rendered)
+
+
+def print_eval(report: Any, console: Console | None = None) -> None:
+    """The headline numbers of a reward-model evaluation, and where the full report is."""
+    console = console or Console()
+    m = report.metrics
+    accuracy = m.get("accuracy")
+    low, high = (m.get("accuracy_ci95") or [None, None])[:2]
+    rows = [
+        {"": "pairs", "value": report.n_pairs},
+        {"": "agreement with held-out humans", "value":
+            f"{accuracy:.3f} (95% CI {low:.3f}-{high:.3f})" if accuracy is not None and low is not None
+            else _fmt(accuracy)},
+    ]
+    rows += [{"": name, "value": _fmt(value)} for name, value in report.flat_metrics().items()
+             if name.split(".")[0] in ("ties", "mean_margin", "calibration", "length_bias")
+             and not name.startswith("calibration.bins")]
+    console.print(table_of(rows, f"reward model {report.model_dir}"))
+    console.print(f"full report: {report.html_path}")

@@ -58,6 +58,8 @@ def _training_rows(records: Sequence[dict[str, Any]], extras: Sequence[str]) -> 
             winner = [{"role": "assistant", "content": winner}]
             loser = [{"role": "assistant", "content": loser}]
         row = {"prompt": prompt, "chosen": winner, "rejected": loser}
+        if record["chosen"] == "tie":  # only evaluation asks for ties: they are scored, not trained on
+            row["tie"] = True
         row.update({key: record[key] for key in extras})
         row.update(source=record["source"], pair_id=record["pair_id"])
         if with_category:
@@ -86,13 +88,15 @@ def mix_rows_for_training(store: Store, mix_name: str) -> list[dict[str, Any]]:
     return _training_rows(records, extras)
 
 
-def heldout_rows(store: Store) -> list[dict[str, Any]]:
-    """Held-out human pairs as TRL preference dicts, by pair id. Ties are left out: they have no chosen side."""
+def heldout_rows(store: Store, *, include_ties: bool = False) -> list[dict[str, Any]]:
+    """Held-out human pairs as TRL preference dicts, by pair id. Ties have no chosen side: they are left out,
+    or (for evaluation) included with `tie: True`."""
+    winners = "('a', 'b', 'tie')" if include_ties else "('a', 'b')"
     records = _records(
         store,
         f"""SELECT h.pair_id, 'human' AS source, h.winner AS chosen, {_PAIR_COLUMNS}
             FROM human_pair_labels h JOIN pairs p ON p.id = h.pair_id
-            WHERE h.split = 'heldout' AND h.winner IN ('a', 'b') ORDER BY h.pair_id""",
+            WHERE h.split = 'heldout' AND h.winner IN {winners} ORDER BY h.pair_id""",
         [],
     )
     if not records:

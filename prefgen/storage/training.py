@@ -44,3 +44,25 @@ def save_rm_eval(store: Store, *, eval_id: str, run_id: str | None, model_path: 
              "metric": name, "value": value, "n": n} for name, value in metrics]
     with store.transaction():
         store.insert_rows("rm_evals", rows, on_conflict="replace")
+
+
+def principles_for_mix(store: Store, mix_name: str) -> list[dict[str, Any]]:
+    """The principles behind the AI rows of a mix (from the constitutions of their label jobs)."""
+    columns, rows = store.query(
+        """SELECT DISTINCT pr.principle_id AS name, pr.text, pr.weight, pr.category
+           FROM mix_rows m
+           JOIN label_jobs j ON j.job_id = m.origin
+           JOIN principles pr ON pr.constitution_id = j.constitution_id
+           WHERE m.mix_name = ? AND m.source = 'ai'
+           ORDER BY name""",
+        [mix_name],
+    )
+    return [dict(zip(columns, row)) for row in rows]
+
+
+def mix_of_checkpoint(store: Store, checkpoint_path: str) -> str | None:
+    row = store.con.execute(
+        "SELECT mix_name FROM rm_runs WHERE checkpoint_path = ? AND status = 'finished' "
+        "ORDER BY started_at DESC LIMIT 1", [checkpoint_path]
+    ).fetchone()
+    return row[0] if row else None

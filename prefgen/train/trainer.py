@@ -149,6 +149,34 @@ def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str) -> 
     )
 
 
+def length_grouped_order(
+    lengths: Sequence[int], batch_size: int, generator: Any = None, megabatch_batches: int = 50
+) -> list[int]:
+    """Indices whose consecutive runs of `batch_size` hold pairs of similar length, batches in random order.
+
+    Like transformers' `get_length_grouped_indices` (shuffle, cut into megabatches, sort each by length),
+    with two differences that matter on small sets: megabatches are always `megabatch_batches` batches
+    (transformers shrinks them to keep four, which on 200 pairs sorts groups of only 48), and the batches
+    are shuffled afterwards, so an epoch does not run from the longest batch to the shortest. The
+    longest batch still goes first, so an out-of-memory error shows at the first step.
+    """
+    import torch
+
+    shuffled = torch.randperm(len(lengths), generator=generator).tolist()
+    size = megabatch_batches * batch_size
+    batches = []
+    for start in range(0, len(shuffled), size):
+        megabatch = sorted(shuffled[start : start + size], key=lambda i: lengths[i], reverse=True)
+        batches += [megabatch[i : i + batch_size] for i in range(0, len(megabatch), batch_size)]
+    # Only the last batch can be short; it stays last so the DataLoader's chunks match these batches.
+    full, rest = (batches[:-1], batches[-1:]) if batches and len(batches[-1]) < batch_size else (batches, [])
+    full = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    if full:
+        longest = max(range(len(full)), key=lambda b: lengths[full[b][0]])
+        full[0], full[longest] = full[longest], full[0]
+    return [i for batch in full + rest for i in batch]
+
+
 @functools.cache
 def length_grouped_trainer_class() -> type:
     """RewardTrainer whose length-grouped sampler reads the lengths of preference pairs.
@@ -158,8 +186,19 @@ def length_grouped_trainer_class() -> type:
     built), so `train_sampling_strategy="group_by_length"` would fail. A pair costs its longer side.
     """
     import datasets
-    from transformers.trainer_pt_utils import LengthGroupedSampler
+    import torch
     from trl import RewardTrainer
+
+    class LengthGroupedPairSampler(torch.utils.data.Sampler):
+        def __init__(self, lengths: list[int], batch_size: int) -> None:
+            self.lengths, self.batch_size = lengths, batch_size
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def __iter__(self):
+            # No generator: the global RNG, which Trainer seeds, reshuffles every epoch.
+            return iter(length_grouped_order(self.lengths, self.batch_size))
 
     class LengthGroupedRewardTrainer(RewardTrainer):
         def _get_train_sampler(self, train_dataset=None):
@@ -167,7 +206,7 @@ def length_grouped_trainer_class() -> type:
             if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, datasets.Dataset):
                 return super()._get_train_sampler(train_dataset)
             lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
-            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=lengths)
+            return LengthGroupedPairSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
 
     return LengthGroupedRewardTrainer
 

@@ -1,0 +1,218 @@
+"""Reward-model stages over the store: train on a mix, evaluate on held-out human labels, score files.
+
+The model work is in `prefgen.train`; this module reads what it needs from DuckDB, records each run in
+`rm_runs` and each evaluation in `rm_evals`, and fills the model card with what the store knows (mix, judge
+agreement with humans, principles).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from prefgen.errors import PrefgenError
+from prefgen.pipelines.inputs import read_rows
+from prefgen.storage import training as db
+from prefgen.storage.db import Store
+from prefgen.storage.export import heldout_rows, mix_rows_for_training
+from prefgen.storage.mixes import mix_manifest
+from prefgen.train.config import TrainConfig, resolve_base
+
+
+@dataclass
+class TrainOutcome:
+    run_id: str
+    out_dir: str
+    n_train: int
+    members: int
+    device: str
+    pairs_per_s: float
+    duration_s: float
+    initial_loss: float | None
+    final_loss: float | None
+    data_report: dict[str, Any]
+
+
+def _judge_agreement(store: Store) -> dict[str, float]:
+    """Agreement with the humans of each judge after the filter (ties excluded), for the model card."""
+    from prefgen.pipelines.agreement import agreement_report
+    from prefgen.storage.human import has_human_tables
+
+    if not has_human_tables(store):
+        return {}
+    report = agreement_report(store, n_resamples=200)
+    return {j.judge_spec: j.after.ties_excluded.value for j in report.jobs if j.after.ties_excluded.value is not None}
+
+
+def _card_data(store: Store, mix: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from prefgen.train.card import data_summary_from_rows
+
+    return {
+        **data_summary_from_rows(rows),
+        "judge_agreement": _judge_agreement(store),
+        "principles": db.principles_for_mix(store, mix),
+        "mix": mix_manifest(store, mix),
+    }
+
+
+def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
+    """Train one model (or an ensemble) on a stored mix; the run is a row in `rm_runs` whatever happens."""
+    from prefgen.train.card import write_model_card
+    from prefgen.train.trainer import TRAIN_RECORD, EnsembleResult, train
+
+    rows = mix_rows_for_training(store, mix)
+    if not rows:
+        raise PrefgenError(f"mix {mix!r} has no rows")
+    manifest = mix_manifest(store, mix)
+    run_id = f"rm-{uuid.uuid4().hex[:12]}"
+    out_dir = Path(config.out_dir).resolve()
+    db.start_rm_run(store, run_id=run_id, mix_name=mix, mix_hash=manifest.get("content_hash"),
+                    base_model=resolve_base(config.base), config=config.to_dict(), n_members=config.ensemble,
+                    checkpoint_path=str(out_dir))
+    try:
+        result = train(rows, config)
+    except BaseException:
+        db.finish_rm_run(store, run_id, status="failed")
+        raise
+    members = result.members if isinstance(result, EnsembleResult) else [result]
+    first = members[0]
+    outcome = TrainOutcome(
+        run_id=run_id, out_dir=str(out_dir), n_train=sum(m.n_train for m in members), members=len(members),
+        device=first.device, pairs_per_s=sum(m.pairs_per_s for m in members) / len(members),
+        duration_s=sum(m.duration_s for m in members), initial_loss=first.initial_loss,
+        final_loss=members[-1].final_loss, data_report=first.data_report,
+    )
+    db.finish_rm_run(store, run_id, status="finished", data=outcome.data_report, n_train=outcome.n_train,
+                     device=first.device, dtype=first.dtype, duration_s=outcome.duration_s,
+                     pairs_per_s=outcome.pairs_per_s, initial_loss=outcome.initial_loss,
+                     final_loss=outcome.final_loss)
+    record_dir = out_dir / "member-0" if len(members) > 1 else out_dir
+    record = json.loads((record_dir / TRAIN_RECORD).read_text())
+    if len(members) > 1:
+        record["ensemble"] = json.loads((out_dir / "ensemble.json").read_text())
+    write_model_card(out_dir, train=record, data=_card_data(store, mix, rows))
+    return outcome
+
+
+def rows_from_file(spec: str, fmt: str) -> list[dict[str, Any]]:
+    """Labelled pairs of any human-label format as evaluation rows (ties kept, flagged)."""
+    from prefgen.pipelines.human import read_human
+
+    read = read_human(spec, fmt=fmt)
+    consensus = {label.pair_id: label.winner for label in read.labels if label.annotator in ("label", "majority")}
+    rows = []
+    for pair in read.pairs:
+        winner = consensus[pair.id]
+        chosen, rejected = (pair.response_a, pair.response_b) if winner != "b" else (pair.response_b, pair.response_a)
+        prompt = pair.prompt if isinstance(pair.prompt, str) else [dict(m) for m in pair.prompt]
+        row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": pair.source, "pair_id": pair.id}
+        if winner == "tie":
+            row["tie"] = True
+        rows.append(row)
+    return rows
+
+
+def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldout", pairs: str | None = None,
+             fmt: str = "auto", batch_size: int = 16):
+    """Evaluate a model (or ensemble) against held-out human labels (or a labelled file); store the metrics."""
+    from prefgen.train.card import write_model_card
+    from prefgen.train.evaluate import evaluate_model
+    from prefgen.train.trainer import TRAIN_RECORD
+
+    if pairs is not None:
+        rows, split_name = rows_from_file(pairs, fmt), Path(pairs).name
+    else:
+        if store is None:
+            raise PrefgenError("evaluating on the held-out split needs --db")
+        if split != "heldout":
+            raise PrefgenError(f"--split {split!r}: evaluation is on held-out human labels (or use --pairs FILE)")
+        rows, split_name = heldout_rows(store, include_ties=True), "heldout"
+    report = evaluate_model(model_dir, rows, batch_size=batch_size)
+    model_path = str(Path(model_dir).resolve())
+    if store is not None:
+        run_id = db.rm_run_for_checkpoint(store, model_path)
+        db.save_rm_eval(store, eval_id=f"ev-{uuid.uuid4().hex[:12]}", run_id=run_id, model_path=model_path,
+                        split=split_name, metrics=sorted(report.flat_metrics().items()), n=report.n_pairs)
+    record_path = Path(model_dir) / TRAIN_RECORD
+    readme = Path(model_dir) / "README.md"
+    if record_path.is_file() and readme.is_file():  # add the evaluation to the card prefgen wrote
+        write_model_card(model_dir, train=json.loads(record_path.read_text()),
+                         data=_card_data_from_existing(store, model_path),
+                         evaluation={**report.metrics, "split": split_name})
+    return report
+
+
+def _card_data_from_existing(store: Store | None, model_path: str) -> dict[str, Any] | None:
+    if store is None:
+        return None
+    mix = db.mix_of_checkpoint(store, model_path)
+    if mix is None:
+        return None
+    return _card_data(store, mix, mix_rows_for_training(store, mix))
+
+
+def score_file(model_dir: str | Path, spec: str, *, out: str | None = None, batch_size: int = 16) -> tuple[Path, int]:
+    """Reward of every response in a file, written next to it as JSONL (`<name>.scored.jsonl`).
+
+    Rows with `response_a`/`response_b` get `reward_a`, `reward_b` and `preferred`; rows with `response` get
+    `reward`; rows with `responses` (best-of-N candidates) get `rewards` and `best`. Ensembles add the
+    conservative (`*_min`) reward and the members' disagreement (`*_std`).
+    """
+    from prefgen.train.score import load_reward_model, score_texts
+
+    rows = [row.data for row in read_rows(spec)]
+    if not rows:
+        raise PrefgenError(f"{spec}: nothing to score")
+    prompts, responses, where = [], [], []
+    for i, row in enumerate(rows):
+        for key, texts in _responses_of(row, spec, i):
+            for j, text in enumerate(texts):
+                prompts.append(row.get("prompt", ""))
+                responses.append(text)
+                where.append((i, key, j))
+    model = load_reward_model(model_dir)
+    scores = score_texts(model, prompts, responses, batch_size)
+    ensemble = scores.members.shape[0] > 1
+    for k, (i, key, j) in enumerate(where):
+        _put(rows[i], key, j, float(scores.mean[k]), float(scores.min[k]) if ensemble else None,
+             float(scores.std[k]) if ensemble else None)
+    for row in rows:
+        if "reward_a" in row:
+            row["preferred"] = "a" if row["reward_a"] >= row["reward_b"] else "b"
+        if "rewards" in row:
+            row["best"] = max(range(len(row["rewards"])), key=row["rewards"].__getitem__)
+    target = Path(out) if out else _scored_path(spec)
+    target.write_bytes(b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows))
+    return target, len(responses)
+
+
+def _responses_of(row: dict[str, Any], spec: str, index: int) -> list[tuple[str, list[str]]]:
+    if "response_a" in row and "response_b" in row:
+        return [("reward_a", [row["response_a"]]), ("reward_b", [row["response_b"]])]
+    if "responses" in row and isinstance(row["responses"], list):
+        return [("rewards", list(row["responses"]))]
+    if "response" in row:
+        return [("reward", [row["response"]])]
+    raise PrefgenError(f"{spec}: row {index + 1} has no response_a/response_b, responses or response column")
+
+
+def _put(row: dict[str, Any], key: str, j: int, mean: float, low: float | None, std: float | None) -> None:
+    if key == "rewards":
+        row.setdefault("rewards", []).append(mean)
+        if low is not None:
+            row.setdefault("rewards_min", []).append(low)
+            row.setdefault("rewards_std", []).append(std)
+        return
+    row[key] = mean
+    if low is not None:
+        row[f"{key}_min"], row[f"{key}_std"] = low, std
+
+
+def _scored_path(spec: str) -> Path:
+    path = Path(spec)
+    return path.with_name(f"{path.stem}.scored.jsonl")

@@ -1,0 +1,83 @@
+"""The reward-model stages over the store: train on a mix, evaluate on held-out humans, score a file."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from prefgen.cli import cli
+
+pytestmark = pytest.mark.slow
+
+POLITE = ["Happy to help: here is a clear answer.", "Of course, thank you for asking.",
+          "Good question, here is what I know.", "Sure, let me explain step by step."]
+RUDE = ["Figure it out yourself.", "That is a stupid question.", "Go away.", "Not my problem."]
+
+
+def human_file(path, n=24):
+    rows = []
+    for i in range(n):
+        good, bad = POLITE[i % 4] + f" ({i})", RUDE[i % 4] + f" ({i})"
+        first_good = i % 2 == 0
+        rows.append({"prompt": f"question number {i}?", "response_a": good if first_good else bad,
+                     "response_b": bad if first_good else good, "winner": "a" if first_good else "b"})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rm")
+    db, out = tmp / "db.duckdb", tmp / "rm"
+    runner = CliRunner()
+    for args in (["import-human", str(human_file(tmp / "h.jsonl")), "--format", "pairwise"],
+                 ["split", "--heldout", "0.3", "--seed", "1"],
+                 ["mix", "--name", "m", "--human-ratio", "1.0"],
+                 ["train", "--mix", "m", "--out", str(out), "--max-steps", "6", "--batch-size", "4",
+                  "--max-length", "64"]):
+        result = runner.invoke(cli, [*args, "--db", str(db)])
+        assert result.exit_code == 0, result.output
+    return db, out, tmp
+
+
+def test_training_a_mix_records_the_run_and_writes_a_loadable_model_with_a_card(trained):
+    db, out, _ = trained
+    con = duckdb.connect(str(db), read_only=True)
+    row = con.execute("SELECT status, mix_name, n_train, device, checkpoint_path FROM rm_runs").fetchall()
+    con.close()
+    assert row == [("finished", "m", row[0][2], "cpu", str(out.resolve()))] and row[0][2] > 10
+    card = (out / "README.md").read_text()
+    assert "AutoModelForSequenceClassification" in card and "human" in card
+    assert (out / "config.json").is_file() and (out / "prefgen_train.json").is_file()
+
+
+def test_eval_stores_metrics_and_writes_the_html_report(trained):
+    db, out, _ = trained
+    result = CliRunner().invoke(cli, ["eval", "--model", str(out), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "agreement with held-out humans" in result.output
+    con = duckdb.connect(str(db), read_only=True)
+    metrics = dict(con.execute("SELECT metric, value FROM rm_evals WHERE split = 'heldout'").fetchall())
+    run_ids = con.execute("SELECT DISTINCT e.run_id = r.run_id FROM rm_evals e, rm_runs r").fetchall()
+    con.close()
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "calibration.ece" in metrics
+    assert run_ids == [(True,)]
+    html = (out / "eval.html").read_text()
+    assert "<img" in html and "agreement with humans" in html
+    assert "Evaluation" in (out / "README.md").read_text()
+
+
+def test_score_writes_rewards_next_to_the_input(trained):
+    _, out, tmp = trained
+    candidates = tmp / "candidates.jsonl"
+    candidates.write_text(json.dumps({"prompt": "help?", "responses": ["Go away.", "Happy to help, here you go."]})
+                          + "\n" + json.dumps({"prompt": "hi", "response_a": "Hello, glad to help.",
+                                               "response_b": "Not my problem."}) + "\n")
+    result = CliRunner().invoke(cli, ["score", "--model", str(out), "--responses", str(candidates)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp / "candidates.scored.jsonl").read_text().splitlines()]
+    assert len(rows[0]["rewards"]) == 2 and rows[0]["best"] in (0, 1)
+    assert {"reward_a", "reward_b", "preferred"} <= set(rows[1])
