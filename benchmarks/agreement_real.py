@@ -2,7 +2,7 @@
 
 For every setting (q, b), q in {0.6, 0.75, 0.9} and b in {0, 0.3}:
 
-1. the loopback judge (`tests/loopback_server.py`, OpenAI chat completions with logprobs, confidence 0.9) is
+1. the loopback judge (`tests/loopback_server.py`, OpenAI chat completions with logprobs, confidence 0.9 +- 0.09) is
    given a belief per pair: the human winner from `pool_labels.jsonl` with probability q, the other response
    otherwise (drawn once per pair from a seeded hash, so both orders and every principle share it). On every
    call it answers the first slot with probability b, and its belief otherwise;
@@ -13,9 +13,9 @@ For every setting (q, b), q in {0.6, 0.75, 0.9} and b in {0, 0.3}:
    filter, and the share of pairs kept. `single_order` is what a judge asked once (a first, no swap) would
    have said: the baseline that position bias degrades.
 
-The pool's human winners have no ties, so "ties excluded" only leaves out the pairs the judge calls a tie: with
-a fixed confidence an inconsistent principle averages to P(a better) = 0.5 exactly. "Ties as half" counts
-those pairs as half right, which is what a user who had to train on them would get on average.
+Each answer's confidence is drawn in 0.9 +- 0.09, so an inconsistent principle averages to a P(a better) near,
+not at, 0.5 and counts as a (weak) verdict before the filter, as with a real judge. "Ties as half" counts
+the pairs the judge calls an exact tie as half right.
 
     .venv/bin/python benchmarks/agreement_real.py
     .venv/bin/python benchmarks/agreement_real.py --q 0.75 --b 0.3 --limit 200
@@ -46,6 +46,7 @@ from tests.loopback_server import Behaviour, LoopbackServer  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless"
 CONFIDENCE = 0.9
+SPREAD = 0.09  # each answer's confidence is drawn in [0.81, 0.99], as a real judge's varies
 CONSTITUTION = """\
 name: agreement-benchmark
 version: 1
@@ -108,7 +109,8 @@ def single_order_agreement(store: Store, job_id: str) -> float | None:
 
 def run_setting(server: LoopbackServer, inputs: tuple, directory: Path, q: float, b: float) -> dict:
     constitution, pairs, human, pool, winners = inputs
-    server.reset(Behaviour(first_bias=b, truth=simulated_truth(pool, winners, q), confidence=CONFIDENCE))
+    server.reset(Behaviour(first_bias=b, truth=simulated_truth(pool, winners, q), confidence=CONFIDENCE,
+                           confidence_spread=SPREAD))
     db = directory / f"q{q}-b{b}.duckdb"
     with Store(db) as store:
         import_human(store, human, fmt="pairwise", source="pool_labels")
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         inputs = write_inputs(directory, args.limit)
         results = [run_setting(server, inputs, directory, q, b) for q in args.q for b in args.b]
     print_results(results)
-    failed = [r for r in results if r["b"] > 0 and not r["after_half"] > r["before_half"]]
+    failed = [r for r in results if r["b"] > 0 and not (r["after"] > r["before"] and r["after_half"] > r["before_half"])]
     for r in failed:
         print(f"the filter did not raise agreement at q={r['q']} b={r['b']}", file=sys.stderr)
     return 1 if failed else 0

@@ -45,6 +45,8 @@ class Behaviour:
     first_bias: probability of answering the first slot ("A") whatever the content.
     truth: given (first text, second text) returns the better slot, "A" or "B"; None means always "A".
     confidence: the probability c reported for the chosen letter (logprobs and verbalised confidence).
+    confidence_spread: c varies per answer, uniformly in confidence +- spread (clipped to [0.5, 0.999]), as a
+        real judge's does; 0 reports the same c every time.
     mode: "ok", "garbage" (text with no verdict), "slow" (sleep `slow_s` first, to trip client timeouts),
         or "status_NNN" for any HTTP status (the named ones are "status_429" and "status_500").
     fail_first_n: with a "status_NNN" mode, only the first n requests fail (counted since the behaviour was
@@ -56,6 +58,7 @@ class Behaviour:
     first_bias: float = 0.0
     truth: Callable[[str, str], str] | None = None
     confidence: float = 0.9
+    confidence_spread: float = 0.0
     mode: str = "ok"
     fail_first_n: int = 0
     retry_after: float | None = None
@@ -292,16 +295,21 @@ def _judged(user: str) -> _Judged:
 class _Answer:
     letters: list[str | None]  # one per choice; None in garbage mode
     texts: list[str]
+    confidences: list[float]
 
 
 def _answers(behaviour: Behaviour, user: str, key: str, n: int) -> _Answer:
     judged = _judged(user)
     rng = random.Random(int(key, 16))
     if behaviour.mode == "garbage":
-        return _Answer([None] * n, [_GARBAGE] * n)
+        return _Answer([None] * n, [_GARBAGE] * n, [behaviour.confidence] * n)
     truth = behaviour.truth(judged.first, judged.second) if behaviour.truth else "A"
     letters: list[str | None] = ["A" if rng.random() < behaviour.first_bias else truth for _ in range(n)]
-    return _Answer(letters, [_render(letter, judged, behaviour.confidence) for letter in letters])
+    spread = behaviour.confidence_spread
+    confidences = [min(max(behaviour.confidence + rng.uniform(-spread, spread), 0.5), 0.999) if spread
+                   else behaviour.confidence for _ in range(n)]
+    texts = [_render(letter, judged, c) for letter, c in zip(letters, confidences)]
+    return _Answer(letters, texts, confidences)
 
 
 def _render(letter: str | None, judged: _Judged, confidence: float) -> str:
@@ -334,7 +342,7 @@ def _chat_completion(
 ) -> dict[str, Any]:
     want_logprobs = bool(body.get("logprobs"))
     choices = []
-    for i, (letter, text) in enumerate(zip(answer.letters, answer.texts)):
+    for i, (letter, text, confidence) in enumerate(zip(answer.letters, answer.texts, answer.confidences)):
         choice: dict[str, Any] = {
             "index": i,
             "message": {"role": "assistant", "content": text, "refusal": None},
@@ -342,7 +350,7 @@ def _chat_completion(
             "logprobs": None,
         }
         if want_logprobs:
-            logprobs = _first_token_logprobs(letter, behaviour.confidence)
+            logprobs = _first_token_logprobs(letter, confidence)
             top_k = int(body.get("top_logprobs") or 0)
             logprobs["content"][0]["top_logprobs"] = logprobs["content"][0]["top_logprobs"][:top_k]
             choice["logprobs"] = logprobs
