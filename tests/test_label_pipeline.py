@@ -253,3 +253,54 @@ def test_killed_run_resumes_with_one_judgement_per_call_and_no_repeat(files, loo
     counts = query(db, "SELECT count(*), count(DISTINCT (pair_id, principle_id, ordering)) FROM judgements")
     assert counts == [(240, 240)]
     assert query(db, "SELECT count(*) FROM preferences WHERE drop_reason = 'pending'") == [(0,)]
+
+
+def test_anthropic_judge_with_verbalised_confidence(files, loopback):
+    loopback.behaviour = Behaviour(truth=truth, confidence=0.85)
+    summary = run_label(config(files, loopback, judge="anthropic:claude-haiku-4-5", api_base=loopback.url,
+                               mode="verbalised", limit=4))
+    assert summary.judge_errors == 0 and summary.kept_pairs == 4
+    rows = query(files[2], "SELECT DISTINCT confidence_source, backend FROM judgements")
+    assert rows == [("verbalised", "anthropic")]
+    assert query(files[2], "SELECT DISTINCT round(confidence, 6) FROM preferences") == [(0.7,)]
+
+
+def test_self_consistency_over_samples_when_there_are_no_logprobs(files, loopback):
+    loopback.behaviour = Behaviour(truth=truth, first_bias=0.2)
+    summary = run_label(config(files, loopback, judge="anthropic:claude-haiku-4-5", api_base=loopback.url,
+                               samples=5, limit=3, threshold=0.0))
+    assert summary.judge_errors == 0
+    sources = query(files[2], "SELECT DISTINCT confidence_source FROM judgements")
+    assert sources == [("self_consistency",)]
+    assert loopback.request_count == 3 * 2 * 2 * 5  # n separate samples: the messages API has no n
+
+
+def test_litellm_judge_labels_through_the_pipeline(files, loopback):
+    loopback.behaviour = Behaviour(truth=truth)
+    summary = run_label(config(files, loopback, judge="litellm:openai/gpt-4o-mini", limit=3))
+    assert summary.judge_errors == 0 and summary.kept_pairs == 3
+    assert query(files[2], "SELECT DISTINCT backend, confidence_source FROM judgements") == [("litellm", "logprobs")]
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, loopback):
+    constitution, pairs, db = files
+    write_pairs(pairs, 60)
+    loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
+    command = [sys.executable, "-m", "prefgen.cli", "label", "-c", str(constitution), "-p", str(pairs),
+               "--db", str(db), "--judge", "openai:gpt-4o-mini", "--api-base", loopback.openai_base,
+               "--api-key", "test-key", "--concurrency", "4", "--no-progress"]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while loopback.request_count < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Run the same command to resume" in out
+    sent_before = loopback.request_count
+    assert query(db, "SELECT status FROM runs") == [("interrupted",)]
+    stored = query(db, "SELECT count(*) FROM judgements")[0][0]
+    assert stored == sent_before  # the calls in flight were finished and written, not lost
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert loopback.request_count - sent_before == 240 - stored
