@@ -56,7 +56,8 @@ def run_setting(name: str, directory: Path, args: argparse.Namespace, server: Lo
         started = time.perf_counter()
         outcome = train_from_mix(store, name, config)
         train_s = time.perf_counter() - started
-        report = evaluate(store, config.out_dir, pairs=str(DATA / "human_heldout.jsonl"), fmt="hh")
+        report = evaluate(store, config.out_dir, pairs=str(DATA / "human_heldout.jsonl"), fmt="hh",
+                          skip_bad=True)
     low, high = report.metrics["accuracy_ci95"]
     return {"data": name, "human": mix.human, "ai": mix.ai, "pairs": outcome.n_train,
             "accuracy": report.metrics["accuracy"], "low": low, "high": high, "n_eval": report.metrics["n_scored"],

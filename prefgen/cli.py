@@ -261,8 +261,10 @@ def train(db: Path, mix_name: str, **options) -> None:
 @click.option("--pairs", default=None, help="Evaluate on a labelled file instead (any import-human format).")
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]), help="Format of --pairs.")
+@click.option("--skip-bad", is_flag=True, help="Skip invalid rows of --pairs (reported) instead of failing.")
 @click.option("--batch-size", default=16, show_default=True)
-def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: str, batch_size: int) -> None:
+def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: str, skip_bad: bool,
+          batch_size: int) -> None:
     """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
     length bias, per-source accuracy; writes PNG plots and eval.html next to the model."""
     from prefgen.pipelines.report import print_eval
@@ -273,9 +275,10 @@ def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: 
         raise click.UsageError("give --db (held-out human labels) or --pairs FILE")
     if db is not None:
         with Store(db) as store:
-            report = evaluate(store, model_dir, split=split, pairs=pairs, fmt=fmt, batch_size=batch_size)
+            report = evaluate(store, model_dir, split=split, pairs=pairs, fmt=fmt, skip_bad=skip_bad,
+                              batch_size=batch_size)
     else:
-        report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, batch_size=batch_size)
+        report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, skip_bad=skip_bad, batch_size=batch_size)
     print_eval(report)
 
 

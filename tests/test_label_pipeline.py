@@ -225,15 +225,20 @@ def test_chat_prompts_are_rendered_as_transcripts(tmp_path, loopback):
     assert query(tmp_path / "db.duckdb", "SELECT is_chat FROM pairs") == [(True,)]
 
 
+def label_command(files, server) -> list[str]:
+    constitution, pairs, db = files
+    return [sys.executable, "-m", "prefgen.cli", "label", "-c", str(constitution), "-p", str(pairs),
+            "--db", str(db), "--judge", "openai:gpt-4o-mini", "--api-base", server.openai_base,
+            "--api-key", "test-key", "--concurrency", "4", "--no-progress"]
+
+
 def test_killed_run_resumes_with_one_judgement_per_call_and_no_repeat(files, loopback):
     """SIGKILL mid-run, then the same command: exactly one judgement per (pair, principle, order), and no
     request is sent again whose answer was already stored."""
     constitution, pairs, db = files
     write_pairs(pairs, 60)
     loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
-    command = [sys.executable, "-m", "prefgen.cli", "label", "-c", str(constitution), "-p", str(pairs),
-               "--db", str(db), "--judge", "openai:gpt-4o-mini", "--api-base", loopback.openai_base,
-               "--api-key", "test-key", "--concurrency", "4", "--no-progress"]
+    command = label_command(files, loopback)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -286,9 +291,7 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, loopback):
     constitution, pairs, db = files
     write_pairs(pairs, 60)
     loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
-    command = [sys.executable, "-m", "prefgen.cli", "label", "-c", str(constitution), "-p", str(pairs),
-               "--db", str(db), "--judge", "openai:gpt-4o-mini", "--api-base", loopback.openai_base,
-               "--api-key", "test-key", "--concurrency", "4", "--no-progress"]
+    command = label_command(files, loopback)
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while loopback.request_count < 40 and time.monotonic() < deadline:

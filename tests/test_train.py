@@ -250,7 +250,11 @@ def test_length_bias_compares_model_and_humans():
 
 def test_accuracy_per_group():
     groups = accuracy_by_group([1.0, -1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], ["a", "a", "b", None])
-    assert groups == {"a": {"n": 2, "accuracy": 0.5}, "b": {"n": 1, "accuracy": 1.0}, "unknown": {"n": 1, "accuracy": 1.0}}
+    assert groups == {
+        "a": {"n": 2, "accuracy": 0.5},
+        "b": {"n": 1, "accuracy": 1.0},
+        "unknown": {"n": 1, "accuracy": 1.0},
+    }
 
 
 def test_ensemble_scores_aggregate_to_mean_min_and_std():

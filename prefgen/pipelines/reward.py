@@ -99,11 +99,11 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
     return outcome
 
 
-def rows_from_file(spec: str, fmt: str) -> list[dict[str, Any]]:
+def rows_from_file(spec: str, fmt: str, *, skip_bad: bool = False) -> list[dict[str, Any]]:
     """Labelled pairs of any human-label format as evaluation rows (ties kept, flagged)."""
     from prefgen.pipelines.human import read_human
 
-    read = read_human(spec, fmt=fmt)
+    read = read_human(spec, fmt=fmt, skip_bad=skip_bad)
     consensus = {label.pair_id: label.winner for label in read.labels if label.annotator in ("label", "majority")}
     rows = []
     for pair in read.pairs:
@@ -118,14 +118,14 @@ def rows_from_file(spec: str, fmt: str) -> list[dict[str, Any]]:
 
 
 def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldout", pairs: str | None = None,
-             fmt: str = "auto", batch_size: int = 16):
+             fmt: str = "auto", skip_bad: bool = False, batch_size: int = 16):
     """Evaluate a model (or ensemble) against held-out human labels (or a labelled file); store the metrics."""
     from prefgen.train.card import write_model_card
     from prefgen.train.evaluate import evaluate_model
     from prefgen.train.trainer import TRAIN_RECORD
 
     if pairs is not None:
-        rows, split_name = rows_from_file(pairs, fmt), Path(pairs).name
+        rows, split_name = rows_from_file(pairs, fmt, skip_bad=skip_bad), Path(pairs).name
     else:
         if store is None:
             raise PrefgenError("evaluating on the held-out split needs --db")

@@ -99,7 +99,8 @@ def _data_section(train: Mapping[str, Any], data: Mapping[str, Any]) -> str:
         lines.append("- principle categories: " + ", ".join(f"{k} ({v})" for k, v in data["categories"].items()))
     lines += _judge_lines(data.get("judge_agreement"))
     if data.get("mix"):
-        lines.append("- mix: " + ", ".join(f"{k}={v}" for k, v in data["mix"].items() if not isinstance(v, dict | list)))
+        scalars = {k: v for k, v in data["mix"].items() if not isinstance(v, dict | list)}
+        lines.append("- mix: " + ", ".join(f"{k}={v}" for k, v in scalars.items()))
     if report:
         lines.append(
             f"- tokenised to at most {report['max_length']} tokens per side: {report['n_out']} of {report['n_in']} "

@@ -299,7 +299,8 @@ def encode_for_scoring(
     chat = getattr(tokenizer, "chat_template", None) is not None and any(isinstance(r, list) for r in responses)
     layout = token_layout(tokenizer, chat)
     budget = layout.budget(max_length)
-    full = body_ids(tokenizer, layout, [conversation_text(tokenizer, layout, p, r) for p, r in zip(prompts, responses)])
+    texts = [conversation_text(tokenizer, layout, p, r) for p, r in zip(prompts, responses, strict=True)]
+    full = body_ids(tokenizer, layout, texts)
     alone = body_ids(tokenizer, layout, [_prompt_text(tokenizer, layout, p) for p in prompts])
     encoded = []
     for ids, prompt_ids in zip(full, alone, strict=True):

@@ -338,7 +338,9 @@ def _plot_rewards(plt: Any, r_chosen: np.ndarray, r_rejected: np.ndarray, path: 
     plt.close(fig)
 
 
-def _plot_length(plt: Any, len_c: list[int], len_r: list[int], r_chosen: np.ndarray, r_rejected: np.ndarray, path: str) -> None:
+def _plot_length(
+    plt: Any, len_c: list[int], len_r: list[int], r_chosen: np.ndarray, r_rejected: np.ndarray, path: str
+) -> None:
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.scatter(len_c, r_chosen, s=8, alpha=0.6, label="chosen")
     ax.scatter(len_r, r_rejected, s=8, alpha=0.6, label="rejected")
@@ -398,8 +400,8 @@ def write_html(path: Path, report: EvalReport) -> Path:
     sections.append("<h2>Reward distributions</h2>" + _table(
         ["side", *dist["chosen"].keys()], [(side, *map(_fmt, stats.values())) for side, stats in dist.items()]))
     for name, groups in metrics["groups"].items():
-        sections.append(f"<h2>Agreement per {html.escape(name)}</h2>" + _table(
-            [name, "pairs", "agreement"], [(html.escape(g), _fmt(v["n"]), _fmt(v["accuracy"])) for g, v in groups.items()]))
+        cells = [(html.escape(g), _fmt(v["n"]), _fmt(v["accuracy"])) for g, v in groups.items()]
+        sections.append(f"<h2>Agreement per {html.escape(name)}</h2>" + _table([name, "pairs", "agreement"], cells))
     images = "".join(
         f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}">'
         for name, p in report.plots.items())

@@ -115,7 +115,8 @@ def score_pairs(
     pairs = [normalize_row(i, row) for i, row in enumerate(rows)]
     prompts = [p.prompt for p in pairs]
     # One call for both sides: length-sorted batches then mix chosen and rejected of similar length.
-    scores = score_texts(model, prompts + prompts, [p.chosen for p in pairs] + [p.rejected for p in pairs], batch_size)
+    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    scores = score_texts(model, prompts + prompts, responses, batch_size)
     n = len(pairs)
     return _slice(scores, 0, n), _slice(scores, n, 2 * n)
 
@@ -124,7 +125,9 @@ def _slice(scores: Scores, start: int, stop: int) -> Scores:
     return aggregate_member_scores(scores.members[:, start:stop])
 
 
-def _score_one_model(rm: RewardModel, prompts: Sequence[Any], responses: Sequence[Any], batch_size: int) -> np.ndarray:
+def _score_one_model(
+    rm: RewardModel, prompts: Sequence[Any], responses: Sequence[Any], batch_size: int
+) -> np.ndarray:
     import torch
 
     encoded = encode_for_scoring(rm.tokenizer, prompts, responses, rm.max_length)

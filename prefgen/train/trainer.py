@@ -206,7 +206,9 @@ def length_grouped_trainer_class() -> type:
             if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, datasets.Dataset):
                 return super()._get_train_sampler(train_dataset)
             lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
-            return LengthGroupedPairSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps)
+            # One optimiser step's pairs share a length, as in transformers' own sampler.
+            step_pairs = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            return LengthGroupedPairSampler(lengths, step_pairs)
 
     return LengthGroupedRewardTrainer
 
@@ -245,7 +247,7 @@ def library_versions() -> dict[str, str]:
     import transformers
     import trl
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__, "peft": peft.__version__}
+    return {module.__name__: module.__version__ for module in (torch, transformers, trl, peft)}
 
 
 def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig) -> TrainResult:
@@ -329,9 +331,8 @@ def train_ensemble(rows: Sequence[dict[str, Any]], config: TrainConfig) -> Ensem
         picks = bootstrap_indices(len(rows), seed) if config.bootstrap else list(range(len(rows)))
         member_config = replace(config, out_dir=out_dir / f"member-{i}", seed=seed, ensemble=1)
         result.members.append(train_reward_model([rows[j] for j in picks], member_config))
-        members.append(
-            {"dir": f"member-{i}", "seed": seed, "n_train": result.members[-1].n_train, "n_unique_rows": len(set(picks))}
-        )
+        n_train = result.members[-1].n_train
+        members.append({"dir": f"member-{i}", "seed": seed, "n_train": n_train, "n_unique_rows": len(set(picks))})
     manifest = {
         "kind": "ensemble",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
