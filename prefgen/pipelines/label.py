@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -347,10 +349,11 @@ def _install_sigint(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> boo
             raise KeyboardInterrupt
         stop.set()
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+    # Only the main thread may set signal handlers, and Windows event loops have none: there the default
+    # KeyboardInterrupt still applies, and the store stays consistent because every batch is a transaction.
+    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
         return False
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
     return True
 
 
