@@ -1,18 +1,32 @@
-"""How good must a judge be for AI pairs to help? Reward models on real HH-RLHF harmless data.
+"""Do AI labels help the reward model, and does prefgen protect the user when they do not? Real HH-RLHF data.
 
-Trains the default reward model (MiniLM, CPU) on `human_small.jsonl` alone, then on `human_small.jsonl` plus
-the HH pool labelled by simulated judges of agreement q with the human winners (the loopback judge of
-`benchmarks/agreement_real.py`: right with probability q, first slot with probability b, confidence
-0.9 +- 0.09, filtered by position swapping and confidence), and evaluates each on `human_heldout.jsonl`.
-Everything goes through the real stages: label, import-human, split, mix, train, eval.
+Human side: `human_small.jsonl` (500 pairs) plus 100 pool pairs with their real labels (`pool_labels.jsonl`,
+as if annotators had answered them): all in the human *train* split, and the 100 are what the judge's
+calibration is fitted on. AI side: the rest of the HH pool labelled through the real pipeline (`run_label`,
+openai backend over HTTP, two principles, both orders) by a simulated judge served by the loopback server,
+with first-slot bias b and quality q, of one of two kinds:
+- uncalibrated: right with probability q, reported confidence 0.9 +- 0.09 whatever it believes (today's);
+- calibrated: per pair a confidence c drawn around q (mean q), right with probability c, reporting c.
+Rows per judge (the same seeds in every row: paired):
+- human-only: the 600 human pairs;
+- hard mix: every kept AI row with hard labels, TRL's Bradley-Terry loss (what the README did before);
+- soft + calibrated: every kept AI row with its calibrated P(chosen) as target, soft loss;
+- auto: `mix --auto` (validation on human train folds) then training on the mix it chose;
+plus a ceiling: human_small + the whole pool with its real human labels.
+Every model is the default regime (MiniLM, frozen base, trained head). Agreement is measured on
+`human_heldout.jsonl` (never imported into any store), scored in memory by the trained model with the
+training encoding (the checkpoint is not written: `train_reward_model(score_rows=...)`).
 
-    .venv/bin/python benchmarks/rm_quality_real.py                 # q in 0.6 0.75 0.9, b = 0.3, 1 epoch
-    .venv/bin/python benchmarks/rm_quality_real.py --q 0.9 --epochs 2 --max-length 512
+    .venv/bin/python benchmarks/rm_quality_real.py                               # every q, both kinds, 5 seeds
+    .venv/bin/python benchmarks/rm_quality_real.py --q 0.6 0.8 --kinds calibrated --seeds 0 1 2
+    .venv/bin/python benchmarks/rm_quality_real.py --q 0.8 --rows human-only soft --no-ceiling
 """
 
 from __future__ import annotations
 
 import argparse
+import random
+import statistics
 import sys
 import tempfile
 import time
@@ -21,83 +35,175 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.agreement_real import DATA, simulated_truth, write_inputs  # noqa: E402
+import orjson  # noqa: E402
+
+from benchmarks.agreement_real import DATA, simulated_truth, unit, write_inputs  # noqa: E402
+from prefgen.judge.prompts import neutralise  # noqa: E402
 from prefgen.pipelines.human import import_human  # noqa: E402
 from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
 from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.reward import evaluate, train_from_mix  # noqa: E402
+from prefgen.pipelines.mix_search import auto_mix  # noqa: E402
+from prefgen.pipelines.reward import rows_from_file  # noqa: E402
 from prefgen.pipelines.split import split_human  # noqa: E402
+from prefgen.records import normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
+from prefgen.storage.export import mix_rows_for_training  # noqa: E402
+from prefgen.storage.mixes import mix_manifest  # noqa: E402
 from prefgen.train.config import TrainConfig  # noqa: E402
 from tests.loopback_server import Behaviour, LoopbackServer  # noqa: E402
 
-
-def label_pool(server: LoopbackServer, inputs: tuple, db: Path, q: float, b: float) -> int:
-    constitution, pairs, _, pool, winners = inputs
-    server.reset(Behaviour(first_bias=b, truth=simulated_truth(pool, winners, q), confidence=0.9,
-                           confidence_spread=0.09))
-    summary = run_label(LabelConfig(constitution=constitution, pairs=str(pairs), judge="openai:loopback-judge",
-                                    db=db, api_base=server.openai_base, api_key="loopback", concurrency=32,
-                                    skip_bad=True, progress=False))
-    return summary.kept_pairs
+ROWS = ("human-only", "hard", "soft", "auto")
+ROUTED = 100  # pool pairs with a human label, as if annotators had answered them
 
 
-def run_setting(name: str, directory: Path, args: argparse.Namespace, server: LoopbackServer | None,
-                inputs: tuple | None, q: float | None) -> dict:
-    db = directory / f"{name}.duckdb"
-    kept = label_pool(server, inputs, db, q, args.b) if q is not None else 0
+def calibrated_judge(pool: list[dict], winners: dict[str, str], q: float) -> tuple:
+    """truth and confidence_of for a judge right with probability c, c drawn per pair around q."""
+    width = min(q - 0.5, 1.0 - q)
+    confidence: dict[frozenset[str], float] = {}
+    believed: dict[frozenset[str], str] = {}
+    for row in pool:
+        a, b = (neutralise(normalise_text(row[k])) for k in ("response_a", "response_b"))
+        c = q - width + 2 * width * unit(f"c={q}", row["id"])
+        human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
+        believed[frozenset((a, b))] = human_better if unit(f"right={q}", row["id"]) < c else other
+        confidence[frozenset((a, b))] = c
+
+    def truth(first: str, second: str) -> str:
+        return "A" if believed.get(frozenset((first, second)), first) == first else "B"
+
+    def confidence_of(first: str, second: str) -> float:
+        return confidence.get(frozenset((first, second)), q)
+
+    return truth, confidence_of
+
+
+def behaviour(kind: str, pool: list[dict], winners: dict[str, str], q: float, b: float) -> Behaviour:
+    if kind == "calibrated":
+        truth, confidence_of = calibrated_judge(pool, winners, q)
+        return Behaviour(first_bias=b, truth=truth, confidence_of=confidence_of)
+    return Behaviour(first_bias=b, truth=simulated_truth(pool, winners, q), confidence=0.9, confidence_spread=0.09)
+
+
+def human_store(db: Path, directory: Path, pool: list[dict], winners: dict[str, str], routed: set[str]) -> None:
+    """human_small and the routed pool labels, all on the train side."""
+    labels = directory / f"routed-{len(routed)}.jsonl"
+    labels.write_bytes(b"".join(orjson.dumps({**row, "winner": winners[row["id"]]}) + b"\n"
+                                for row in pool if row["id"] in routed))
     with Store(db) as store:
-        n_human = import_human(store, DATA / "human_small.jsonl", fmt="hh", source="human_small").pairs
-        split_human(store, heldout=0.0)  # the held-out set is its own file, never imported into the mix store
-        ratio = n_human / (n_human + kept)  # every human pair and every kept AI pair
-        mix = build_mix(store, MixConfig(name=name, human_ratio=ratio, seed=0))
-        config = TrainConfig(out_dir=directory / f"rm-{name}", epochs=args.epochs, max_length=args.max_length,
-                             batch_size=args.batch_size, seed=args.seed)
-        started = time.perf_counter()
-        outcome = train_from_mix(store, name, config)
-        train_s = time.perf_counter() - started
-        report = evaluate(store, config.out_dir, pairs=str(DATA / "human_heldout.jsonl"), fmt="hh",
-                          skip_bad=True)
-    low, high = report.metrics["accuracy_ci95"]
-    return {"data": name, "human": mix.human, "ai": mix.ai, "pairs": outcome.n_train,
-            "accuracy": report.metrics["accuracy"], "low": low, "high": high, "n_eval": report.metrics["n_scored"],
-            "train_s": train_s, "pairs_per_s": outcome.pairs_per_s}
+        import_human(store, DATA / "human_small.jsonl", fmt="hh", source="human_small")
+        if routed:
+            import_human(store, labels, fmt="pairwise", source="pool_routed")
+        split_human(store, heldout=0.0)
 
 
-def print_table(results: list[dict]) -> None:
-    print(f"{'training data':<34}{'pairs used':>11}{'human':>7}{'AI':>6}{'held-out agreement':>20}"
-          f"{'95% CI':>15}{'train s':>9}{'pairs/s':>9}")
+def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, *, loss: str = "soft") -> float:
+    from prefgen.train.trainer import train_reward_model
+
+    curriculum = ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
+    config = TrainConfig(seed=seed, loss=loss, curriculum=curriculum, out_dir="unused")
+    result = train_reward_model(mix_rows_for_training(store, mix), config, score_rows=heldout, save=False)
+    return statistics.mean(float(c > r) for c, r in result.scores)
+
+
+def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str, q: float, args, heldout,
+              routed: set[str]) -> dict:
+    constitution, pairs, _, pool, winners = inputs
+    db = directory / f"{kind}-{q}.duckdb"
+    human_store(db, directory, pool, winners, routed)
+    server.reset(behaviour(kind, pool, winners, q, args.b))
+    started = time.perf_counter()
+    run_label(LabelConfig(constitution=constitution, pairs=str(pairs), judge="openai:loopback-judge", db=db,
+                          api_base=server.openai_base, api_key="loopback", concurrency=32, skip_bad=True,
+                          progress=False))
+    timings = {"label": time.perf_counter() - started}
+    scores: dict[str, dict[int, float]] = {row: {} for row in args.rows}
+    chosen: dict[int, str] = {}
+    with Store(db) as store:
+        for seed in args.seeds:
+            for row in args.rows:
+                started = time.perf_counter()
+                name = f"{row}-{seed}"
+                if row == "human-only":
+                    build_mix(store, MixConfig(name=name, human_ratio=1.0, seed=seed))
+                elif row == "hard":
+                    build_mix(store, MixConfig(name=name, human_ratio=None, labels="hard", seed=seed))
+                elif row == "soft":
+                    build_mix(store, MixConfig(name=name, human_ratio=None, labels="soft", seed=seed))
+                else:
+                    report = auto_mix(store, MixConfig(name=name, seed=seed), TrainConfig(seed=seed))
+                    chosen[seed] = report.chosen
+                scores[row][seed] = train_and_score(store, name, heldout, seed, loss="bt" if row == "hard" else "soft")
+                timings[row] = timings.get(row, 0.0) + time.perf_counter() - started
+                print(f"  {kind} q={q} seed {seed} {row}: {scores[row][seed]:.3f}"
+                      + (f" (chose {chosen[seed]})" if row == "auto" else ""), flush=True)
+    return {"kind": kind, "q": q, "scores": scores, "chosen": chosen, "timings": timings}
+
+
+def ceiling(directory: Path, inputs: tuple, args, heldout) -> dict[int, float]:
+    _, _, _, pool, winners = inputs
+    db = directory / "ceiling.duckdb"
+    human_store(db, directory, pool, winners, {row["id"] for row in pool})
+    out = {}
+    with Store(db) as store:
+        for seed in args.seeds:
+            build_mix(store, MixConfig(name=f"ceiling-{seed}", human_ratio=1.0, seed=seed))
+            out[seed] = train_and_score(store, f"ceiling-{seed}", heldout, seed)
+            print(f"  ceiling seed {seed}: {out[seed]:.3f}", flush=True)
+    return out
+
+
+def mean_sd(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def print_tables(results: list[dict], base: dict[int, float] | None, ceil: dict[int, float] | None, args) -> None:
+    print(f"\nheld-out agreement on human_heldout.jsonl; seeds {args.seeds}; b = {args.b}; "
+          f"mean ± sd over seeds; diff = paired difference to human-only (mean ± sd)")
+    print(f"{'judge':<20}{'row':<12}{'agreement':>16}{'diff to human-only':>22}  notes")
     for r in results:
-        interval = f"{r['low']:.3f}-{r['high']:.3f}"
-        print(f"{r['data']:<34}{r['pairs']:>11}{r['human']:>7}{r['ai']:>6}{r['accuracy']:>20.3f}{interval:>15}"
-              f"{r['train_s']:>9.0f}{r['pairs_per_s']:>9.1f}")
-    print(f"held-out: human_heldout.jsonl, {results[0]['n_eval']} pairs; base: MiniLM-L6 (22M), CPU")
+        human = r["scores"].get("human-only") or base or {}
+        for row, by_seed in r["scores"].items():
+            values = [by_seed[s] for s in args.seeds]
+            diff = "" if row == "human-only" or not human else mean_sd([by_seed[s] - human[s] for s in args.seeds])
+            note = ("chose " + ", ".join(f"{s}:{c}" for s, c in r["chosen"].items())) if row == "auto" else ""
+            print(f"{r['kind'] + ' q=' + str(r['q']):<20}{row:<12}{mean_sd(values):>16}{diff:>22}  {note}")
+        print(f"{'':<20}time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items()))
+    if ceil:
+        human = results[0]["scores"].get("human-only") if results else None
+        diff = mean_sd([ceil[s] - human[s] for s in args.seeds]) if human else ""
+        print(f"{'ceiling (pool, real human labels)':<32}{mean_sd([ceil[s] for s in args.seeds]):>16}{diff:>22}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--q", type=float, nargs="*", default=[0.6, 0.75, 0.9])
+    parser.add_argument("--q", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9])
+    parser.add_argument("--kinds", nargs="+", default=["uncalibrated", "calibrated"],
+                        choices=["uncalibrated", "calibrated"])
     parser.add_argument("--b", type=float, default=0.3, help="the simulated judges' first-slot bias")
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-human-only", action="store_true", help="skip the human-only baseline")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--routed", type=int, default=ROUTED, help="pool pairs with human labels (calibration)")
+    parser.add_argument("--no-ceiling", action="store_true")
     args = parser.parse_args(argv)
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
         return 1
-    results = []
+    heldout = [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
+    results, ceil = [], None
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
         directory = Path(tmp)
         inputs = write_inputs(directory, None)
-        settings = ([] if args.no_human_only else [("human_small", None)]) + [
-            (f"human_small + pool judged q={q} b={args.b}", q) for q in args.q]
-        for name, q in settings:
-            results.append(run_setting(name.replace(" ", "_").replace("=", ""), directory, args, server,
-                                       inputs, q) | {"data": name})
-            print(f"done: {name}: {results[-1]['accuracy']:.3f}", flush=True)
-    print_table(results)
+        pool = inputs[3]
+        routed = set(random.Random(0).sample(sorted(row["id"] for row in pool), args.routed))
+        if not args.no_ceiling:
+            ceil = ceiling(directory, inputs, args, heldout)
+        for kind in args.kinds:
+            for q in args.q:
+                results.append(run_judge(server, inputs, directory, kind, q, args, heldout, routed))
+    print_tables(results, None, ceil, args)
+    print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -157,39 +157,64 @@ def split(db: Path, heldout: float, seed: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as_json: bool) -> None:
     """Judge/human agreement (ties excluded and as half, Cohen's kappa, 95% bootstrap interval), per
-    principle and confidence bucket, before and after the filter; and inter-annotator agreement."""
+    principle and confidence bucket, before and after the filter; inter-annotator agreement; and each
+    judge's calibration against the human train labels (reliability and ECE before and after)."""
     import orjson
 
     from prefgen.pipelines.agreement import agreement_report, summary_rows
     from prefgen.pipelines.report import print_tables
     from prefgen.storage.db import Store
 
+    from prefgen.pipelines.calibration import calibrate, calibration_rows
+
     with Store(db) as store:
         report = agreement_report(store, judge=judge, split=split_name, seed=seed)
+        calibrations = calibrate(store)
     if as_json:
-        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]}
+        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
     else:
-        print_tables(summary_rows(report))
+        print_tables({**summary_rows(report), **calibration_rows(calibrations.values())})
 
 
 @cli.command()
 @DB_OPTION
 @click.option("--name", required=True, help="Name of the mix (building a name again replaces it).")
 @click.option("--human-ratio", default=0.25, show_default=True, help="Share of human rows in the mix, in [0, 1].")
+@click.option("--every-row", is_flag=True, help="Use every human and every AI row that passes (no ratio).")
+@click.option("--labels", type=click.Choice(["soft", "hard"]), default="soft", show_default=True,
+              help="soft: p_chosen is the calibrated judge P (AI) or the annotators' share (human); hard: 1.")
+@click.option("--ai-weight", type=float, default=None, help="Loss weight of AI rows, in [0, 1] (human rows: 1).")
 @click.option("--ai-min-confidence", type=float, default=None, help="Leave out kept AI pairs less confident than this.")
 @click.option("--max-per-prompt", type=int, default=None, help="At most this many pairs per prompt.")
-@click.option("--weight-by-confidence", is_flag=True, help="Add a sample `weight` column from the confidence.")
+@click.option("--weight-by-confidence", is_flag=True, help="Weight each row's loss by its confidence.")
 @click.option("--margin-by-confidence", is_flag=True, help="Add TRL's `margin` column from the confidence.")
-@click.option("--seed", default=0, show_default=True, help="Seed of subsampling and order.")
+@click.option("--seed", default=0, show_default=True, help="Seed of subsampling, order and search folds.")
 @click.option("--judge", default=None, help="Only AI preferences of this judge spec (or label job id).")
 @click.option("--size", type=int, default=None, help="At most this many rows (a shortfall is reported).")
-def mix(db: Path, **options) -> None:
-    """Blend kept AI preferences with human train labels at an exact ratio; store rows and manifest."""
+@click.option("--auto", is_flag=True,
+              help="Choose how AI rows enter by validation on human train folds (human-only unless AI rows "
+                   "beat it beyond the noise); --human-ratio, --every-row, --labels and --ai-weight are searched.")
+@click.option("--folds", default=3, show_default=True, help="--auto: folds of the human train split.")
+@click.option("--base", default=None, help="--auto: reward-model base to validate with (default: MiniLM).")
+@click.option("--max-length", default=256, show_default=True, help="--auto: tokens per side.")
+def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max_length: int, **options) -> None:
+    """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
     from prefgen.pipelines.mix import MixConfig, build_mix
     from prefgen.storage.db import Store
 
+    if every_row:
+        options["human_ratio"] = None
+    config = MixConfig(**options)
     with Store(db) as store:
-        report = build_mix(store, MixConfig(**options))
+        if auto:
+            from prefgen.pipelines.mix_search import auto_mix
+            from prefgen.train.config import TrainConfig
+
+            report = auto_mix(store, config, TrainConfig(base=base, max_length=max_length, seed=config.seed),
+                              folds=folds)
+        else:
+            report = build_mix(store, config)
     click.echo("\n".join(report.lines()))
 
 
@@ -222,34 +247,50 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Directory for the model, tokenizer, config and model card.")
 @click.option("--base", default=None,
-              help="Local model directory (encoder or decoder). Default: the offline MiniLM encoder.")
-@click.option("--epochs", default=1.0, show_default=True, type=float)
+              help="Local model directory or .gguf file (encoder or decoder). Default: the offline MiniLM encoder.")
+@click.option("--method", type=click.Choice(["head", "full", "lora"]), default="head", show_default=True,
+              help="head: frozen base, trained reward head (learns on small sets, stable across seeds); "
+                   "full: every weight; lora: LoRA adapters with the head trained in full.")
+@click.option("--quick", is_flag=True, help="The former default for smoke runs: --method full, 1 epoch at 2e-4.")
+@click.option("--loss", type=click.Choice(["soft", "bt"]), default="soft", show_default=True,
+              help="soft: cross-entropy against each row's p_chosen (TRL's loss when p_chosen = 1); "
+                   "bt: TRL's hard Bradley-Terry loss.")
+@click.option("--curriculum", type=click.Choice(["ai-then-human"]), default=None,
+              help="Train on the AI rows, then continue on the human rows (fresh schedule).")
+@click.option("--epochs", type=float, default=None, help="Passes over the pairs [method's: head 10, else 1].")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
-@click.option("--lr", default=2e-4, show_default=True, type=float, help="Peak learning rate.")
-@click.option("--batch-size", default=8, show_default=True, help="Pairs per step (per device).")
+@click.option("--lr", type=float, default=None, help="Peak learning rate [method's: head 1e-3, else 2e-4].")
+@click.option("--batch-size", type=int, default=None, help="Pairs per step per device [head 32, else 8].")
+@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [head 0.01, else 0].")
+@click.option("--scheduler", default=None, help="Learning-rate schedule [head cosine, else linear].")
+@click.option("--warmup-ratio", type=float, default=None, help="Share of steps warming up [head 0.1, else 0].")
 @click.option("--grad-accum", default=1, show_default=True, help="Gradient accumulation steps.")
 @click.option("--max-length", default=256, show_default=True,
               help="Tokens per side; longer pairs are truncated from the start of the conversation.")
-@click.option("--lora", is_flag=True, help="Train LoRA adapters (PEFT) with the score head fully trained.")
 @click.option("--use-margin", is_flag=True, help="Use the mix's `margin` column in the loss.")
 @click.option("--ensemble", default=1, show_default=True, help="Train K members on bootstrap samples.")
 @click.option("--seed", default=0, show_default=True)
-def train(db: Path, mix_name: str, **options) -> None:
-    """Train a Bradley-Terry reward model on a mix with TRL's RewardTrainer (CUDA+bf16 when there is a
-    GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
+def train(db: Path, mix_name: str, quick: bool, **options) -> None:
+    """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
+    there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
     from prefgen.pipelines.reward import train_from_mix
     from prefgen.storage.db import Store
     from prefgen.train.config import TrainConfig
 
-    config = TrainConfig(**options)
+    config = TrainConfig.quick(**{k: v for k, v in options.items() if k != "method"}) if quick \
+        else TrainConfig(**options)
     with Store(db) as store:
         outcome = train_from_mix(store, mix_name, config)
     report = outcome.data_report
-    click.echo(f"trained {outcome.members} model(s) on {outcome.n_train} pairs on {outcome.device} "
-               f"in {outcome.duration_s:.0f} s ({outcome.pairs_per_s:.1f} pairs/s); "
-               f"loss {outcome.initial_loss} -> {outcome.final_loss}")
-    click.echo(f"truncated {report.get('n_truncated', 0)}, dropped {report.get('n_dropped', 0)} "
+    click.echo(f"trained {outcome.members} model(s) ({config.method}) on {outcome.n_train} pairs on "
+               f"{outcome.device} in {outcome.duration_s:.0f} s; training loss {_loss(outcome.initial_loss)} -> "
+               f"{_loss(outcome.final_loss)} (ln 2 = 0.693 knows nothing)")
+    click.echo(f"truncated {report.get('n_truncated', 0)}, dropped {report.get('n_dropped_identical', 0)} "
                f"of {report.get('n_in', outcome.n_train)} pairs; run {outcome.run_id}; saved to {outcome.out_dir}")
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 @cli.command("eval")

@@ -47,6 +47,8 @@ class Behaviour:
     confidence: the probability c reported for the chosen letter (logprobs and verbalised confidence).
     confidence_spread: c varies per answer, uniformly in confidence +- spread (clipped to [0.5, 0.999]), as a
         real judge's does; 0 reports the same c every time.
+    confidence_of: given (first text, second text) returns the pair's c, replacing `confidence` (a judge whose
+        confidence depends on the pair, e.g. a calibrated one that is right with probability c).
     mode: "ok", "garbage" (text with no verdict), "slow" (sleep `slow_s` first, to trip client timeouts),
         or "status_NNN" for any HTTP status (the named ones are "status_429" and "status_500").
     fail_first_n: with a "status_NNN" mode, only the first n requests fail (counted since the behaviour was
@@ -59,6 +61,7 @@ class Behaviour:
     truth: Callable[[str, str], str] | None = None
     confidence: float = 0.9
     confidence_spread: float = 0.0
+    confidence_of: Callable[[str, str], float] | None = None
     mode: str = "ok"
     fail_first_n: int = 0
     retry_after: float | None = None
@@ -306,8 +309,9 @@ def _answers(behaviour: Behaviour, user: str, key: str, n: int) -> _Answer:
     truth = behaviour.truth(judged.first, judged.second) if behaviour.truth else "A"
     letters: list[str | None] = ["A" if rng.random() < behaviour.first_bias else truth for _ in range(n)]
     spread = behaviour.confidence_spread
-    confidences = [min(max(behaviour.confidence + rng.uniform(-spread, spread), 0.5), 0.999) if spread
-                   else behaviour.confidence for _ in range(n)]
+    centre = behaviour.confidence_of(judged.first, judged.second) if behaviour.confidence_of else behaviour.confidence
+    confidences = [min(max(centre + rng.uniform(-spread, spread), 0.5), 0.999) if spread
+                   else centre for _ in range(n)]
     texts = [_render(letter, judged, c) for letter, c in zip(letters, confidences)]
     return _Answer(letters, texts, confidences)
 

@@ -14,6 +14,12 @@ Rules, in the order they apply:
 
 Confidence (AI: |2 P(a better) - 1|; human: 1 for a single label, the majority's share of votes) can become
 TRL's `margin` column and/or a sample `weight`, both in [0, 1] with 1 meaning certain.
+
+Soft labels: every row carries `p_chosen`, the probability that `chosen` is better. Human rows: the share of
+annotators who preferred it (1.0 for a single label). AI rows: the judge's swap-averaged P(chosen) mapped
+through the judge's calibration against the human *train* labels (`prefgen.pipelines.calibration`).
+`labels="hard"` sets every `p_chosen` to 1, so the soft loss reduces to TRL's. `ai_weight` weighs AI rows
+against human ones in the loss.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
+from prefgen.pipelines.calibration import Calibration, calibrate, calibration_for_jobs
 from prefgen.storage import human as human_db
 from prefgen.storage import mixes as db
 from prefgen.storage.db import Store
@@ -43,7 +50,10 @@ class MixConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
-    human_ratio: float = Field(default=0.25, ge=0.0, le=1.0)
+    human_ratio: float | None = Field(default=0.25, ge=0.0, le=1.0,
+                                      description="share of human rows; None: every row of both sides")
+    labels: Literal["soft", "hard"] = "soft"
+    ai_weight: float | None = Field(default=None, ge=0.0, le=1.0, description="loss weight of AI rows")
     ai_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     max_per_prompt: int | None = Field(default=None, ge=1)
     weight_by_confidence: bool = False
@@ -61,6 +71,7 @@ class Candidate:
     origin: str  # label job id, or the human import(s)
     chosen: str  # a / b
     confidence: float
+    p_chosen: float = 1.0  # probability that `chosen` is better (calibrated for AI rows)
 
 
 @dataclass
@@ -69,22 +80,26 @@ class MixReport:
     rows: int
     human: int
     ai: int
-    requested_ratio: float
+    requested_ratio: float | None
     realised_ratio: float
     content_hash: str
     counts: dict[str, Any] = field(default_factory=dict)
+
+    def _requested(self) -> str:
+        return "every row" if self.requested_ratio is None else str(self.requested_ratio)
 
     def lines(self) -> list[str]:
         human, ai = self.counts[HUMAN], self.counts[AI]
         out = [
             f"mix {self.name!r}: {self.rows} rows, {self.human} human + {self.ai} AI "
-            f"(ratio {self.realised_ratio:.4f}, requested {self.requested_ratio})",
+            f"(ratio {self.realised_ratio:.4f}, requested {self._requested()})",
             f"human: {human['available']} train pairs, left out {human['left_out'] or 'none'}",
             f"ai: {ai['available']} kept pairs, left out {ai['left_out'] or 'none'}",
         ]
         if self.counts["capped_per_prompt"]:
             out.append(f"over the per-prompt cap: {self.counts['capped_per_prompt']}")
-        if self.rows and abs(self.realised_ratio - self.requested_ratio) > 0.5 / self.rows:
+        if (self.rows and self.requested_ratio is not None
+                and abs(self.realised_ratio - self.requested_ratio) > 0.5 / self.rows):
             empty = "AI pairs passing the filters" if self.ai == 0 else "human train labels"
             out.append(f"note: the requested ratio could not be met: there are no {empty}")
         shortfall = {k: v for k, v in self.counts["shortfall"].items() if v}
@@ -112,13 +127,16 @@ def human_side(rows: Sequence[dict[str, Any]]) -> tuple[list[Candidate], Counter
         if row["winner"] == "tie":
             dropped["tie"] += 1
             continue
+        confidence = 1.0 if row["confidence"] is None else float(row["confidence"])
         kept.append(Candidate(row["pair_id"], row["prompt_id"], HUMAN, row["sources"], row["winner"],
-                              1.0 if row["confidence"] is None else float(row["confidence"])))
+                              confidence, confidence))
     return kept, dropped
 
 
-def ai_side(rows: Sequence[dict[str, Any]], min_confidence: float | None) -> tuple[list[Candidate], Counter[str]]:
-    """Rows: kept AI pair preferences with heldout_prompt and human_labelled flags (see storage.mixes)."""
+def ai_side(rows: Sequence[dict[str, Any]], min_confidence: float | None,
+            calibrations: dict[str, Calibration] | None = None) -> tuple[list[Candidate], Counter[str]]:
+    """Rows: kept AI pair preferences with heldout_prompt and human_labelled flags (see storage.mixes);
+    `calibrations` by job id give each row's `p_chosen` (uncalibrated: the judge's own P(chosen))."""
     dropped: Counter[str] = Counter()
     best: dict[str, Candidate] = {}
     for row in rows:
@@ -130,7 +148,8 @@ def ai_side(rows: Sequence[dict[str, Any]], min_confidence: float | None) -> tup
         elif min_confidence is not None and confidence < min_confidence:
             dropped["below_min_confidence"] += 1
         else:
-            candidate = Candidate(row["pair_id"], row["prompt_id"], AI, row["job_id"], row["chosen"], confidence)
+            candidate = Candidate(row["pair_id"], row["prompt_id"], AI, row["job_id"], row["chosen"], confidence,
+                                  ai_p_chosen(row, (calibrations or {}).get(row["job_id"])))
             held = best.get(candidate.pair_id)
             if held is not None:
                 dropped["duplicate"] += 1
@@ -138,6 +157,17 @@ def ai_side(rows: Sequence[dict[str, Any]], min_confidence: float | None) -> tup
                     continue
             best[candidate.pair_id] = candidate
     return list(best.values()), dropped
+
+
+def ai_p_chosen(row: dict[str, Any], calibration: Calibration | None) -> float:
+    """P(chosen better) of a kept AI row: calibrated when a calibration applies, else the judge's own."""
+    p_a = row.get("p_a")
+    if p_a is None:  # no probability stored: the confidence |2P - 1| gives it back
+        p_a = 0.5 + 0.5 * float(row["confidence"] or 0.0) if row["chosen"] == "a" else 0.5 - 0.5 * float(
+            row["confidence"] or 0.0)
+    if calibration is None:
+        return float(p_a if row["chosen"] == "a" else 1.0 - p_a)
+    return calibration.p_chosen(float(p_a), row["chosen"])
 
 
 def cap_per_prompt(candidates: Sequence[Candidate], limit: int | None, seed: int) -> tuple[list[Candidate], int]:
@@ -158,9 +188,13 @@ def _round(x: float) -> int:
     return math.floor(x + 0.5)
 
 
-def ratio_counts(n_human: int, n_ai: int, ratio: float, size: int | None = None) -> tuple[int, int]:
+def ratio_counts(n_human: int, n_ai: int, ratio: float | None, size: int | None = None) -> tuple[int, int]:
     """(human, ai) rows at `ratio`: the side that runs out first is used whole and the other is sized to it
-    (rounded), then both are scaled down to `size`."""
+    (rounded), then both are scaled down to `size`. No ratio: every row of both sides (then `size`)."""
+    if ratio is None:
+        ratio = n_human / (n_human + n_ai) if n_human + n_ai else 1.0
+        if size is None or n_human + n_ai <= size:
+            return n_human, n_ai
     if ratio == 0.0:
         return 0, n_ai if size is None else min(n_ai, size)
     if ratio == 1.0:
@@ -181,12 +215,23 @@ def ratio_counts(n_human: int, n_ai: int, ratio: float, size: int | None = None)
 # -- the mix ---------------------------------------------------------------------------------------------
 
 
+def row_weight(c: Candidate, config: MixConfig) -> float | None:
+    """The loss weight of a row: its confidence and/or the AI weight, when the mix asks for either."""
+    if not config.weight_by_confidence and config.ai_weight is None:
+        return None
+    weight = c.confidence if config.weight_by_confidence else 1.0
+    if c.source == AI and config.ai_weight is not None:
+        weight *= config.ai_weight
+    return weight
+
+
 def _row(mix_name: str, position: int, c: Candidate, config: MixConfig) -> dict[str, Any]:
     return {
         "mix_name": mix_name, "position": position, "pair_id": c.pair_id, "source": c.source,
         "origin": c.origin, "chosen": c.chosen, "confidence": c.confidence,
         "margin": c.confidence if config.margin_by_confidence else None,
-        "weight": c.confidence if config.weight_by_confidence else None,
+        "weight": row_weight(c, config),
+        "p_chosen": 1.0 if config.labels == "hard" else round(c.p_chosen, 6),
     }
 
 
@@ -205,33 +250,66 @@ def _check_split(store: Store) -> None:
         )
 
 
-def build_mix(store: Store, config: MixConfig) -> MixReport:
-    """Build the mix from the store and save its rows and manifest under `config.name` (replacing it)."""
+@dataclass
+class MixPlan:
+    """The rows a config selects from the store, in their final order, and the counts that explain them."""
+
+    rows: list[Candidate]
+    counts: dict[str, Any]
+    calibrations: dict[str, Any]  # per label job used: how its AI rows' p_chosen was obtained
+
+
+def plan_mix(store: Store, config: MixConfig, calibrations: dict[str, Calibration] | None = None) -> MixPlan:
+    """Select a mix's rows without saving anything (`calibrations` by job id: fitted here when None)."""
     _check_split(store)
+    if calibrations is None:
+        calibrations = calibration_for_jobs(store, calibrate(store))
     human_all, human_dropped = human_side(db.human_train_pairs(store))
-    ai_all, ai_dropped = ai_side(db.ai_kept_pairs(store, judge=config.judge), config.ai_min_confidence)
+    ai_all, ai_dropped = ai_side(db.ai_kept_pairs(store, judge=config.judge), config.ai_min_confidence,
+                                 calibrations)
     capped, n_capped = cap_per_prompt([*human_all, *ai_all], config.max_per_prompt, config.seed)
     human = [c for c in capped if c.source == HUMAN]
     ai = [c for c in capped if c.source == AI]
     rows = select(human, ai, config)
+    n_human = sum(c.source == HUMAN for c in rows)
+    used_ai = [c for c in rows if c.source == AI]
+    counts = {
+        HUMAN: {**_side_counts(human_all, human_dropped, human, n_human),
+                "per_source": dict(sorted(Counter(c.origin for c in rows if c.source == HUMAN).items()))},
+        AI: {**_side_counts(ai_all, ai_dropped, ai, len(used_ai)),
+             "mean_p_chosen": round(sum(c.p_chosen for c in used_ai) / len(used_ai), 4) if used_ai else None},
+        "capped_per_prompt": n_capped,
+        "shortfall": _shortfall(config, len(human), len(ai), n_human, len(used_ai)),
+    }
+    used_jobs = sorted({c.origin for c in used_ai})
+    applied = {job: _calibration_summary(calibrations.get(job)) for job in used_jobs}
+    return MixPlan(rows, counts, applied)
+
+
+def _calibration_summary(calibration: Calibration | None) -> dict[str, Any]:
+    if calibration is None:
+        return {"method": "none"}
+    return {"method": calibration.method, "params": calibration.params, "n_pairs": calibration.n_pairs,
+            "agreement": calibration.agreement}
+
+
+def build_mix(store: Store, config: MixConfig, *, auto: dict[str, Any] | None = None,
+              calibrations: dict[str, Calibration] | None = None) -> MixReport:
+    """Build the mix from the store and save its rows and manifest under `config.name` (replacing it).
+    `auto` is the evidence of `prefgen mix --auto` that chose this config, stored with the manifest."""
+    plan = plan_mix(store, config, calibrations)
+    rows = plan.rows
     if not rows:
         raise PrefgenError("the mix would be empty: no human train labels and no AI pairs pass the filters")
     stored = [_row(config.name, i, c, config) for i, c in enumerate(rows)]
     n_human = sum(c.source == HUMAN for c in rows)
-    digest = content_hash(["mix", [[r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"]]
+    digest = content_hash(["mix", [[r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"], r["p_chosen"]]
                                    for r in stored]])
     used_ai = [(c.origin, c.pair_id) for c in rows if c.source == AI]
-    counts = {
-        HUMAN: {**_side_counts(human_all, human_dropped, human, n_human),
-                "per_source": dict(sorted(Counter(c.origin for c in rows if c.source == HUMAN).items()))},
-        AI: _side_counts(ai_all, ai_dropped, ai, len(used_ai)),
-        "capped_per_prompt": n_capped,
-        "shortfall": _shortfall(config, len(human), len(ai), n_human, len(used_ai)),
-        "per_principle": db.principle_counts(store, used_ai),
-    }
+    counts = {**plan.counts, "per_principle": db.principle_counts(store, used_ai), "calibration": plan.calibrations}
     report = MixReport(config.name, len(rows), n_human, len(used_ai), config.human_ratio, n_human / len(rows),
                        digest, counts)
-    db.save_mix(store, _manifest(store, config, report, rows), stored)
+    db.save_mix(store, {**_manifest(store, config, report, rows), "auto": auto}, stored)
     return report
 
 
@@ -257,7 +335,7 @@ def _manifest(store: Store, config: MixConfig, report: MixReport, rows: Sequence
         "name": config.name,
         "content_hash": report.content_hash,
         "seed": config.seed,
-        "human_ratio": config.human_ratio,
+        "human_ratio": config.human_ratio if config.human_ratio is not None else report.realised_ratio,
         "realised_ratio": report.realised_ratio,
         "n_rows": report.rows,
         "inputs": {
@@ -265,6 +343,7 @@ def _manifest(store: Store, config: MixConfig, report: MixReport, rows: Sequence
             "human_sources": sorted({s for c in rows if c.source == HUMAN for s in c.origin.split("+")}),
             "split": {"heldout": split[0], "seed": split[1]} if split else None,
         },
-        "filters": config.model_dump(exclude={"name", "seed", "human_ratio"}),
+        "filters": {**config.model_dump(exclude={"name", "seed", "human_ratio"}),
+                    "every_row": config.human_ratio is None},
         "counts": report.counts,
     }

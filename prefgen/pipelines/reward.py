@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +61,21 @@ def _card_data(store: Store, mix: str, rows: list[dict[str, Any]]) -> dict[str, 
 
 
 def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
-    """Train one model (or an ensemble) on a stored mix; the run is a row in `rm_runs` whatever happens."""
+    """Train one model (or an ensemble) on a stored mix; the run is a row in `rm_runs` whatever happens.
+
+    A mix chosen by `prefgen mix --auto` may carry a training recipe (the curriculum of the winning
+    candidate); it applies unless the config sets its own.
+    """
     from prefgen.train.card import write_model_card
-    from prefgen.train.trainer import TRAIN_RECORD, EnsembleResult, train
+    from prefgen.train.trainer import EnsembleResult, train
 
     rows = mix_rows_for_training(store, mix)
     if not rows:
         raise PrefgenError(f"mix {mix!r} has no rows")
     manifest = mix_manifest(store, mix)
+    recipe = (manifest.get("auto") or {}).get("train") or {}
+    if config.curriculum is None and recipe.get("curriculum"):
+        config = replace(config, curriculum=recipe["curriculum"])
     run_id = f"rm-{uuid.uuid4().hex[:12]}"
     out_dir = Path(config.out_dir).resolve()
     db.start_rm_run(store, run_id=run_id, mix_name=mix, mix_hash=manifest.get("content_hash"),
@@ -76,8 +83,8 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
                     checkpoint_path=str(out_dir))
     try:
         result = train(rows, config)
-    except BaseException:
-        db.finish_rm_run(store, run_id, status="failed")
+    except BaseException as exc:
+        db.finish_rm_run(store, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     members = result.members if isinstance(result, EnsembleResult) else [result]
     first = members[0]
@@ -91,10 +98,9 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
                      device=first.device, dtype=first.dtype, duration_s=outcome.duration_s,
                      pairs_per_s=outcome.pairs_per_s, initial_loss=outcome.initial_loss,
                      final_loss=outcome.final_loss)
-    record_dir = out_dir / "member-0" if len(members) > 1 else out_dir
-    record = json.loads((record_dir / TRAIN_RECORD).read_text())
-    if len(members) > 1:
-        record["ensemble"] = json.loads((out_dir / "ensemble.json").read_text())
+    record = dict(first.record)
+    if isinstance(result, EnsembleResult):
+        record["ensemble"] = result.manifest
     write_model_card(out_dir, train=record, data=_card_data(store, mix, rows))
     return outcome
 
@@ -121,8 +127,8 @@ def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldou
              fmt: str = "auto", skip_bad: bool = False, batch_size: int = 16):
     """Evaluate a model (or ensemble) against held-out human labels (or a labelled file); store the metrics."""
     from prefgen.train.card import write_model_card
+    from prefgen.train.common import TRAIN_RECORD
     from prefgen.train.evaluate import evaluate_model
-    from prefgen.train.trainer import TRAIN_RECORD
 
     if pairs is not None:
         rows, split_name = rows_from_file(pairs, fmt, skip_bad=skip_bad), Path(pairs).name

@@ -1,5 +1,6 @@
-"""Exports in TRL's preference format: `prompt`, `chosen`, `rejected`, optional `margin`, plus `source` and
-`pair_id` (and `category` when the pairs carry one, `weight` when the mix was built with sample weights).
+"""Exports in TRL's preference format: `prompt`, `chosen`, `rejected`, optional `margin`, plus `p_chosen` (the
+probability that `chosen` is better: the soft label), `source` and `pair_id` (and `category` when the pairs
+carry one, `weight` when the mix was built with sample weights).
 
 Rows are conversational (lists of {role, content}) when any prompt of the set is a chat, so one dataset has
 one schema: a text prompt then becomes a single user message and each response one assistant message.
@@ -76,16 +77,38 @@ def _records(store: Store, sql: str, params: Sequence[Any]) -> list[dict[str, An
 def mix_rows_for_training(store: Store, mix_name: str) -> list[dict[str, Any]]:
     """The rows of a stored mix, in mix order, as TRL preference dicts (`margin` when the mix has margins)."""
     filters = mix_manifest(store, mix_name)["filters"]
-    extras = [key for key, flag in (("margin", "margin_by_confidence"), ("weight", "weight_by_confidence"))
-              if filters.get(flag)]
+    weighted = filters.get("weight_by_confidence") or filters.get("ai_weight") is not None
+    extras = ["p_chosen", *(["margin"] if filters.get("margin_by_confidence") else []),
+              *(["weight"] if weighted else [])]
     records = _records(
         store,
-        f"""SELECT m.pair_id, m.source, m.chosen, m.margin, m.weight, {_PAIR_COLUMNS}
+        f"""SELECT m.pair_id, m.source, m.chosen, m.margin, m.weight,
+                   coalesce(m.p_chosen, 1.0) AS p_chosen, {_PAIR_COLUMNS}
             FROM mix_rows m JOIN pairs p ON p.id = m.pair_id
             WHERE m.mix_name = ? ORDER BY m.position""",
         [mix_name],
     )
     return _training_rows(records, extras)
+
+
+def training_rows_for(store: Store, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TRL rows of pairs chosen in Python (a mix search's candidates): records hold pair_id, source, chosen,
+    p_chosen and weight; rows come back in the records' order."""
+    if not records:
+        return []
+    import pyarrow as pa
+
+    batch = pa.Table.from_pylist([{**r, "position": i} for i, r in enumerate(records)],
+                                 schema=pa.schema([("pair_id", pa.string()), ("source", pa.string()),
+                                                   ("chosen", pa.string()), ("p_chosen", pa.float64()),
+                                                   ("weight", pa.float64()), ("position", pa.int64())]))
+    store.con.register("_picked", batch)
+    try:
+        rows = _records(store, f"""SELECT m.pair_id, m.source, m.chosen, m.p_chosen, m.weight, {_PAIR_COLUMNS}
+                                   FROM _picked m JOIN pairs p ON p.id = m.pair_id ORDER BY m.position""", [])
+    finally:
+        store.con.unregister("_picked")
+    return _training_rows(rows, ["p_chosen", "weight"])
 
 
 def heldout_rows(store: Store, *, include_ties: bool = False) -> list[dict[str, Any]]:

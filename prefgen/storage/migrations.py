@@ -321,3 +321,42 @@ def m005_reward_models(con: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m006_soft_labels_calibration_and_mix_search(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        ALTER TABLE rm_runs ADD COLUMN error VARCHAR;     -- why a failed run failed
+        ALTER TABLE mix_rows ADD COLUMN p_chosen DOUBLE;  -- P(chosen is better): calibrated judge P, or the
+                                                          -- annotators' share; the soft-label target
+        ALTER TABLE mixes ADD COLUMN auto JSON;           -- `mix --auto`: candidates, scores, winner and why
+        CREATE TABLE calibrations (
+            calibration_id VARCHAR PRIMARY KEY,  -- content hash of (judge_spec, template_version, constitution_id)
+            judge_spec VARCHAR NOT NULL,
+            template_version VARCHAR NOT NULL,
+            constitution_id VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,             -- platt (fitted) / shrink (too few pairs to fit)
+            params JSON NOT NULL,
+            n_pairs INTEGER NOT NULL,            -- human train-split pairs with a verdict of this judge
+            agreement DOUBLE,                    -- share of them where the judge's side is the humans' side
+            ece_before DOUBLE,
+            ece_after DOUBLE,                    -- cross-fitted: each pair scored by a map fitted without it
+            reliability JSON NOT NULL,           -- per bin of the judge's P: n, mean P before/after, observed
+            fitted_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE mix_trials (
+            search_id VARCHAR NOT NULL,
+            mix_name VARCHAR NOT NULL,
+            candidate VARCHAR NOT NULL,
+            fold INTEGER NOT NULL,
+            n_train INTEGER NOT NULL,            -- rows trained on (human train minus the fold, plus AI rows)
+            n_ai INTEGER NOT NULL,
+            n_val INTEGER NOT NULL,              -- human pairs of the fold scored
+            accuracy DOUBLE,
+            settings JSON NOT NULL,
+            created_at TIMESTAMP DEFAULT now(),
+            PRIMARY KEY (search_id, candidate, fold)
+        );
+        """
+    )

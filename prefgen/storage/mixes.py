@@ -11,7 +11,7 @@ import pyarrow as pa
 from prefgen.errors import PrefgenError
 from prefgen.storage.db import Store
 
-MANIFEST_JSON = ("inputs", "filters", "counts")
+MANIFEST_JSON = ("inputs", "filters", "counts", "auto")
 
 
 def _dicts(store: Store, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
@@ -38,7 +38,7 @@ def ai_kept_pairs(store: Store, *, judge: str | None = None) -> list[dict[str, A
     return _dicts(
         store,
         """WITH heldout AS (SELECT DISTINCT prompt_id FROM human_pair_labels WHERE split = 'heldout')
-           SELECT pp.pair_id, p.prompt_id, pp.job_id, pp.chosen, pp.confidence,
+           SELECT pp.pair_id, p.prompt_id, pp.job_id, pp.chosen, pp.confidence, pp.p_a,
                   p.prompt_id IN (SELECT prompt_id FROM heldout) AS heldout_prompt,
                   pp.pair_id IN (SELECT pair_id FROM human_pair_labels) AS human_labelled
            FROM pair_preferences pp
@@ -80,13 +80,25 @@ def mix_manifest(store: Store, name: str) -> dict[str, Any]:
     if not rows:
         known = [r[0] for r in store.query("SELECT name FROM mixes ORDER BY name")[1]]
         raise PrefgenError(f"{store.path}: no mix named {name!r} (known: {', '.join(known) or 'none'})")
-    return {k: json.loads(v) if k in MANIFEST_JSON else v for k, v in rows[0].items()}
+    return {k: json.loads(v) if k in MANIFEST_JSON and v is not None else v for k, v in rows[0].items()}
 
 
 def mix_rows(store: Store, name: str) -> list[dict[str, Any]]:
     return _dicts(
         store,
-        """SELECT position, pair_id, source, origin, chosen, confidence, margin, weight
+        """SELECT position, pair_id, source, origin, chosen, confidence, margin, weight, p_chosen
            FROM mix_rows WHERE mix_name = ? ORDER BY position""",
         [name],
     )
+
+
+def save_mix_trials(store: Store, rows: Sequence[dict[str, Any]]) -> None:
+    """The trials of one mix search (candidate x fold), with their validation scores."""
+    records = [{**r, "settings": json.dumps(r["settings"])} for r in rows]
+    with store.transaction():
+        store.insert_rows("mix_trials", records, on_conflict="replace")
+
+
+def mix_trials(store: Store, search_id: str) -> list[dict[str, Any]]:
+    return _dicts(store, "SELECT * EXCLUDE (created_at) FROM mix_trials WHERE search_id = ? ORDER BY candidate, fold",
+                  [search_id])

@@ -21,13 +21,14 @@ def start_rm_run(store: Store, *, run_id: str, mix_name: str | None, mix_hash: s
 def finish_rm_run(store: Store, run_id: str, *, status: str, data: dict[str, Any] | None = None,
                   n_train: int | None = None, device: str | None = None, dtype: str | None = None,
                   duration_s: float | None = None, pairs_per_s: float | None = None,
-                  initial_loss: float | None = None, final_loss: float | None = None) -> None:
+                  initial_loss: float | None = None, final_loss: float | None = None,
+                  error: str | None = None) -> None:
     store.con.execute(
         """UPDATE rm_runs SET status = ?, data = ?, n_train = ?, device = ?, dtype = ?, duration_s = ?,
-               pairs_per_s = ?, initial_loss = ?, final_loss = ?, finished_at = now()
+               pairs_per_s = ?, initial_loss = ?, final_loss = ?, error = ?, finished_at = now()
            WHERE run_id = ?""",
         [status, json.dumps(data, default=str) if data is not None else None, n_train, device, dtype,
-         duration_s, pairs_per_s, initial_loss, final_loss, run_id],
+         duration_s, pairs_per_s, initial_loss, final_loss, error, run_id],
     )
 
 

@@ -206,7 +206,8 @@ trainer = GRPOTrainer(model=policy_dir, reward_funcs=rm_reward, args=GRPOConfig(
 
 def _training_section(train: Mapping[str, Any]) -> str:
     config = train.get("config", {})
-    keys = ("epochs", "lr", "batch_size", "grad_accum", "max_length", "lora", "use_margin", "seed")
+    keys = ("method", "loss", "curriculum", "epochs", "lr", "scheduler", "weight_decay", "batch_size", "grad_accum",
+            "max_length", "use_margin", "seed")
     lines = ["## Training", "", "| setting | value |", "|---|---|"]
     lines += [f"| {key} | {config[key]} |" for key in keys if key in config]
     for label, key in (("device", "device"), ("dtype", "dtype"), ("pairs trained", "n_train"),

@@ -38,6 +38,8 @@ class PreferenceRow:
     chosen: Text
     rejected: Text
     margin: float
+    p_chosen: float = 1.0  # probability that `chosen` is better: the soft target
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,19 @@ def normalize_row(index: int, row: dict[str, Any]) -> PreferenceRow:
         chosen = _as_messages(chosen, "assistant")
         rejected = _as_messages(rejected, "assistant")
     margin = row.get("margin")
-    return PreferenceRow(prompt, chosen, rejected, float(margin) if margin is not None else 0.0)
+    return PreferenceRow(prompt, chosen, rejected, float(margin) if margin is not None else 0.0,
+                         _unit(index, row, "p_chosen", 1.0), _unit(index, row, "weight", 1.0))
+
+
+def _unit(index: int, row: dict[str, Any], key: str, default: float) -> float:
+    """A value in [0, 1] from the row, or the default when the row has none."""
+    value = row.get(key)
+    if value is None:
+        return default
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # also rejects NaN
+        raise PrefgenError(f"training row {index}: '{key}' must be in [0, 1] (got {value})")
+    return value
 
 
 def _as_messages(value: Text, role: str) -> list[dict[str, str]]:
@@ -217,16 +231,18 @@ def build_preference_dataset(
     tokenizer: Any,
     max_length: int,
     use_margin: bool = False,
+    soft: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Tokenise and truncate preference rows into the columns TRL's RewardTrainer takes as-is.
 
     Returns a `datasets.Dataset` with `chosen_ids`, `rejected_ids` (and `margin` when `use_margin`; TRL
-    uses a `margin` column whenever it is present, so it is left out otherwise) and a report of what the
-    truncation did.
+    uses a `margin` column whenever it is present, so it is left out otherwise), `p_chosen` when `soft`,
+    `weight` when any row carries a weight, and a report of what the truncation did.
     """
     from datasets import Dataset
 
-    pairs = [normalize_row(i, row) for i, row in enumerate(rows)]
+    rows_list = list(rows)
+    pairs = [normalize_row(i, row) for i, row in enumerate(rows_list)]
     if not pairs:
         raise PrefgenError("no training pairs")
     layout = token_layout(tokenizer, wants_chat_template(tokenizer, pairs))
@@ -235,7 +251,7 @@ def build_preference_dataset(
     rejected = body_ids(
         tokenizer, layout, [conversation_text(tokenizer, layout, p.prompt, p.rejected) for p in pairs]
     )
-    columns: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], "margin": []}
+    columns: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], "margin": [], "p_chosen": [], "weight": []}
     report = _empty_report(len(pairs), max_length, layout)
     for pair, ids_c, ids_r in zip(pairs, chosen, rejected, strict=True):
         report["identical_input"] += ids_c == ids_r
@@ -248,8 +264,12 @@ def build_preference_dataset(
         columns["chosen_ids"].append(layout.wrap(fitted_c))
         columns["rejected_ids"].append(layout.wrap(fitted_r))
         columns["margin"].append(pair.margin)
-    if not use_margin:
-        del columns["margin"]
+        columns["p_chosen"].append(pair.p_chosen)
+        columns["weight"].append(pair.weight)
+    weighted = any(row.get("weight") is not None for row in rows_list)
+    for key, wanted in (("margin", use_margin), ("p_chosen", soft), ("weight", weighted)):
+        if not wanted:
+            del columns[key]
     report = _finish_report(report, columns)
     return Dataset.from_dict(columns), report
 
@@ -271,7 +291,11 @@ def _empty_report(n_in: int, max_length: int, layout: TokenLayout) -> dict[str, 
 def _finish_report(raw: dict[str, Any], columns: dict[str, list]) -> dict[str, Any]:
     lengths = [max(len(c), len(r)) for c, r in zip(columns["chosen_ids"], columns["rejected_ids"], strict=True)]
     n_out = len(lengths)
+    targets = columns.get("p_chosen")
     return {
+        "soft_targets": targets is not None,
+        "mean_p_chosen": round(sum(targets) / n_out, 4) if targets and n_out else None,
+        "weighted": "weight" in columns,
         "n_in": raw["n_in"],
         "n_out": n_out,
         "n_truncated": raw["context_cut"] + raw["response_cut"],
@@ -317,3 +341,16 @@ def _prompt_text(tokenizer: Any, layout: TokenLayout, prompt: Text) -> str:
             return tokenizer.apply_chat_template(prompt, tokenize=False) if prompt else ""
         return render_messages(prompt)
     return prompt
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_token_id: int, device: Any) -> tuple[Any, Any]:
+    """Right-padded `input_ids` and `attention_mask` tensors of a batch of token id lists, on `device`."""
+    import torch
+
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        input_ids[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        attention_mask[row, : len(ids)] = 1
+    return input_ids.to(device), attention_mask.to(device)

@@ -246,9 +246,10 @@ def evaluate_model(
     n_bins: int = 10,
     tie_margin: float = DEFAULT_TIE_MARGIN,
     seed: int = 0,
+    plots: bool = True,
 ) -> EvalReport:
-    """Score TRL preference rows with a model (or ensemble) and write eval.json, PNG plots and eval.html
-    to `out_dir` (default: next to the model)."""
+    """Score TRL preference rows with a model (or ensemble) and write eval.json, PNG plots (unless
+    `plots=False`, for benchmarks) and eval.html to `out_dir` (default: next to the model)."""
     from prefgen.train.score import RewardEnsemble, load_reward_model, score_pairs
 
     model = load_reward_model(model_dir)
@@ -266,7 +267,7 @@ def evaluate_model(
     out = Path(out_dir) if out_dir is not None else Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = EvalReport(str(model_dir), len(rows), metrics, chosen.mean.tolist(), rejected.mean.tolist())
-    report.plots = write_plots(out, chosen.mean, rejected.mean, metrics["calibration"], rows)
+    report.plots = write_plots(out, chosen.mean, rejected.mean, metrics["calibration"], rows) if plots else {}
     report.json_path = str(out / "eval.json")
     Path(report.json_path).write_text(json.dumps(_json_safe(metrics), indent=2))
     report.html_path = str(write_html(out / "eval.html", report))

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from prefgen.errors import PrefgenError
-from prefgen.train.data import encode_for_scoring, normalize_row, prepare_tokenizer
-from prefgen.train.trainer import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device
+from prefgen.train.data import encode_for_scoring, normalize_row, pad_batch, prepare_tokenizer
+from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -80,7 +80,7 @@ def _load_single(path: Path, device: str | None) -> RewardModel:
         raise PrefgenError(f"{path}: not a reward model directory (no config.json, no {ENSEMBLE_MANIFEST})")
     choice = pick_device()
     device = device or choice.device
-    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))
+    tokenizer = prepare_tokenizer(AutoTokenizer.from_pretrained(path))  # a saved model: never a .gguf
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
     if model.config.num_labels != 1:
         raise PrefgenError(f"{path}: a reward model has one output, this one has {model.config.num_labels}")
@@ -136,20 +136,8 @@ def _score_one_model(
     rewards = np.empty(len(encoded), dtype=float)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = _pad_batch([encoded[i] for i in index], rm.tokenizer.pad_token_id, rm.device)
+        input_ids, attention_mask = pad_batch([encoded[i] for i in index], rm.tokenizer.pad_token_id, rm.device)
         with torch.inference_mode(), torch.autocast(rm.device, dtype=torch.bfloat16, enabled=rm.bf16):
-            logits = rm.model(**batch).logits[:, 0]
+            logits = rm.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
         rewards[index] = logits.float().cpu().numpy()
     return rewards
-
-
-def _pad_batch(sequences: list[list[int]], pad_id: int, device: str) -> dict[str, Any]:
-    import torch
-
-    width = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}

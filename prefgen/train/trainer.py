@@ -1,8 +1,11 @@
-"""Reward-model training with TRL's RewardTrainer (Bradley-Terry loss, TRL's own implementation).
+"""Reward-model training with TRL's RewardTrainer.
 
-prefgen adds what TRL 1.16 leaves to the caller: truncation before TRL (see `prefgen.train.data`),
-batches grouped by length (TRL's preference rows break transformers' own length grouping), device and
-precision choice, LoRA with a fully trained head, a merged checkpoint, and a record of the run.
+prefgen adds what TRL 1.16 leaves to the caller: truncation before TRL (see `prefgen.train.data`), soft
+targets and per-row weights in the loss (`prefgen.train.objective`), a frozen-base head regime whose base
+runs once (`prefgen.train.head`), batches grouped by length (TRL's preference rows break transformers' own
+length grouping), an AI-then-human curriculum, device and precision choice, LoRA with a fully trained head,
+a merged checkpoint, and a record of the run. The model card is written by the caller
+(`prefgen.pipelines.reward`), which knows the data behind the run.
 """
 
 from __future__ import annotations
@@ -14,20 +17,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from prefgen.errors import PrefgenError
-from prefgen.train.config import TrainConfig, resolve_base
-from prefgen.train.data import build_preference_dataset, prepare_tokenizer, token_layout
+from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, pick_device
+from prefgen.train.config import TrainConfig, load_arguments, resolve_base
+from prefgen.train.data import build_preference_dataset, pad_batch, prepare_tokenizer, token_layout
 
-TRAIN_RECORD = "prefgen_train.json"
-ENSEMBLE_MANIFEST = "ensemble.json"
-
-
-class DeviceChoice(NamedTuple):
-    device: str  # "cuda" or "cpu"
-    dtype: str  # precision of the forward/backward pass
-    bf16: bool  # TrainingArguments.bf16 (mixed precision; master weights stay fp32)
+TARGET_COLUMNS = ("p_chosen", "weight")  # batched by PreferenceCollator, read by the loss
+__all__ = ["ENSEMBLE_MANIFEST", "TRAIN_RECORD", "pick_device", "train", "train_reward_model", "train_ensemble"]
 
 
 @dataclass
@@ -35,6 +33,9 @@ class TrainResult:
     out_dir: str
     n_train: int
     data_report: dict[str, Any]
+    method: str
+    stages: list[dict[str, Any]]  # one per curriculum stage: rows, steps, first and last loss
+    features_s: float  # head method: seconds spent computing the frozen base's features (0 when cached)
     initial_loss: float | None
     final_loss: float | None
     log_history: list[dict[str, Any]]
@@ -45,9 +46,13 @@ class TrainResult:
     train_runtime_s: float  # trainer.train() alone
     pairs_per_s: float  # pairs seen per second of trainer.train()
     config: dict[str, Any]
+    scores: list[tuple[float, float]] | None = field(default=None, repr=False)  # of `score_rows`
+    record: dict[str, Any] = field(default_factory=dict, repr=False)  # what prefgen_train.json holds
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["record"], data["scores"]
+        return data
 
 
 @dataclass
@@ -55,31 +60,14 @@ class EnsembleResult:
     out_dir: str
     members: list[TrainResult] = field(default_factory=list)
     manifest_path: str = ""
-
-
-def pick_device(cuda_available: bool | None = None, bf16_supported: bool | None = None) -> DeviceChoice:
-    """CUDA with bf16 mixed precision when a GPU can do it, else CPU in fp32.
-
-    The arguments are for tests; by default torch is asked.
-    """
-    if cuda_available is None:
-        import torch
-
-        cuda_available = torch.cuda.is_available()
-    if not cuda_available:
-        return DeviceChoice("cpu", "float32", False)
-    if bf16_supported is None:
-        import torch
-
-        bf16_supported = torch.cuda.is_bf16_supported()
-    # fp16 needs loss scaling and overflows on reward logits; pre-Ampere GPUs train in fp32 instead.
-    return DeviceChoice("cuda", "bfloat16", True) if bf16_supported else DeviceChoice("cuda", "float32", False)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
 
 def load_tokenizer(base: str) -> Any:
     from transformers import AutoTokenizer
 
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(base))
+    directory, extra = load_arguments(base)
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(directory, **extra))
 
 
 def load_base_model(base: str, tokenizer: Any) -> Any:
@@ -92,7 +80,9 @@ def load_base_model(base: str, tokenizer: Any) -> Any:
     # The "classifier/score weights newly initialised" report is the expected outcome here, not news.
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1, dtype=torch.float32)
+        directory, extra = load_arguments(base)
+        model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, dtype=torch.float32,
+                                                                   **extra)
     finally:
         hf_logging.set_verbosity(previous)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -126,11 +116,16 @@ def lora_config(model: Any, config: TrainConfig) -> Any:
 def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str) -> Any:
     from trl import RewardConfig
 
+    # The head method trains on one feature row per side: there is no length to group by.
+    grouped = config.group_by_length and config.method != "head"
     return RewardConfig(
         output_dir=str(config.out_dir),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps if config.max_steps is not None else -1,
         learning_rate=config.lr,
+        weight_decay=config.weight_decay,
+        lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
         max_length=config.max_length,
@@ -139,8 +134,8 @@ def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str) -> 
         data_seed=config.seed,
         bf16=device.bf16,
         use_cpu=device.device == "cpu",
-        activation_checkpointing=config.gradient_checkpointing,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        activation_checkpointing=config.gradient_checkpointing and config.method != "head",
+        train_sampling_strategy="group_by_length" if grouped else "random",
         logging_steps=config.logging_steps,
         logging_first_step=True,
         save_strategy="no",
@@ -178,8 +173,26 @@ def length_grouped_order(
 
 
 @functools.cache
+def preference_collator_class() -> type:
+    """TRL's preference collator, also batching the `p_chosen` and `weight` columns when rows have them."""
+    import torch
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    class PreferenceCollator(DataCollatorForPreference):
+        def torch_call(self, examples):
+            output = super().torch_call(examples)
+            for key in TARGET_COLUMNS:
+                if key in examples[0]:
+                    output[key] = torch.tensor([example[key] for example in examples], dtype=torch.float)
+            return output
+
+    return PreferenceCollator
+
+
+@functools.cache
 def length_grouped_trainer_class() -> type:
-    """RewardTrainer whose length-grouped sampler reads the lengths of preference pairs.
+    """RewardTrainer whose length-grouped sampler reads the lengths of preference pairs, and whose loss
+    takes soft targets and weights (see `PrefgenRewardTrainer`).
 
     transformers' sampler looks for a `length` column or an `input_ids` column; RewardTrainer's datasets
     have `chosen_ids` and `rejected_ids` only (and unused columns are removed before the sampler is
@@ -188,6 +201,8 @@ def length_grouped_trainer_class() -> type:
     import datasets
     import torch
     from trl import RewardTrainer
+
+    from prefgen.train.objective import preference_loss
 
     class LengthGroupedPairSampler(torch.utils.data.Sampler):
         def __init__(self, lengths: list[int], batch_size: int) -> None:
@@ -200,7 +215,26 @@ def length_grouped_trainer_class() -> type:
             # No generator: the global RNG, which Trainer seeds, reshuffles every epoch.
             return iter(length_grouped_order(self.lengths, self.batch_size))
 
-    class LengthGroupedRewardTrainer(RewardTrainer):
+    class PrefgenRewardTrainer(RewardTrainer):
+        """RewardTrainer with length-grouped pairs and soft targets / per-row weights in the loss.
+
+        TRL computes the rewards, its metrics and its own loss; when a batch carries `p_chosen` or `weight`,
+        the loss is replaced by `prefgen.train.objective.preference_loss` over the same rewards.
+        """
+
+        def _set_signature_columns_if_needed(self):
+            if self._signature_columns is None:
+                self._signature_columns = ["chosen_ids", "rejected_ids", "margin", *TARGET_COLUMNS]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            extra = {key: inputs.pop(key) for key in TARGET_COLUMNS if key in inputs}
+            loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
+                                                 num_items_in_batch=num_items_in_batch)
+            if extra:
+                rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
+                loss = preference_loss(rewards_chosen, rewards_rejected, margin=inputs.get("margin"), **extra)
+            return (loss, outputs) if return_outputs else loss
+
         def _get_train_sampler(self, train_dataset=None):
             dataset = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, datasets.Dataset):
@@ -210,7 +244,7 @@ def length_grouped_trainer_class() -> type:
             step_pairs = self.args.train_batch_size * self.args.gradient_accumulation_steps
             return LengthGroupedPairSampler(lengths, step_pairs)
 
-    return LengthGroupedRewardTrainer
+    return PrefgenRewardTrainer
 
 
 def build_reward_trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, device: DeviceChoice) -> Any:
@@ -218,6 +252,7 @@ def build_reward_trainer(model: Any, tokenizer: Any, dataset: Any, config: Train
     return trainer_class(
         model=model,
         args=reward_config(config, device, tokenizer.eos_token),
+        data_collator=preference_collator_class()(pad_token_id=tokenizer.pad_token_id),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(model, config) if config.lora else None,
@@ -230,11 +265,12 @@ def losses(log_history: Sequence[dict[str, Any]]) -> tuple[float | None, float |
     return (values[0], values[-1]) if values else (None, None)
 
 
-def save_checkpoint(trainer: Any, tokenizer: Any, out_dir: Path) -> None:
-    """Save a plain transformers checkpoint: LoRA adapters are merged so any loader can read it."""
+def save_checkpoint(trainer: Any, tokenizer: Any, out_dir: Path, model: Any = None) -> None:
+    """Save a plain transformers checkpoint: LoRA adapters are merged so any loader can read it; with the
+    head method, `model` is the whole model whose head the trainer trained in place."""
     from accelerate.utils import is_peft_model
 
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
     if is_peft_model(model):
         model = model.merge_and_unload()
     model.save_pretrained(out_dir)
@@ -250,48 +286,145 @@ def library_versions() -> dict[str, str]:
     return {module.__name__: module.__version__ for module in (torch, transformers, trl, peft)}
 
 
-def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig) -> TrainResult:
-    """Train one reward model on TRL preference rows and save it with its record and model card."""
+def pair_rewards(model: Any, dataset: Any, pad_token_id: int, device: Any, batch_size: int = 64
+                 ) -> list[tuple[float, float]]:
+    """(r_chosen, r_rejected) of every pair of a tokenised preference dataset, in memory."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(dataset), batch_size):
+            batch = dataset[start : start + batch_size]
+            n = len(batch["chosen_ids"])
+            ids, mask = pad_batch(batch["chosen_ids"] + batch["rejected_ids"], pad_token_id, device)
+            rewards = model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu().tolist()
+            out += list(zip(rewards[:n], rewards[n:], strict=True))
+    return out
+
+
+def curriculum_stages(rows: Sequence[dict[str, Any]], curriculum: str | None) -> list[list[dict[str, Any]]]:
+    """The rows of each training stage: all at once, or (ai-then-human) the AI rows first."""
+    if curriculum is None:
+        return [list(rows)]
+    ai = [row for row in rows if row.get("source") == "ai"]
+    rest = [row for row in rows if row.get("source") != "ai"]
+    stages = [stage for stage in (ai, rest) if stage]
+    if len(stages) < 2:
+        raise PrefgenError(f"--curriculum {curriculum}: the rows need both AI rows (source 'ai') and others "
+                           f"({len(ai)} AI, {len(rest)} others)")
+    return stages
+
+
+def _stage_record(rows: int, trainer: Any) -> dict[str, Any]:
+    first, last = losses(trainer.state.log_history)
+    return {"rows": rows, "steps": trainer.state.global_step, "initial_loss": first, "final_loss": last}
+
+
+def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
+                       score_rows: Sequence[dict[str, Any]] | None = None, save: bool = True) -> TrainResult:
+    """Train one reward model on TRL preference rows; save it with its record (`prefgen_train.json`).
+
+    `score_rows` (TRL rows) are scored by the trained model in memory, encoded like the training rows, and
+    returned as `result.scores` (r_chosen, r_rejected) per row: what a mix search validates on without
+    writing and reloading a checkpoint per candidate. `save=False` skips the checkpoint.
+    """
     from transformers import set_seed
 
-    from prefgen.train.card import data_summary_from_rows, write_model_card
+    from prefgen.train.head import feature_cache, feature_head_model, head_spec
 
     started = time.perf_counter()
     base = resolve_base(config.base)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(base)
-    dataset, report = build_preference_dataset(rows, tokenizer, config.max_length, config.use_margin)
-    if len(dataset) == 0:
-        raise PrefgenError(f"no training pairs left after truncation: {report}")
+    stages, reports = [], []
+    for stage_rows in curriculum_stages(rows, config.curriculum):
+        dataset, report = build_preference_dataset(stage_rows, tokenizer, config.max_length, config.use_margin,
+                                                   soft=config.loss == "soft")
+        if len(dataset) == 0:
+            raise PrefgenError(f"no training pairs left after truncation: {report}")
+        stages.append(dataset)
+        reports.append(report)
     device = pick_device()
     set_seed(config.seed)  # before loading: the new reward head is initialised randomly
     model = load_base_model(base, tokenizer)
-    trainer = build_reward_trainer(model, tokenizer, dataset, config, device)
-    output = trainer.train()
-    save_checkpoint(trainer, tokenizer, out_dir)
+    trained, features_s = model, 0.0
+    if config.method == "head":
+        spec = head_spec(model, tokenizer.pad_token_id)
+        cache = feature_cache(base, device.device)
+        features_started = time.perf_counter()
+        for dataset in stages:
+            cache.add(model, spec, list(dataset["chosen_ids"]) + list(dataset["rejected_ids"]), tokenizer.pad_token_id,
+                      device.device)
+        features_s = round(time.perf_counter() - features_started, 2)
+        trained = feature_head_model(model, spec, cache.table())
+        stages = [cache.index_dataset(dataset) for dataset in stages]
+    history: list[dict[str, Any]] = []
+    stage_records, runtime, pairs_seen = [], 0.0, 0
+    for dataset in stages:
+        # Each stage gets a fresh trainer: a fresh optimiser and learning-rate schedule, the same settings.
+        trainer = build_reward_trainer(trained, tokenizer, dataset, config, device)
+        output = trainer.train()
+        history += [{**entry, "stage": len(stage_records)} for entry in trainer.state.log_history]
+        stage_records.append(_stage_record(len(dataset), trainer))
+        runtime += output.metrics["train_runtime"]
+        pairs_seen += output.metrics["train_samples_per_second"] * output.metrics["train_runtime"]
+    if save:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(trainer, tokenizer, out_dir, model if config.method == "head" else None)
+    scores = None
+    if score_rows is not None:
+        scored, _ = build_preference_dataset(score_rows, tokenizer, config.max_length)
+        if len(scored) != len(score_rows):
+            raise PrefgenError("some pairs to score have identical sides after truncation")
+        if config.method == "head":
+            cache.add(model, spec, list(scored["chosen_ids"]) + list(scored["rejected_ids"]),
+                      tokenizer.pad_token_id, device.device)
+            trained = feature_head_model(model, spec, cache.table())
+            scored = cache.index_dataset(scored)
+        scores = pair_rewards(trained, scored, tokenizer.pad_token_id, trainer.args.device)
 
-    history = list(trainer.state.log_history)
     initial_loss, final_loss = losses(history)
     result = TrainResult(
         out_dir=str(out_dir),
-        n_train=len(dataset),
-        data_report=report,
+        n_train=sum(len(dataset) for dataset in stages),
+        data_report=_merge_reports(reports),
+        method=config.method,
+        stages=stage_records,
+        features_s=features_s,
         initial_loss=initial_loss,
         final_loss=final_loss,
         log_history=history,
-        steps=trainer.state.global_step,
+        steps=sum(stage["steps"] for stage in stage_records),
         device=device.device,
         dtype=device.dtype,
         duration_s=round(time.perf_counter() - started, 2),
-        train_runtime_s=round(output.metrics["train_runtime"], 2),
-        pairs_per_s=round(output.metrics["train_samples_per_second"], 3),
+        train_runtime_s=round(runtime, 2),
+        pairs_per_s=round(pairs_seen / runtime, 3) if runtime else 0.0,
         config=config.to_dict(),
+        scores=scores,
     )
-    record = train_record(result, base, tokenizer)
-    (out_dir / TRAIN_RECORD).write_text(json.dumps(record, indent=2, default=str))
-    write_model_card(out_dir, train=record, data=data_summary_from_rows(rows))
+    result.record = train_record(result, base, tokenizer)
+    if save:
+        (out_dir / TRAIN_RECORD).write_text(json.dumps(result.record, indent=2, default=str))
     return result
+
+
+def _merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One truncation report for every stage: counts added, means weighted by pairs."""
+    if len(reports) == 1:
+        return dict(reports[0])
+    merged = dict(reports[-1])
+    n_out = sum(r["n_out"] for r in reports)
+    for key, value in reports[0].items():
+        if key.startswith("n_"):
+            merged[key] = sum(r[key] for r in reports)
+    for key in ("mean_tokens_before", "mean_tokens_after"):
+        merged[key] = round(sum(r[key] * r["n_out"] for r in reports) / n_out, 1) if n_out else 0.0
+    merged["max_tokens_after"] = max(r["max_tokens_after"] for r in reports)
+    merged["weighted"] = any(r["weighted"] for r in reports)
+    merged["stages"] = list(reports)
+    return merged
 
 
 def train_record(result: TrainResult, base: str, tokenizer: Any) -> dict[str, Any]:
@@ -320,8 +453,6 @@ def bootstrap_indices(n: int, seed: int) -> list[int]:
 
 def train_ensemble(rows: Sequence[dict[str, Any]], config: TrainConfig) -> EnsembleResult:
     """Train `config.ensemble` members in out_dir/member-{i}, each with its own seed (and bootstrap sample)."""
-    from prefgen.train.card import data_summary_from_rows, write_model_card
-
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = EnsembleResult(out_dir=str(out_dir))
@@ -333,7 +464,7 @@ def train_ensemble(rows: Sequence[dict[str, Any]], config: TrainConfig) -> Ensem
         result.members.append(train_reward_model([rows[j] for j in picks], member_config))
         n_train = result.members[-1].n_train
         members.append({"dir": f"member-{i}", "seed": seed, "n_train": n_train, "n_unique_rows": len(set(picks))})
-    manifest = {
+    result.manifest = {
         "kind": "ensemble",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "members": members,
@@ -341,10 +472,8 @@ def train_ensemble(rows: Sequence[dict[str, Any]], config: TrainConfig) -> Ensem
         "config": config.to_dict(),
     }
     manifest_path = out_dir / ENSEMBLE_MANIFEST
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    manifest_path.write_text(json.dumps(result.manifest, indent=2))
     result.manifest_path = str(manifest_path)
-    first_record = json.loads((out_dir / "member-0" / TRAIN_RECORD).read_text())
-    write_model_card(out_dir, train={**first_record, "ensemble": manifest}, data=data_summary_from_rows(rows))
     return result
 
 

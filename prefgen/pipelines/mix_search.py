@@ -1,0 +1,195 @@
+"""`prefgen mix --auto`: choose how AI rows enter the mix by validation on human train folds.
+
+Candidates (a small grid): human-only; every kept AI row with hard labels (the plain mix); with calibrated
+soft labels; soft at half weight; soft as a curriculum (AI rows first, then human). Each candidate is
+trained k times, once per fold: on the human train pairs outside the fold (by prompt, so no prompt is on
+both sides) plus its AI rows (minus any whose prompt is in the fold), and scored on the fold's human pairs.
+The held-out split is never read: calibration and folds use the train split only.
+
+Decision: per validation pair, the difference between a candidate's and human-only's correctness (1 when
+r_chosen > r_rejected), pooled over the folds; a paired bootstrap of its mean gives an interval. A candidate
+with AI rows is chosen only when that interval's lower end is above 0 (it beats human-only beyond the noise),
+the best such by mean; otherwise human-only is chosen and the report says why. Trials are stored in
+`mix_trials`, the decision and its evidence in the mix's manifest (`auto`), and the chosen mix is built as
+an ordinary mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from prefgen.errors import PrefgenError
+from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
+from prefgen.pipelines.mix import AI, HUMAN, Candidate, MixConfig, MixReport, build_mix, plan_mix, row_weight
+from prefgen.storage import mixes as db
+from prefgen.storage.db import Store
+from prefgen.storage.export import training_rows_for
+from prefgen.train.config import TrainConfig
+
+HUMAN_ONLY = "human-only"
+DEFAULT_FOLDS = 3
+BOOTSTRAP_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate of the grid: how its mix is built, and how it is trained."""
+
+    name: str
+    mix: dict[str, Any]  # MixConfig fields
+    curriculum: str | None = None
+
+
+GRID = (
+    Trial(HUMAN_ONLY, {"human_ratio": 1.0}),
+    Trial("ai-hard", {"human_ratio": None, "labels": "hard"}),
+    Trial("ai-soft", {"human_ratio": None, "labels": "soft"}),
+    Trial("ai-soft-half-weight", {"human_ratio": None, "labels": "soft", "ai_weight": 0.5}),
+    Trial("ai-soft-curriculum", {"human_ratio": None, "labels": "soft"}, "ai-then-human"),
+)
+
+
+@dataclass
+class CandidateScore:
+    name: str
+    accuracy: float  # over every validation pair of every fold
+    delta: float  # mean paired difference to human-only
+    low: float  # bootstrap interval of the difference
+    high: float
+    n_ai: int  # AI rows in the full mix
+    per_fold: list[float] = field(default_factory=list)
+
+
+@dataclass
+class AutoMixReport:
+    search_id: str
+    chosen: str
+    reason: str
+    n_val: int
+    folds: int
+    candidates: list[CandidateScore]
+    mix: MixReport
+
+    def lines(self) -> list[str]:
+        out = [f"mix search {self.search_id}: {self.folds} folds of the human train split, {self.n_val} "
+               "validation pairs (held-out split untouched)",
+               f"{'candidate':<22}{'AI rows':>8}{'agreement':>11}{'vs human-only':>15}{'95% interval':>18}"]
+        for c in self.candidates:
+            interval = "" if c.name == HUMAN_ONLY else f"{c.low:+.3f} to {c.high:+.3f}"
+            delta = "" if c.name == HUMAN_ONLY else f"{c.delta:+.3f}"
+            out.append(f"{c.name:<22}{c.n_ai:>8}{c.accuracy:>11.3f}{delta:>15}{interval:>18}")
+        out.append(f"chosen: {self.chosen}: {self.reason}")
+        return out + self.mix.lines()
+
+
+def fold_of(prompt_id: str, folds: int, seed: int) -> int:
+    digest = hashlib.sha256(f"fold\x00{seed}\x00{prompt_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % folds
+
+
+def paired_bootstrap(diff: np.ndarray, *, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of paired differences."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def _rows(store: Store, candidates: Sequence[Candidate], config: MixConfig) -> list[dict[str, Any]]:
+    """TRL training rows of candidates, with the p_chosen / weight the mix config gives them."""
+    records = [{"pair_id": c.pair_id, "source": c.source, "chosen": c.chosen,
+                "p_chosen": 1.0 if config.labels == "hard" else c.p_chosen,
+                "weight": row_weight(c, config)} for c in candidates]
+    return training_rows_for(store, records)
+
+
+def _validation_rows(store: Store, humans: Sequence[Candidate]) -> list[dict[str, Any]]:
+    return training_rows_for(store, [{"pair_id": c.pair_id, "source": c.source, "chosen": c.chosen,
+                                      "p_chosen": None, "weight": None} for c in humans])
+
+
+def _train_and_score(rows: list[dict[str, Any]], val: list[dict[str, Any]], train: TrainConfig,
+                     curriculum: str | None) -> np.ndarray:
+    from prefgen.train.trainer import train_reward_model
+
+    config = replace(train, curriculum=curriculum, ensemble=1)
+    result = train_reward_model(rows, config, score_rows=val, save=False)
+    return np.array([float(c > r) for c, r in result.scores])
+
+
+def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int = DEFAULT_FOLDS,
+             grid: Sequence[Trial] = GRID) -> AutoMixReport:
+    """Run the grid over k folds, store the trials, build the chosen mix under `config.name`."""
+    if folds < 2:
+        raise PrefgenError(f"--folds {folds}: the search needs at least 2 folds")
+    calibrations = calibration_for_jobs(store, calibrate(store))
+    plans = {trial.name: plan_mix(store, MixConfig(**{**config.model_dump(), **trial.mix}), calibrations)
+             for trial in grid}
+    humans = [c for c in plans[HUMAN_ONLY].rows if c.source == HUMAN]
+    if len(humans) < 2 * folds:
+        raise PrefgenError(f"mix --auto needs human train labels to validate on: {len(humans)} pairs for "
+                           f"{folds} folds (import human labels and `prefgen split` first)")
+    fold = {c.pair_id: fold_of(c.prompt_id, folds, config.seed) for c in humans}
+    fold_prompts = [{c.prompt_id for c in humans if fold[c.pair_id] == f} for f in range(folds)]
+    search_id = f"search-{uuid.uuid4().hex[:12]}"
+    correct: dict[str, list[np.ndarray]] = {trial.name: [] for trial in grid}
+    trials_rows = []
+    for f in range(folds):
+        val_humans = [c for c in humans if fold[c.pair_id] == f]
+        val = _validation_rows(store, val_humans)
+        for trial in grid:
+            trial_config = MixConfig(**{**config.model_dump(), **trial.mix})
+            train_candidates = [c for c in plans[trial.name].rows
+                                if (c.source == HUMAN and fold.get(c.pair_id) != f)
+                                or (c.source == AI and c.prompt_id not in fold_prompts[f])]
+            rows = _rows(store, train_candidates, trial_config)
+            scores = _train_and_score(rows, val, train, trial.curriculum)
+            correct[trial.name].append(scores)
+            trials_rows.append({"search_id": search_id, "mix_name": config.name, "candidate": trial.name,
+                                "fold": f, "n_train": len(rows),
+                                "n_ai": sum(c.source == AI for c in train_candidates), "n_val": len(val),
+                                "accuracy": float(scores.mean()) if len(scores) else None,
+                                "settings": {**trial.mix, "curriculum": trial.curriculum}})
+    db.save_mix_trials(store, trials_rows)
+    baseline = np.concatenate(correct[HUMAN_ONLY])
+    scored = []
+    for trial in grid:
+        pooled = np.concatenate(correct[trial.name])
+        low, high = paired_bootstrap(pooled - baseline, seed=config.seed)
+        scored.append(CandidateScore(trial.name, float(pooled.mean()), float((pooled - baseline).mean()), low,
+                                     high, sum(c.source == AI for c in plans[trial.name].rows),
+                                     [float(s.mean()) for s in correct[trial.name]]))
+    winner, reason = decide(scored)
+    chosen = next(t for t in grid if t.name == winner.name)
+    evidence = {
+        "search_id": search_id, "chosen": winner.name, "reason": reason, "folds": folds,
+        "n_val": int(len(baseline)), "train": {"curriculum": chosen.curriculum},
+        "candidates": [vars(c) for c in scored],
+    }
+    mix = build_mix(store, MixConfig(**{**config.model_dump(), **chosen.mix}), auto=evidence,
+                    calibrations=calibrations)
+    return AutoMixReport(search_id, winner.name, reason, int(len(baseline)), folds, scored, mix)
+
+
+def decide(scored: Sequence[CandidateScore]) -> tuple[CandidateScore, str]:
+    """Human-only unless a candidate with AI rows beats it beyond the noise (interval above 0)."""
+    human = next(c for c in scored if c.name == HUMAN_ONLY)
+    better = [c for c in scored if c.name != HUMAN_ONLY and c.n_ai > 0 and c.low > 0.0]
+    if better:
+        best = max(better, key=lambda c: c.delta)
+        return best, (f"beats human-only by {best.delta:+.3f} on the validation folds "
+                      f"(95% paired bootstrap interval {best.low:+.3f} to {best.high:+.3f})")
+    with_ai = [c for c in scored if c.name != HUMAN_ONLY and c.n_ai > 0]
+    if not with_ai:
+        return human, "there are no AI rows that pass the filters"
+    best = max(with_ai, key=lambda c: c.delta)
+    return human, (f"no mix with AI rows beats human-only beyond the noise (best: {best.name}, "
+                   f"{best.delta:+.3f}, interval {best.low:+.3f} to {best.high:+.3f}): the AI rows are left out")

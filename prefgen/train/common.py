@@ -1,0 +1,38 @@
+"""What every part of `prefgen.train` shares: the files a trained model directory holds, and the device.
+
+Kept apart (and free of imports from the rest of the package) so that training, scoring, evaluation and
+the model card can all use it without importing each other.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+TRAIN_RECORD = "prefgen_train.json"  # how the model was trained: enough to reproduce it and score like it
+ENSEMBLE_MANIFEST = "ensemble.json"  # present in an ensemble's directory, next to member-0, member-1...
+MODEL_CARD = "README.md"
+
+
+class DeviceChoice(NamedTuple):
+    device: str  # "cuda" or "cpu"
+    dtype: str  # precision of the forward/backward pass
+    bf16: bool  # TrainingArguments.bf16 (mixed precision; master weights stay fp32)
+
+
+def pick_device(cuda_available: bool | None = None, bf16_supported: bool | None = None) -> DeviceChoice:
+    """CUDA with bf16 mixed precision when a GPU can do it, else CPU in fp32.
+
+    The arguments are for tests; by default torch is asked.
+    """
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if not cuda_available:
+        return DeviceChoice("cpu", "float32", False)
+    if bf16_supported is None:
+        import torch
+
+        bf16_supported = torch.cuda.is_bf16_supported()
+    # fp16 needs loss scaling and overflows on reward logits; pre-Ampere GPUs train in fp32 instead.
+    return DeviceChoice("cuda", "bfloat16", True) if bf16_supported else DeviceChoice("cuda", "float32", False)
