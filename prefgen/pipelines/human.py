@@ -34,7 +34,7 @@ from prefgen.errors import InputError, PrefgenError
 from prefgen.pipelines.inputs import Row, parse_prompt, read_rows
 from prefgen.pipelines.split import side_of
 from prefgen.records import Pair, flip_winner, make_pair
-from prefgen.storage import human as db
+from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
 FORMATS = ("auto", "hh", "trl", "pairwise", "annotators")
@@ -411,9 +411,9 @@ def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: s
     """
     if fmt not in FORMATS:
         raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    split = db.split_settings(store)
+    split = human_sql.split_settings(store)
     read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns, split=split)
     report = read.report
-    report.new_pairs = db.replace_source_labels(store, report.source, read.pairs, read.labels)
-    report.split = db.split_counts(store) if split else None
+    report.new_pairs = human_sql.replace_source_labels(store, report.source, read.pairs, read.labels)
+    report.split = human_sql.split_counts(store) if split else None
     return report
