@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.inputs import Row, parse_prompt, read_rows
+from prefgen.pipelines.inputs import Row, parse_prompt, read_rows, split_duckdb_spec
 from prefgen.pipelines.split import side_of
 from prefgen.records import Pair, flip_winner, make_pair
 from prefgen.storage import human as human_sql
@@ -370,10 +370,8 @@ def consensus_of(votes: dict[str, str]) -> str:
 
 def default_source(spec: str) -> str:
     """The import's name: the file's stem, the dataset directory's name, or the DuckDB table's name."""
-    head, sep, table = spec.rpartition(":")
-    if sep and head.endswith((".duckdb", ".db")):
-        return table
-    return Path(spec).stem
+    duck = split_duckdb_spec(spec)
+    return duck[1] if duck else Path(spec).stem
 
 
 def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
