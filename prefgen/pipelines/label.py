@@ -17,10 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from prefgen.constitution import Constitution, load_constitution, sample_principles
 from prefgen.errors import PrefgenError
@@ -30,43 +27,13 @@ from prefgen.judge.core import JudgeClient
 from prefgen.judge.pricing import resolve_price
 from prefgen.judge.prompts import make_template
 from prefgen.judge.registry import make_backend, parse_spec
-from prefgen.judge.swap import DEFAULT_THRESHOLD, both_orders, pair_preference, preference, swap_answers
+from prefgen.judge.swap import both_orders, pair_preference, preference, swap_answers
 from prefgen.pipelines.inputs import PairsRead, read_pairs
+from prefgen.pipelines.configs import LabelConfig
 from prefgen.pipelines.progress import LabelProgress
 from prefgen.records import Answer, Judgement, Pair, SwapResult
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import Store
-
-
-class LabelConfig(BaseModel):
-    """Everything `prefgen label` takes. Defaults are the documented CLI defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    constitution: Path
-    pairs: str
-    judge: str = "local"
-    db: Path = Path("prefgen.duckdb")
-    api_base: str | None = None
-    api_key: str | None = None
-    concurrency: int = Field(default=16, ge=1)
-    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
-    max_cost: float | None = Field(default=None, ge=0.0)
-    limit: int | None = Field(default=None, ge=1)
-    mode: Literal["direct", "cot", "verbalised"] = "direct"
-    samples: int = Field(default=1, ge=1, description="n > 1: self-consistency over n sampled answers")
-    price_in: float | None = Field(default=None, ge=0.0, description="USD per million input tokens")
-    price_out: float | None = Field(default=None, ge=0.0, description="USD per million output tokens")
-    max_attempts: int = Field(default=5, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-    transport: Literal["http", "sdk"] = "http"
-    batch_size: int = Field(default=8, ge=1, description="local judge: requests per forward pass")
-    write_batch: int = Field(default=512, ge=1, description="judgements per database write")
-    flush_interval_s: float = Field(default=1.0, gt=0, description="write at least this often: a crash "
-                                    "loses at most this much of answered calls")
-    skip_bad: bool = False
-    dry_run: bool = False
-    progress: bool = True
 
 
 @dataclass(frozen=True, slots=True)
