@@ -122,7 +122,8 @@ def _validator(spec: FieldSpec) -> Callable[[click.Context, click.Parameter, Any
         try:
             return adapter.validate_python(value)
         except ValidationError as exc:
-            raise click.BadParameter(_complaint(spec.constraints, exc.errors()[0]), ctx=ctx, param=param) from None
+            error = _plain_error(exc)
+        raise click.BadParameter(_complaint(spec.constraints, error), ctx=ctx, param=param)
 
     return check
 
@@ -167,6 +168,13 @@ def option_from_field(model: type, name: str, *param_decls: str, **overrides: An
     return click.option(*decls, name, **kwargs)
 
 
+def _plain_error(exc: ValidationError) -> dict[str, Any]:
+    """The first error as plain data, so the usage error can be raised after the `except` block: chained
+    to pydantic's error (and the frames its traceback holds), it kept duckdb objects alive until exit,
+    where duckdb's bindings reported them as leaks."""
+    return dict(exc.errors(include_url=False, include_context=False)[0])
+
+
 def _complaint(constraints: tuple[Any, ...], error: Any) -> str:
     """`must be >= 1 (got 0)` for a bound; pydantic's own message for any other rule."""
     rule = range_text(constraints)
@@ -196,10 +204,10 @@ def config_from_options(model: type[M], **options: Any) -> M:
     try:
         return model(**options)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        if not error["loc"]:
-            raise click.UsageError(error["msg"].removeprefix("Value error, ")) from None
-        field = str(error["loc"][0])
-        fields = getattr(model, "model_fields", {})
-        constraints = tuple(fields[field].metadata) if field in fields else ()
-        raise click.BadParameter(_complaint(constraints, error), param_hint=f"'{_option_name(field)}'") from None
+        error = _plain_error(exc)
+    if not error["loc"]:
+        raise click.UsageError(error["msg"].removeprefix("Value error, "))
+    field = str(error["loc"][0])
+    fields = getattr(model, "model_fields", {})
+    constraints = tuple(fields[field].metadata) if field in fields else ()
+    raise click.BadParameter(_complaint(constraints, error), param_hint=f"'{_option_name(field)}'")
