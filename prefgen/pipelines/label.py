@@ -28,8 +28,8 @@ from prefgen.judge.pricing import resolve_price
 from prefgen.judge.prompts import make_template
 from prefgen.judge.registry import make_backend, parse_spec
 from prefgen.judge.swap import both_orders, pair_preference, preference, swap_answers
-from prefgen.pipelines.inputs import PairsRead, read_pairs
 from prefgen.pipelines.configs import LabelConfig
+from prefgen.pipelines.inputs import PairsRead, read_pairs
 from prefgen.pipelines.progress import LabelProgress
 from prefgen.records import Answer, Judgement, Pair, SwapResult
 from prefgen.storage import labels as labels_sql
