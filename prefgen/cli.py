@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
+from prefgen.cli_options import config_from_options, option_from_field
 from prefgen.errors import PrefgenError
+from prefgen.pipelines.configs import LabelConfig, QueryOutput
 
-DB_OPTION = click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default="prefgen.duckdb",
-                         show_default=True, help="DuckDB file holding every judgement, label, mix and run.")
+DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
 
 
 class PrefgenGroup(click.Group):
@@ -35,46 +36,37 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--constitution", "-c", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Constitution file (YAML or JSON).")
-@click.option("--pairs", "-p", required=True,
-              help="Pairs: .jsonl/.csv/.parquet with prompt, response_a, response_b; a datasets directory; "
-                   "or FILE.duckdb:TABLE.")
-@click.option("--judge", "-j", default="local", show_default=True,
-              help="Judge spec: openai:MODEL, anthropic:MODEL, litellm:PROVIDER/MODEL, local, local:/path.")
+@option_from_field(LabelConfig, "constitution", "--constitution", "-c",
+                   type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@option_from_field(LabelConfig, "pairs", "--pairs", "-p")
+@option_from_field(LabelConfig, "judge", "--judge", "-j")
 @DB_OPTION
-@click.option("--api-base", default=None, help="Base URL of an OpenAI-compatible or Anthropic-compatible server.")
-@click.option("--api-key", default=None, envvar="PREFGEN_API_KEY",
-              help="API key (default: the provider's usual environment variable).")
-@click.option("--concurrency", default=16, show_default=True, help="Judge calls in flight at once.")
-@click.option("--threshold", default=0.5, show_default=True,
-              help="Keep a preference when consistent across orders and |2 P(a better) - 1| >= this.")
-@click.option("--max-cost", type=float, default=None, help="Stop cleanly before spending more than this (USD).")
-@click.option("--limit", type=int, default=None, help="Label only the first N pairs.")
-@click.option("--mode", type=click.Choice(["direct", "cot", "verbalised"]), default="direct", show_default=True,
-              help="direct: one letter (soft label from logprobs); cot: reason, then a verdict line; "
-                   "verbalised: letter plus a stated confidence.")
-@click.option("--samples", default=1, show_default=True,
-              help="Self-consistency: sample N answers per call (for judges without logprobs).")
-@click.option("--price-in", type=float, default=None, help="USD per million input tokens (overrides the list price).")
-@click.option("--price-out", type=float, default=None, help="USD per million output tokens.")
-@click.option("--max-attempts", default=5, show_default=True, help="Tries per call on 429/5xx/timeouts.")
-@click.option("--timeout", "timeout_s", default=120.0, show_default=True, help="Seconds per call.")
-@click.option("--transport", type=click.Choice(["http", "sdk"]), default="http", show_default=True,
-              help="openai backend: lean HTTP client (fast) or the official SDK.")
-@click.option("--batch-size", default=8, show_default=True, help="Local judge: requests per forward pass.")
-@click.option("--skip-bad", is_flag=True, help="Skip invalid rows (reported) instead of failing.")
-@click.option("--dry-run", is_flag=True, help="Estimate calls, tokens and cost; send nothing.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-def label(no_progress: bool, **options) -> None:
+@option_from_field(LabelConfig, "api_base", "--api-base")
+@option_from_field(LabelConfig, "api_key", "--api-key", envvar="PREFGEN_API_KEY")
+@option_from_field(LabelConfig, "concurrency", "--concurrency")
+@option_from_field(LabelConfig, "threshold", "--threshold")
+@option_from_field(LabelConfig, "max_cost", "--max-cost")
+@option_from_field(LabelConfig, "limit", "--limit")
+@option_from_field(LabelConfig, "mode", "--mode")
+@option_from_field(LabelConfig, "samples", "--samples")
+@option_from_field(LabelConfig, "price_in", "--price-in")
+@option_from_field(LabelConfig, "price_out", "--price-out")
+@option_from_field(LabelConfig, "max_attempts", "--max-attempts")
+@option_from_field(LabelConfig, "timeout_s", "--timeout")
+@option_from_field(LabelConfig, "transport", "--transport")
+@option_from_field(LabelConfig, "batch_size", "--batch-size")
+@option_from_field(LabelConfig, "skip_bad", "--skip-bad")
+@option_from_field(LabelConfig, "dry_run", "--dry-run")
+@option_from_field(LabelConfig, "progress", "--progress")
+def label(**options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
 
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
     """
-    from prefgen.pipelines.label import LabelConfig, run_label
+    from prefgen.pipelines.label import run_label
     from prefgen.pipelines.report import print_label_summary
 
-    summary = run_label(LabelConfig(progress=not no_progress, **options))
+    summary = run_label(config_from_options(LabelConfig, **options))
     print_label_summary(summary)
     if summary.status == "interrupted":
         sys.exit(130)
@@ -83,16 +75,16 @@ def label(no_progress: bool, **options) -> None:
 @cli.command()
 @click.argument("query")
 @DB_OPTION
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table",
-              show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to a file.")
-def sql(query: str, db: Path, fmt: str, out: Path | None) -> None:
+@option_from_field(QueryOutput, "format", "--format")
+@option_from_field(QueryOutput, "out", "--out", type=click.Path(dir_okay=False, path_type=Path))
+def sql(query: str, db: Path, **options) -> None:
     """Run SQL against the store (opened read-only) and print or export the result."""
     from prefgen.pipelines.report import write_query_result
     from prefgen.storage.db import Store
 
+    output = config_from_options(QueryOutput, **options)
     with Store(db, read_only=True) as store:
-        write_query_result(store.run_sql(query), fmt, out)
+        write_query_result(store.run_sql(query), output.format, output.out)
 
 
 @cli.command()
@@ -205,7 +197,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max
 
     if every_row:
         options["human_ratio"] = None
-    config = MixConfig(**options)
+    config = config_from_options(MixConfig, **options)
     with Store(db) as store:
         if auto:
             from prefgen.pipelines.mix_search import auto_mix
@@ -273,6 +265,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 def train(db: Path, mix_name: str, quick: bool, **options) -> None:
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
     there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
+    from prefgen.pipelines.report import train_summary_lines
     from prefgen.pipelines.reward import train_from_mix
     from prefgen.storage.db import Store
     from prefgen.train.config import TrainConfig
@@ -281,16 +274,7 @@ def train(db: Path, mix_name: str, quick: bool, **options) -> None:
         else TrainConfig(**options)
     with Store(db) as store:
         outcome = train_from_mix(store, mix_name, config)
-    report = outcome.data_report
-    click.echo(f"trained {outcome.members} model(s) ({config.method}) on {outcome.n_train} pairs on "
-               f"{outcome.device} in {outcome.duration_s:.0f} s; training loss {_loss(outcome.initial_loss)} -> "
-               f"{_loss(outcome.final_loss)} (ln 2 = 0.693 knows nothing)")
-    click.echo(f"truncated {report.get('n_truncated', 0)}, dropped {report.get('n_dropped_identical', 0)} "
-               f"of {report.get('n_in', outcome.n_train)} pairs; run {outcome.run_id}; saved to {outcome.out_dir}")
-
-
-def _loss(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+    click.echo("\n".join(train_summary_lines(outcome)))
 
 
 @cli.command("eval")

@@ -108,31 +108,45 @@ class Judgement:
     error: str | None
 
 
-@dataclass(slots=True)
-class Preference:
-    """The position-swapped verdict for one (pair, principle) of a label job."""
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One judge answer as the swap step needs it, fresh from a call or read back from the store."""
+
+    status: str
+    p_first: float | None
+    confidence_source: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SwapResult:
+    """The two orders of one (pair, principle) question combined (`prefgen.judge.swap.aggregate_orders`)."""
+
+    p_a: float | None
+    consistent: bool
+    confidence: float | None
+    chosen: str | None  # "a" / "b" / "tie"
+    kept: bool
+    drop_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Preference(SwapResult):
+    """The position-swapped verdict for one (pair, principle) of a label job, as stored: the swap result
+    and where it came from. Build it with `prefgen.judge.swap.preference`."""
 
     job_id: str
     pair_id: str
     principle_id: str
     p_ab: float | None
     p_ba: float | None
-    p_a: float | None
-    consistent: bool
-    confidence: float | None
     confidence_source: str | None
-    chosen: str | None  # "a" / "b" / "tie"
-    kept: bool
-    drop_reason: str | None
     threshold: float
 
 
-@dataclass(slots=True)
-class PairPreference:
-    """All principles of one pair in a job, aggregated (weighted by principle weight)."""
+@dataclass(frozen=True, slots=True)
+class PairAggregate:
+    """A pair's per-principle results combined (`prefgen.judge.swap.aggregate_principles`)."""
 
-    job_id: str
-    pair_id: str
     n_principles: int
     n_kept: int
     p_a: float | None
@@ -141,3 +155,11 @@ class PairPreference:
     principle_agreement: float | None
     kept: bool
     drop_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PairPreference(PairAggregate):
+    """All principles of one pair in a job, aggregated (weighted by principle weight), as stored."""
+
+    job_id: str
+    pair_id: str

@@ -10,23 +10,21 @@ import pytest
 from click.testing import CliRunner
 
 from prefgen.cli import cli
-from prefgen.judge.swap import aggregate_orders, aggregate_principles
+from prefgen.judge.swap import pair_preference, preference
 from prefgen.pipelines.agreement import (
     agreement_rate,
     agreement_report,
     agreement_summary,
-    bootstrap_interval,
     cohen_kappa,
     confidence_bucket,
     fleiss_kappa,
     match_scores,
     observed_agreement,
-    side_from_p,
     vote_counts,
 )
 from prefgen.pipelines.human import import_human
 from prefgen.pipelines.split import split_human
-from prefgen.records import PairPreference, Preference
+from prefgen.records import Answer
 from prefgen.storage.db import Store
 from prefgen.storage.labels import save_job, save_preferences
 
@@ -50,15 +48,11 @@ def save_ai_verdicts(store: Store, job_id: str, verdicts: dict[str, dict[str, tu
                      "sampling": {}})
     prefs, pair_prefs = [], []
     for pair_id, principles in verdicts.items():
-        results = []
-        for principle_id, (p_ab, p_ba) in principles.items():
-            r = aggregate_orders("ok", p_ab, "ok", p_ba, THRESHOLD)
-            prefs.append(Preference(job_id, pair_id, principle_id, p_ab, p_ba, r.p_a, r.consistent, r.confidence,
-                                    "logprobs", r.chosen, r.kept, r.drop_reason, THRESHOLD))
-            results.append((r, 1.0))
-        agg = aggregate_principles(results, THRESHOLD)
-        pair_prefs.append(PairPreference(job_id, pair_id, agg.n_principles, agg.n_kept, agg.p_a, agg.confidence,
-                                         agg.chosen, agg.principle_agreement, agg.kept, agg.drop_reason))
+        ours = [preference(job_id, pair_id, principle_id, Answer("ok", p_ab, "logprobs"),
+                           Answer("ok", p_ba, "logprobs"), THRESHOLD)
+                for principle_id, (p_ab, p_ba) in principles.items()]
+        prefs += ours
+        pair_prefs.append(pair_preference(job_id, pair_id, [(p, 1.0) for p in ours], THRESHOLD))
     save_preferences(store, prefs, pair_prefs)
 
 
@@ -125,23 +119,6 @@ def test_fleiss_kappa_matches_the_published_worked_example():
     assert fleiss_kappa(counts) == pytest.approx(0.210, abs=1e-3)
 
 
-def test_bootstrap_interval_is_seeded_and_close_to_the_normal_approximation():
-    scores = np.array([1.0] * 300 + [0.0] * 100)
-    low, high = bootstrap_interval(scores, seed=5)
-    assert bootstrap_interval(scores, seed=5) == (low, high)
-    half_width = 1.96 * np.sqrt(0.75 * 0.25 / 400)
-    assert low == pytest.approx(0.75 - half_width, abs=0.01)
-    assert high == pytest.approx(0.75 + half_width, abs=0.01)
-    assert bootstrap_interval(np.ones(10)) == (1.0, 1.0)
-    assert bootstrap_interval(np.array([])) is None
-
-
-def test_swap_average_of_opposite_equal_answers_is_a_tie_despite_rounding():
-    p_a = aggregate_orders("ok", 0.9, "ok", 0.9, THRESHOLD).p_a  # both orders answered "first" at 0.9
-    assert p_a != 0.5 and side_from_p(p_a) == "tie"
-    assert (side_from_p(0.51), side_from_p(0.49)) == ("a", "b")
-
-
 def test_confidence_buckets_are_closed_below():
     assert [confidence_bucket(c) for c in (0.0, 0.19, 0.2, 0.75, 0.8, 1.0)] == \
         ["0.0-0.2", "0.0-0.2", "0.2-0.4", "0.6-0.8", "0.8-1.0", "0.8-1.0"]
@@ -202,6 +179,16 @@ def test_report_per_principle_and_per_confidence_bucket(judged):
         "0.6-0.8": (1, 1.0, 1.0),  # p2: mean of 0.95 and 0.75 -> 0.7
         "0.8-1.0": (2, 1.0, 1.0),  # p1 and p5 (a human tie, excluded from the rate)
     }
+
+
+def test_first_slot_answers_of_equal_confidence_are_a_tie_in_per_principle_agreement(store, tmp_path):
+    # (0.9 + 1 - 0.9) / 2 is 0.49999999999999994; stored as "b" it would agree with this human's "b".
+    import_human(store, write_pairwise(tmp_path / "h.jsonl", [("p1", "b")]))
+    save_ai_verdicts(store, "job-1", {pair_ids(store)["p1"]: {"harmless": (0.9, 0.9)}})
+    assert store.query("SELECT chosen FROM preferences")[1] == [("tie",)]
+    (job,) = agreement_report(store, n_resamples=10).jobs
+    (principle,) = job.by_principle
+    assert (principle.pairs, principle.agreement) == (1, None)
 
 
 def test_report_filters_by_judge_and_split(judged, tmp_path):

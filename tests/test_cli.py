@@ -93,3 +93,49 @@ def test_bad_constitution_is_one_line_and_exit_2(tmp_path):
     assert f"{bad}:5 principles[0].weight" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "db.duckdb").exists()
+
+
+@pytest.mark.parametrize(("args", "option", "rule"), [
+    (["--limit", "0"], "--limit", "must be >= 1 (got 0)"),
+    (["--concurrency", "0"], "--concurrency", "must be >= 1 (got 0)"),
+    (["--threshold", "1.5"], "--threshold", "must be in [0, 1] (got 1.5)"),
+    (["--samples", "0"], "--samples", "must be >= 1 (got 0)"),
+    (["--max-cost", "-1"], "--max-cost", "must be >= 0 (got -1.0)"),
+    (["--timeout", "0"], "--timeout", "must be > 0 (got 0.0)"),
+])
+def test_out_of_range_label_option_is_a_usage_error_naming_option_and_range(tmp_path, args, option, rule):
+    (tmp_path / "c.yaml").write_text(CONSTITUTION)
+    result = CliRunner().invoke(cli, ["label", "-c", str(tmp_path / "c.yaml"), "-p", "p.jsonl",
+                                      "--db", str(tmp_path / "db.duckdb"), *args])
+    assert result.exit_code == 2
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert error_lines == [f"Error: Invalid value for '{option}': {rule}"]
+    assert "Traceback" not in result.output and not (tmp_path / "db.duckdb").exists()
+
+
+def test_parquet_output_without_a_file_is_a_usage_error(labelled_db):
+    result = CliRunner().invoke(cli, ["sql", "SELECT 1", "--db", str(labelled_db), "--format", "parquet"])
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == "Error: --format parquet needs --out FILE"
+    assert "Traceback" not in result.output
+
+
+def test_label_defaults_and_help_come_from_label_config():
+    from prefgen.pipelines.label import LabelConfig
+
+    params = {p.name: p for p in cli.commands["label"].params}
+    for name, field in LabelConfig.model_fields.items():
+        if name in params:
+            assert params[name].help == field.description, name
+            if not params[name].required:
+                assert params[name].default == field.default, name
+
+
+def test_train_summary_counts_pairs_dropped_as_identical():
+    from prefgen.pipelines.report import train_summary_lines
+    from prefgen.pipelines.reward import TrainOutcome
+
+    outcome = TrainOutcome(run_id="rm-1", out_dir="out", n_train=9, members=1, device="cpu", pairs_per_s=3.0,
+                           duration_s=3.0, initial_loss=0.69, final_loss=0.5,
+                           data_report={"n_in": 10, "n_truncated": 2, "n_dropped_identical": 1})
+    assert "truncated 2, dropped 1 (both sides identical) of 10 pairs" in train_summary_lines(outcome)[1]

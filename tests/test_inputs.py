@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -10,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefgen.errors import InputError
-from prefgen.pipelines.inputs import read_pairs
+from prefgen.pipelines.human import default_source
+from prefgen.pipelines.inputs import read_pairs, split_duckdb_spec
 
 ROWS = [
     {"id": "x1", "prompt": "q1", "response_a": "alpha", "response_b": "beta", "topic": "greek"},
@@ -68,3 +70,15 @@ def test_limit_stops_reading_early(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n{broken\n")
     assert len(read_pairs(path, limit=1).pairs) == 1
+
+
+def test_only_a_duckdb_file_with_a_table_is_a_table_spec():
+    assert split_duckdb_spec("runs/store.duckdb:pairs") == (Path("runs/store.duckdb"), "pairs")
+    assert split_duckdb_spec("old.db:t") == (Path("old.db"), "t")
+    assert split_duckdb_spec("store.duckdb") is None and split_duckdb_spec("store.duckdb:") is None
+    assert split_duckdb_spec("C:/data/pairs.jsonl") is None
+
+
+def test_human_import_from_a_duckdb_table_is_named_after_the_table():
+    assert default_source("labels.duckdb:panda_votes") == "panda_votes"
+    assert default_source("data/panda.jsonl") == "panda"

@@ -9,7 +9,8 @@ import pytest
 from prefgen.judge.base import Comparison, Completion
 from prefgen.judge.parse import parse_completion, parse_letter, p_from_logprobs
 from prefgen.judge.prompts import make_template
-from prefgen.judge.swap import aggregate_orders, aggregate_principles
+from prefgen.judge.swap import aggregate_orders, aggregate_principles, both_orders, side
+from prefgen.records import make_pair
 
 
 def test_injected_closing_tag_stays_inside_its_slot():
@@ -101,3 +102,28 @@ def test_pair_aggregate_weights_principles_and_reports_their_agreement():
 def test_pair_with_no_kept_principle_says_why():
     agg = aggregate_principles([(aggregate_orders("ok", 1.0, "ok", 1.0, 0.5), 1.0)], 0.5)
     assert not agg.kept and agg.drop_reason == "inconsistent"
+
+
+def test_equal_first_slot_probabilities_are_a_tie():
+    # (0.9 + 1 - 0.9) / 2 rounds to 0.49999999999999994: still a tie, as 0.7 / 0.7 (exactly 0.5) is.
+    for p in (0.9, 0.7, 0.6, 0.99):
+        result = aggregate_orders("ok", p, "ok", p, threshold=0.5)
+        assert (result.chosen, result.drop_reason) == ("tie", "inconsistent"), p
+
+
+def test_side_treats_rounding_around_one_half_as_a_tie():
+    assert side((0.9 + 1 - 0.9) / 2) == "tie" and side(0.5) == "tie"
+    assert (side(0.51), side(0.49)) == ("a", "b")
+
+
+def test_pair_of_tied_principles_is_not_a_lean_towards_b():
+    agg = aggregate_principles([(aggregate_orders("ok", 0.9, "ok", 0.9, 0.5), 1.0)], 0.5)
+    assert agg.chosen is None and agg.drop_reason == "inconsistent"
+
+
+def test_both_orders_show_each_response_first_once():
+    pair, _ = make_pair("q", "alpha", "beta")
+    (first, ab), (second, ba) = both_orders(pair, "Be kind.")
+    assert (first, ab.first, ab.second) == ("ab", "alpha", "beta")
+    assert (second, ba.first, ba.second) == ("ba", "beta", "alpha")
+    assert ab.principle == ba.principle == "Be kind." and ab.prompt == ba.prompt == "q"

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from prefgen.cli import cli
+from prefgen.train.trainer import pick_device
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def test_training_a_mix_records_the_run_and_writes_a_loadable_model_with_a_card(
     con = duckdb.connect(str(db), read_only=True)
     row = con.execute("SELECT status, mix_name, n_train, device, checkpoint_path FROM rm_runs").fetchall()
     con.close()
-    assert row == [("finished", "m", row[0][2], "cpu", str(out.resolve()))] and row[0][2] > 10
+    assert row == [("finished", "m", row[0][2], pick_device().device, str(out.resolve()))] and row[0][2] > 10
     card = (out / "README.md").read_text()
     assert "AutoModelForSequenceClassification" in card and "human" in card
     assert (out / "config.json").is_file() and (out / "prefgen_train.json").is_file()

@@ -1,29 +1,49 @@
-"""Position-swap aggregation: the one place where the two orders of a question become one preference."""
+"""Position swapping, end to end: the two orders of a question are built here, combined here into one
+preference, and turned here into the records the store keeps. Backends only ever answer one ordered
+comparison; every caller that needs a side from a probability uses `side`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import fields
 
-from prefgen.judge.base import JUDGE_ERROR, OK, PARSE_ERROR
+from prefgen.judge.base import JUDGE_ERROR, OK, PARSE_ERROR, Comparison
+from prefgen.records import Answer, Pair, PairAggregate, PairPreference, Preference, SwapResult
+
+__all__ = [
+    "DEFAULT_THRESHOLD", "ORDERINGS", "TIE_TOLERANCE", "PairAggregate", "SwapResult", "aggregate_orders",
+    "aggregate_principles", "both_orders", "pair_preference", "preference", "side", "swap_answers",
+]
 
 DEFAULT_THRESHOLD = 0.5  # |2 P(a) - 1| >= 0.5 means P(chosen) >= 0.75 after averaging both orders
+ORDERINGS = ("ab", "ba")  # "ab": response_a shown first; "ba": response_b shown first
+# Swap-averaging two answers of equal confidence that disagree gives 0.5 only up to rounding
+# ((0.9 + 1 - 0.9) / 2 == 0.49999999999999994): that is a tie, not a lean towards b.
+TIE_TOLERANCE = 1e-9
+_DROP_PRIORITY = ("pending", "judge_error", "parse_error", "inconsistent", "tie", "low_confidence")
 
 
-@dataclass(frozen=True, slots=True)
-class SwapResult:
-    p_a: float | None
-    consistent: bool
-    confidence: float | None
-    chosen: str | None  # "a" / "b" / "tie"
-    kept: bool
-    drop_reason: str | None
-
-
-def _side(p_first: float, first_is_a: bool) -> str:
-    if p_first == 0.5:
+def side(p_a: float) -> str:
+    """The side a probability that a is better points to: "a", "b", or "tie" within `TIE_TOLERANCE` of 0.5."""
+    if abs(p_a - 0.5) < TIE_TOLERANCE:
         return "tie"
-    first_wins = p_first > 0.5
-    return "a" if first_wins == first_is_a else "b"
+    return "a" if p_a > 0.5 else "b"
+
+
+def both_orders(pair: Pair, principle_text: str) -> tuple[tuple[str, Comparison], ...]:
+    """The two questions asked about one (pair, principle), each with its ordering name."""
+    return (
+        ("ab", Comparison(pair.prompt, pair.response_a, pair.response_b, principle_text)),
+        ("ba", Comparison(pair.prompt, pair.response_b, pair.response_a, principle_text)),
+    )
+
+
+def _side_of_order(p_first: float, first_is_a: bool) -> str:
+    first_side = side(p_first)  # "a" here means "the first slot"
+    if first_side == "tie" or first_is_a:
+        return first_side
+    return "b" if first_side == "a" else "a"
 
 
 def aggregate_orders(
@@ -44,8 +64,8 @@ def aggregate_orders(
         return SwapResult(None, False, None, None, False, "pending")
     p_a = (p_ab + 1.0 - p_ba) / 2.0
     confidence = abs(2.0 * p_a - 1.0)
-    side_ab, side_ba = _side(p_ab, first_is_a=True), _side(p_ba, first_is_a=False)
-    chosen = "tie" if p_a == 0.5 else ("a" if p_a > 0.5 else "b")
+    side_ab, side_ba = _side_of_order(p_ab, first_is_a=True), _side_of_order(p_ba, first_is_a=False)
+    chosen = side(p_a)
     if "tie" in (side_ab, side_ba):  # the judge itself could not separate them in one order
         return SwapResult(p_a, False, confidence, "tie", False, "tie")
     if side_ab != side_ba:  # e.g. a judge that always names the first slot: p_a = 0.5, inconsistent
@@ -55,19 +75,29 @@ def aggregate_orders(
     return SwapResult(p_a, True, confidence, chosen, True, None)
 
 
-@dataclass(frozen=True, slots=True)
-class PairAggregate:
-    n_principles: int
-    n_kept: int
-    p_a: float | None
-    confidence: float | None
-    chosen: str | None
-    principle_agreement: float | None
-    kept: bool
-    drop_reason: str | None
+def swap_answers(ab: Answer | None, ba: Answer | None, threshold: float) -> SwapResult:
+    """`aggregate_orders` over the answers of both orders; None is an order not answered yet."""
+    return aggregate_orders(ab.status if ab else None, ab.p_first if ab else None,
+                            ba.status if ba else None, ba.p_first if ba else None, threshold)
 
 
-def aggregate_principles(results: list[tuple[SwapResult, float]], threshold: float) -> PairAggregate:
+def _values(record: object, cls: type) -> dict[str, object]:
+    return {f.name: getattr(record, f.name) for f in fields(cls)}
+
+
+def preference(job_id: str, pair_id: str, principle_id: str, ab: Answer | None, ba: Answer | None,
+               threshold: float) -> Preference:
+    """The stored record of one (pair, principle): both answers combined, with the answers it came from."""
+    sources = {a.confidence_source for a in (ab, ba) if a and a.confidence_source}
+    return Preference(
+        **_values(swap_answers(ab, ba, threshold), SwapResult),
+        job_id=job_id, pair_id=pair_id, principle_id=principle_id,
+        p_ab=ab.p_first if ab else None, p_ba=ba.p_first if ba else None,
+        confidence_source="+".join(sorted(sources)) or None, threshold=threshold,
+    )
+
+
+def aggregate_principles(results: Sequence[tuple[SwapResult, float]], threshold: float) -> PairAggregate:
     """Combine a pair's per-principle results, each with its principle weight.
 
     The pair's P(a better) is the weight-averaged P over kept principles; the pair is kept when at least
@@ -78,17 +108,20 @@ def aggregate_principles(results: list[tuple[SwapResult, float]], threshold: flo
     judged = [r for r, _ in results if r.chosen in ("a", "b")]
     if not kept:
         reasons = {r.drop_reason for r, _ in results}
-        reason = next(
-            (x for x in ("pending", "judge_error", "parse_error", "inconsistent", "tie", "low_confidence")
-             if x in reasons),
-            "no_kept_principle",
-        )
+        reason = next((x for x in _DROP_PRIORITY if x in reasons), "no_kept_principle")
         return PairAggregate(len(results), 0, None, None, None, None, False, reason)
     total = sum(w for _, w in kept)  # drawn principles always have weight > 0
     p_a = sum((r.p_a or 0.0) * w for r, w in kept) / total
     confidence = abs(2.0 * p_a - 1.0)
-    chosen = "tie" if p_a == 0.5 else ("a" if p_a > 0.5 else "b")
+    chosen = side(p_a)
     agreement = sum(1 for r in judged if r.chosen == chosen) / len(judged) if judged else None
     if chosen == "tie" or confidence < threshold:
         return PairAggregate(len(results), len(kept), p_a, confidence, chosen, agreement, False, "principles_disagree")
     return PairAggregate(len(results), len(kept), p_a, confidence, chosen, agreement, True, None)
+
+
+def pair_preference(job_id: str, pair_id: str, results: Sequence[tuple[SwapResult, float]],
+                    threshold: float) -> PairPreference:
+    """The stored record of one pair: its principles' results combined."""
+    aggregate = aggregate_principles(results, threshold)
+    return PairPreference(**_values(aggregate, PairAggregate), job_id=job_id, pair_id=pair_id)

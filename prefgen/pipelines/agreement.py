@@ -25,14 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from prefgen.storage import human as db
+from prefgen.bootstrap import N_RESAMPLES, mean_interval
+from prefgen.judge.swap import side
+from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
 LABELS = ("a", "b", "tie")
 CONFIDENCE_EDGES = (0.2, 0.4, 0.6, 0.8)
-BOOTSTRAP_RESAMPLES = 2000
-TIE_TOLERANCE = 1e-9
-_CHUNK = 256  # resamples drawn at once: bounds memory at _CHUNK x n indices
 
 
 # -- metrics ---------------------------------------------------------------------------------------------
@@ -65,22 +64,6 @@ def cohen_kappa(x: Sequence[str], y: Sequence[str]) -> float | None:
     return (observed - expected) / (1.0 - expected)
 
 
-def bootstrap_interval(scores: np.ndarray, *, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of per-pair scores."""
-    n = len(scores)
-    if n == 0:
-        return None
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, _CHUNK):
-        size = min(_CHUNK, n_resamples - start)
-        means[start:start + size] = scores[rng.integers(0, n, size=(size, n))].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
 def vote_counts(items: Sequence[Sequence[str]], categories: Sequence[str] = LABELS) -> np.ndarray:
     """Items x categories matrix of how many raters gave each label."""
     index = {c: i for i, c in enumerate(categories)}
@@ -110,14 +93,6 @@ def fleiss_kappa(counts: np.ndarray) -> float | None:
     if p_e >= 1.0:
         return None
     return (p_bar - p_e) / (1.0 - p_e)
-
-
-def side_from_p(p_a: float) -> str:
-    # Swap-averaging two answers of equal confidence that disagree gives 0.5 up to rounding
-    # ((0.9 + 1 - 0.9) / 2 == 0.49999999999999994): that is a tie, not a lean towards b.
-    if abs(p_a - 0.5) < TIE_TOLERANCE:
-        return "tie"
-    return "a" if p_a > 0.5 else "b"
 
 
 def confidence_bucket(confidence: float) -> str:
@@ -200,12 +175,12 @@ class AgreementReport:
 def _rate(scores: np.ndarray, seed: int, n_resamples: int) -> Rate:
     if not scores.size:
         return Rate(0, None)
-    interval = bootstrap_interval(scores, n_resamples=n_resamples, seed=seed)
+    interval = mean_interval(scores, n_resamples=n_resamples, seed=seed)
     return Rate(int(scores.size), float(scores.mean()), *interval)
 
 
 def agreement_stats(ai: Sequence[str], human: Sequence[str], *, seed: int = 0,
-                    n_resamples: int = BOOTSTRAP_RESAMPLES) -> AgreementStats:
+                    n_resamples: int = N_RESAMPLES) -> AgreementStats:
     return AgreementStats(
         pairs=len(ai),
         ties_excluded=_rate(match_scores(ai, human, ties="exclude"), seed, n_resamples),
@@ -237,7 +212,7 @@ def bucket_agreement(rows: Sequence[dict[str, Any]]) -> list[BucketAgreement]:
         groups[confidence_bucket(abs(2.0 * row["p_a"] - 1.0))].append(row)
     return [
         BucketAgreement(bucket, len(group),
-                        agreement_rate([side_from_p(r["p_a"]) for r in group], [r["human"] for r in group]),
+                        agreement_rate([side(r["p_a"]) for r in group], [r["human"] for r in group]),
                         sum(bool(r["kept"]) for r in group) / len(group))
         for bucket, group in sorted(groups.items())
     ]
@@ -245,14 +220,14 @@ def bucket_agreement(rows: Sequence[dict[str, Any]]) -> list[BucketAgreement]:
 
 def job_agreement(job_id: str, judge_spec: str, pairs: Sequence[dict[str, Any]],
                   principles: Sequence[dict[str, Any]], *, seed: int = 0,
-                  n_resamples: int = BOOTSTRAP_RESAMPLES) -> JobAgreement:
+                  n_resamples: int = N_RESAMPLES) -> JobAgreement:
     """Pairs: p_a, kept, chosen, human per pair; principles: principle_id, chosen, kept, human."""
     kept = [r for r in pairs if r["kept"]]
     return JobAgreement(
         job_id=job_id,
         judge_spec=judge_spec,
         pairs=len(pairs),
-        before=agreement_stats([side_from_p(r["p_a"]) for r in pairs], [r["human"] for r in pairs],
+        before=agreement_stats([side(r["p_a"]) for r in pairs], [r["human"] for r in pairs],
                                seed=seed, n_resamples=n_resamples),
         after=agreement_stats([r["chosen"] for r in kept], [r["human"] for r in kept],
                               seed=seed, n_resamples=n_resamples),
@@ -278,19 +253,19 @@ def annotator_agreement(source: str, votes: Sequence[dict[str, Any]]) -> Annotat
 
 
 def agreement_report(store: Store, *, judge: str | None = None, split: str | None = None, seed: int = 0,
-                     n_resamples: int = BOOTSTRAP_RESAMPLES) -> AgreementReport:
+                     n_resamples: int = N_RESAMPLES) -> AgreementReport:
     """Judge/human agreement per label job (for pairs with both an AI verdict and a human label), and
     inter-annotator agreement per import with several annotators."""
     pairs_by_job: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for row in db.pair_verdicts(store, judge=judge, split=split):
+    for row in human_sql.pair_verdicts(store, judge=judge, split=split):
         pairs_by_job[(row["job_id"], row["judge_spec"])].append(row)
     principles_by_job: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in db.principle_verdicts(store, judge=judge, split=split):
+    for row in human_sql.principle_verdicts(store, judge=judge, split=split):
         principles_by_job[row["job_id"]].append(row)
     jobs = [job_agreement(job_id, spec, rows, principles_by_job[job_id], seed=seed, n_resamples=n_resamples)
             for (job_id, spec), rows in sorted(pairs_by_job.items())]
     votes_by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for vote in db.annotator_votes(store, split=split):
+    for vote in human_sql.annotator_votes(store, split=split):
         votes_by_source[vote["source"]].append(vote)
     annotators = [annotator_agreement(source, votes) for source, votes in sorted(votes_by_source.items())]
     return AgreementReport(split, jobs, annotators)
@@ -318,7 +293,7 @@ def _interval(rate: Rate) -> str | None:
 
 def agreement_summary(store: Store, *, split: str | None = None) -> dict[str, list[dict[str, Any]]] | None:
     """For `prefgen stats`: the flat tables of `summary_rows`, or None when there is nothing to compare."""
-    if not db.has_human_tables(store):
+    if not human_sql.has_human_tables(store):
         return None
     report = agreement_report(store, split=split, n_resamples=500)
     if not report.jobs and not report.annotators:

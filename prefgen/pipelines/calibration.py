@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from prefgen.hashing import content_hash
-from prefgen.pipelines.agreement import side_from_p as side
+from prefgen.judge.swap import side
 from prefgen.storage import calibration as db
 from prefgen.storage.db import Store
 

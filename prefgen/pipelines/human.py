@@ -31,10 +31,10 @@ from typing import Any
 import orjson
 
 from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.inputs import Row, parse_prompt, read_rows
+from prefgen.pipelines.inputs import Row, parse_prompt, read_rows, split_duckdb_spec
 from prefgen.pipelines.split import side_of
 from prefgen.records import Pair, flip_winner, make_pair
-from prefgen.storage import human as db
+from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
 FORMATS = ("auto", "hh", "trl", "pairwise", "annotators")
@@ -370,10 +370,8 @@ def consensus_of(votes: dict[str, str]) -> str:
 
 def default_source(spec: str) -> str:
     """The import's name: the file's stem, the dataset directory's name, or the DuckDB table's name."""
-    head, sep, table = spec.rpartition(":")
-    if sep and head.endswith((".duckdb", ".db")):
-        return table
-    return Path(spec).stem
+    duck = split_duckdb_spec(spec)
+    return duck[1] if duck else Path(spec).stem
 
 
 def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
@@ -411,9 +409,9 @@ def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: s
     """
     if fmt not in FORMATS:
         raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
-    split = db.split_settings(store)
+    split = human_sql.split_settings(store)
     read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns, split=split)
     report = read.report
-    report.new_pairs = db.replace_source_labels(store, report.source, read.pairs, read.labels)
-    report.split = db.split_counts(store) if split else None
+    report.new_pairs = human_sql.replace_source_labels(store, report.source, read.pairs, read.labels)
+    report.split = human_sql.split_counts(store) if split else None
     return report

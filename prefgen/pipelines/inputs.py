@@ -27,8 +27,9 @@ class Row:
     data: dict[str, Any]
 
 
-def _split_duckdb_spec(spec: str) -> tuple[Path, str] | None:
-    """`store.duckdb:table` names a table in a DuckDB file."""
+def split_duckdb_spec(spec: str) -> tuple[Path, str] | None:
+    """(file, table) when `spec` is `FILE.duckdb:TABLE` (or `FILE.db:TABLE`), which names a table in a
+    DuckDB file; None for any other input."""
     head, sep, table = spec.rpartition(":")
     if sep and head.endswith((".duckdb", ".db")) and table:
         return Path(head), table
@@ -38,7 +39,7 @@ def _split_duckdb_spec(spec: str) -> tuple[Path, str] | None:
 def read_rows(spec: str | Path) -> Iterator[Row]:
     """Rows of any supported input, with their line numbers."""
     spec = str(spec)
-    duck = _split_duckdb_spec(spec)
+    duck = split_duckdb_spec(spec)
     if duck:
         yield from _duckdb_rows(*duck)
         return

@@ -17,58 +17,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from prefgen.constitution import Constitution, load_constitution, sample_principles
 from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
-from prefgen.judge.base import JUDGE_ERROR, Comparison, Verdict
+from prefgen.judge.base import JUDGE_ERROR, Verdict
 from prefgen.judge.core import JudgeClient
 from prefgen.judge.pricing import resolve_price
 from prefgen.judge.prompts import make_template
 from prefgen.judge.registry import make_backend, parse_spec
-from prefgen.judge.swap import DEFAULT_THRESHOLD, aggregate_orders, aggregate_principles
+from prefgen.judge.swap import both_orders, pair_preference, preference, swap_answers
+from prefgen.pipelines.configs import LabelConfig
 from prefgen.pipelines.inputs import PairsRead, read_pairs
 from prefgen.pipelines.progress import LabelProgress
-from prefgen.records import Judgement, Pair, PairPreference, Preference
-from prefgen.storage import labels as db
+from prefgen.records import Answer, Judgement, Pair, SwapResult
+from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import Store
-
-ORDERINGS = ("ab", "ba")
-
-
-class LabelConfig(BaseModel):
-    """Everything `prefgen label` takes. Defaults are the documented CLI defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    constitution: Path
-    pairs: str
-    judge: str = "local"
-    db: Path = Path("prefgen.duckdb")
-    api_base: str | None = None
-    api_key: str | None = None
-    concurrency: int = Field(default=16, ge=1)
-    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
-    max_cost: float | None = Field(default=None, ge=0.0)
-    limit: int | None = Field(default=None, ge=1)
-    mode: Literal["direct", "cot", "verbalised"] = "direct"
-    samples: int = Field(default=1, ge=1, description="n > 1: self-consistency over n sampled answers")
-    price_in: float | None = Field(default=None, ge=0.0, description="USD per million input tokens")
-    price_out: float | None = Field(default=None, ge=0.0, description="USD per million output tokens")
-    max_attempts: int = Field(default=5, ge=1)
-    timeout_s: float = Field(default=120.0, gt=0)
-    transport: Literal["http", "sdk"] = "http"
-    batch_size: int = Field(default=8, ge=1, description="local judge: requests per forward pass")
-    write_batch: int = Field(default=512, ge=1, description="judgements per database write")
-    flush_interval_s: float = Field(default=1.0, gt=0, description="write at least this often: a crash "
-                                    "loses at most this much of answered calls")
-    skip_bad: bool = False
-    dry_run: bool = False
-    progress: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,25 +74,12 @@ class LabelSummary:
         return self.calls_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-@dataclass
-class _Answer:
-    status: str
-    p_first: float | None
-    source: str | None
-    letter: str | None = None
-
-
-def _comparison(pair: Pair, principle_text: str, ordering: str) -> Comparison:
-    first, second = (pair.response_a, pair.response_b) if ordering == "ab" else (pair.response_b, pair.response_a)
-    return Comparison(pair.prompt, first, second, principle_text)
-
-
 def plan_tasks(client: JudgeClient, constitution: Constitution, pairs: list[Pair]) -> list[Task]:
     tasks = []
     for pair in pairs:
         for principle in sample_principles(constitution, pair.id):
-            for ordering in ORDERINGS:
-                messages = client.render(_comparison(pair, principle.text, ordering))
+            for ordering, comparison in both_orders(pair, principle.text):
+                messages = client.render(comparison)
                 tasks.append(Task(pair.id, principle.id, ordering, client.request_hash(messages), messages))
     return tasks
 
@@ -195,7 +147,7 @@ class LabelRun:
         self.job_id = job_id
         self.run_id = f"run-{uuid.uuid4().hex[:12]}"
         self.tasks = plan_tasks(client, constitution, pairs)
-        self.answers: dict[str, _Answer] = {}
+        self.answers: dict[str, Answer] = {}
         self.buffer: list[Judgement] = []
         self.budget = Budget(config.max_cost)
         self.stop = asyncio.Event()
@@ -213,10 +165,10 @@ class LabelRun:
 
     # -- planning -----------------------------------------------------------------------------------------
     def tasks_to_send(self) -> list[Task]:
-        stored = db.stored_answers(self.store, [t.request_hash for t in self.tasks])
+        stored = labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks])
         for h, answer in stored.items():
             if answer.status != JUDGE_ERROR:  # a stored judge error is asked again; any answer is not
-                self.answers[h] = _Answer(answer.status, answer.p_first, answer.confidence_source)
+                self.answers[h] = answer
         unique: dict[str, Task] = {}
         for task in self.tasks:
             if task.request_hash not in self.answers:
@@ -270,8 +222,7 @@ class LabelRun:
         if verdict.status == JUDGE_ERROR:
             self.errors += 1
         else:
-            self.answers[task.request_hash] = _Answer(verdict.status, verdict.p_first, verdict.confidence_source,
-                                                      verdict.letter)
+            self.answers[task.request_hash] = Answer(verdict.status, verdict.p_first, verdict.confidence_source)
         self.buffer.append(self._judgement(task, verdict))
         self._update_live_counts(task)
         if self.progress:
@@ -297,48 +248,30 @@ class LabelRun:
 
     def flush(self) -> None:
         if self.buffer:
-            db.save_judgements(self.store, self.buffer)
+            labels_sql.save_judgements(self.store, self.buffer)
             self.buffer = []
 
     # -- deriving -----------------------------------------------------------------------------------------
-    def _swap(self, hashes: dict[str, str]):
-        ab, ba = self.answers.get(hashes["ab"]), self.answers.get(hashes["ba"])
-        return aggregate_orders(
-            ab.status if ab else None, ab.p_first if ab else None,
-            ba.status if ba else None, ba.p_first if ba else None,
-            self.config.threshold,
-        )
+    def _swap(self, hashes: dict[str, str]) -> SwapResult:
+        return swap_answers(self.answers.get(hashes["ab"]), self.answers.get(hashes["ba"]), self.config.threshold)
 
     def derive_preferences(self) -> None:
         """Per-principle and per-pair preferences from the answers; judge errors count as such, not as pending."""
-        stored_errors = {
-            h for h, a in db.stored_answers(self.store, [t.request_hash for t in self.tasks]).items()
-            if a.status == JUDGE_ERROR and h not in self.answers
-        }
-        prefs: list[Preference] = []
-        by_pair: dict[str, list[tuple[Any, float]]] = {}
+        # A judge error stored by this or an earlier run and not answered since stands in for its order.
+        answers = {
+            h: a for h, a in labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks]).items()
+            if a.status == JUDGE_ERROR
+        } | self.answers
+        prefs = []
+        by_pair: dict[str, list[tuple[SwapResult, float]]] = {}
         for (pair_id, principle_id), hashes in self._order_hashes.items():
-            result = self._swap(hashes)
-            if result.drop_reason == "pending" and stored_errors & set(hashes.values()):
-                result = aggregate_orders("judge_error", None, None, None, self.config.threshold)
-            ab, ba = self.answers.get(hashes["ab"]), self.answers.get(hashes["ba"])
-            sources = {a.source for a in (ab, ba) if a and a.source}
-            prefs.append(Preference(
-                self.job_id, pair_id, principle_id, ab.p_first if ab else None, ba.p_first if ba else None,
-                result.p_a, result.consistent, result.confidence, "+".join(sorted(sources)) or None,
-                result.chosen, result.kept, result.drop_reason, self.config.threshold,
-            ))
-            weight = self.constitution.principle(principle_id).weight
-            by_pair.setdefault(pair_id, []).append((result, weight))
-        pair_prefs = [
-            PairPreference(self.job_id, pair_id, **_asdict(aggregate_principles(results, self.config.threshold)))
-            for pair_id, results in by_pair.items()
-        ]
-        db.save_preferences(self.store, prefs, pair_prefs)
-
-
-def _asdict(agg: Any) -> dict[str, Any]:
-    return {name: getattr(agg, name) for name in agg.__slots__}
+            pref = preference(self.job_id, pair_id, principle_id, answers.get(hashes["ab"]), answers.get(hashes["ba"]),
+                              self.config.threshold)
+            prefs.append(pref)
+            by_pair.setdefault(pair_id, []).append((pref, self.constitution.principle(principle_id).weight))
+        pair_prefs = [pair_preference(self.job_id, pair_id, results, self.config.threshold)
+                      for pair_id, results in by_pair.items()]
+        labels_sql.save_preferences(self.store, prefs, pair_prefs)
 
 
 def _install_sigint(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> bool:
@@ -417,7 +350,7 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         if config.dry_run:
             return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo))
         _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))
-        db.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
+        labels_sql.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
                      args=config.model_dump(mode="json", exclude={"api_key"}))
         status = "failed"
         try:
@@ -427,7 +360,7 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         finally:
             run.flush()
             run.derive_preferences()
-            db.finish_run(store, run.run_id, status=status, n_pairs=len(read.pairs),
+            labels_sql.finish_run(store, run.run_id, status=status, n_pairs=len(read.pairs),
                           n_calls_planned=len(run.tasks), n_calls_cached=cached, n_calls_sent=run.sent,
                           cost=run.budget.spent)
         return _summary(run, status, cached, started)
@@ -438,19 +371,19 @@ async def label_async(config: LabelConfig) -> LabelSummary:
 
 def _save_inputs(store: Store, config: LabelConfig, constitution: Constitution, pairs: list[Pair],
                  job: dict[str, Any]) -> None:
-    db.save_constitution(
+    labels_sql.save_constitution(
         store, cid=constitution.id, name=constitution.name, version=str(constitution.version),
         source=str(config.constitution), body=constitution.model_dump(mode="json"),
         principles=[p.model_dump() | {"principle_id": p.id} for p in constitution.principles],
     )
-    db.save_pairs(store, pairs)
-    db.save_job(store, job)
+    labels_sql.save_pairs(store, pairs)
+    labels_sql.save_job(store, job)
 
 
 def _summary(run: LabelRun, status: str, cached: int, started: float,
              estimated: dict[str, Any] | None = None) -> LabelSummary:
-    counts = db.job_summary(run.store, run.job_id) if estimated is None else {}
-    bias = db.job_position_stats(run.store, run.job_id) if estimated is None else {}
+    counts = labels_sql.job_summary(run.store, run.job_id) if estimated is None else {}
+    bias = labels_sql.job_position_stats(run.store, run.job_id) if estimated is None else {}
     return LabelSummary(
         run_id=run.run_id, job_id=run.job_id, status=status, pairs=len(run.pairs),
         calls_planned=len(run.tasks), calls_cached=cached, calls_sent=run.sent, judge_errors=run.errors,

@@ -75,6 +75,23 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         console.print("[yellow]Interrupted; everything answered is stored. Run the same command to resume.[/yellow]")
 
 
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def train_summary_lines(outcome: Any) -> list[str]:
+    """The end-of-training lines of `prefgen train`, from a `TrainOutcome` and its data report."""
+    report = outcome.data_report
+    return [
+        f"trained {outcome.members} model(s) ({outcome.method}) on {outcome.n_train} pairs on {outcome.device} "
+        f"in {outcome.duration_s:.0f} s; training loss {_loss(outcome.initial_loss)} -> "
+        f"{_loss(outcome.final_loss)} (ln 2 = 0.693 is a model that knows nothing)",
+        f"truncated {report.get('n_truncated', 0)}, dropped {report.get('n_dropped_identical', 0)} "
+        f"(both sides identical) of {report.get('n_in', outcome.n_train)} pairs; run {outcome.run_id}; "
+        f"saved to {outcome.out_dir}",
+    ]
+
+
 def print_stats(store: Store, console: Console | None = None) -> None:
     from prefgen.pipelines.agreement import agreement_summary
 

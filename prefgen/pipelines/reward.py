@@ -36,6 +36,7 @@ class TrainOutcome:
     initial_loss: float | None
     final_loss: float | None
     data_report: dict[str, Any]
+    method: str = "head"
 
 
 def _judge_agreement(store: Store) -> dict[str, float]:
@@ -92,7 +93,7 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
         run_id=run_id, out_dir=str(out_dir), n_train=sum(m.n_train for m in members), members=len(members),
         device=first.device, pairs_per_s=sum(m.pairs_per_s for m in members) / len(members),
         duration_s=sum(m.duration_s for m in members), initial_loss=first.initial_loss,
-        final_loss=members[-1].final_loss, data_report=first.data_report,
+        final_loss=members[-1].final_loss, data_report=first.data_report, method=config.method,
     )
     db.finish_rm_run(store, run_id, status="finished", data=outcome.data_report, n_train=outcome.n_train,
                      device=first.device, dtype=first.dtype, duration_s=outcome.duration_s,

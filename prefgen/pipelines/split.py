@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 
 from prefgen.errors import PrefgenError
-from prefgen.storage import human as db
+from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
 TRAIN = "train"
@@ -53,12 +53,12 @@ def split_human(store: Store, *, heldout: float, seed: int = 0) -> SplitReport:
     """Assign every human-labelled prompt to train or heldout and record the split's settings."""
     if not 0.0 <= heldout < 1.0:
         raise PrefgenError(f"--heldout must be in [0, 1) (got {heldout})")
-    prompt_ids = db.labelled_prompt_ids(store)
+    prompt_ids = human_sql.labelled_prompt_ids(store)
     if not prompt_ids:
         raise PrefgenError(f"{store.path}: no human labels to split (run `prefgen import-human` first)")
     sides = {pid: side_of(pid, heldout, seed) for pid in prompt_ids}
-    db.save_split(store, heldout, seed, sides)
+    human_sql.save_split(store, heldout, seed, sides)
     prompts = {TRAIN: 0, HELDOUT: 0}
     for side in sides.values():
         prompts[side] += 1
-    return SplitReport(heldout, seed, prompts, db.split_counts(store))
+    return SplitReport(heldout, seed, prompts, human_sql.split_counts(store))

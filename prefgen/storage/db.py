@@ -71,6 +71,11 @@ class Store:
         columns = [d[0] for d in cur.description] if cur.description else []
         return columns, cur.fetchall() if cur.description else []
 
+    def dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Run SQL; one dict per row, keyed by column name."""
+        columns, rows = self.query(sql, params)
+        return [dict(zip(columns, row)) for row in rows]
+
     def run_sql(self, sql: str):
         """A user's query (from `prefgen sql`); errors come back as one readable line."""
         try:

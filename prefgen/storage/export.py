@@ -69,19 +69,13 @@ def _training_rows(records: Sequence[dict[str, Any]], extras: Sequence[str]) -> 
     return rows
 
 
-def _records(store: Store, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-    columns, rows = store.query(sql, params)
-    return [dict(zip(columns, row)) for row in rows]
-
-
 def mix_rows_for_training(store: Store, mix_name: str) -> list[dict[str, Any]]:
     """The rows of a stored mix, in mix order, as TRL preference dicts (`margin` when the mix has margins)."""
     filters = mix_manifest(store, mix_name)["filters"]
     weighted = filters.get("weight_by_confidence") or filters.get("ai_weight") is not None
     extras = ["p_chosen", *(["margin"] if filters.get("margin_by_confidence") else []),
               *(["weight"] if weighted else [])]
-    records = _records(
-        store,
+    records = store.dicts(
         f"""SELECT m.pair_id, m.source, m.chosen, m.margin, m.weight,
                    coalesce(m.p_chosen, 1.0) AS p_chosen, {_PAIR_COLUMNS}
             FROM mix_rows m JOIN pairs p ON p.id = m.pair_id
@@ -104,8 +98,8 @@ def training_rows_for(store: Store, records: Sequence[dict[str, Any]]) -> list[d
                                                    ("weight", pa.float64()), ("position", pa.int64())]))
     store.con.register("_picked", batch)
     try:
-        rows = _records(store, f"""SELECT m.pair_id, m.source, m.chosen, m.p_chosen, m.weight, {_PAIR_COLUMNS}
-                                   FROM _picked m JOIN pairs p ON p.id = m.pair_id ORDER BY m.position""", [])
+        rows = store.dicts(f"""SELECT m.pair_id, m.source, m.chosen, m.p_chosen, m.weight, {_PAIR_COLUMNS}
+                               FROM _picked m JOIN pairs p ON p.id = m.pair_id ORDER BY m.position""")
     finally:
         store.con.unregister("_picked")
     return _training_rows(rows, ["p_chosen", "weight"])
@@ -115,8 +109,7 @@ def heldout_rows(store: Store, *, include_ties: bool = False) -> list[dict[str, 
     """Held-out human pairs as TRL preference dicts, by pair id. Ties have no chosen side: they are left out,
     or (for evaluation) included with `tie: True`."""
     winners = "('a', 'b', 'tie')" if include_ties else "('a', 'b')"
-    records = _records(
-        store,
+    records = store.dicts(
         f"""SELECT h.pair_id, 'human' AS source, h.winner AS chosen, {_PAIR_COLUMNS}
             FROM human_pair_labels h JOIN pairs p ON p.id = h.pair_id
             WHERE h.split = 'heldout' AND h.winner IN {winners} ORDER BY h.pair_id""",

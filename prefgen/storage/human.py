@@ -68,17 +68,11 @@ def split_counts(store: Store) -> dict[str, int]:
     return dict(rows)
 
 
-def _dicts(store: Store, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-    columns, rows = store.query(sql, params)
-    return [dict(zip(columns, row)) for row in rows]
-
-
 def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
     """Per label job and human-labelled pair: the human winner, the judge's unfiltered P(a better) (the
     principle-weighted mean over every principle with a swap-averaged answer, kept or not), and the filtered
     outcome (`kept`, `chosen`) from pair_preferences."""
-    return _dicts(
-        store,
+    return store.dicts(
         """WITH weighted AS (
                SELECT pr.job_id, pr.pair_id,
                       sum(pr.p_a * coalesce(w.weight, 1.0)) / sum(coalesce(w.weight, 1.0)) AS p_a
@@ -103,8 +97,7 @@ def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None =
 def principle_verdicts(store: Store, *, judge: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
     """Per label job, principle and human-labelled pair: the principle's swap-averaged choice and whether it
     passed the filter."""
-    return _dicts(
-        store,
+    return store.dicts(
         """SELECT pr.job_id, pr.principle_id, pr.pair_id, pr.chosen, pr.kept, h.winner AS human
            FROM preferences pr
            JOIN label_jobs j USING (job_id)
@@ -118,8 +111,7 @@ def principle_verdicts(store: Store, *, judge: str | None = None, split: str | N
 
 def annotator_votes(store: Store, *, split: str | None = None) -> list[dict[str, Any]]:
     """Every individual annotator's label (not the consensus rows), for inter-annotator agreement."""
-    return _dicts(
-        store,
+    return store.dicts(
         """SELECT source, pair_id, annotator, winner FROM human_labels
            WHERE annotator NOT IN ('label', 'majority') AND ($1 IS NULL OR split = $1)
            ORDER BY source, pair_id, annotator""",
@@ -130,8 +122,7 @@ def annotator_votes(store: Store, *, split: str | None = None) -> list[dict[str,
 def human_label_counts(store: Store) -> dict[str, Any]:
     """Labelled pairs per source and split, and per consensus winner, for summaries."""
     return {
-        "by_source": _dicts(
-            store,
+        "by_source": store.dicts(
             """SELECT source, coalesce(split, 'unassigned') AS split, count(*) AS pairs
                FROM human_labels WHERE annotator IN ('label', 'majority') GROUP BY ALL ORDER BY ALL""",
             [],

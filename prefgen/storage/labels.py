@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from prefgen.records import Judgement, Pair, PairPreference, Preference
+from prefgen.records import Answer, Judgement, Pair, PairPreference, Preference
 from prefgen.storage.db import Store, rows_to_arrow
-
-
-@dataclass(frozen=True, slots=True)
-class StoredAnswer:
-    """What the preference step needs from one stored judgement."""
-
-    status: str
-    p_first: float | None
-    confidence_source: str | None
 
 
 def save_constitution(store: Store, *, cid: str, name: str, version: str | None, source: str,
@@ -81,7 +71,7 @@ def _hash_table(hashes: Sequence[str]) -> pa.Table:
     return pa.table({"request_hash": pa.array(hashes, pa.string())})
 
 
-def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, StoredAnswer]:
+def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
     """The stored judgements among `hashes`, judge errors included (the caller decides what to retry)."""
     store.con.register("_wanted", _hash_table(hashes))
     try:
@@ -91,7 +81,7 @@ def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, StoredAnswe
         ).fetchall()
     finally:
         store.con.unregister("_wanted")
-    return {h: StoredAnswer(status, p, src) for h, status, p, src in rows}
+    return {h: Answer(status, p, src) for h, status, p, src in rows}
 
 
 def save_judgements(store: Store, rows: Sequence[Judgement]) -> int:

@@ -15,8 +15,7 @@ MANIFEST_JSON = ("inputs", "filters", "counts", "auto")
 
 
 def _dicts(store: Store, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
-    columns, rows = store.query(sql, params)
-    return [dict(zip(columns, row)) for row in rows]
+    return store.dicts(sql, params)
 
 
 def unsplit_human_pairs(store: Store) -> int:

@@ -7,13 +7,8 @@ from typing import Any
 from prefgen.storage.db import Store
 
 
-def _dicts(store: Store, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    columns, rows = store.query(sql, params)
-    return [dict(zip(columns, row)) for row in rows]
-
-
 def overview(store: Store) -> dict[str, Any]:
-    columns, rows = store.query(
+    (row,) = store.dicts(
         """SELECT
              (SELECT count(*) FROM pairs) AS pairs,
              (SELECT count(*) FROM judgements) AS judgements,
@@ -24,12 +19,11 @@ def overview(store: Store) -> dict[str, Any]:
              (SELECT coalesce(sum(tokens_out), 0) FROM judgements) AS tokens_out,
              (SELECT coalesce(sum(cost), 0) FROM judgements) AS cost"""
     )
-    return dict(zip(columns, rows[0]))
+    return row
 
 
 def jobs(store: Store) -> list[dict[str, Any]]:
-    return _dicts(
-        store,
+    return store.dicts(
         """SELECT j.job_id, j.judge_spec, j.template_version, j.confidence_mode,
                   count(pp.pair_id) AS pairs,
                   sum(CASE WHEN pp.kept THEN 1 ELSE 0 END) AS kept_pairs,
@@ -42,16 +36,16 @@ def jobs(store: Store) -> list[dict[str, Any]]:
 
 
 def drop_reasons(store: Store) -> list[dict[str, Any]]:
-    return _dicts(store, "SELECT * FROM drop_reasons ORDER BY job_id, preferences DESC")
+    return store.dicts("SELECT * FROM drop_reasons ORDER BY job_id, preferences DESC")
 
 
 def position_bias(store: Store) -> list[dict[str, Any]]:
-    return _dicts(store, "SELECT * FROM position_bias ORDER BY backend, model, principle_id")
+    return store.dicts("SELECT * FROM position_bias ORDER BY backend, model, principle_id")
 
 
 def consistency(store: Store) -> list[dict[str, Any]]:
-    return _dicts(store, "SELECT * FROM consistency ORDER BY backend, model, principle_id")
+    return store.dicts("SELECT * FROM consistency ORDER BY backend, model, principle_id")
 
 
 def confidence_histogram(store: Store) -> list[dict[str, Any]]:
-    return _dicts(store, "SELECT * FROM confidence_histogram ORDER BY job_id, bucket")
+    return store.dicts("SELECT * FROM confidence_histogram ORDER BY job_id, bucket")

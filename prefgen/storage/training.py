@@ -49,7 +49,7 @@ def save_rm_eval(store: Store, *, eval_id: str, run_id: str | None, model_path: 
 
 def principles_for_mix(store: Store, mix_name: str) -> list[dict[str, Any]]:
     """The principles behind the AI rows of a mix (from the constitutions of their label jobs)."""
-    columns, rows = store.query(
+    return store.dicts(
         """SELECT DISTINCT pr.principle_id AS name, pr.text, pr.weight, pr.category
            FROM mix_rows m
            JOIN label_jobs j ON j.job_id = m.origin
@@ -58,7 +58,6 @@ def principles_for_mix(store: Store, mix_name: str) -> list[dict[str, Any]]:
            ORDER BY name""",
         [mix_name],
     )
-    return [dict(zip(columns, row)) for row in rows]
 
 
 def mix_of_checkpoint(store: Store, checkpoint_path: str) -> str | None:

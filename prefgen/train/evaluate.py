@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from prefgen.bootstrap import mean_interval
+
 DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
 PLOT_FILES = {
     "reliability": "eval_reliability.png",
@@ -51,14 +53,8 @@ def accuracy(r_chosen: Any, r_rejected: Any, ties: Any = None) -> float:
 def bootstrap_interval(
     values: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (seeded, so reports are reproducible)."""
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    """Percentile bootstrap interval of the mean of `values` (seeded, so reports are reproducible); NaNs when empty."""
+    return mean_interval(values, n_resamples=n_boot, level=level, seed=seed) or (math.nan, math.nan)
 
 
 def tie_report(r_chosen: Any, r_rejected: Any, ties: Any, tie_margin: float = DEFAULT_TIE_MARGIN) -> dict[str, Any]:

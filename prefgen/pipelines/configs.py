@@ -1,0 +1,75 @@
+"""Config models of the commands: each default, help text and rule written once.
+
+The command line builds its options from these fields (`prefgen.cli_options.option_from_field`), so a
+default or a help text changed here changes `--help` too. Kept apart from the pipelines, and light to
+import, so that the CLI can read them without loading the pipelines' dependencies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from prefgen.judge.swap import DEFAULT_THRESHOLD
+
+
+class LabelConfig(BaseModel):
+    """Everything `prefgen label` takes. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    constitution: Path = Field(description="Constitution file (YAML or JSON).")
+    pairs: str = Field(description="Pairs: .jsonl/.csv/.parquet with prompt, response_a, response_b; "
+                                   "a datasets directory; or FILE.duckdb:TABLE.")
+    judge: str = Field(default="local", description="Judge spec: openai:MODEL, anthropic:MODEL, "
+                                                    "litellm:PROVIDER/MODEL, local, local:/path.")
+    db: Path = Field(default=Path("prefgen.duckdb"),
+                     description="DuckDB file holding every judgement, label, mix and run.")
+    api_base: str | None = Field(default=None,
+                                 description="Base URL of an OpenAI-compatible or Anthropic-compatible server.")
+    api_key: str | None = Field(default=None, description="API key (default: the provider's usual environment "
+                                                          "variable).")
+    concurrency: int = Field(default=16, ge=1, description="Judge calls in flight at once.")
+    threshold: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0,
+                             description="Keep a preference when consistent across orders and "
+                                         "|2 P(a better) - 1| >= this.")
+    max_cost: float | None = Field(default=None, ge=0.0,
+                                   description="Stop cleanly before spending more than this (USD).")
+    limit: int | None = Field(default=None, ge=1, description="Label only the first N pairs.")
+    mode: Literal["direct", "cot", "verbalised"] = Field(
+        default="direct", description="direct: one letter (soft label from logprobs); cot: reason, then a "
+                                      "verdict line; verbalised: letter plus a stated confidence.")
+    samples: int = Field(default=1, ge=1, description="Self-consistency: sample N answers per call (for judges "
+                                                      "without logprobs).")
+    price_in: float | None = Field(default=None, ge=0.0,
+                                   description="USD per million input tokens (overrides the list price).")
+    price_out: float | None = Field(default=None, ge=0.0, description="USD per million output tokens.")
+    max_attempts: int = Field(default=5, ge=1, description="Tries per call on 429/5xx/timeouts.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per call.")
+    transport: Literal["http", "sdk"] = Field(default="http", description="openai backend: lean HTTP client "
+                                                                         "(fast) or the official SDK.")
+    batch_size: int = Field(default=8, ge=1, description="Local judge: requests per forward pass.")
+    write_batch: int = Field(default=512, ge=1, description="Judgements per database write.")
+    flush_interval_s: float = Field(default=1.0, gt=0, description="Write at least this often (seconds): a crash "
+                                                                   "loses at most this much of answered calls.")
+    skip_bad: bool = Field(default=False, description="Skip invalid rows (reported) instead of failing.")
+    dry_run: bool = Field(default=False, description="Estimate calls, tokens and cost; send nothing.")
+    progress: bool = Field(default=True, description="Show a progress bar.")
+
+
+class QueryOutput(BaseModel):
+    """Where and how `prefgen sql` writes a query's result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["table", "csv", "json", "parquet"] = Field(
+        default="table", description="table: printed; csv / json: printed, or written to --out; parquet: --out only.")
+    out: Path | None = Field(default=None, description="Write to this file instead of printing.")
+
+    @model_validator(mode="after")
+    def _parquet_needs_a_file(self) -> QueryOutput:
+        if self.format == "parquet" and self.out is None:
+            raise ValueError("--format parquet needs --out FILE")
+        return self
