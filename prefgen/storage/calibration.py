@@ -10,19 +10,13 @@ from prefgen.storage.db import Store
 CALIBRATION_JSON = ("params", "reliability")
 
 
-def _dicts(store: Store, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-    columns, rows = store.query(sql, params)
-    return [dict(zip(columns, row)) for row in rows]
-
-
 def calibration_pairs(store: Store) -> list[dict[str, Any]]:
     """Per judge key (judge, template, constitution) and human *train* pair: the judge's unfiltered P(a better)
     (principle-weighted over every answered principle, every job of that key) and the humans' winner.
 
     Only the train split: the held-out labels judge the reward model and must not shape its training data.
     """
-    return _dicts(
-        store,
+    return store.dicts(
         """WITH weighted AS (
                SELECT j.judge_spec, j.template_version, j.constitution_id, pr.pair_id,
                       sum(pr.p_a * coalesce(w.weight, 1.0)) / sum(coalesce(w.weight, 1.0)) AS p_a
@@ -41,8 +35,7 @@ def calibration_pairs(store: Store) -> list[dict[str, Any]]:
 
 def judge_keys(store: Store) -> list[dict[str, Any]]:
     """Every (judge, template, constitution) that labelled pairs, with its label jobs."""
-    return _dicts(
-        store,
+    return store.dicts(
         """SELECT judge_spec, template_version, constitution_id, list(job_id ORDER BY job_id) AS job_ids
            FROM label_jobs GROUP BY ALL ORDER BY ALL""",
     )
@@ -56,5 +49,5 @@ def save_calibrations(store: Store, records: list[dict[str, Any]]) -> None:
 
 
 def calibrations(store: Store) -> list[dict[str, Any]]:
-    rows = _dicts(store, "SELECT * EXCLUDE (fitted_at) FROM calibrations ORDER BY judge_spec, calibration_id")
+    rows = store.dicts("SELECT * EXCLUDE (fitted_at) FROM calibrations ORDER BY judge_spec, calibration_id")
     return [{k: json.loads(v) if k in CALIBRATION_JSON else v for k, v in r.items()} for r in rows]
