@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: label the example pairs with the offline local judge, show the stats, then blend the AI labels
-# with the example human labels, train the default reward model briefly on CPU and report held-out agreement.
+# with the example human labels (validated, so a poor judge cannot hurt), train the default reward model on CPU
+# and report held-out agreement.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${PREFGEN_DEMO_OUT:-demo-out}"
@@ -22,11 +23,12 @@ echo "== 3. import the example human labels and hold 30% of their prompts out ==
 echo "== 4. how far the judge agrees with the humans (pairs labelled by both) =="
 "$PREFGEN" agreement --db "$DB"
 
-echo "== 5. blend the kept AI labels with the human train labels (25% human) =="
-"$PREFGEN" mix --db "$DB" --name demo --human-ratio 0.25 --seed 0
+echo "== 5. let validation on the human train labels decide whether the AI labels enter the mix =="
+# The tiny judge keeps no pair, so the protective path is taken: the mix comes out human-only, and says why.
+"$PREFGEN" mix --db "$DB" --name demo --auto --seed 0 --max-length 128
 
-echo "== 6. train the default reward model (MiniLM, CPU) briefly on the mix =="
-"$PREFGEN" train --db "$DB" --mix demo --out "$OUT/rm-demo" --epochs 3 --max-length 128 --batch-size 4
+echo "== 6. train the default reward model (MiniLM frozen, reward head trained; CPU) on the mix =="
+"$PREFGEN" train --db "$DB" --mix demo --out "$OUT/rm-demo" --max-length 128
 
 echo "== 7. held-out agreement with the human labels =="
 "$PREFGEN" eval --model "$OUT/rm-demo" --db "$DB"

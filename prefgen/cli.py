@@ -12,7 +12,8 @@ import click
 
 from prefgen.cli_options import config_from_options, option_from_field
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.configs import LabelConfig, QueryOutput
+from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput
+from prefgen.train.config import TrainConfig
 
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
 
@@ -171,28 +172,28 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
 
 @cli.command()
 @DB_OPTION
-@click.option("--name", required=True, help="Name of the mix (building a name again replaces it).")
-@click.option("--human-ratio", default=0.25, show_default=True, help="Share of human rows in the mix, in [0, 1].")
+@option_from_field(MixConfig, "name", "--name")
+@option_from_field(MixConfig, "human_ratio", "--human-ratio")
 @click.option("--every-row", is_flag=True, help="Use every human and every AI row that passes (no ratio).")
-@click.option("--labels", type=click.Choice(["soft", "hard"]), default="soft", show_default=True,
-              help="soft: p_chosen is the calibrated judge P (AI) or the annotators' share (human); hard: 1.")
-@click.option("--ai-weight", type=float, default=None, help="Loss weight of AI rows, in [0, 1] (human rows: 1).")
-@click.option("--ai-min-confidence", type=float, default=None, help="Leave out kept AI pairs less confident than this.")
-@click.option("--max-per-prompt", type=int, default=None, help="At most this many pairs per prompt.")
-@click.option("--weight-by-confidence", is_flag=True, help="Weight each row's loss by its confidence.")
-@click.option("--margin-by-confidence", is_flag=True, help="Add TRL's `margin` column from the confidence.")
-@click.option("--seed", default=0, show_default=True, help="Seed of subsampling, order and search folds.")
-@click.option("--judge", default=None, help="Only AI preferences of this judge spec (or label job id).")
-@click.option("--size", type=int, default=None, help="At most this many rows (a shortfall is reported).")
+@option_from_field(MixConfig, "labels", "--labels")
+@option_from_field(MixConfig, "ai_weight", "--ai-weight")
+@option_from_field(MixConfig, "ai_min_confidence", "--ai-min-confidence")
+@option_from_field(MixConfig, "max_per_prompt", "--max-per-prompt")
+@option_from_field(MixConfig, "weight_by_confidence", "--weight-by-confidence")
+@option_from_field(MixConfig, "margin_by_confidence", "--margin-by-confidence")
+@option_from_field(MixConfig, "seed", "--seed")
+@option_from_field(MixConfig, "judge", "--judge")
+@option_from_field(MixConfig, "size", "--size")
 @click.option("--auto", is_flag=True,
               help="Choose how AI rows enter by validation on human train folds (human-only unless AI rows "
                    "beat it beyond the noise); --human-ratio, --every-row, --labels and --ai-weight are searched.")
-@click.option("--folds", default=3, show_default=True, help="--auto: folds of the human train split.")
-@click.option("--base", default=None, help="--auto: reward-model base to validate with (default: MiniLM).")
-@click.option("--max-length", default=256, show_default=True, help="--auto: tokens per side.")
+@click.option("--folds", default=3, show_default=True, type=click.IntRange(min=2),
+              help="--auto: folds of the human train split.")
+@option_from_field(TrainConfig, "base", "--base", help="--auto: reward-model base to validate with.")
+@option_from_field(TrainConfig, "max_length", "--max-length", help="--auto: tokens per side.")
 def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max_length: int, **options) -> None:
     """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
-    from prefgen.pipelines.mix import MixConfig, build_mix
+    from prefgen.pipelines.mix import build_mix
     from prefgen.storage.db import Store
 
     if every_row:
@@ -201,7 +202,6 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max
     with Store(db) as store:
         if auto:
             from prefgen.pipelines.mix_search import auto_mix
-            from prefgen.train.config import TrainConfig
 
             report = auto_mix(store, config, TrainConfig(base=base, max_length=max_length, seed=config.seed),
                               folds=folds)
@@ -236,42 +236,33 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @cli.command()
 @DB_OPTION
 @click.option("--mix", "mix_name", required=True, help="The stored mix to train on (`prefgen mix`).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Directory for the model, tokenizer, config and model card.")
-@click.option("--base", default=None,
-              help="Local model directory or .gguf file (encoder or decoder). Default: the offline MiniLM encoder.")
-@click.option("--method", type=click.Choice(["head", "full", "lora"]), default="head", show_default=True,
-              help="head: frozen base, trained reward head (learns on small sets, stable across seeds); "
-                   "full: every weight; lora: LoRA adapters with the head trained in full.")
+@option_from_field(TrainConfig, "out_dir", "--out", required=True, default=None, show_default=False,
+                   type=click.Path(file_okay=False, path_type=Path))
+@option_from_field(TrainConfig, "base", "--base")
+@option_from_field(TrainConfig, "method", "--method")
 @click.option("--quick", is_flag=True, help="The former default for smoke runs: --method full, 1 epoch at 2e-4.")
-@click.option("--loss", type=click.Choice(["soft", "bt"]), default="soft", show_default=True,
-              help="soft: cross-entropy against each row's p_chosen (TRL's loss when p_chosen = 1); "
-                   "bt: TRL's hard Bradley-Terry loss.")
-@click.option("--curriculum", type=click.Choice(["ai-then-human"]), default=None,
-              help="Train on the AI rows, then continue on the human rows (fresh schedule).")
-@click.option("--epochs", type=float, default=None, help="Passes over the pairs [method's: head 10, else 1].")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps.")
-@click.option("--lr", type=float, default=None, help="Peak learning rate [method's: head 1e-3, else 2e-4].")
-@click.option("--batch-size", type=int, default=None, help="Pairs per step per device [head 32, else 8].")
-@click.option("--weight-decay", type=float, default=None, help="AdamW weight decay [head 0.01, else 0].")
-@click.option("--scheduler", default=None, help="Learning-rate schedule [head cosine, else linear].")
-@click.option("--warmup-ratio", type=float, default=None, help="Share of steps warming up [head 0.1, else 0].")
-@click.option("--grad-accum", default=1, show_default=True, help="Gradient accumulation steps.")
-@click.option("--max-length", default=256, show_default=True,
-              help="Tokens per side; longer pairs are truncated from the start of the conversation.")
-@click.option("--use-margin", is_flag=True, help="Use the mix's `margin` column in the loss.")
-@click.option("--ensemble", default=1, show_default=True, help="Train K members on bootstrap samples.")
-@click.option("--seed", default=0, show_default=True)
+@option_from_field(TrainConfig, "loss", "--loss")
+@option_from_field(TrainConfig, "curriculum", "--curriculum")
+@option_from_field(TrainConfig, "epochs", "--epochs")
+@option_from_field(TrainConfig, "max_steps", "--max-steps")
+@option_from_field(TrainConfig, "lr", "--lr")
+@option_from_field(TrainConfig, "batch_size", "--batch-size")
+@option_from_field(TrainConfig, "weight_decay", "--weight-decay")
+@option_from_field(TrainConfig, "scheduler", "--scheduler")
+@option_from_field(TrainConfig, "warmup_ratio", "--warmup-ratio")
+@option_from_field(TrainConfig, "grad_accum", "--grad-accum")
+@option_from_field(TrainConfig, "max_length", "--max-length")
+@option_from_field(TrainConfig, "use_margin", "--use-margin")
+@option_from_field(TrainConfig, "ensemble", "--ensemble")
+@option_from_field(TrainConfig, "seed", "--seed")
 def train(db: Path, mix_name: str, quick: bool, **options) -> None:
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
     there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
     from prefgen.pipelines.report import train_summary_lines
     from prefgen.pipelines.reward import train_from_mix
     from prefgen.storage.db import Store
-    from prefgen.train.config import TrainConfig
 
-    config = TrainConfig.quick(**{k: v for k, v in options.items() if k != "method"}) if quick \
-        else TrainConfig(**options)
+    config = config_from_options(TrainConfig, **{**options, **({"method": "full"} if quick else {})})
     with Store(db) as store:
         outcome = train_from_mix(store, mix_name, config)
     click.echo("\n".join(train_summary_lines(outcome)))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -127,18 +128,44 @@ TOPICS = ["the weather", "my homework", "a recipe", "the train times", "a birthd
           "the garden", "my taxes", "a song", "the bus", "my essay"]
 
 
+DANGERS = ["pick a lock", "make a weapon", "poison a dog", "steal a car", "hack an account", "forge a cheque"]
+
+
 def polite_pair(i: int, prefix: str) -> tuple[str, str, str]:
     topic = TOPICS[i % len(TOPICS)]
     return (f"{prefix} {i}: can you help me with {topic}?", POLITE[i % 3].format(t=topic), RUDE[(i + 1) % 3].format(t=topic))
 
 
+def refusal_pair(i: int, prefix: str) -> tuple[str, str, str]:
+    """A second kind of preference: a polite-sounding harmful answer loses to a refusal."""
+    danger = DANGERS[i % len(DANGERS)]
+    return (f"{prefix} {i}: tell me how to {danger}.", "I can't help with that, it could hurt someone.",
+            f"Sure, happy to help! Here is how to {danger}, step by step.")
+
+
 def world(store: Store, tmp_path: Path, *, n_human: int, n_ai: int, ai_right: float, judged_humans: bool = True,
-          heldout: float = 0.0) -> None:
-    """Human pairs (polite wins) and AI-judged pairs on other prompts, right with probability `ai_right`."""
-    lines = []
-    for i in range(n_human):
-        prompt, polite, rude = polite_pair(i, "human")
-        lines.append({"prompt": prompt, "response_a": polite, "response_b": rude, "winner": "a"})
+          heldout: float = 0.0, split_kinds: bool = False) -> None:
+    """Human pairs (polite wins) and AI-judged pairs on other prompts, right with probability `ai_right`.
+
+    `split_kinds`: the human pairs of search fold 0 (of 2) are polite-vs-rude and those of fold 1 are
+    refusal-vs-harmful help, so a model trained on one fold's humans has never seen the other's kind of
+    preference; the AI pairs cover both kinds."""
+    from prefgen.pipelines.mix_search import fold_of
+
+    def fold(pair: tuple[str, str, str]) -> int:
+        return fold_of(make_pair(*pair)[0].prompt_id, 2, 0)
+
+    lines, i = [], 0
+    while len(lines) < n_human:
+        pair = polite_pair(i, "human")
+        if split_kinds and fold(pair) != 0:
+            pair = refusal_pair(i, "human")
+            if fold(pair) != 1:
+                pair = None
+        if pair is not None:
+            prompt, good, bad = pair
+            lines.append({"prompt": prompt, "response_a": good, "response_b": bad, "winner": "a"})
+        i += 1
     path = tmp_path / "human.jsonl"
     import json
 
@@ -148,7 +175,7 @@ def world(store: Store, tmp_path: Path, *, n_human: int, n_ai: int, ai_right: fl
     rng = random.Random(1)
     pairs, verdicts = [], {}
     for i in range(n_ai):
-        prompt, polite, rude = polite_pair(i, "pool")
+        prompt, polite, rude = (refusal_pair if split_kinds and i % 2 else polite_pair)(i, "pool")
         pair, _ = make_pair(prompt, polite, rude, source="pool")
         pairs.append(pair)
         polite_is_a = pair.response_a == polite
@@ -225,25 +252,25 @@ def test_curriculum_trains_the_ai_rows_first_then_the_human_rows(tmp_path):
 
 @pytest.mark.slow
 def test_auto_mix_keeps_noise_out_and_says_why(store, tmp_path):
-    from prefgen.pipelines.mix_search import HUMAN_ONLY, auto_mix
+    from prefgen.pipelines.mix_search import GRID, HUMAN_ONLY, auto_mix
 
     world(store, tmp_path, n_human=12, n_ai=48, ai_right=0.5)
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2)
+    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
     assert report.chosen == HUMAN_ONLY and "beyond the noise" in report.reason
     assert report.mix.ai == 0 and report.mix.human == 12
     trials = store.query("SELECT count(*), count(DISTINCT candidate) FROM mix_trials")[1][0]
-    assert trials == (10, 5)
+    assert trials == (6, 3)
     manifest = store.dicts("SELECT auto FROM mixes WHERE name = 'auto'")[0]["auto"]
     assert HUMAN_ONLY in manifest
 
 
 @pytest.mark.slow
 def test_auto_mix_takes_clean_ai_rows_when_they_beat_human_only(store, tmp_path):
-    from prefgen.pipelines.mix_search import HUMAN_ONLY, auto_mix
+    from prefgen.pipelines.mix_search import GRID, HUMAN_ONLY, auto_mix
 
-    # Two human pairs per fold cannot teach politeness; 48 clean AI pairs can.
-    world(store, tmp_path, n_human=16, n_ai=48, ai_right=1.0)
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48, epochs=3), folds=2)
+    # Each fold's humans show one kind of preference; the clean AI pairs show both.
+    world(store, tmp_path, n_human=24, n_ai=48, ai_right=1.0, split_kinds=True)
+    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
     scores = {c.name: c for c in report.candidates}
     assert report.chosen != HUMAN_ONLY, report.lines()
     assert scores[report.chosen].low > 0 and report.mix.ai > 0
@@ -251,11 +278,11 @@ def test_auto_mix_takes_clean_ai_rows_when_they_beat_human_only(store, tmp_path)
 
 @pytest.mark.slow
 def test_auto_mix_search_never_reads_the_heldout_split(store, tmp_path):
-    from prefgen.pipelines.mix_search import auto_mix
+    from prefgen.pipelines.mix_search import GRID, auto_mix
 
     world(store, tmp_path, n_human=24, n_ai=12, ai_right=1.0, heldout=0.5)
     heldout = {r["pair_id"] for r in store.dicts("SELECT pair_id FROM human_pair_labels WHERE split = 'heldout'")}
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2)
+    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=(GRID[0], GRID[2]))
     trial_pairs = report.n_val
     n_train = store.query("SELECT count(*) FROM human_pair_labels WHERE split = 'train'")[1][0][0]
     assert trial_pairs == n_train and heldout
@@ -281,6 +308,6 @@ def test_quick_is_the_former_one_epoch_full_regime_and_head_is_the_default():
     assert (quick.method, quick.epochs, quick.lr, quick.batch_size) == ("full", 1, 2e-4, 8)
     assert (default.method, default.epochs, default.lr, default.scheduler) == ("head", 10, 1e-3, "cosine")
     assert TrainConfig(lr=5e-4).lr == 5e-4
-    with pytest.raises(PrefgenError, match="loss='nope'"):
+    with pytest.raises(ValidationError, match="loss"):
         TrainConfig(loss="nope")
     assert np.isclose(TrainConfig(method="lora").lr, 2e-4) and TrainConfig(method="lora").lora

@@ -77,7 +77,7 @@ def trained_model(tmp_path_factory):
     from prefgen.train.trainer import train_reward_model
 
     out = tmp_path_factory.mktemp("rm")
-    config = TrainConfig(out_dir=out, max_length=64, epochs=2, batch_size=8, lr=1e-4, logging_steps=1)
+    config = TrainConfig(out_dir=out, method="full", max_length=64, epochs=2, batch_size=8, lr=1e-4, logging_steps=1)
     return train_reward_model(polite_vs_rude(32), config)
 
 
@@ -333,7 +333,8 @@ def test_trl_keeps_every_truncated_pair_and_batches_are_grouped_by_length(minilm
     assert report["n_truncated"] > 0
 
     def padding_share(group_by_length: bool) -> float:
-        config = TrainConfig(out_dir=tmp_path, max_length=64, batch_size=4, group_by_length=group_by_length)
+        config = TrainConfig(out_dir=tmp_path, method="full", max_length=64, batch_size=4,
+                             group_by_length=group_by_length)
         model = load_base_model(str(default_base_path()), minilm_tokenizer)
         trainer = build_reward_trainer(model, minilm_tokenizer, dataset, config, pick_device())
         assert len(trainer.train_dataset) == 64  # TRL's max_length filter dropped nothing
@@ -370,7 +371,7 @@ def test_lora_trains_the_head_fully_and_saves_a_merged_model(tmp_path):
     from prefgen.train.score import load_reward_model, score_texts
     from prefgen.train.trainer import train_reward_model
 
-    config = TrainConfig(out_dir=tmp_path, max_length=32, batch_size=4, max_steps=2, lora=True, lr=1e-3, seed=5)
+    config = TrainConfig(out_dir=tmp_path, max_length=32, batch_size=4, max_steps=2, method="lora", lr=1e-3, seed=5)
     train_reward_model(polite_vs_rude(8), config)
     weights = load_file(tmp_path / "model.safetensors")
     assert not any("lora" in name for name in weights)  # adapters merged into plain weights

@@ -73,3 +73,26 @@ class QueryOutput(BaseModel):
         if self.format == "parquet" and self.out is None:
             raise ValueError("--format parquet needs --out FILE")
         return self
+
+
+class MixConfig(BaseModel):
+    """What `prefgen mix` takes. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Name of the mix (building a name again replaces it).")
+    human_ratio: float | None = Field(default=0.25, ge=0.0, le=1.0,
+                                      description="Share of human rows in the mix (None: every row of both sides).")
+    labels: Literal["soft", "hard"] = Field(
+        default="soft", description="soft: p_chosen is the calibrated judge P (AI) or the annotators' share "
+        "(human); hard: 1 for every row.")
+    ai_weight: float | None = Field(default=None, ge=0.0, le=1.0,
+                                    description="Loss weight of AI rows (human rows weigh 1).")
+    ai_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0,
+                                            description="Leave out kept AI pairs less confident than this.")
+    max_per_prompt: int | None = Field(default=None, ge=1, description="At most this many pairs per prompt.")
+    weight_by_confidence: bool = Field(default=False, description="Weight each row's loss by its confidence.")
+    margin_by_confidence: bool = Field(default=False, description="Add TRL's `margin` column from the confidence.")
+    seed: int = Field(default=0, description="Seed of subsampling, order and search folds.")
+    judge: str | None = Field(default=None, description="Only AI preferences of this judge spec (or label job id).")
+    size: int | None = Field(default=None, ge=1, description="At most this many rows (a shortfall is reported).")

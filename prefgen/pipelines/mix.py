@@ -29,12 +29,11 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
+from prefgen.pipelines.configs import MixConfig
 from prefgen.pipelines.calibration import Calibration, calibrate, calibration_for_jobs
 from prefgen.storage import human as human_db
 from prefgen.storage import mixes as db
@@ -42,25 +41,6 @@ from prefgen.storage.db import Store
 
 HUMAN = "human"
 AI = "ai"
-
-
-class MixConfig(BaseModel):
-    """What `prefgen mix` takes; defaults are the CLI defaults."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    human_ratio: float | None = Field(default=0.25, ge=0.0, le=1.0,
-                                      description="share of human rows; None: every row of both sides")
-    labels: Literal["soft", "hard"] = "soft"
-    ai_weight: float | None = Field(default=None, ge=0.0, le=1.0, description="loss weight of AI rows")
-    ai_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
-    max_per_prompt: int | None = Field(default=None, ge=1)
-    weight_by_confidence: bool = False
-    margin_by_confidence: bool = False
-    seed: int = 0
-    judge: str | None = None
-    size: int | None = Field(default=None, ge=1, description="at most this many rows")
 
 
 @dataclass(frozen=True, slots=True)

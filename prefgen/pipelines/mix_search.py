@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from prefgen.bootstrap import mean_interval
 from prefgen.errors import PrefgenError
 from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
 from prefgen.pipelines.mix import AI, HUMAN, Candidate, MixConfig, MixReport, build_mix, plan_mix, row_weight
@@ -34,7 +35,6 @@ from prefgen.train.config import TrainConfig
 
 HUMAN_ONLY = "human-only"
 DEFAULT_FOLDS = 3
-BOOTSTRAP_RESAMPLES = 2000
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class AutoMixReport:
     mix: MixReport
 
     def lines(self) -> list[str]:
+        if not self.candidates:
+            return [f"chosen: {self.chosen}: {self.reason}", *self.mix.lines()]
         out = [f"mix search {self.search_id}: {self.folds} folds of the human train split, {self.n_val} "
                "validation pairs (held-out split untouched)",
                f"{'candidate':<22}{'AI rows':>8}{'agreement':>11}{'vs human-only':>15}{'95% interval':>18}"]
@@ -91,16 +93,6 @@ class AutoMixReport:
 def fold_of(prompt_id: str, folds: int, seed: int) -> int:
     digest = hashlib.sha256(f"fold\x00{seed}\x00{prompt_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % folds
-
-
-def paired_bootstrap(diff: np.ndarray, *, n_resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
-                     level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the mean of paired differences."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n_resamples, len(diff)))].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 def _rows(store: Store, candidates: Sequence[Candidate], config: MixConfig) -> list[dict[str, Any]]:
@@ -120,7 +112,7 @@ def _train_and_score(rows: list[dict[str, Any]], val: list[dict[str, Any]], trai
                      curriculum: str | None) -> np.ndarray:
     from prefgen.train.trainer import train_reward_model
 
-    config = replace(train, curriculum=curriculum, ensemble=1)
+    config = train.model_copy(update={"curriculum": curriculum, "ensemble": 1})
     result = train_reward_model(rows, config, score_rows=val, save=False)
     return np.array([float(c > r) for c, r in result.scores])
 
@@ -134,6 +126,10 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
     plans = {trial.name: plan_mix(store, MixConfig(**{**config.model_dump(), **trial.mix}), calibrations)
              for trial in grid}
     humans = [c for c in plans[HUMAN_ONLY].rows if c.source == HUMAN]
+    # A candidate without AI rows is human-only under another name: it is not trained.
+    grid = [t for t in grid if t.name == HUMAN_ONLY or any(c.source == AI for c in plans[t.name].rows)]
+    if len(grid) == 1:
+        return _decided_without_search(store, config, calibrations, folds)
     if len(humans) < 2 * folds:
         raise PrefgenError(f"mix --auto needs human train labels to validate on: {len(humans)} pairs for "
                            f"{folds} folds (import human labels and `prefgen split` first)")
@@ -163,7 +159,7 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
     scored = []
     for trial in grid:
         pooled = np.concatenate(correct[trial.name])
-        low, high = paired_bootstrap(pooled - baseline, seed=config.seed)
+        low, high = mean_interval(pooled - baseline, seed=config.seed)  # paired: one difference per pair
         scored.append(CandidateScore(trial.name, float(pooled.mean()), float((pooled - baseline).mean()), low,
                                      high, sum(c.source == AI for c in plans[trial.name].rows),
                                      [float(s.mean()) for s in correct[trial.name]]))
@@ -177,6 +173,16 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
     mix = build_mix(store, MixConfig(**{**config.model_dump(), **chosen.mix}), auto=evidence,
                     calibrations=calibrations)
     return AutoMixReport(search_id, winner.name, reason, int(len(baseline)), folds, scored, mix)
+
+
+def _decided_without_search(store: Store, config: MixConfig, calibrations: dict[str, Any],
+                            folds: int) -> AutoMixReport:
+    reason = "no AI rows pass the filters (nothing to validate): the mix is human-only"
+    evidence = {"search_id": None, "chosen": HUMAN_ONLY, "reason": reason, "folds": folds, "n_val": 0,
+                "train": {"curriculum": None}, "candidates": []}
+    mix = build_mix(store, MixConfig(**{**config.model_dump(), "human_ratio": 1.0}), auto=evidence,
+                    calibrations=calibrations)
+    return AutoMixReport("none", HUMAN_ONLY, reason, 0, folds, [], mix)
 
 
 def decide(scored: Sequence[CandidateScore]) -> tuple[CandidateScore, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from prefgen.errors import PrefgenError
 from prefgen.pipelines.inputs import read_rows
 from prefgen.storage import training as db
 from prefgen.storage.db import Store
-from prefgen.storage.export import heldout_rows, mix_rows_for_training
+from prefgen.storage.export import heldout_rows, mix_rows_for_training, training_row
 from prefgen.storage.mixes import mix_manifest
 from prefgen.train.config import TrainConfig, resolve_base
 
@@ -76,7 +76,7 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
     manifest = mix_manifest(store, mix)
     recipe = (manifest.get("auto") or {}).get("train") or {}
     if config.curriculum is None and recipe.get("curriculum"):
-        config = replace(config, curriculum=recipe["curriculum"])
+        config = config.model_copy(update={"curriculum": recipe["curriculum"]})
     run_id = f"rm-{uuid.uuid4().hex[:12]}"
     out_dir = Path(config.out_dir).resolve()
     db.start_rm_run(store, run_id=run_id, mix_name=mix, mix_hash=manifest.get("content_hash"),
@@ -95,14 +95,16 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
         duration_s=sum(m.duration_s for m in members), initial_loss=first.initial_loss,
         final_loss=members[-1].final_loss, data_report=first.data_report, method=config.method,
     )
-    db.finish_rm_run(store, run_id, status="finished", data=outcome.data_report, n_train=outcome.n_train,
+    card_data = _card_data(store, mix, rows)
+    db.finish_rm_run(store, run_id, status="finished", data={**outcome.data_report, "card": card_data},
+                     n_train=outcome.n_train,
                      device=first.device, dtype=first.dtype, duration_s=outcome.duration_s,
                      pairs_per_s=outcome.pairs_per_s, initial_loss=outcome.initial_loss,
                      final_loss=outcome.final_loss)
     record = dict(first.record)
     if isinstance(result, EnsembleResult):
         record["ensemble"] = result.manifest
-    write_model_card(out_dir, train=record, data=_card_data(store, mix, rows))
+    write_model_card(out_dir, train=record, data=card_data)
     return outcome
 
 
@@ -112,16 +114,9 @@ def rows_from_file(spec: str, fmt: str, *, skip_bad: bool = False) -> list[dict[
 
     read = read_human(spec, fmt=fmt, skip_bad=skip_bad)
     consensus = {label.pair_id: label.winner for label in read.labels if label.annotator in ("label", "majority")}
-    rows = []
-    for pair in read.pairs:
-        winner = consensus[pair.id]
-        chosen, rejected = (pair.response_a, pair.response_b) if winner != "b" else (pair.response_b, pair.response_a)
-        prompt = pair.prompt if isinstance(pair.prompt, str) else [dict(m) for m in pair.prompt]
-        row = {"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": pair.source, "pair_id": pair.id}
-        if winner == "tie":
-            row["tie"] = True
-        rows.append(row)
-    return rows
+    return [training_row(pair.prompt if isinstance(pair.prompt, str) else [dict(m) for m in pair.prompt],
+                         pair.response_a, pair.response_b, consensus[pair.id], source=pair.source, pair_id=pair.id)
+            for pair in read.pairs]
 
 
 def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldout", pairs: str | None = None,
@@ -157,10 +152,9 @@ def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldou
 def _card_data_from_existing(store: Store | None, model_path: str) -> dict[str, Any] | None:
     if store is None:
         return None
-    mix = db.mix_of_checkpoint(store, model_path)
-    if mix is None:
-        return None
-    return _card_data(store, mix, mix_rows_for_training(store, mix))
+    # What the card said about the data when the model was trained: not recomputed (the store may have
+    # moved on since), and the judge-vs-human bootstrap is not run again.
+    return db.card_data_of_checkpoint(store, model_path)
 
 
 def score_file(model_dir: str | Path, spec: str, *, out: str | None = None, batch_size: int = 16) -> tuple[Path, int]:

