@@ -37,6 +37,3 @@ class InputError(PrefgenError):
         text = f"{where} {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
-
-class BudgetExceeded(PrefgenError):
-    """Raised inside the pipeline when the next call would pass --max-cost; the run stops cleanly."""

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import hashlib
 import itertools
+import json
 import math
 import random
 import re
@@ -29,7 +30,26 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-MODES = ("ok", "garbage", "status_429", "status_500", "slow")
+MODES = ("ok", "garbage", "status_429", "status_500", "slow", "faults")
+
+# What "faults" mode mixes into the answers, in turn: odd but possible replies of real servers and proxies.
+# The first ones still carry an answer; the rest carry none (or are worth a retry).
+FAULTS = (
+    "list_content",      # content as a list of typed parts (OpenAI-compatible servers do this)
+    "logprob_1000",      # a logprob that is no log-probability
+    "logprob_nan",       # NaN / -Infinity logprobs (Python's json writes and reads them)
+    "logprob_string",    # logprobs as strings
+    "usage_strings",     # "prompt_tokens": "lots"
+    "usage_absurd",      # negative and astronomically large token counts
+    "usage_missing",     # no usage at all
+    "garbage",           # text with no verdict
+    "no_choices",        # {} / no content list
+    "non_object",        # a JSON array
+    "bad_message",       # message / content blocks of the wrong type
+    "truncated",         # the body cut in half (worth a retry)
+    "status_500",        # a server error (worth a retry)
+    "status_429",        # rate limited with Retry-After: 0
+)
 
 _RESPONSE_A = re.compile(r'<response id="A">\n(.*?)\n</response>', re.DOTALL)
 _RESPONSE_B = re.compile(r'<response id="B">\n(.*?)\n</response>', re.DOTALL)
@@ -55,6 +75,9 @@ class Behaviour:
         set or the server reset), then answers are normal again. 0 means every request fails.
     retry_after: the Retry-After header value sent with a 429 (None sends no header).
     latency_s: sleep before every answer (benchmarks).
+    fault_every: in "faults" mode, every k-th request gets the next of `faults` (in turn), the others a normal
+        answer; 1 makes every request a fault.
+    raw_reply: when set, every request is answered 200 with exactly these bytes (property tests).
     """
 
     first_bias: float = 0.0
@@ -67,6 +90,9 @@ class Behaviour:
     retry_after: float | None = None
     latency_s: float = 0.0
     slow_s: float = 30.0
+    faults: tuple[str, ...] = FAULTS
+    fault_every: int = 3
+    raw_reply: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +123,7 @@ class LoopbackServer:
         self.requests: list[SeenRequest] = []
         self.received = 0
         self.failures = 0  # failures served under the current behaviour, for `fail_first_n`
+        self.faults_served: dict[str, int] = {}  # "faults" mode: how often each fault was sent
         self._port = port
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +157,7 @@ class LoopbackServer:
     def behaviour(self, behaviour: Behaviour) -> None:
         self._behaviour = behaviour
         self.failures = 0
+        self.faults_served = {}
 
     def reset(self, behaviour: Behaviour | None = None) -> None:
         """Forget the seen requests and go back to the default (or the given) behaviour."""
@@ -229,9 +257,12 @@ class LoopbackServer:
         if self.record:
             self.requests.append(SeenRequest(path, body, key))
         behaviour = self.behaviour
+        if behaviour.raw_reply is not None:
+            return web.Response(body=behaviour.raw_reply, content_type=_JSON)
         failure = self._failure(behaviour, protocol)
         if failure is not None:
             return failure
+        fault = self._next_fault(behaviour)
         if behaviour.latency_s:
             await asyncio.sleep(behaviour.latency_s)
         if behaviour.mode == "slow":
@@ -241,9 +272,21 @@ class LoopbackServer:
         user = turns[-1] if turns else ""
         if protocol == "openai":
             answer = _answers(behaviour, user, key, int(body.get("n") or 1))
-            return _json(_chat_completion(body, answer, turns, behaviour, next(self._ids)))
-        answer = _answers(behaviour, user, key, 1)  # the Messages API has no `n`
-        return _json(_anthropic_message(body, answer.texts[0], turns, next(self._ids)))
+            payload = _chat_completion(body, answer, turns, behaviour, next(self._ids))
+        else:
+            answer = _answers(behaviour, user, key, 1)  # the Messages API has no `n`
+            payload = _anthropic_message(body, answer.texts[0], turns, next(self._ids))
+        if fault is not None:
+            return _faulty(fault, payload, protocol)
+        return _json(payload)
+
+    def _next_fault(self, behaviour: Behaviour) -> str | None:
+        if behaviour.mode != "faults" or not behaviour.faults or self.received % max(behaviour.fault_every, 1):
+            return None
+        served = sum(self.faults_served.values())
+        fault = behaviour.faults[served % len(behaviour.faults)]
+        self.faults_served[fault] = self.faults_served.get(fault, 0) + 1
+        return fault
 
     def _failure(self, behaviour: Behaviour, protocol: str) -> web.Response | None:
         if not behaviour.mode.startswith("status_"):
@@ -387,6 +430,62 @@ def _anthropic_message(body: dict[str, Any], text: str, turns: list[str], seq: i
         "stop_sequence": None,
         "usage": {"input_tokens": sum(_tokens(t) for t in turns), "output_tokens": _tokens(text)},
     }
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+def _faulty(fault: str, payload: dict[str, Any], protocol: str) -> web.Response:
+    """A normal answer bent into one of the FAULTS shapes. Written with Python's json: it allows NaN."""
+    if fault.startswith("status_"):
+        status = int(fault.removeprefix("status_"))
+        headers = {"Retry-After": "0"} if status == 429 else None
+        return _error(status, f"loopback fault {status}", "api_error", protocol, headers)
+    body: Any = payload
+    openai = protocol == "openai"
+    choices = payload.get("choices") or []
+    if fault == "list_content":
+        if openai:
+            for choice in choices:
+                text = choice["message"]["content"]
+                choice["message"]["content"] = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {}}]
+        else:
+            payload["content"] = [{"type": "thinking", "thinking": "hmm"}, *payload["content"]]
+    elif fault.startswith("logprob_"):
+        odd = {"logprob_1000": 1000, "logprob_nan": math.nan, "logprob_string": "-0.1"}[fault]
+        for choice in choices:
+            content = (choice.get("logprobs") or {}).get("content") or []
+            for entry in content[:1]:
+                entry["logprob"] = odd
+                for i, top in enumerate(entry.get("top_logprobs") or []):
+                    top["logprob"] = -math.inf if fault == "logprob_nan" and i else odd
+    elif fault == "usage_strings":
+        payload["usage"] = {k: "lots" for k in payload["usage"]}
+    elif fault == "usage_absurd":
+        keys = list(payload["usage"])
+        payload["usage"] = {k: (-5 if i == 0 else 1e30) for i, k in enumerate(keys)}
+    elif fault == "usage_missing":
+        payload.pop("usage", None)
+    elif fault == "garbage":
+        if openai:
+            for choice in choices:
+                choice["message"]["content"] = _GARBAGE
+        else:
+            payload["content"] = [{"type": "text", "text": _GARBAGE}]
+    elif fault == "no_choices":
+        body = {} if openai else {k: v for k, v in payload.items() if k != "content"} | {"content": 7}
+    elif fault == "non_object":
+        body = [1, "two", None]
+    elif fault == "bad_message":
+        if openai:
+            for choice in choices:
+                choice["message"] = "A"
+        else:
+            payload["content"] = [7, "A", {"type": "text", "text": None}]
+    raw = json.dumps(body).encode()
+    if fault == "truncated":
+        raw = raw[: len(raw) // 2]
+    return web.Response(body=raw, content_type=_JSON)
 
 
 # -- responses -------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from prefgen.judge import reply
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
-from prefgen.judge.openai_backend import error_for_status, sdk_error_message
+from prefgen.judge.http_errors import error_for_status, sdk_error_message
 
 
 def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
@@ -23,15 +24,26 @@ def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[
     return ("\n\n".join(system) if system else None), rest
 
 
-def parse_message(data: dict[str, Any]) -> Completion:
-    """One Messages API reply to a one-text `Completion`; cached input tokens count as input."""
-    text = "".join(block.get("text", "") for block in data.get("content") or () if block.get("type") == "text")
-    usage = data.get("usage") or {}
-    tokens_in = sum(
-        int(usage.get(field) or 0)
-        for field in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+def parse_message(data: Any) -> Completion:
+    """One Messages API reply to a one-text `Completion`; cached input tokens count as input.
+
+    Total over JSON: text blocks are joined, other blocks (thinking, tool use) skipped; a reply with no content
+    list raises `MalformedReply`; odd usage is read as far as it makes sense (see `judge.reply`).
+    """
+    if not isinstance(data, Mapping):
+        raise reply.MalformedReply(f"the reply is not a JSON object: {reply.shape(data)}")
+    content = data.get("content")
+    if content is None:
+        content = []
+    if not isinstance(content, (list, str)):
+        raise reply.MalformedReply(f"the reply's content is not a list of blocks: {reply.shape(content)}")
+    text = reply.content_text(content, "content")
+    usage = data.get("usage")
+    return Completion(
+        texts=[text],
+        tokens_in=reply.usage_count(usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
+        tokens_out=reply.usage_count(usage, "output_tokens"),
     )
-    return Completion(texts=[text], tokens_in=tokens_in, tokens_out=int(usage.get("output_tokens") or 0))
 
 
 def merge(completions: list[Completion]) -> Completion:
@@ -75,6 +87,7 @@ class AnthropicBackend:
 
     name = "anthropic"
     supports_logprobs = False
+    options = ("api_base", "api_key", "timeout", "concurrency")
 
     def __init__(
         self,

@@ -101,6 +101,9 @@ class Backend(Protocol):
     name: str
     model: str
     supports_logprobs: bool
+    # The keyword options the constructor takes (`api_base`, `timeout`, `batch_size`, ...): the pipeline offers
+    # every setting it has and each backend gets the ones it declares, so no backend swallows unknown options.
+    options: tuple[str, ...]
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion: ...
 

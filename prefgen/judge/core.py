@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 
@@ -15,12 +16,14 @@ from prefgen.judge.base import (
     PARSE_ERROR,
     Backend,
     Comparison,
+    Completion,
     PermanentError,
     SamplingParams,
     TransientError,
     Verdict,
 )
 from prefgen.judge.parse import parse_completion
+from prefgen.judge.reply import token_count
 from prefgen.judge.pricing import Price
 from prefgen.judge.prompts import Template
 
@@ -95,20 +98,40 @@ class JudgeClient:
                         attempts += 1
                         completion = await self._complete_once(messages)
         except (TransientError, PermanentError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return Verdict(None, "", JUDGE_ERROR, None, latency_s=time.perf_counter() - started,
-                           error=error, attempts=attempts)
+            return self._failure(exc, started, attempts)
+        except Exception as exc:  # noqa: BLE001 - the last resort: a backend bug fails one call, not the run
+            return self._failure(exc, started, attempts, unexpected=True)
+        try:
+            return self._verdict(completion, started, attempts)
+        except Exception as exc:  # noqa: BLE001 - a reply no parser foresaw is a parse error with its reason
+            return Verdict(None, _raw_text(completion), PARSE_ERROR, None,
+                           latency_s=time.perf_counter() - started,
+                           error=f"unreadable reply: {_describe(exc)}", attempts=attempts)
+
+    def _failure(self, exc: Exception, started: float, attempts: int, *, unexpected: bool = False) -> Verdict:
+        error = _describe(exc)
+        if unexpected:
+            error = f"unexpected {error}"
+        return Verdict(None, "", JUDGE_ERROR, None, latency_s=time.perf_counter() - started,
+                       error=error, attempts=attempts)
+
+    def _verdict(self, completion: Completion, started: float, attempts: int) -> Verdict:
         parsed = parse_completion(completion, self.template.mode)
-        cost = completion.cost if completion.cost is not None else (
-            self.price.cost(completion.tokens_in, completion.tokens_out) if self.price else 0.0
-        )
+        # Backends read usage totally already; a third-party backend's counts are bounded here the same way.
+        tokens_in, tokens_out = token_count(completion.tokens_in), token_count(completion.tokens_out)
+        reported = completion.cost
+        if isinstance(reported, (int, float)) and not isinstance(reported, bool) and math.isfinite(reported) \
+                and reported >= 0:
+            cost = float(reported)
+        else:
+            cost = self.price.cost(tokens_in, tokens_out) if self.price else 0.0
         return Verdict(
             p_first=parsed.p_first,
-            raw_text="\n---\n".join(completion.texts),
+            raw_text=_raw_text(completion),
             status=OK if parsed.error is None else PARSE_ERROR,
             confidence_source=parsed.source,
-            tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
             cost=cost,
             latency_s=time.perf_counter() - started,
             error=parsed.error,
@@ -123,3 +146,15 @@ class JudgeClient:
                 return await self.backend.complete(messages, self.params)
         except TimeoutError:
             raise TransientError(f"no answer within {self.timeout_s:g} s") from None
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message`, one line, bounded: what a judgement row's `error` column holds."""
+    message = " ".join(str(exc).split())[:1000]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _raw_text(completion: Completion) -> str:
+    texts = getattr(completion, "texts", None)
+    texts = texts if isinstance(texts, list) else []
+    return "\n---\n".join(t if isinstance(t, str) else repr(t) for t in texts)

@@ -7,13 +7,16 @@ OpenAI backend. Its own retries are off (`num_retries=0`, `max_retries=0`): `jud
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 from typing import Any
 
 from prefgen.errors import PrefgenError
 from prefgen.judge.anthropic_backend import sample_separately
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
-from prefgen.judge.openai_backend import error_for_status, parse_chat_completion, retry_after_seconds
+from prefgen.judge.http_errors import error_for_status, retry_after_seconds
+from prefgen.judge.openai_backend import parse_chat_completion
 
 # Providers whose replies carry token logprobs; for the others the fields are not even sent.
 LOGPROB_PROVIDERS = frozenset({"openai", "hosted_vllm"})
@@ -53,17 +56,30 @@ def map_litellm_error(exc: Exception) -> TransientError | PermanentError:
     import openai
 
     if isinstance(exc, openai.APIConnectionError):
-        return TransientError(f"{type(exc).__name__}: {exc}", retry_after=retry_after_seconds(_headers_of(exc)))
+        return TransientError(f"{type(exc).__name__}: {_without_traceback(str(exc))}",
+                              retry_after=retry_after_seconds(_headers_of(exc)))
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 400:
-        return error_for_status(status, str(getattr(exc, "message", exc)), _headers_of(exc))
-    return PermanentError(f"{type(exc).__name__}: {exc}")
+        return error_for_status(status, _without_traceback(str(getattr(exc, "message", exc))), _headers_of(exc))
+    return PermanentError(f"{type(exc).__name__}: {_without_traceback(str(exc))}")
+
+
+def _without_traceback(message: str) -> str:
+    """litellm pastes a whole Python traceback into some messages (a reply it could not validate); keep the
+    words before it and the exception it ends with, which say what was wrong."""
+    head, marker, tail = message.partition("Traceback (most recent call last)")
+    if not marker:
+        return message
+    found = re.findall(r"(\w+(?:Error|Exception): .*)", tail)
+    cause = found[-1] if found else ""
+    return f"{head.strip()} ({cause.strip()[:300]})" if cause else head.strip()
 
 
 class LiteLLMBackend:
     """A judge reached through `litellm.acompletion`. `concurrency` bounds the requests in flight."""
 
     name = "litellm"
+    options = ("api_base", "api_key", "timeout", "concurrency")
 
     def __init__(
         self,
@@ -141,5 +157,8 @@ def _provider_of(litellm: Any, model: str, api_base: str | None) -> str:
 
 
 def _reported_cost(response: Any) -> float | None:
-    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    return float(cost) if isinstance(cost, (int, float)) else None
+    hidden = getattr(response, "_hidden_params", None)
+    cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+    if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost < 0:
+        return None  # no price, or a broken one: the configured price applies to the reported tokens
+    return float(cost)

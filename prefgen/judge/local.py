@@ -49,7 +49,9 @@ class LocalBackend:
     name = "local"
     supports_logprobs = True
 
-    def __init__(self, model: str = "", *, batch_size: int = 8, device: str | None = None, **_: Any) -> None:
+    options = ("batch_size", "device")
+
+    def __init__(self, model: str = "", *, batch_size: int = 8, device: str | None = None) -> None:
         path = Path(model) if model else default_model_path()
         if not path.exists():
             raise PrefgenError(f"{path}: no such local model (give a model directory or a .gguf file)")

@@ -8,86 +8,25 @@ and `transport="sdk"` goes through `openai.AsyncOpenAI` for those who want the S
 put the same fields on the wire and give the same `Completion`.
 
 Nothing here retries: the SDK's own retries are off, and `judge.core` retries `TransientError` in one place.
-The status mapping and Retry-After parsing are shared with the other HTTP backends.
+The status mapping and Retry-After parsing (`judge.http_errors`) are shared with the other HTTP backends.
 """
 
 from __future__ import annotations
 
-import email.utils
+import json
 import os
-import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import orjson
 
 from prefgen.errors import PrefgenError
+from prefgen.judge import reply
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
+from prefgen.judge.http_errors import error_for_status, error_message, sdk_error_message
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TRANSPORTS = ("http", "sdk")
-
-# 408 and 409 are what the provider SDKs themselves treat as retryable among the 4xx, beside 429.
-_RETRYABLE_4XX = frozenset({408, 409, 429})
-
-
-# -- errors shared by the HTTP backends --------------------------------------------------------------
-
-
-def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date); None if absent."""
-    if not headers:
-        return None
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    if "retry-after-ms" in lowered:
-        try:
-            return max(0.0, float(lowered["retry-after-ms"]) / 1000)
-        except ValueError:
-            pass
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def error_for_status(
-    status: int, message: str, headers: Mapping[str, str] | None = None
-) -> TransientError | PermanentError:
-    """429, 408, 409 and 5xx are worth retrying (with the server's Retry-After); other 4xx are not."""
-    if status in _RETRYABLE_4XX or status >= 500:
-        return TransientError(f"HTTP {status}: {message}", retry_after=retry_after_seconds(headers))
-    return PermanentError(f"HTTP {status}: {message}")
-
-
-def error_message(raw: bytes) -> str:
-    """The server's own words: `error.message` of a JSON error body, else the start of the body."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw[:500].decode("utf-8", "replace").strip() or "(empty body)"
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    return raw[:500].decode("utf-8", "replace")
-
-
-def sdk_error_message(exc: Exception) -> str:
-    """The server's message from an SDK status error, whose body is the error object or the whole reply."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        body = body["error"]
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return str(getattr(exc, "message", exc))
 
 
 # -- wire format ---------------------------------------------------------------------------------------
@@ -111,30 +50,72 @@ def build_request(model: str, messages: list[dict[str, str]], params: SamplingPa
 
 
 def first_token_logprobs(choice: Mapping[str, Any]) -> dict[str, float] | None:
-    """{token: logprob} over the first content token's alternatives, the chosen token included."""
+    """{token: logprob} over the first content token's alternatives, the chosen token included.
+
+    Entries that are not a (string token, finite logprob <= 0) pair are skipped: a broken logprob report costs
+    the graded confidence of this answer, not the answer.
+    """
     logprobs = choice.get("logprobs")
     content = logprobs.get("content") if isinstance(logprobs, Mapping) else None
-    if not content:
+    if not isinstance(content, list) or not content or not isinstance(content[0], Mapping):
         return None
     first = content[0]
-    found = {top["token"]: float(top["logprob"]) for top in first.get("top_logprobs") or ()}
-    found.setdefault(first["token"], float(first["logprob"]))
-    return found
+    found: dict[str, float] = {}
+    tops = first.get("top_logprobs")
+    for top in tops if isinstance(tops, list) else ():
+        if isinstance(top, Mapping) and isinstance(top.get("token"), str):
+            value = reply.logprob(top.get("logprob"))
+            if value is not None:
+                found[top["token"]] = value
+    chosen = reply.logprob(first.get("logprob"))
+    if isinstance(first.get("token"), str) and chosen is not None:
+        found.setdefault(first["token"], chosen)
+    return found or None
 
 
-def parse_chat_completion(data: Mapping[str, Any]) -> Completion:
-    """A chat.completion JSON object (as a dict) to a `Completion`; logprobs come from the first choice."""
-    choices = data.get("choices") if isinstance(data, Mapping) else None
-    if not choices:
-        raise PermanentError(f"the response has no choices; is this a chat-completions endpoint? got {data!r:.300}")
-    texts = [(choice.get("message") or {}).get("content") or "" for choice in choices]
-    usage = data.get("usage") or {}
+def parse_chat_completion(data: Any) -> Completion:
+    """A chat.completion JSON object (as a dict) to a `Completion`; logprobs come from the first choice.
+
+    Total over JSON: a reply with no usable choices raises `MalformedReply` (stored as a judge_error with the
+    reason); odd usage or logprobs are read as far as they make sense (see `judge.reply`).
+    """
+    if not isinstance(data, Mapping):
+        raise reply.MalformedReply(f"the reply is not a JSON object: {reply.shape(data)}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise reply.MalformedReply(
+            f"the reply has no choices; is this a chat-completions endpoint? got {reply.shape(data, 300)}"
+        )
+    texts = []
+    for i, choice in enumerate(choices):
+        if not isinstance(choice, Mapping):
+            raise reply.MalformedReply(f"choices[{i}] is not an object: {reply.shape(choice)}")
+        message = choice.get("message")
+        if message is None:
+            message = {}
+        if not isinstance(message, Mapping):
+            raise reply.MalformedReply(f"choices[{i}].message is not an object: {reply.shape(message)}")
+        texts.append(reply.content_text(message.get("content"), f"choices[{i}].message.content"))
+    usage = data.get("usage")
     return Completion(
         texts=texts,
-        tokens_in=int(usage.get("prompt_tokens") or 0),
-        tokens_out=int(usage.get("completion_tokens") or 0),
+        tokens_in=reply.usage_count(usage, "prompt_tokens"),
+        tokens_out=reply.usage_count(usage, "completion_tokens"),
         first_token_logprobs=first_token_logprobs(choices[0]),
     )
+
+
+def decode_reply(raw: bytes, source: str) -> Any:
+    """The reply's JSON. orjson first (fast); Python's json where orjson refuses, since servers written in Python
+    send NaN and Infinity, which it reads. A body neither can read is cut off: asking again usually works."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise TransientError(f"undecodable response from {source}: {raw[:200]!r}") from exc
 
 
 # -- transports --------------------------------------------------------------------------------------
@@ -185,10 +166,7 @@ class _HttpTransport:
             raise TransientError(f"{type(exc).__name__} talking to {self._url}: {exc}") from exc
         if status >= 400:
             raise error_for_status(status, error_message(raw), headers)
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:  # a cut-off body: asking again usually works
-            raise TransientError(f"undecodable response from {self._url}: {raw[:200]!r}") from exc
+        return decode_reply(raw, self._url)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -227,10 +205,7 @@ class _SdkTransport:
             raise error_for_status(exc.status_code, sdk_error_message(exc), exc.response.headers) from exc
         except openai.APIConnectionError as exc:  # APITimeoutError included
             raise TransientError(f"{type(exc).__name__}: {exc}") from exc
-        try:
-            return orjson.loads(raw.content)
-        except orjson.JSONDecodeError as exc:
-            raise TransientError(f"undecodable response: {raw.content[:200]!r}") from exc
+        return decode_reply(raw.content, "the server")
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -244,6 +219,7 @@ class OpenAIBackend:
 
     name = "openai"
     supports_logprobs = True
+    options = ("api_base", "api_key", "timeout", "concurrency", "transport")
 
     def __init__(
         self,

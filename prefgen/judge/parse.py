@@ -30,6 +30,8 @@ class Parsed:
 
 def parse_letter(text: str, mode: str) -> str | None:
     """The slot named by one answer text, or None when it names none unambiguously."""
+    if not isinstance(text, str):
+        return None
     if mode == "cot":
         found = _VERDICT_LINE.findall(text)
         return found[-1].upper() if found else None
@@ -44,15 +46,22 @@ def parse_letter(text: str, mode: str) -> str | None:
 
 def p_from_logprobs(logprobs: dict[str, float] | None) -> float | None:
     """P(A) / (P(A) + P(B)) from the first token's top logprobs; None when neither letter is there."""
-    if not logprobs:
+    if not logprobs or not isinstance(logprobs, dict):
         return None
     mass = {"A": 0.0, "B": 0.0}
     for token, lp in logprobs.items():
+        if not isinstance(token, str) or isinstance(lp, bool) or not isinstance(lp, (int, float)):
+            continue
+        if not math.isfinite(lp) or lp > 1e-6:  # not a log-probability (1000, NaN, inf): no evidence
+            continue
         letter = token.strip().strip("*(")
         if letter in mass:  # " A" and "A" are different tokens with the same meaning
-            mass[letter] += math.exp(lp)
+            mass[letter] += math.exp(min(lp, 0.0))
     total = mass["A"] + mass["B"]
-    return mass["A"] / total if total > 0 else None
+    if not total > 0 or not math.isfinite(total):
+        return None
+    p = mass["A"] / total
+    return p if math.isfinite(p) else None
 
 
 def p_from_verbalised(text: str, letter: str) -> float | None:
@@ -60,6 +69,8 @@ def p_from_verbalised(text: str, letter: str) -> float | None:
     if not match:
         return None
     value = float(match[1])
+    if not math.isfinite(value):  # "Confidence: 1e999" style digits overflow to inf
+        return None
     value = value / 100 if value > 1 else value
     value = min(max(value, 0.5), 1.0)  # "I'm 30% sure it's A" is not a coherent answer; clamp to the scale asked
     return value if letter == "A" else 1.0 - value
@@ -67,7 +78,7 @@ def p_from_verbalised(text: str, letter: str) -> float | None:
 
 def parse_completion(completion: Completion, mode: str) -> Parsed:
     """Verdict and P(first better) from a completion, with the source of the probability."""
-    texts = completion.texts
+    texts = [t if isinstance(t, str) else "" for t in completion.texts or ()]
     if len(texts) > 1:
         return _parse_samples(texts, mode)
     text = texts[0] if texts else ""

@@ -7,6 +7,7 @@ entry-point group (name = prefix, value = `module:Class`) without touching the c
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -52,9 +53,21 @@ def available_backends() -> dict[str, str]:
     return found
 
 
-def make_backend(spec: JudgeSpec, **options: Any) -> Backend:
-    """Instantiate the backend class for `spec`; the module is imported only now (SDKs are heavy)."""
+def make_backend(spec: JudgeSpec, **settings: Any) -> Backend:
+    """Instantiate the backend class for `spec`; the module is imported only now (SDKs are heavy).
+
+    `settings` are everything the caller could configure; the backend gets those its class declares in
+    `options` (a plugin without the attribute gets those its constructor names).
+    """
     target = available_backends()[spec.backend]
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(spec.model, **options)
+    return cls(spec.model, **{k: v for k, v in settings.items() if k in declared_options(cls)})
+
+
+def declared_options(cls: type) -> tuple[str, ...]:
+    declared = getattr(cls, "options", None)
+    if declared is not None:
+        return tuple(declared)
+    parameters = inspect.signature(cls).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)

@@ -292,15 +292,9 @@ def _install_sigint(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> boo
 
 def build_client(config: LabelConfig, constitution: Constitution) -> tuple[JudgeClient, str]:
     spec = parse_spec(config.judge)
-    options: dict[str, Any] = {}
-    if spec.backend == "local":
-        options["batch_size"] = config.batch_size
-    else:
-        options.update(api_base=config.api_base, api_key=config.api_key, timeout=config.timeout_s,
-                       concurrency=config.concurrency)
-        if spec.backend == "openai":
-            options["transport"] = config.transport
-    backend = make_backend(spec, **options)
+    # Every setting on offer; each backend takes the ones it declares (`Backend.options`).
+    backend = make_backend(spec, api_base=config.api_base, api_key=config.api_key, timeout=config.timeout_s,
+                           concurrency=config.concurrency, transport=config.transport, batch_size=config.batch_size)
     template = make_template(constitution.judge_template, config.mode)
     params = template.sampling(samples=config.samples)
     if not backend.supports_logprobs and params.logprobs:
