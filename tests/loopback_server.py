@@ -78,6 +78,8 @@ class Behaviour:
     fault_every: in "faults" mode, every k-th request gets the next of `faults` (in turn), the others a normal
         answer; 1 makes every request a fault.
     raw_reply: when set, every request is answered 200 with exactly these bytes (property tests).
+    usage_factor: reported token counts are multiplied by this (a provider that counts more than prefgen
+        would estimate at four characters a token).
     """
 
     first_bias: float = 0.0
@@ -93,6 +95,7 @@ class Behaviour:
     faults: tuple[str, ...] = FAULTS
     fault_every: int = 3
     raw_reply: bytes | None = None
+    usage_factor: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +279,8 @@ class LoopbackServer:
         else:
             answer = _answers(behaviour, user, key, 1)  # the Messages API has no `n`
             payload = _anthropic_message(body, answer.texts[0], turns, next(self._ids))
+        if behaviour.usage_factor != 1.0:
+            payload["usage"] = {k: int(v * behaviour.usage_factor) for k, v in payload["usage"].items()}
         if fault is not None:
             return _faulty(fault, payload, protocol)
         return _json(payload)

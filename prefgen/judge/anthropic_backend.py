@@ -130,7 +130,8 @@ class AnthropicBackend:
         except anthropic.APIStatusError as exc:
             raise error_for_status(exc.status_code, sdk_error_message(exc), exc.response.headers) from exc
         except anthropic.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+            raise TransientError(f"{type(exc).__name__}: {exc}",
+                                 billed=isinstance(exc, anthropic.APITimeoutError)) from exc
         # The raw-response API changed shape across SDK majors; the parsed model's dump did not.
         return parse_message(message.model_dump())
 

@@ -83,11 +83,16 @@ class SamplingParams:
 
 
 class TransientError(Exception):
-    """A failure worth retrying (429, 5xx, timeout, connection reset). `retry_after` is in seconds."""
+    """A failure worth retrying (429, 5xx, timeout, connection reset). `retry_after` is in seconds.
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    `billed`: the provider may have charged for the attempt (it had the request and may have answered: a timeout,
+    a reply cut off or unreadable). Such attempts are charged to the budget at the call's upper bound.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None, *, billed: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.billed = billed
 
 
 class PermanentError(Exception):

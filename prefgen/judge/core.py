@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -28,6 +29,9 @@ from prefgen.judge.pricing import Price
 from prefgen.judge.prompts import Template
 
 MAX_RETRY_AFTER_S = 120.0
+# Chat formats wrap each message in a few special tokens (role, start, end) and add a few per request.
+_PER_MESSAGE_TOKENS = 8
+_PER_REQUEST_TOKENS = 16
 
 
 def _wait(backoff: wait_exponential_jitter):
@@ -72,13 +76,47 @@ class JudgeClient:
     def render(self, comparison: Comparison) -> list[dict[str, str]]:
         return self.template.render(comparison)
 
-    async def judge(self, messages: list[dict[str, str]]) -> Verdict:
-        """Ask once (with retries); a final failure is a verdict with status judge_error, never an exception."""
+    def upper_bound_tokens(self, messages: list[dict[str, str]]) -> tuple[int, int]:
+        """(input, output) tokens that one call cannot pass, for the budget's reservation.
+
+        Input: one token per UTF-8 byte (byte-level BPE tokens are at least a byte long) plus the chat
+        format's per-message tokens; no tokenizer is consulted. Output: max_tokens per sample. With n samples
+        the input counts n times, since backends without a native `n` send n calls.
+        """
+        n = max(self.params.n, 1)
+        tokens_in = sum(len(str(m.get("content", "")).encode("utf-8")) + _PER_MESSAGE_TOKENS for m in messages)
+        return (tokens_in + _PER_REQUEST_TOKENS) * n, self.params.max_tokens * n
+
+    def upper_bound_cost(self, messages: list[dict[str, str]]) -> float:
+        """What one attempt at this call can cost at most (0 without a price)."""
+        if self.price is None:
+            return 0.0
+        return self.price.cost(*self.upper_bound_tokens(messages))
+
+    async def judge(self, messages: list[dict[str, str]],
+                    may_retry: Callable[[float], bool] | None = None) -> Verdict:
+        """Ask once (with retries); a final failure is a verdict with status judge_error, never an exception.
+
+        An attempt that the provider may have billed (a timeout, a cut-off reply) is charged at the call's upper
+        bound; before a retry that follows one, `may_retry(bound)` must reserve that much again (the budget), or
+        the call ends as a judge error instead of retrying.
+        """
         started = time.perf_counter()
         attempts = 1
+        billed = 0  # failed attempts the provider may have charged for
+        bound = self.upper_bound_cost(messages) if self.price is not None else 0.0
+
+        async def attempt_once():
+            nonlocal billed
+            try:
+                return await self._complete_once(messages)
+            except TransientError as exc:
+                billed += int(exc.billed)
+                raise
+
         try:
             try:
-                completion = await self._complete_once(messages)
+                completion = await attempt_once()
             except TransientError as exc:
                 # The first try runs outside tenacity: an AsyncRetrying loop costs about a third of a millisecond
                 # of CPU per call, a large share of the per-call budget at hundreds of calls/s. Only a failed
@@ -95,24 +133,29 @@ class JudgeClient:
                         if first_failure is not None:
                             failed, first_failure = first_failure, None
                             raise failed
+                        if billed and may_retry is not None and not may_retry(bound):
+                            raise PermanentError("not retried: the retry could pass --max-cost")
                         attempts += 1
-                        completion = await self._complete_once(messages)
+                        completion = await attempt_once()
         except (TransientError, PermanentError) as exc:
-            return self._failure(exc, started, attempts)
+            return self._failure(exc, started, attempts, cost=billed * bound)
         except Exception as exc:  # noqa: BLE001 - the last resort: a backend bug fails one call, not the run
-            return self._failure(exc, started, attempts, unexpected=True)
+            return self._failure(exc, started, attempts, unexpected=True, cost=billed * bound)
         try:
-            return self._verdict(completion, started, attempts)
+            verdict = self._verdict(completion, started, attempts)
         except Exception as exc:  # noqa: BLE001 - a reply no parser foresaw is a parse error with its reason
-            return Verdict(None, _raw_text(completion), PARSE_ERROR, None,
-                           latency_s=time.perf_counter() - started,
-                           error=f"unreadable reply: {_describe(exc)}", attempts=attempts)
+            verdict = Verdict(None, _raw_text(completion), PARSE_ERROR, None,
+                              latency_s=time.perf_counter() - started,
+                              error=f"unreadable reply: {_describe(exc)}", attempts=attempts, cost=bound)
+        verdict.cost += billed * bound
+        return verdict
 
-    def _failure(self, exc: Exception, started: float, attempts: int, *, unexpected: bool = False) -> Verdict:
+    def _failure(self, exc: Exception, started: float, attempts: int, *, unexpected: bool = False,
+                 cost: float = 0.0) -> Verdict:
         error = _describe(exc)
         if unexpected:
             error = f"unexpected {error}"
-        return Verdict(None, "", JUDGE_ERROR, None, latency_s=time.perf_counter() - started,
+        return Verdict(None, "", JUDGE_ERROR, None, cost=cost, latency_s=time.perf_counter() - started,
                        error=error, attempts=attempts)
 
     def _verdict(self, completion: Completion, started: float, attempts: int) -> Verdict:
@@ -145,7 +188,7 @@ class JudgeClient:
             async with asyncio.timeout(self.timeout_s):
                 return await self.backend.complete(messages, self.params)
         except TimeoutError:
-            raise TransientError(f"no answer within {self.timeout_s:g} s") from None
+            raise TransientError(f"no answer within {self.timeout_s:g} s", billed=True) from None
 
 
 def _describe(exc: BaseException) -> str:

@@ -57,10 +57,15 @@ def map_litellm_error(exc: Exception) -> TransientError | PermanentError:
 
     if isinstance(exc, openai.APIConnectionError):
         return TransientError(f"{type(exc).__name__}: {_without_traceback(str(exc))}",
-                              retry_after=retry_after_seconds(_headers_of(exc)))
+                              retry_after=retry_after_seconds(_headers_of(exc)),
+                              billed=isinstance(exc, openai.APITimeoutError) or "Traceback" in str(exc))
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and status >= 400:
-        return error_for_status(status, _without_traceback(str(getattr(exc, "message", exc))), _headers_of(exc))
+        message = str(getattr(exc, "message", exc))
+        error = error_for_status(status, _without_traceback(message), _headers_of(exc))
+        if isinstance(error, TransientError) and "Invalid response object" in message:
+            error.billed = True  # the provider answered; litellm could not read the answer
+        return error
     return PermanentError(f"{type(exc).__name__}: {_without_traceback(str(exc))}")
 
 

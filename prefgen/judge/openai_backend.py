@@ -115,7 +115,7 @@ def decode_reply(raw: bytes, source: str) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise TransientError(f"undecodable response from {source}: {raw[:200]!r}") from exc
+        raise TransientError(f"undecodable response from {source}: {raw[:200]!r}", billed=True) from exc
 
 
 # -- transports --------------------------------------------------------------------------------------
@@ -159,11 +159,13 @@ class _HttpTransport:
                 raw = await response.read()
                 status, headers = response.status, response.headers
         except TimeoutError as exc:  # aiohttp's timeouts derive from it
-            raise TransientError(f"no answer from {self._url} within {self._timeout:g} s") from exc
+            raise TransientError(f"no answer from {self._url} within {self._timeout:g} s", billed=True) from exc
         except aiohttp.InvalidURL as exc:
             raise PermanentError(f"invalid API URL {self._url!r}") from exc
         except aiohttp.ClientError as exc:
-            raise TransientError(f"{type(exc).__name__} talking to {self._url}: {exc}") from exc
+            # Refused before the request left: not billed; dropped mid-reply: perhaps billed.
+            billed = not isinstance(exc, aiohttp.ClientConnectorError)
+            raise TransientError(f"{type(exc).__name__} talking to {self._url}: {exc}", billed=billed) from exc
         if status >= 400:
             raise error_for_status(status, error_message(raw), headers)
         return decode_reply(raw, self._url)
@@ -204,7 +206,7 @@ class _SdkTransport:
         except openai.APIStatusError as exc:
             raise error_for_status(exc.status_code, sdk_error_message(exc), exc.response.headers) from exc
         except openai.APIConnectionError as exc:  # APITimeoutError included
-            raise TransientError(f"{type(exc).__name__}: {exc}") from exc
+            raise TransientError(f"{type(exc).__name__}: {exc}", billed=isinstance(exc, openai.APITimeoutError)) from exc
         return decode_reply(raw.content, "the server")
 
     async def aclose(self) -> None:

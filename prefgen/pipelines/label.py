@@ -68,6 +68,7 @@ class LabelSummary:
     first_slot_share: float | None = None
     consistency_rate: float | None = None
     estimated: dict[str, Any] | None = None  # dry runs only
+    job_cost: float = 0.0  # every run of the job, this one included (what --max-cost counts)
 
     @property
     def calls_per_s(self) -> float:
@@ -107,24 +108,27 @@ def confidence_mode(config: LabelConfig, supports_logprobs: bool) -> str:
 
 
 class Budget:
-    """Reserves an estimate before each call and settles the real cost after, so a run stops before it
-    would pass --max-cost rather than after."""
+    """--max-cost for a whole job, across its runs. Before each call it reserves the call's upper bound (see
+    `JudgeClient.upper_bound_tokens`) and after it settles the cost charged from the provider's reported usage,
+    so a run stops before it could pass the limit rather than after. `already` is what earlier runs of the
+    job spent; `spent` counts this run only."""
 
-    def __init__(self, limit: float | None) -> None:
+    def __init__(self, limit: float | None, already: float = 0.0) -> None:
         self.limit = limit
+        self.already = already
         self.spent = 0.0
         self.reserved = 0.0
         self.exhausted = False
 
-    def reserve(self, estimate: float) -> bool:
-        if self.limit is not None and self.spent + self.reserved + estimate > self.limit:
+    def reserve(self, bound: float) -> bool:
+        if self.limit is not None and self.already + self.spent + self.reserved + bound > self.limit:
             self.exhausted = True
             return False
-        self.reserved += estimate
+        self.reserved += bound
         return True
 
-    def settle(self, estimate: float, actual: float) -> None:
-        self.reserved -= estimate
+    def settle(self, reserved: float, actual: float) -> None:
+        self.reserved -= reserved
         self.spent += actual
 
 
@@ -149,7 +153,7 @@ class LabelRun:
         self.tasks = plan_tasks(client, constitution, pairs)
         self.answers: dict[str, Answer] = {}
         self.buffer: list[Judgement] = []
-        self.budget = Budget(config.max_cost)
+        self.budget = Budget(config.max_cost, already=labels_sql.job_spend(store, job_id))
         self.stop = asyncio.Event()
         self.sent = 0
         self.errors = 0
@@ -187,12 +191,21 @@ class LabelRun:
             for task in queue:
                 if self.stop.is_set():
                     return
-                estimate = self._estimate_cost(task)
-                if not self.budget.reserve(estimate):
+                bound = self.client.upper_bound_cost(task.messages)
+                if not self.budget.reserve(bound):
                     self.stop.set()
                     return
-                verdict = await self.client.judge(task.messages)
-                self.budget.settle(estimate, verdict.cost)
+                reserved = bound
+
+                def may_retry(more: float) -> bool:
+                    nonlocal reserved
+                    if not self.budget.reserve(more):
+                        return False
+                    reserved += more
+                    return True
+
+                verdict = await self.client.judge(task.messages, may_retry=may_retry)
+                self.budget.settle(reserved, verdict.cost)
                 self._record(task, verdict)
                 if len(self.buffer) >= self.config.write_batch or time.monotonic() - last_flush > self.config.flush_interval_s:
                     self.flush()
@@ -207,13 +220,6 @@ class LabelRun:
         if self.budget.exhausted:
             return "budget_stopped"
         return "interrupted" if self.stop.is_set() else "finished"
-
-    def _estimate_cost(self, task: Task) -> float:
-        price = self.client.price
-        if price is None:
-            return 0.0
-        out = self.client.params.max_tokens * self.client.params.n
-        return price.cost(estimate_tokens(task.messages), out)
 
     def _record(self, task: Task, verdict: Verdict) -> None:
         self.sent += 1
@@ -247,8 +253,10 @@ class LabelRun:
             self.kept += int(result.kept)
 
     def flush(self) -> None:
+        """Write the answered calls, and this run's count and spend with them (one transaction): a run killed
+        later has its spend up to here on record."""
         if self.buffer:
-            labels_sql.save_judgements(self.store, self.buffer)
+            labels_sql.save_judgements(self.store, self.buffer, run=(self.run_id, self.sent, self.budget.spent))
             self.buffer = []
 
     # -- deriving -----------------------------------------------------------------------------------------
@@ -324,6 +332,8 @@ def dry_run_estimate(run: LabelRun, todo: list[Task]) -> dict[str, Any]:
         "tokens_in": tokens_in,
         "tokens_out": tokens_out,
         "cost": price.cost(tokens_in, tokens_out) if price else None,
+        # What --max-cost reserves: the most these calls can cost (one token per byte in, max_tokens out).
+        "cost_max": sum(run.client.upper_bound_cost(t.messages) for t in todo) if price else None,
         "priced": price is not None,
     }
 
@@ -344,6 +354,7 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         if config.dry_run:
             return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo))
         _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))
+        labels_sql.mark_interrupted_runs(store)  # a run still 'running' in a file we can write to was killed
         labels_sql.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
                      args=config.model_dump(mode="json", exclude={"api_key"}))
         status = "failed"
@@ -386,6 +397,7 @@ def _summary(run: LabelRun, status: str, cached: int, started: float,
         kept_preferences=counts.get("kept_preferences", 0), preferences=counts.get("preferences", 0),
         drop_reasons=counts.get("reasons", {}), first_slot_share=bias.get("first_slot_share"),
         consistency_rate=bias.get("consistency_rate"), estimated=estimated,
+        job_cost=run.budget.already + run.budget.spent,
     )
 
 

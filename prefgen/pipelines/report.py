@@ -44,6 +44,8 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
             {"": "output tokens (max)", "value": est["tokens_out"]},
             {"": "cost (est.)", "value": cost},
         ]
+        if est.get("cost_max") is not None:
+            rows.append({"": "cost (at most; what --max-cost reserves)", "value": f"${est['cost_max']:.4f}"})
         console.print(table_of(rows, "dry run: nothing was sent"))
         return
     share = summary.first_slot_share
@@ -62,6 +64,8 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         {"": "tokens in / out", "value": f"{summary.tokens_in} / {summary.tokens_out}"},
         {"": "cost (this run)", "value": f"${summary.cost:.4f}"},
     ]
+    if summary.job_cost:
+        rows.append({"": "cost (job, all runs)", "value": f"${summary.job_cost:.4f}"})
     rows += [{"": f"dropped: {reason}", "value": n} for reason, n in summary.drop_reasons.items() if reason != "kept"]
     console.print(table_of(rows, f"label run {summary.run_id} (job {summary.job_id})"))
     if share is not None and share >= 0.8 and summary.calls_planned:
@@ -70,7 +74,8 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
             "Position swapping caught it: its inconsistent verdicts were dropped, not kept as labels.[/yellow]"
         )
     if summary.status == "budget_stopped":
-        console.print("[yellow]Stopped before passing --max-cost; run again with a larger budget to go on.[/yellow]")
+        console.print("[yellow]Stopped before passing --max-cost (it counts every run of this job); "
+                      "run again with a larger budget to go on.[/yellow]")
     if summary.status == "interrupted":
         console.print("[yellow]Interrupted; everything answered is stored. Run the same command to resume.[/yellow]")
 

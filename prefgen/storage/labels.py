@@ -67,6 +67,33 @@ def finish_run(store: Store, run_id: str, *, status: str, n_pairs: int, n_calls_
     )
 
 
+def mark_interrupted_runs(store: Store) -> int:
+    """Runs left 'running' were killed: DuckDB lets one process write a file, and we hold it. Marked so."""
+    rows = store.con.execute(
+        "UPDATE runs SET status = 'interrupted', finished_at = coalesce(finished_at, now()) "
+        "WHERE status = 'running' RETURNING run_id"
+    ).fetchall()
+    return len(rows)
+
+
+def job_spend(store: Store, job_id: str) -> float:
+    """What a job's runs spent so far, killed ones included (their row is updated as batches commit); a run
+    from before that has no cost on record counts the costs of its stored judgements."""
+    row = store.con.execute(
+        """SELECT coalesce(sum(coalesce(r.cost, (SELECT sum(j.cost) FROM judgements j WHERE j.run_id = r.run_id))),
+                           0)
+           FROM runs r WHERE r.job_id = ?""",
+        [job_id],
+    ).fetchall()[0]
+    return float(row[0] or 0.0)
+
+
+def _record_progress(store: Store, run: tuple[str, int, float] | None) -> None:
+    if run is not None:
+        run_id, sent, cost = run
+        store.con.execute("UPDATE runs SET n_calls_sent = ?, cost = ? WHERE run_id = ?", [sent, cost, run_id])
+
+
 def _hash_table(hashes: Sequence[str]) -> pa.Table:
     return pa.table({"request_hash": pa.array(hashes, pa.string())})
 
@@ -84,7 +111,7 @@ def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
     return {h: Answer(status, p, src) for h, status, p, src in rows}
 
 
-def save_judgements(store: Store, rows: Sequence[Judgement]) -> int:
+def save_judgements(store: Store, rows: Sequence[Judgement], *, run: tuple[str, int, float] | None = None) -> int:
     """One batch, one transaction: a crash mid-run loses at most the batch in flight, never half of one.
 
     A stored answer is replaced only by a newer call for the same request, which the pipeline makes only
@@ -94,16 +121,20 @@ def save_judgements(store: Store, rows: Sequence[Judgement]) -> int:
     even when nothing conflicts, and conflicts are rare (re-asked judge errors). If any request is stored
     already, that transaction rolls back whole and the batch is written again with INSERT OR REPLACE, so the
     result is the same as replacing from the start.
+
+    `run` = (run_id, calls sent, cost so far) updates the run's row in the same transaction.
     """
     if not rows:
         return 0
-    if _insert_new_judgements(store, rows):
+    if _insert_new_judgements(store, rows, run):
         return len(rows)
     with store.transaction():
-        return store.insert_rows("judgements", rows, on_conflict="replace")
+        written = store.insert_rows("judgements", rows, on_conflict="replace")
+        _record_progress(store, run)
+        return written
 
 
-def _insert_new_judgements(store: Store, rows: Sequence[Judgement]) -> bool:
+def _insert_new_judgements(store: Store, rows: Sequence[Judgement], run: tuple[str, int, float] | None) -> bool:
     """One plain INSERT of the batch in its own transaction; False (and nothing written) on any stored key.
 
     Not `Store.insert_rows`: the batch must be unregistered after the ROLLBACK, since DuckDB refuses any
@@ -115,6 +146,7 @@ def _insert_new_judgements(store: Store, rows: Sequence[Judgement]) -> bool:
     try:
         with store.transaction():
             store.con.execute(f"INSERT INTO judgements ({columns}) SELECT {columns} FROM _prefgen_judgements")
+            _record_progress(store, run)
     except duckdb.ConstraintException:
         return False
     finally:
