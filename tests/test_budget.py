@@ -94,3 +94,22 @@ def test_killed_run_has_its_spend_recorded_and_is_marked_interrupted(files, loop
 
     assert done.returncode == 0, done.stderr
     assert query(db, "SELECT status FROM runs ORDER BY started_at") == [("interrupted",), ("finished",)]
+
+
+def test_answers_are_durable_within_a_second_even_when_they_arrive_in_a_burst(files, loopback):
+    """Eight calls answer together at ~3 s, the next eight are still out: a kill 1.5 s later loses none of
+    the eight answers (a write waits neither for a full batch nor for the next answer)."""
+    constitution, pairs, db = files
+    write_pairs(pairs, 4)  # 4 pairs x 2 principles x 2 orders = 16 calls, 8 at a time
+    loopback.behaviour = Behaviour(truth=truth, latency_s=3.0)
+    command = label_command(files, loopback)
+    command[command.index("--concurrency") + 1] = "8"
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while loopback.request_count < 16 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert loopback.request_count == 16
+    assert query(db, "SELECT count(*) FROM judgements") == [(8,)]

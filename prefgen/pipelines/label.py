@@ -184,10 +184,16 @@ class LabelRun:
         queue: Iterator[Task] = iter(todo)
         loop = asyncio.get_running_loop()
         installed = _install_sigint(loop, self.stop)
-        last_flush = time.monotonic()
+
+        async def flush_on_time() -> None:
+            # Answers are durable within flush_interval_s however the calls finish: a burst of answers right
+            # after a write would otherwise wait for the next answer (or batch) to be written, and a kill would
+            # send them again.
+            while True:
+                await asyncio.sleep(self.config.flush_interval_s)
+                self.flush()
 
         async def worker() -> None:
-            nonlocal last_flush
             for task in queue:
                 if self.stop.is_set():
                     return
@@ -207,13 +213,14 @@ class LabelRun:
                 verdict = await self.client.judge(task.messages, may_retry=may_retry)
                 self.budget.settle(reserved, verdict.cost)
                 self._record(task, verdict)
-                if len(self.buffer) >= self.config.write_batch or time.monotonic() - last_flush > self.config.flush_interval_s:
+                if len(self.buffer) >= self.config.write_batch:
                     self.flush()
-                    last_flush = time.monotonic()
 
+        ticker = asyncio.create_task(flush_on_time())
         try:
             await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, max(len(todo), 1)))))
         finally:
+            ticker.cancel()
             self.flush()
             if installed:
                 loop.remove_signal_handler(signal.SIGINT)
