@@ -79,7 +79,16 @@ def label(**options) -> None:
 @option_from_field(QueryOutput, "format", "--format")
 @option_from_field(QueryOutput, "out", "--out", type=click.Path(dir_okay=False, path_type=Path))
 def sql(query: str, db: Path, **options) -> None:
-    """Run SQL against the store (opened read-only) and print or export the result."""
+    """Run SQL against the store (opened read-only) and print or export the result.
+
+    \b
+    Allowed: SELECT (and WITH, DESCRIBE, SHOW, PRAGMA that read) over the store's tables and views, and
+    temporary tables or views that vanish with the command.
+    Not allowed: any change to the store; reading or writing any other file (read_csv, read_parquet,
+    read_text, COPY ... TO, EXPORT DATABASE); ATTACH; INSTALL or LOAD of extensions; SET. Write a result
+    to a file with --format and --out instead. prefgen's own views (kept_pairs, drop_reasons, ...) mean
+    prefgen's definitions even if the file carries other ones under those names.
+    """
     from prefgen.pipelines.report import write_query_result
     from prefgen.storage.db import Store
 

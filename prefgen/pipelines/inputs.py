@@ -120,9 +120,11 @@ def _dataset_rows(path: Path) -> Iterator[Row]:
 def _duckdb_rows(path: Path, table: str) -> Iterator[Row]:
     import duckdb
 
+    from prefgen.storage.db import connect
+
     if not path.exists():
         raise InputError(path, "no such DuckDB file")
-    con = duckdb.connect(str(path), read_only=True)
+    con = connect(path, read_only=True)  # locked down: the file's SQL cannot reach anything else
     try:
         cur = con.execute(f'SELECT * FROM "{table.replace(chr(34), "")}"')
     except duckdb.CatalogException as exc:

@@ -1,8 +1,17 @@
-"""Opening the DuckDB file, applying migrations, and the batched-write primitive every table uses."""
+"""Opening the DuckDB file, applying migrations, and the batched-write primitive every table uses.
+
+Every connection prefgen opens is locked down (`connect`): SQL can read and write the store and nothing
+else: no file or network access (read_csv, read_text, COPY ... TO, EXPORT DATABASE), no ATTACH, no
+INSTALL/LOAD of extensions, no SET (the configuration is locked). Inputs and exports go through pyarrow in
+Python instead. A store is a file others may hand you, so the views it carries are not trusted either:
+prefgen's own views are checked against their definitions on open and restored (writers) or shadowed by a
+temporary view of the right definition (readers).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -15,6 +24,45 @@ from prefgen.errors import PrefgenError
 from prefgen.storage.migrations import migrate
 
 
+# No file or network access from SQL, no extensions, and no way for SQL to turn that back on.
+LOCKED_DOWN = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,
+}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
+
+
+def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A locked-down DuckDB connection to `path` (":memory:" for none), or a one-line PrefgenError."""
+    path = str(path)
+    if path != ":memory:":
+        _check_is_duckdb(Path(path))
+    try:
+        return duckdb.connect(path, read_only=read_only, config=dict(LOCKED_DOWN))
+    except (duckdb.IOException, duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PrefgenError(f"{path}: cannot open the database ({first_line})") from None
+
+
+def _check_is_duckdb(path: Path) -> None:
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return  # a new file, or one DuckDB will refuse with its own words
+    if not head:
+        return
+    if head.startswith(_SQLITE_MAGIC):
+        raise PrefgenError(f"{path}: this is a SQLite database, not a DuckDB one; give --db a DuckDB file "
+                           "(a new name creates one)")
+    if head[8:12] != _DUCKDB_MAGIC:
+        raise PrefgenError(f"{path}: not a DuckDB database; give --db a DuckDB file (a new name creates one)")
+
+
 class Store:
     """One DuckDB file. Writers migrate on open; readers (`read_only=True`) never change the file."""
 
@@ -22,12 +70,14 @@ class Store:
         self.path = str(path)
         if read_only and not Path(self.path).exists():
             raise PrefgenError(f"{self.path}: no such database (run `prefgen label` first, or check --db)")
+        self.con = connect(self.path, read_only=read_only)
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:
-            raise PrefgenError(f"{self.path}: cannot open the database ({exc})") from exc
-        if not read_only:
-            migrate(self.con)
+            if not read_only:
+                migrate(self.con)
+            guard_views(self.con, read_only=read_only)
+        except BaseException:
+            self.con.close()
+            raise
 
     def close(self) -> None:
         self.con.close()
@@ -81,11 +131,59 @@ class Store:
         try:
             return self.query_arrow(sql)
         except duckdb.Error as exc:
-            raise PrefgenError(f"SQL error: {exc}") from None
+            raise PrefgenError(f"SQL error: {' '.join(str(exc).split())}") from None
 
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         relation = self.con.sql(sql, params=list(params) if params else None)
         return relation.to_arrow_table() if relation is not None else pa.table({})
+
+
+@functools.cache
+def canonical_views() -> dict[str, str]:
+    """prefgen's views as its migrations define them: name -> CREATE VIEW statement (this DuckDB's wording)."""
+    con = duckdb.connect(":memory:", config=dict(LOCKED_DOWN))
+    try:
+        migrate(con)
+        return dict(con.execute(
+            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary"
+        ).fetchall())
+    finally:
+        con.close()
+
+
+def guard_views(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> list[str]:
+    """Make prefgen's view names mean prefgen's definitions, whatever the file carries under those names.
+
+    A writer restores a changed view in the file; a reader leaves the file alone and shadows it with a
+    temporary view (DuckDB resolves temporary objects first). Returns the names that were changed.
+    """
+    found = dict(con.execute(
+        "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary "
+        "AND database_name = current_database()"
+    ).fetchall())
+    tables = {row[0] for row in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary"
+    ).fetchall()}
+    changed = []
+    for name, sql in canonical_views().items():
+        if found.get(name) == sql:
+            continue
+        if name not in found and name not in tables and read_only:
+            continue  # an older store without this view: queries on it fail as before
+        body = sql.split(" AS ", 1)[1]
+        try:
+            if read_only:
+                con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
+            else:
+                if name in tables:
+                    con.execute(f'DROP TABLE "{name}"')
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {body}')
+        except duckdb.Error as exc:
+            if read_only:
+                continue  # the file lacks what the view reads: an older store; the view stays unusable
+            raise PrefgenError(f"cannot restore prefgen's view {name!r} in the store ({exc})") from None
+        changed.append(name)
+    return changed
 
 
 def rows_to_arrow(rows: Sequence[Any]) -> pa.Table:
