@@ -13,6 +13,7 @@ import click
 from prefgen.cli_options import config_from_options, option_from_field
 from prefgen.errors import PrefgenError
 from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput
+from prefgen.redact import redact
 from prefgen.train.config import TrainConfig
 
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
@@ -25,7 +26,7 @@ class PrefgenGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PrefgenError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
             sys.exit(exc.exit_code)
 
 
@@ -44,6 +45,7 @@ def cli() -> None:
 @DB_OPTION
 @option_from_field(LabelConfig, "api_base", "--api-base")
 @option_from_field(LabelConfig, "api_key", "--api-key", envvar="PREFGEN_API_KEY")
+@option_from_field(LabelConfig, "allow_http_key", "--allow-http-key")
 @option_from_field(LabelConfig, "concurrency", "--concurrency")
 @option_from_field(LabelConfig, "threshold", "--threshold")
 @option_from_field(LabelConfig, "max_cost", "--max-cost")

@@ -24,7 +24,7 @@ import random
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -105,6 +105,7 @@ class SeenRequest:
     path: str
     body: dict[str, Any]
     key: str
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -258,7 +259,7 @@ class LoopbackServer:
         key = hashlib.blake2b("\x00".join(turns).encode(), digest_size=8).hexdigest()
         self.received += 1
         if self.record:
-            self.requests.append(SeenRequest(path, body, key))
+            self.requests.append(SeenRequest(path, body, key, dict(request.headers)))
         behaviour = self.behaviour
         if behaviour.raw_reply is not None:
             return web.Response(body=behaviour.raw_reply, content_type=_JSON)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from prefgen.judge import reply
+from prefgen.judge import endpoint, reply
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
 from prefgen.judge.http_errors import error_for_status, sdk_error_message
 
@@ -87,7 +87,7 @@ class AnthropicBackend:
 
     name = "anthropic"
     supports_logprobs = False
-    options = ("api_base", "api_key", "timeout", "concurrency")
+    options = ("api_base", "api_key", "timeout", "concurrency", "allow_http_key")
 
     def __init__(
         self,
@@ -97,12 +97,20 @@ class AnthropicBackend:
         api_key: str | None = None,
         timeout: float = 60.0,
         concurrency: int = 64,
+        allow_http_key: bool = False,
     ) -> None:
         import anthropic
 
         self.model = model
+        key, headers = _api_key(api_key, api_base), None
+        if api_base is not None:
+            raw_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+            api_base, key, credentials = endpoint.resolve(api_base, raw_key, explicit=api_key is not None,
+                                                          allow_http_key=allow_http_key)
+            key = key or "no-key"  # None would let the SDK read ANTHROPIC_API_KEY itself
+            headers = {"Authorization": endpoint.basic_auth(credentials)} if credentials else None
         self._client = anthropic.AsyncAnthropic(
-            base_url=api_base, api_key=_api_key(api_key, api_base), max_retries=0, timeout=timeout
+            base_url=api_base, api_key=key, max_retries=0, timeout=timeout, default_headers=headers
         )
         self._slots = asyncio.Semaphore(concurrency)
 

@@ -25,6 +25,7 @@ from prefgen.judge.base import (
 )
 from prefgen.judge.parse import parse_completion
 from prefgen.judge.reply import token_count
+from prefgen.redact import redact
 from prefgen.judge.pricing import Price
 from prefgen.judge.prompts import Template
 
@@ -193,7 +194,7 @@ class JudgeClient:
 
 def _describe(exc: BaseException) -> str:
     """`Type: message`, one line, bounded: what a judgement row's `error` column holds."""
-    message = " ".join(str(exc).split())[:1000]
+    message = redact(" ".join(str(exc).split()))[:1000]
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from prefgen.errors import PrefgenError
+from prefgen.judge import endpoint
 from prefgen.judge.anthropic_backend import sample_separately
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
 from prefgen.judge.http_errors import error_for_status, retry_after_seconds
@@ -84,7 +85,7 @@ class LiteLLMBackend:
     """A judge reached through `litellm.acompletion`. `concurrency` bounds the requests in flight."""
 
     name = "litellm"
-    options = ("api_base", "api_key", "timeout", "concurrency")
+    options = ("api_base", "api_key", "timeout", "concurrency", "allow_http_key")
 
     def __init__(
         self,
@@ -94,14 +95,24 @@ class LiteLLMBackend:
         api_key: str | None = None,
         timeout: float = 60.0,
         concurrency: int = 64,
+        allow_http_key: bool = False,
     ) -> None:
         self._litellm = litellm = _import_litellm()
         self.model = model
+        self.provider = _provider_of(litellm, model, api_base)
+        self._headers: dict[str, str] = {}
+        if api_base is not None:
+            # litellm would read the provider's key from the environment itself: decide here whether it may go.
+            env_key = os.environ.get(f"{self.provider.upper()}_API_KEY")
+            api_base, key, credentials = endpoint.resolve(api_base, api_key or env_key, explicit=api_key is not None,
+                                                          allow_http_key=allow_http_key)
+            api_key = key or "no-key"
+            if credentials:
+                self._headers["Authorization"] = endpoint.basic_auth(credentials)
         self._api_base = api_base
         self._api_key = api_key
         self._timeout = timeout
         self._slots = asyncio.Semaphore(concurrency)
-        self.provider = _provider_of(litellm, model, api_base)
         self.supports_logprobs = self.provider in LOGPROB_PROVIDERS
         supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=self.provider) or ()
         # Providers without `n` (Anthropic, Ollama) get n separate calls instead of an error.
@@ -132,6 +143,8 @@ class LiteLLMBackend:
             request["api_base"] = self._api_base
         if self._api_key:
             request["api_key"] = self._api_key
+        if self._headers:
+            request["extra_headers"] = dict(self._headers)
         return request
 
     async def _call(self, messages: list[dict[str, str]], params: SamplingParams, n: int) -> Completion:

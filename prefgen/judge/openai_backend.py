@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import orjson
 
 from prefgen.errors import PrefgenError
-from prefgen.judge import reply
+from prefgen.judge import endpoint, reply
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
 from prefgen.judge.http_errors import error_for_status, error_message, sdk_error_message
 
@@ -130,11 +130,14 @@ class _Transport(Protocol):
 class _HttpTransport:
     """POSTs over one aiohttp session, opened on first use because it must belong to the running loop."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float, concurrency: int) -> None:
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, concurrency: int,
+                 basic: str | None = None) -> None:
         self._url = f"{base_url.rstrip('/')}/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
+        if basic:
+            self._headers["Authorization"] = basic
         self._timeout = timeout
         self._concurrency = concurrency
         self._session: Any = None
@@ -179,7 +182,8 @@ class _HttpTransport:
 class _SdkTransport:
     """The official SDK, retries off, returning the raw JSON so that the shared parser applies."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float, concurrency: int) -> None:
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, concurrency: int,
+                 basic: str | None = None) -> None:
         import httpx
         import openai
 
@@ -188,6 +192,7 @@ class _SdkTransport:
             base_url=base_url,
             # The SDK refuses to start without a key; local servers (vLLM, Ollama) need none.
             api_key=api_key or "no-key",
+            default_headers={"Authorization": basic} if basic else None,  # overrides the SDK's Bearer header
             max_retries=0,
             timeout=timeout,
             http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
@@ -221,7 +226,7 @@ class OpenAIBackend:
 
     name = "openai"
     supports_logprobs = True
-    options = ("api_base", "api_key", "timeout", "concurrency", "transport")
+    options = ("api_base", "api_key", "timeout", "concurrency", "transport", "allow_http_key")
 
     def __init__(
         self,
@@ -232,6 +237,7 @@ class OpenAIBackend:
         timeout: float = 60.0,
         concurrency: int = 64,
         transport: str = "http",
+        allow_http_key: bool = False,
     ) -> None:
         if transport not in TRANSPORTS:
             raise PrefgenError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
@@ -240,8 +246,11 @@ class OpenAIBackend:
         # The same environment variables as the SDK, so both transports reach the same place.
         base_url = api_base or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         key = api_key or os.environ.get("OPENAI_API_KEY")
+        base_url, key, credentials = endpoint.resolve(base_url, key, explicit=api_key is not None,
+                                                      allow_http_key=allow_http_key)
+        basic = endpoint.basic_auth(credentials) if credentials else None
         transport_class = _HttpTransport if transport == "http" else _SdkTransport
-        self._transport: _Transport = transport_class(base_url, key, timeout, concurrency)
+        self._transport: _Transport = transport_class(base_url, key, timeout, concurrency, basic)
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         data = await self._transport.send(build_request(self.model, messages, params))

@@ -50,6 +50,8 @@ class LabelConfig(BaseModel):
     timeout_s: float = Field(default=120.0, gt=0, description="Seconds per call.")
     transport: Literal["http", "sdk"] = Field(default="http", description="openai backend: lean HTTP client "
                                                                          "(fast) or the official SDK.")
+    allow_http_key: bool = Field(default=False, description="Send the API key (or URL credentials) over plain "
+                                                            "http to a host other than this machine.")
     batch_size: int = Field(default=8, ge=1, description="Local judge: requests per forward pass.")
     write_batch: int = Field(default=512, ge=1, description="Judgements per database write.")
     flush_interval_s: float = Field(default=1.0, gt=0, description="Write at least this often (seconds): a crash "

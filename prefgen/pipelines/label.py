@@ -309,7 +309,8 @@ def build_client(config: LabelConfig, constitution: Constitution) -> tuple[Judge
     spec = parse_spec(config.judge)
     # Every setting on offer; each backend takes the ones it declares (`Backend.options`).
     backend = make_backend(spec, api_base=config.api_base, api_key=config.api_key, timeout=config.timeout_s,
-                           concurrency=config.concurrency, transport=config.transport, batch_size=config.batch_size)
+                           concurrency=config.concurrency, transport=config.transport, batch_size=config.batch_size,
+                           allow_http_key=config.allow_http_key)
     template = make_template(constitution.judge_template, config.mode)
     params = template.sampling(samples=config.samples)
     if not backend.supports_logprobs and params.logprobs:

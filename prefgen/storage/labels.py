@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from prefgen.records import Answer, Judgement, Pair, PairPreference, Preference
+from prefgen.redact import redact_value
 from prefgen.storage.db import Store, rows_to_arrow
 
 
@@ -54,7 +55,7 @@ def save_job(store: Store, job: dict[str, Any]) -> None:
 def start_run(store: Store, *, run_id: str, job_id: str | None, command: str, args: dict[str, Any]) -> None:
     store.con.execute(
         "INSERT INTO runs (run_id, job_id, command, status, args) VALUES (?, ?, ?, 'running', ?)",
-        [run_id, job_id, command, json.dumps(args, default=str)],
+        [run_id, job_id, command, json.dumps(redact_value(args), default=str)],
     )
 
 

@@ -1,0 +1,78 @@
+"""Where a backend sends its key: credentials in the base URL, and no key over plain http off this machine.
+
+A key from the environment is meant for the provider it is named after; sent to an `--api-base` over plain
+http it would cross the network readable by anyone on the path. So it is withheld (with a warning), and an
+explicit `--api-key` over plain http to another host is refused, unless the user passes --allow-http-key.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+from prefgen.errors import PrefgenError
+from prefgen.redact import redact, split_credentials
+
+log = logging.getLogger("prefgen.judge")
+
+
+def basic_auth(credentials: tuple[str, str]) -> str:
+    """The Authorization header value for user:password."""
+    user, password = credentials
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_off_machine(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower() == "http" and not is_loopback(parts.hostname)
+    except ValueError:
+        return False
+
+
+def key_to_send(url: str, key: str | None, *, explicit: bool, allow_http_key: bool) -> str | None:
+    """The key to send to `url`, or None to send none; a PrefgenError for an explicit key that must not go."""
+    if not key or allow_http_key or not plain_http_off_machine(url):
+        return key
+    where = redact(url)
+    if explicit:
+        raise PrefgenError(
+            f"refusing to send the API key over plain http to {where}: use https, or pass --allow-http-key "
+            "if this network is trusted"
+        )
+    log.warning("not sending the API key from the environment over plain http to %s "
+                "(use https, or pass --allow-http-key if this network is trusted)", where)
+    return None
+
+
+def resolve(url: str, key: str | None, *, explicit: bool, allow_http_key: bool
+            ) -> tuple[str, str | None, tuple[str, str] | None]:
+    """(URL without credentials, key to send, basic-auth credentials from the URL or None).
+
+    Credentials in the URL are the user's choice for that host: they are sent as HTTP basic auth, and an
+    environment key is then not sent at all (a request carries one Authorization header). An explicit key
+    and URL credentials together are a conflict the user must resolve.
+    """
+    bare, credentials = split_credentials(url)
+    if credentials is not None:
+        if explicit and key:
+            raise PrefgenError(f"--api-base {redact(url)} carries credentials and --api-key gives a key too; "
+                               "give one of them")
+        key = None
+        if plain_http_off_machine(bare) and not allow_http_key:
+            raise PrefgenError(f"refusing to send the credentials in --api-base over plain http to {redact(url)}: "
+                               "use https, or pass --allow-http-key if this network is trusted")
+    return bare, key_to_send(bare, key, explicit=explicit, allow_http_key=allow_http_key), credentials
