@@ -38,15 +38,66 @@ def _read_text(path: Path) -> str:
         raise InputError(path, f"not UTF-8 text (byte {exc.start})", hint="save the file as UTF-8") from None
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader reports unhashable keys itself
+            if key in seen:
+                raise InputError(None, f"duplicate key {key!r} (first on line {seen[key]})",
+                                 line=key_node.start_mark.line + 1, hint="keep one of them")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_aliases(path: Path, text: str) -> None:
+    """Anchors and aliases are refused before anything is built: an alias expands to a copy of what it names,
+    and nine lines of nested aliases expand to gigabytes (the "billion laughs"). A constitution needs none."""
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise InputError(path, "YAML anchors and aliases (&name, *name) are not allowed in a constitution",
+                                 line=event.start_mark.line + 1, hint="write each value out in full")
+    except yaml.YAMLError:
+        return  # reported by the loader with its own line
+
+
 def _parse(path: Path, text: str) -> Any:
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
             raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
+        except _DuplicateKey as exc:
+            raise InputError(path, f"duplicate key {exc.key!r}", hint="keep one of them") from None
     else:
+        _refuse_aliases(path, text)
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        except InputError as exc:
+            exc.path = str(path)
+            raise InputError(path, exc.message, line=exc.line, hint=exc.hint) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             problem = getattr(exc, "problem", None) or str(exc)
@@ -75,7 +126,7 @@ def _from_category_lists(path: Path, data: dict[str, list[str]]) -> dict[str, An
 def _line_map(text: str) -> dict[Loc, int]:
     """Line (1-based) of every key and list item, from YAML's node marks (JSON parses as YAML too)."""
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # aliases were refused before: nothing expands here
     except yaml.YAMLError:
         return {}
     lines: dict[Loc, int] = {}

@@ -17,7 +17,8 @@ class Principle(BaseModel):
 
     id: str = Field(min_length=1, description="Unique name of the principle, used in the store and in stats.")
     text: str = Field(description="The instruction the judge applies, e.g. 'Choose the less harmful response.'")
-    weight: float = Field(default=1.0, ge=0, description="Relative chance of being drawn for a pair.")
+    weight: float = Field(default=1.0, ge=0, le=1e6, allow_inf_nan=False,
+                          description="Relative chance of being drawn for a pair (0: never drawn).")
     category: str | None = Field(default=None, description="Free label for grouping (harmlessness, honesty...).")
 
     @field_validator("text")
