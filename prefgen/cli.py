@@ -28,6 +28,22 @@ class PrefgenGroup(click.Group):
         except PrefgenError as exc:
             click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _interrupted()
+        except Exception as exc:
+            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted").
+            if type(exc).__name__ == "InterruptException" and type(exc).__module__.startswith(("duckdb", "_duckdb")):
+                _interrupted()
+            raise
+
+
+def _interrupted() -> None:
+    """A Ctrl-C that reached the top: one line, exit 130. Every write is a transaction, so the store is whole."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not turn the exit into a traceback
+    click.secho("interrupted; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
+    sys.exit(130)
 
 
 @click.group(cls=PrefgenGroup, context_settings={"help_option_names": ["-h", "--help"]})

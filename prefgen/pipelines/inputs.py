@@ -50,7 +50,9 @@ def read_rows(spec: str | Path) -> Iterator[Row]:
         yield from _dataset_rows(path)
         return
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
+    if suffix == ".json":
+        yield from _json_rows(path)
+    elif suffix in (".jsonl", ".ndjson"):
         yield from _jsonl_rows(path)
     elif suffix == ".csv":
         yield from _csv_rows(path)
@@ -85,9 +87,33 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
         yield Row(number, data)
 
 
+def _json_rows(path: Path) -> Iterator[Row]:
+    """A .json file is a JSON array of objects (rows numbered from 1), or JSON Lines under another name."""
+    text = _decode(path)
+    if not text.lstrip().startswith("["):
+        yield from _jsonl_rows(path)
+        return
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(path, f"not valid JSON ({exc})", hint="a .json file holds one array of objects") from None
+    for number, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            raise InputError(path, f"array item {number} is a {type(item).__name__}, not an object", line=number,
+                             hint="each item must be an object with prompt, response_a, response_b")
+        yield Row(number, item)
+
+
+_EXTRA_FIELDS = "\x00extra"
+
+
 def _csv_rows(path: Path) -> Iterator[Row]:
-    reader = csv.DictReader(io.StringIO(_decode(path), newline=""))
+    reader = csv.DictReader(io.StringIO(_decode(path), newline=""), restkey=_EXTRA_FIELDS)
     for row in reader:
+        if _EXTRA_FIELDS in row:
+            extra = len(row[_EXTRA_FIELDS])
+            raise InputError(path, f"{extra} more field(s) than the header's {len(reader.fieldnames or ())}",
+                             line=reader.line_num, hint="quote fields that contain commas, or fix the header")
         yield Row(reader.line_num, dict(row))
 
 
@@ -177,6 +203,9 @@ def pair_from_row(row: Row, path: str, source: str) -> Pair:
     texts = {}
     for column in ("response_a", "response_b"):
         value = data[column]
+        if value is not None and not isinstance(value, str):
+            raise InputError(path, f"must be text, got {type(value).__name__} {str(value)[:40]!r}", line=row.line,
+                             field=column, hint="write the response as a string")
         if not isinstance(value, str) or not value.strip():
             raise InputError(path, "empty response: there is nothing to judge", line=row.line, field=column,
                              hint="remove the row or fill in the response")

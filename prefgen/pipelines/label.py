@@ -68,6 +68,8 @@ class LabelSummary:
     first_slot_share: float | None = None
     consistency_rate: float | None = None
     estimated: dict[str, Any] | None = None  # dry runs only
+    skipped: list[str] = field(default_factory=list)  # --skip-bad: the rows dropped, each with its reason
+    duplicates: int = 0  # rows that repeated an earlier pair and were judged once
     job_cost: float = 0.0  # every run of the job, this one included (what --max-cost counts)
 
     @property
@@ -182,8 +184,6 @@ class LabelRun:
     # -- sending ------------------------------------------------------------------------------------------
     async def send_all(self, todo: list[Task]) -> str:
         queue: Iterator[Task] = iter(todo)
-        loop = asyncio.get_running_loop()
-        installed = _install_sigint(loop, self.stop)
 
         async def flush_on_time() -> None:
             # Answers are durable within flush_interval_s however the calls finish: a burst of answers right
@@ -222,8 +222,6 @@ class LabelRun:
         finally:
             ticker.cancel()
             self.flush()
-            if installed:
-                loop.remove_signal_handler(signal.SIGINT)
         if self.budget.exhausted:
             return "budget_stopped"
         return "interrupted" if self.stop.is_set() else "finished"
@@ -289,20 +287,45 @@ class LabelRun:
         labels_sql.save_preferences(self.store, prefs, pair_prefs)
 
 
-def _install_sigint(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> bool:
-    """First Ctrl-C: stop sending, finish the calls in flight, write everything. Second: the usual interrupt."""
+class _CtrlC:
+    """First Ctrl-C: stop sending, finish the calls in flight, write everything. Second: stop now (the calls in
+    flight are abandoned; everything answered is still written). Presses while the final writes and the summary
+    run are ignored, so those finish: they take a moment, and a traceback out of them helps nobody.
 
-    def on_sigint() -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
+    Raising KeyboardInterrupt from a loop callback would leave the main task half-run; cancelling it instead lets
+    its `finally` write everything, and `run_label` turns the cancellation into KeyboardInterrupt.
+    """
 
-    # Only the main thread may set signal handlers, and Windows event loops have none: there the default
-    # KeyboardInterrupt still applies, and the store stays consistent because every batch is a transaction.
-    if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
-        return False
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    return True
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.finishing = False
+        self.cancelled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+
+    def install(self) -> _CtrlC:
+        # Only the main thread may set signal handlers, and Windows event loops have none: there the default
+        # KeyboardInterrupt still applies, and the store stays consistent because every batch is a transaction.
+        if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+            return self
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        self._loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self) -> None:
+        if self.finishing:
+            return
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        self.finishing = self.cancelled = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def remove(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGINT)
+            self._loop = None
 
 
 def build_client(config: LabelConfig, constitution: Constitution) -> tuple[JudgeClient, str]:
@@ -360,23 +383,31 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         todo = run.tasks_to_send()
         cached = len(run.tasks) - len(todo)
         if config.dry_run:
-            return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo))
+            return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo), read=read)
         _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))
         labels_sql.mark_interrupted_runs(store)  # a run still 'running' in a file we can write to was killed
         labels_sql.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
                      args=config.model_dump(mode="json", exclude={"api_key"}))
         status = "failed"
+        ctrl_c = _CtrlC(run.stop).install()
         try:
             with LabelProgress(len(todo), enabled=config.progress) as progress:
                 run.progress = progress
                 status = await run.send_all(todo) if todo else "finished"
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            status = "interrupted"  # a second Ctrl-C: what was answered is still written below
+            raise
         finally:
+            ctrl_c.finishing = True
             run.flush()
             run.derive_preferences()
             labels_sql.finish_run(store, run.run_id, status=status, n_pairs=len(read.pairs),
                           n_calls_planned=len(run.tasks), n_calls_cached=cached, n_calls_sent=run.sent,
                           cost=run.budget.spent)
-        return _summary(run, status, cached, started)
+        try:
+            return _summary(run, status, cached, started, read=read)
+        finally:
+            ctrl_c.remove()
     finally:
         await client.backend.aclose()
         store.close()
@@ -394,7 +425,7 @@ def _save_inputs(store: Store, config: LabelConfig, constitution: Constitution, 
 
 
 def _summary(run: LabelRun, status: str, cached: int, started: float,
-             estimated: dict[str, Any] | None = None) -> LabelSummary:
+             estimated: dict[str, Any] | None = None, read: PairsRead | None = None) -> LabelSummary:
     counts = labels_sql.job_summary(run.store, run.job_id) if estimated is None else {}
     bias = labels_sql.job_position_stats(run.store, run.job_id) if estimated is None else {}
     return LabelSummary(
@@ -406,9 +437,14 @@ def _summary(run: LabelRun, status: str, cached: int, started: float,
         drop_reasons=counts.get("reasons", {}), first_slot_share=bias.get("first_slot_share"),
         consistency_rate=bias.get("consistency_rate"), estimated=estimated,
         job_cost=run.budget.already + run.budget.spent,
+        skipped=list(read.skipped) if read else [], duplicates=read.duplicates if read else 0,
     )
 
 
 def run_label(config: LabelConfig) -> LabelSummary:
-    """Synchronous entry point (the CLI and tests call this)."""
-    return asyncio.run(label_async(config))
+    """Synchronous entry point (the CLI and tests call this). A second Ctrl-C ends in KeyboardInterrupt after
+    everything answered is written."""
+    try:
+        return asyncio.run(label_async(config))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None

@@ -9,6 +9,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from prefgen.errors import PrefgenError
 from prefgen.storage import stats as st
 from prefgen.storage.db import Store
 
@@ -32,6 +33,7 @@ def table_of(rows: list[dict[str, Any]], title: str | None = None) -> Table:
 
 def print_label_summary(summary: Any, console: Console | None = None) -> None:
     console = console or Console()
+    _print_skipped(summary, console)
     if summary.estimated is not None:
         est = summary.estimated
         cost = f"${est['cost']:.4f}" if est["priced"] else "unknown (no price for this model; see --price-in)"
@@ -97,6 +99,19 @@ def train_summary_lines(outcome: Any) -> list[str]:
     ]
 
 
+def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
+    """--skip-bad drops rows: say how many and why (the first few), and how many rows were repeats."""
+    skipped = getattr(summary, "skipped", None) or []
+    if skipped:
+        console.print(f"[yellow]Skipped {len(skipped)} bad row(s) (--skip-bad):[/yellow]", highlight=False)
+        for line in skipped[:show]:
+            console.print(f"  {line}", markup=False, highlight=False)
+        if len(skipped) > show:
+            console.print(f"  ... and {len(skipped) - show} more", highlight=False)
+    if getattr(summary, "duplicates", 0):
+        console.print(f"{summary.duplicates} row(s) repeated an earlier pair and were judged once.", highlight=False)
+
+
 def print_stats(store: Store, console: Console | None = None) -> None:
     from prefgen.pipelines.agreement import agreement_summary
 
@@ -125,17 +140,30 @@ def print_tables(tables: dict[str, list[dict[str, Any]]], console: Console | Non
         console.print("nothing to show")
 
 
+def _flat_for_csv(table: Any) -> Any:
+    """CSV has no lists or structs: such columns are written as JSON text."""
+    import pyarrow as pa
+
+    for i, column in enumerate(table.columns):
+        if pa.types.is_nested(column.type):
+            text = [None if v is None else orjson.dumps(v, default=str).decode() for v in column.to_pylist()]
+            table = table.set_column(i, table.field(i).name, pa.array(text, pa.string()))
+    return table
+
+
 def write_query_result(table: Any, fmt: str, out: Path | None, console: Console | None = None) -> None:
     """Print or save a query result (a pyarrow Table)."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         if out is None:
-            raise ValueError("--format parquet needs --out FILE")
+            raise PrefgenError("--format parquet needs --out FILE")
         pq.write_table(table, out)
         return
     if fmt == "csv":
         import pyarrow.csv as pacsv
+
+        table = _flat_for_csv(table)
 
         if out is None:
             import sys
