@@ -50,6 +50,8 @@ FAULTS = (
     "status_500",        # a server error (worth a retry)
     "status_429",        # rate limited with Retry-After: 0
 )
+# The soak benchmark adds answers that come too late (after `slow_s`), to trip the client's timeout.
+SOAK_FAULTS = (*FAULTS, "timeout")
 
 _RESPONSE_A = re.compile(r'<response id="A">\n(.*?)\n</response>', re.DOTALL)
 _RESPONSE_B = re.compile(r'<response id="B">\n(.*?)\n</response>', re.DOTALL)
@@ -238,7 +240,7 @@ class LoopbackServer:
         return _json({"object": "list", "data": [{"id": "loopback-judge", "object": "model", "owned_by": "tests"}]})
 
     async def _count(self, request: web.Request) -> web.Response:
-        return _json({"received": self.received})
+        return _json({"received": self.received, "faults": self.faults_served})
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         # Routed by suffix so that base URLs with or without /v1 both work, as they do for real proxies.
@@ -269,7 +271,7 @@ class LoopbackServer:
         fault = self._next_fault(behaviour)
         if behaviour.latency_s:
             await asyncio.sleep(behaviour.latency_s)
-        if behaviour.mode == "slow":
+        if behaviour.mode == "slow" or fault == "timeout":
             await asyncio.sleep(behaviour.slow_s)
         if not body.get("model") or not isinstance(body.get("messages"), list):
             return _error(400, "model and messages are required", "invalid_request_error", protocol)
@@ -282,7 +284,7 @@ class LoopbackServer:
             payload = _anthropic_message(body, answer.texts[0], turns, next(self._ids))
         if behaviour.usage_factor != 1.0:
             payload["usage"] = {k: int(v * behaviour.usage_factor) for k, v in payload["usage"].items()}
-        if fault is not None:
+        if fault is not None and fault != "timeout":
             return _faulty(fault, payload, protocol)
         return _json(payload)
 
@@ -532,9 +534,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-bias", type=float, default=0.0)
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--mode", default="ok", help=f"one of {', '.join(MODES)}, or status_NNN")
+    parser.add_argument("--fault-every", type=int, default=3, help="faults mode: every k-th request is a fault")
+    parser.add_argument("--faults", choices=["all", "soak"], default="all",
+                        help="faults mode: the FAULTS list, or SOAK_FAULTS (adds late answers)")
+    parser.add_argument("--slow", type=float, default=30.0, help="seconds a slow (or 'timeout') answer waits")
     args = parser.parse_args(argv)
     behaviour = Behaviour(
-        first_bias=args.first_bias, confidence=args.confidence, mode=args.mode, latency_s=args.latency
+        first_bias=args.first_bias, confidence=args.confidence, mode=args.mode, latency_s=args.latency,
+        fault_every=args.fault_every, faults=SOAK_FAULTS if args.faults == "soak" else FAULTS, slow_s=args.slow,
     )
     try:
         asyncio.run(_serve_forever(args.port, behaviour))

@@ -113,3 +113,23 @@ def test_answers_are_durable_within_a_second_even_when_they_arrive_in_a_burst(fi
     proc.wait()
     assert loopback.request_count == 16
     assert query(db, "SELECT count(*) FROM judgements") == [(8,)]
+
+
+def test_an_absurd_usage_report_is_charged_no_more_than_the_calls_bound(loopback):
+    loopback.behaviour = Behaviour(mode="faults", faults=("usage_absurd",), fault_every=1)
+
+    async def go():
+        backend = OpenAIBackend("judge", api_base=loopback.openai_base, api_key="k", timeout=5)
+        template = make_template()
+        client = JudgeClient(backend, template, template.sampling(), price=Price(1e6, 1e6))
+        messages = client.render(Comparison("q", "a", "b", "Be kind."))
+        try:
+            return await client.judge(messages), client.upper_bound_cost(messages)
+        finally:
+            await backend.aclose()
+
+    verdict, bound = asyncio.run(go())
+    assert verdict.status == "ok" and verdict.letter == "A"
+    assert verdict.tokens_out == 1  # 1e30 reported, max_tokens 1 asked
+    assert 0 < verdict.cost <= bound
+    assert "passes this call's bound" in verdict.error

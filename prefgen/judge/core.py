@@ -143,7 +143,7 @@ class JudgeClient:
         except Exception as exc:  # noqa: BLE001 - the last resort: a backend bug fails one call, not the run
             return self._failure(exc, started, attempts, unexpected=True, cost=billed * bound)
         try:
-            verdict = self._verdict(completion, started, attempts)
+            verdict = self._verdict(completion, started, attempts, self.upper_bound_tokens(messages))
         except Exception as exc:  # noqa: BLE001 - a reply no parser foresaw is a parse error with its reason
             verdict = Verdict(None, _raw_text(completion), PARSE_ERROR, None,
                               latency_s=time.perf_counter() - started,
@@ -159,14 +159,23 @@ class JudgeClient:
         return Verdict(None, "", JUDGE_ERROR, None, cost=cost, latency_s=time.perf_counter() - started,
                        error=error, attempts=attempts)
 
-    def _verdict(self, completion: Completion, started: float, attempts: int) -> Verdict:
+    def _verdict(self, completion: Completion, started: float, attempts: int,
+                 bound: tuple[int, int]) -> Verdict:
         parsed = parse_completion(completion, self.template.mode)
         # Backends read usage totally already; a third-party backend's counts are bounded here the same way.
         tokens_in, tokens_out = token_count(completion.tokens_in), token_count(completion.tokens_out)
+        # A count past the call's upper bound is a broken report (a request of this size cannot hold more):
+        # the bound is counted and charged instead, and the row says so. This is what keeps --max-cost whole.
+        note = None
+        if tokens_in > bound[0] or tokens_out > bound[1]:
+            note = (f"usage report of {tokens_in} in / {tokens_out} out passes this call's bound of "
+                    f"{bound[0]} / {bound[1]}; counted and charged the bound")
+            tokens_in, tokens_out = min(tokens_in, bound[0]), min(tokens_out, bound[1])
+        most = self.price.cost(*bound) if self.price else math.inf
         reported = completion.cost
         if isinstance(reported, (int, float)) and not isinstance(reported, bool) and math.isfinite(reported) \
                 and reported >= 0:
-            cost = float(reported)
+            cost = min(float(reported), most)
         else:
             cost = self.price.cost(tokens_in, tokens_out) if self.price else 0.0
         return Verdict(
@@ -178,7 +187,7 @@ class JudgeClient:
             tokens_out=tokens_out,
             cost=cost,
             latency_s=time.perf_counter() - started,
-            error=parsed.error,
+            error=parsed.error if parsed.error or note is None else note,
             attempts=attempts,
             letter=parsed.verdict,
         )
