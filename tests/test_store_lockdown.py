@@ -97,3 +97,17 @@ def test_sqlite_file_as_db_is_a_clean_error(tmp_path):
     with pytest.raises(PrefgenError, match="SQLite"):
         Store(path)
     assert path.read_bytes().startswith(b"SQLite format 3")
+
+
+def test_macros_a_file_carries_cannot_change_prefgens_queries(labelled_db):
+    con = duckdb.connect(str(labelled_db))
+    con.execute("CREATE MACRO avg(x) AS 0.42")
+    con.close()
+
+    result = CliRunner().invoke(cli, ["stats", "--db", str(labelled_db)])
+    assert result.exit_code == 2 and "defines SQL macros (avg)" in result.output
+    assert result.output.count("\n") == 1
+
+    with Store(labelled_db) as store:  # a writer drops them
+        assert store.query("SELECT avg(x) FROM (VALUES (1), (3)) t(x)")[1] == [(2.0,)]
+    assert CliRunner().invoke(cli, ["stats", "--db", str(labelled_db)]).exit_code == 0

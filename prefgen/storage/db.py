@@ -74,6 +74,7 @@ class Store:
         try:
             if not read_only:
                 migrate(self.con)
+            guard_macros(self.con, read_only=read_only)
             guard_views(self.con, read_only=read_only)
         except BaseException:
             self.con.close()
@@ -149,6 +150,23 @@ def canonical_views() -> dict[str, str]:
         ).fetchall())
     finally:
         con.close()
+
+
+def guard_macros(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> list[str]:
+    """prefgen creates no SQL macros, and a macro in the file shadows a built-in function of the same name
+    (`avg`, `lower`) in every query, prefgen's views included. A writer drops them; a reader refuses the file."""
+    found = con.execute(
+        "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
+        "WHERE NOT internal AND database_name = current_database() AND function_type IN ('macro', 'table_macro')"
+    ).fetchall()
+    if found and read_only:
+        names = ", ".join(sorted(name for name, _ in found))
+        raise PrefgenError(f"the store defines SQL macros ({names}) that would change what prefgen's queries "
+                           "compute; prefgen makes none: open it once with a writing command (e.g. prefgen "
+                           "label) to drop them, or drop them yourself")
+    for name, kind in found:
+        con.execute(f'DROP {"MACRO TABLE" if kind == "table_macro" else "MACRO"} IF EXISTS "{name}"')
+    return [name for name, _ in found]
 
 
 def guard_views(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> list[str]:
