@@ -141,3 +141,22 @@ async def test_a_judge_error_naming_a_url_with_credentials_is_stored_redacted() 
     template = make_template()
     verdict = await JudgeClient(Leaky(), template, template.sampling()).judge([{"role": "user", "content": "x"}])
     assert verdict.error == "PermanentError: HTTP 401 from http://***@proxy/v1"
+
+
+@pytest.mark.parametrize("make", [
+    lambda base: AnthropicBackend("claude-haiku-4-5", api_base=base),
+    lambda base: LiteLLMBackend("openai/gpt-4o-mini", api_base=f"{base}/v1"),
+    lambda base: LiteLLMBackend("anthropic/claude-haiku-4-5", api_base=base),
+], ids=["anthropic", "litellm-openai", "litellm-anthropic"])
+async def test_url_credentials_reach_the_server_as_basic_auth_through_every_sdk(make, loopback, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY_CANARY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY_CANARY)
+    backend = make(loopback.url.replace("http://", f"http://{USER}:{PASS_CANARY}@"))
+    try:
+        completion = await backend.complete([{"role": "user", "content": "hi"}], SamplingParams(logprobs=False))
+    finally:
+        await backend.aclose()
+    assert completion.texts == ["A"]
+    headers = loopback.requests[-1].headers
+    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{USER}:{PASS_CANARY}".encode()).decode()
+    assert KEY_CANARY not in str(headers)
