@@ -34,7 +34,8 @@ def parse_message(data: Any) -> Completion:
         raise reply.MalformedReply(f"the reply is not a JSON object: {reply.shape(data)}")
     content = data.get("content")
     if content is None:
-        content = []
+        raise reply.MalformedReply(f"the reply has no content; is this a Messages API endpoint? got "
+                                   f"{reply.shape(data, 300)}")
     if not isinstance(content, (list, str)):
         raise reply.MalformedReply(f"the reply's content is not a list of blocks: {reply.shape(content)}")
     text = reply.content_text(content, "content")
@@ -140,8 +141,10 @@ class AnthropicBackend:
         except anthropic.APIConnectionError as exc:  # APITimeoutError included
             raise TransientError(f"{type(exc).__name__}: {exc}",
                                  billed=isinstance(exc, anthropic.APITimeoutError)) from exc
-        # The raw-response API changed shape across SDK majors; the parsed model's dump did not.
-        return parse_message(message.model_dump())
+        # The raw-response API changed shape across SDK majors; the parsed model's dump did not. A reply that
+        # is not a JSON object comes back from the SDK as that value itself, with nothing to dump.
+        dump = getattr(message, "model_dump", None)
+        return parse_message(dump() if callable(dump) else message)
 
     async def aclose(self) -> None:
         await self._client.close()
