@@ -11,11 +11,17 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 MASK = "***"
 # scheme://userinfo@ — userinfo up to the last '@' before the host (passwords may contain '@' or ':').
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^\s/?#]*)@")
+# Keys passed in a query string (`?api-key=...`, `&token=...`), as some gateways take them.
+_QUERY_SECRET = re.compile(
+    r"(?P<name>[?&](?:api[-_]?key|key|token|access[-_]?token|auth|sig|signature|password|secret)=)[^&\s#]+",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """`text` with URL credentials and the given secret values replaced by ***."""
     text = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    text = _QUERY_SECRET.sub(lambda m: f"{m['name']}{MASK}", text)
     for secret in secrets:
         if secret and len(secret) >= 4:  # masking "a" would mangle the text and protect nothing
             text = text.replace(secret, MASK)

@@ -36,6 +36,7 @@ def test_redact_masks_url_credentials_and_named_secrets() -> None:
     text = f"error talking to http://{USER}:{PASS_CANARY}@host:8/v1 with {KEY_CANARY}"
     assert redact(text, [KEY_CANARY]) == "error talking to http://***@host:8/v1 with ***"
     assert redact("https://u:p@ss:w@rd@h/x") == "https://***@h/x"
+    assert redact("https://gw/v1?api-version=2&api-key=s3cret&x=1") == "https://gw/v1?api-version=2&api-key=***&x=1"
     assert split_credentials(f"http://{USER}:{PASS_CANARY}@127.0.0.1:9/v1") == (
         "http://127.0.0.1:9/v1", (USER, PASS_CANARY))
 

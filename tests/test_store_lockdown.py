@@ -38,11 +38,13 @@ def run_sql(db, query):
 ])
 def test_sql_reaches_no_file_network_or_extension(labelled_db, secret_file, tmp_path, query):
     out = tmp_path / "written"
+    before = labelled_db.read_bytes()
     result = run_sql(labelled_db, query.format(out=out, secret=secret_file))
     assert result.exit_code != 0
     assert result.output.startswith("error: SQL error:") and result.output.count("\n") == 1
     assert SECRET not in result.output
     assert not out.exists()
+    assert labelled_db.read_bytes() == before
 
 
 def test_sql_cannot_attach_and_empty_another_store(labelled_db, tmp_path):
