@@ -70,9 +70,10 @@ def test_duplicate_yaml_keys_are_an_error_naming_both_lines(tmp_path, store):
 
 def test_duplicate_json_keys_are_an_error(tmp_path):
     path = tmp_path / "c.json"
-    path.write_text('{"name": "x", "name": "y", "principles": [{"id": "q", "text": "t"}]}')
-    with pytest.raises(PrefgenError, match="duplicate key 'name'"):
+    path.write_text('{\n  "name": "x",\n  "principles": [{"id": "q", "text": "t"}],\n  "name": "y"\n}\n')
+    with pytest.raises(PrefgenError) as caught:
         load_constitution(path)
+    assert str(caught.value) == f"{path}:4: duplicate key 'name' (first on line 2) (keep one of them)"
 
 
 @pytest.mark.parametrize("weight", [".inf", ".nan", "-.inf", "1e400"])

@@ -90,6 +90,13 @@ def _parse(path: Path, text: str) -> Any:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"invalid JSON: {exc.msg}", line=exc.lineno) from None
         except _DuplicateKey as exc:
+            # JSON reads as YAML: the YAML loader finds the lines of both occurrences.
+            try:
+                yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+            except InputError as found:
+                raise InputError(path, found.message, line=found.line, hint=found.hint) from None
+            except yaml.YAMLError:
+                pass
             raise InputError(path, f"duplicate key {exc.key!r}", hint="keep one of them") from None
     else:
         _refuse_aliases(path, text)
