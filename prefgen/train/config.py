@@ -97,6 +97,7 @@ class TrainConfig(BaseModel):
             Where the model, tokenizer and `prefgen_train.json` are written.
         epochs (`float` or `None`, *optional*, defaults to `None`):
             Passes over the training pairs; `None` takes the method's regime (`REGIMES`): 10 for head, 1 else.
+            The head method takes at least 100 optimiser steps whatever the epochs (tiny sets).
         max_steps (`int` or `None`, *optional*, defaults to `None`):
             Stop after this many optimiser steps (overrides `epochs`); for smoke tests.
         lr (`float` or `None`, *optional*, defaults to `None`):

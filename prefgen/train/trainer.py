@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -303,6 +304,20 @@ def pair_rewards(model: Any, dataset: Any, pad_token_id: int, device: Any, batch
     return out
 
 
+MIN_HEAD_STEPS = 100
+
+
+def stage_config(config: TrainConfig, n_pairs: int) -> TrainConfig:
+    """The head method takes at least `MIN_HEAD_STEPS` optimiser steps: its epochs are cheap (the features
+    are cached), and on a few dozen pairs 10 epochs of 32-pair batches would be only a handful of steps."""
+    if config.method != "head" or config.max_steps is not None:
+        return config
+    steps_per_epoch = math.ceil(n_pairs / (config.batch_size * config.grad_accum))
+    if steps_per_epoch * config.epochs >= MIN_HEAD_STEPS:
+        return config
+    return config.model_copy(update={"max_steps": MIN_HEAD_STEPS})
+
+
 def curriculum_stages(rows: Sequence[dict[str, Any]], curriculum: str | None) -> list[list[dict[str, Any]]]:
     """The rows of each training stage: all at once, or (ai-then-human) the AI rows first."""
     if curriculum is None:
@@ -363,7 +378,7 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     stage_records, runtime, pairs_seen = [], 0.0, 0
     for dataset in stages:
         # Each stage gets a fresh trainer: a fresh optimiser and learning-rate schedule, the same settings.
-        trainer = build_reward_trainer(trained, tokenizer, dataset, config, device)
+        trainer = build_reward_trainer(trained, tokenizer, dataset, stage_config(config, len(dataset)), device)
         output = trainer.train()
         history += [{**entry, "stage": len(stage_records)} for entry in trainer.state.log_history]
         stage_records.append(_stage_record(len(dataset), trainer))
