@@ -83,37 +83,25 @@ def _api_key(api_key: str | None, api_base: str | None) -> str | None:
     return key
 
 
-class AnthropicBackend:
+class AnthropicBackend(endpoint.HttpBackend):
     """A judge behind the Anthropic Messages API. `concurrency` bounds the requests in flight."""
 
     name = "anthropic"
     supports_logprobs = False
-    options = ("api_base", "api_key", "timeout", "concurrency", "allow_http_key")
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_base: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        concurrency: int = 64,
-        allow_http_key: bool = False,
-    ) -> None:
+    def connect(self, connection: endpoint.Connection) -> None:
         import anthropic
 
-        self.model = model
-        key, headers = _api_key(api_key, api_base), None
+        api_base, key, headers = connection.api_base, _api_key(connection.api_key, connection.api_base), None
         if api_base is not None:
-            raw_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
-            api_base, key, credentials = endpoint.resolve(api_base, raw_key, explicit=api_key is not None,
-                                                          allow_http_key=allow_http_key)
+            raw_key = connection.api_key or os.environ.get("ANTHROPIC_API_KEY")
+            api_base, key, credentials = connection.resolve(api_base, raw_key)
             key = key or "no-key"  # None would let the SDK read ANTHROPIC_API_KEY itself
             headers = {"Authorization": endpoint.basic_auth(credentials)} if credentials else None
         self._client = anthropic.AsyncAnthropic(
-            base_url=api_base, api_key=key, max_retries=0, timeout=timeout, default_headers=headers
+            base_url=api_base, api_key=key, max_retries=0, timeout=connection.timeout, default_headers=headers
         )
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(connection.concurrency)
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         system, turns = split_system(messages)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+from dataclasses import dataclass, fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from prefgen.errors import PrefgenError
@@ -76,3 +78,37 @@ def resolve(url: str, key: str | None, *, explicit: bool, allow_http_key: bool
             raise PrefgenError(f"refusing to send the credentials in --api-base over plain http to {redact(url)}: "
                                "use https, or pass --allow-http-key if this network is trusted")
     return bare, key_to_send(bare, key, explicit=explicit, allow_http_key=allow_http_key), credentials
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The settings every HTTP backend takes, declared once: where, with which key, how long, how many."""
+
+    api_base: str | None = None
+    api_key: str | None = None
+    timeout: float = 60.0
+    concurrency: int = 64  # requests in flight
+    allow_http_key: bool = False
+
+    def resolve(self, url: str, key: str | None) -> tuple[str, str | None, tuple[str, str] | None]:
+        """`resolve` for this connection: `key` is the explicit key, or the one the backend found itself."""
+        return resolve(url, key, explicit=self.api_key is not None, allow_http_key=self.allow_http_key)
+
+
+CONNECTION_OPTIONS = tuple(f.name for f in fields(Connection))
+
+
+class HttpBackend:
+    """Base of the backends that reach a provider over HTTP. The registry passes each backend the options
+    it declares; the connection settings are split off here and the rest go to `connect`, whose signature
+    rejects anything a backend does not take."""
+
+    options: tuple[str, ...] = CONNECTION_OPTIONS
+
+    def __init__(self, model: str, **settings: Any) -> None:
+        self.model = model
+        connection = Connection(**{name: settings.pop(name) for name in CONNECTION_OPTIONS if name in settings})
+        self.connect(connection, **settings)
+
+    def connect(self, connection: Connection) -> None:
+        raise NotImplementedError

@@ -81,38 +81,27 @@ def _without_traceback(message: str) -> str:
     return f"{head.strip()} ({cause.strip()[:300]})" if cause else head.strip()
 
 
-class LiteLLMBackend:
+class LiteLLMBackend(endpoint.HttpBackend):
     """A judge reached through `litellm.acompletion`. `concurrency` bounds the requests in flight."""
 
     name = "litellm"
-    options = ("api_base", "api_key", "timeout", "concurrency", "allow_http_key")
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_base: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        concurrency: int = 64,
-        allow_http_key: bool = False,
-    ) -> None:
+    def connect(self, connection: endpoint.Connection) -> None:
         self._litellm = litellm = _import_litellm()
-        self.model = model
+        model, api_base, api_key = self.model, connection.api_base, connection.api_key
         self.provider = _provider_of(litellm, model, api_base)
         self._headers: dict[str, str] = {}
         if api_base is not None:
             # litellm would read the provider's key from the environment itself: decide here whether it may go.
             env_key = os.environ.get(f"{self.provider.upper()}_API_KEY")
-            api_base, key, credentials = endpoint.resolve(api_base, api_key or env_key, explicit=api_key is not None,
-                                                          allow_http_key=allow_http_key)
+            api_base, key, credentials = connection.resolve(api_base, api_key or env_key)
             api_key = key or "no-key"
             if credentials:
                 self._headers["Authorization"] = endpoint.basic_auth(credentials)
         self._api_base = api_base
         self._api_key = api_key
-        self._timeout = timeout
-        self._slots = asyncio.Semaphore(concurrency)
+        self._timeout = connection.timeout
+        self._slots = asyncio.Semaphore(connection.concurrency)
         self.supports_logprobs = self.provider in LOGPROB_PROVIDERS
         supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=self.provider) or ()
         # Providers without `n` (Anthropic, Ollama) get n separate calls instead of an error.

@@ -221,36 +221,25 @@ class _SdkTransport:
 # -- the backend -------------------------------------------------------------------------------------
 
 
-class OpenAIBackend:
+class OpenAIBackend(endpoint.HttpBackend):
     """A judge behind the OpenAI chat-completions API (or a compatible server at `api_base`)."""
 
     name = "openai"
     supports_logprobs = True
-    options = ("api_base", "api_key", "timeout", "concurrency", "transport", "allow_http_key")
+    options = (*endpoint.CONNECTION_OPTIONS, "transport")
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_base: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        concurrency: int = 64,
-        transport: str = "http",
-        allow_http_key: bool = False,
-    ) -> None:
+    def connect(self, connection: endpoint.Connection, *, transport: str = "http") -> None:
         if transport not in TRANSPORTS:
             raise PrefgenError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
-        self.model = model
         self.transport = transport
         # The same environment variables as the SDK, so both transports reach the same place.
-        base_url = api_base or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-        key = api_key or os.environ.get("OPENAI_API_KEY")
-        base_url, key, credentials = endpoint.resolve(base_url, key, explicit=api_key is not None,
-                                                      allow_http_key=allow_http_key)
+        base_url = connection.api_base or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        key = connection.api_key or os.environ.get("OPENAI_API_KEY")
+        base_url, key, credentials = connection.resolve(base_url, key)
         basic = endpoint.basic_auth(credentials) if credentials else None
         transport_class = _HttpTransport if transport == "http" else _SdkTransport
-        self._transport: _Transport = transport_class(base_url, key, timeout, concurrency, basic)
+        self._transport: _Transport = transport_class(base_url, key, connection.timeout, connection.concurrency,
+                                                      basic)
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         data = await self._transport.send(build_request(self.model, messages, params))
