@@ -41,21 +41,26 @@ def test_cost_is_charged_from_the_usage_the_provider_reports(files, loopback):
     assert charged == pytest.approx(tokens)
 
 
-def test_attempts_cut_off_by_the_provider_are_charged(loopback):
-    loopback.behaviour = Behaviour(mode="faults", faults=("truncated",), fault_every=1)
+def judge_once(loopback, **client_options):
+    """One comparison judged through the real client and the loopback server: (verdict, the call's bound)."""
 
     async def go():
         backend = OpenAIBackend("judge", api_base=loopback.openai_base, api_key="k", timeout=5)
         template = make_template()
-        client = JudgeClient(backend, template, template.sampling(), price=Price(1e6, 1e6), max_attempts=3,
-                             backoff_initial_s=0.001, backoff_max_s=0.01)
+        client = JudgeClient(backend, template, template.sampling(), price=Price(1e6, 1e6), **client_options)
         messages = client.render(Comparison("q", "a", "b", "Be kind."))
         try:
             return await client.judge(messages), client.upper_bound_cost(messages)
         finally:
             await backend.aclose()
 
-    verdict, bound = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_attempts_cut_off_by_the_provider_are_charged(loopback):
+    loopback.behaviour = Behaviour(mode="faults", faults=("truncated",), fault_every=1)
+
+    verdict, bound = judge_once(loopback, max_attempts=3, backoff_initial_s=0.001, backoff_max_s=0.01)
     assert verdict.status == JUDGE_ERROR and verdict.attempts == 3
     assert verdict.cost == pytest.approx(3 * bound)
 
@@ -118,17 +123,7 @@ def test_answers_are_durable_within_a_second_even_when_they_arrive_in_a_burst(fi
 def test_an_absurd_usage_report_is_charged_no_more_than_the_calls_bound(loopback):
     loopback.behaviour = Behaviour(mode="faults", faults=("usage_absurd",), fault_every=1)
 
-    async def go():
-        backend = OpenAIBackend("judge", api_base=loopback.openai_base, api_key="k", timeout=5)
-        template = make_template()
-        client = JudgeClient(backend, template, template.sampling(), price=Price(1e6, 1e6))
-        messages = client.render(Comparison("q", "a", "b", "Be kind."))
-        try:
-            return await client.judge(messages), client.upper_bound_cost(messages)
-        finally:
-            await backend.aclose()
-
-    verdict, bound = asyncio.run(go())
+    verdict, bound = judge_once(loopback)
     assert verdict.status == "ok" and verdict.letter == "A"
     assert verdict.tokens_out == 1  # 1e30 reported, max_tokens 1 asked
     assert 0 < verdict.cost <= bound

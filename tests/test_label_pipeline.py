@@ -287,15 +287,21 @@ def test_litellm_judge_labels_through_the_pipeline(files, loopback):
     assert query(files[2], "SELECT DISTINCT backend, confidence_source FROM judgements") == [("litellm", "logprobs")]
 
 
-def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, loopback):
-    constitution, pairs, db = files
-    write_pairs(pairs, 60)
+def label_in_flight(files, loopback, *, pairs: int = 60, requests: int = 40):
+    """`prefgen label` started as a subprocess, returned once the server has seen `requests` calls."""
+    write_pairs(files[1], pairs)
     loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
     command = label_command(files, loopback)
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while loopback.request_count < 40 and time.monotonic() < deadline:
+    while loopback.request_count < requests and time.monotonic() < deadline:
         time.sleep(0.05)
+    return proc, command
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, loopback):
+    constitution, pairs, db = files
+    proc, command = label_in_flight(files, loopback)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -16,7 +16,8 @@ from prefgen.errors import InputError
 from prefgen.pipelines.inputs import read_pairs
 from tests.loopback_server import Behaviour
 from tests.test_cli import labelled_db  # noqa: F401
-from tests.test_label_pipeline import CONSTITUTION, REPO, files, label_command, query, truth, write_pairs  # noqa: F401
+from tests.test_label_pipeline import (  # noqa: F401
+    CONSTITUTION, REPO, files, label_command, label_in_flight, query, truth, write_pairs)
 
 
 def invoke_label(tmp_path, pairs_path, loopback, *extra: str):
@@ -77,13 +78,7 @@ def test_sql_csv_writes_list_and_struct_columns_as_json(labelled_db):
 
 def test_repeated_ctrl_c_ends_in_one_line_with_the_store_whole(files, loopback):
     constitution, pairs, db = files
-    write_pairs(pairs, 60)
-    loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
-    command = label_command(files, loopback)
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while loopback.request_count < 40 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc, command = label_in_flight(files, loopback)
     for _ in range(30):  # Ctrl-C held down: through the sending, the final writes and the summary
         if proc.poll() is not None:
             break
