@@ -80,8 +80,10 @@ def prefgen_train(train_rows: list[dict], base: str, args: argparse.Namespace, o
     from prefgen.train.config import TrainConfig
     from prefgen.train.trainer import train_reward_model
 
-    config = TrainConfig(base=base, out_dir=out_dir, max_length=args.max_length, batch_size=args.batch_size,
-                         epochs=args.epochs, lr=args.lr, seed=args.seed)
+    # Full fine-tuning, like the plain TRL script it is compared with (the head method never backpropagates
+    # through the base, so its pairs/s would not be a like-for-like figure).
+    config = TrainConfig(base=base, out_dir=out_dir, method="full", max_length=args.max_length,
+                         batch_size=args.batch_size, epochs=args.epochs, lr=args.lr, seed=args.seed)
     cpu_started = time.process_time()
     result = train_reward_model(train_rows, config)
     return {"n_train": result.n_train, "train_runtime_s": result.train_runtime_s, "pairs_per_s": result.pairs_per_s,
@@ -130,7 +132,7 @@ def evaluate_both(plain: dict, ours: dict, heldout_hh: list[dict], heldout_rows:
 
 
 def parse_args() -> argparse.Namespace:
-    from prefgen.train.config import TrainConfig
+    from prefgen.train.config import REGIMES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-pairs", type=int, default=200)
@@ -138,7 +140,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=1)
-    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="both paths (default: prefgen's)")
+    parser.add_argument("--lr", type=float, default=REGIMES["full"].lr,
+                        help="both paths (default: prefgen's for --method full)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of both paths per seed")
     parser.add_argument("--base", default=None, help="model directory (default: the packaged MiniLM)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -151,7 +154,7 @@ def main() -> int:
         print(f"skipped: {HH_DIR}/human_small.jsonl not found (the shared HH-RLHF data is not here)")
         return 0
     from prefgen.train.config import resolve_base
-    from prefgen.train.trainer import pick_device
+    from prefgen.train.common import pick_device
 
     base = resolve_base(args.base)
     train_hh = read_hh(HH_DIR / "human_small.jsonl", args.train_pairs)

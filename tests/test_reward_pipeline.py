@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from prefgen.cli import cli
-from prefgen.train.trainer import pick_device
+from prefgen.train.common import pick_device
 
 pytestmark = pytest.mark.slow
 

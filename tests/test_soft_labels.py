@@ -229,7 +229,7 @@ def test_head_regime_learns_and_its_checkpoint_scores_like_the_trained_head(tmp_
 
     rows = [dict(zip(("prompt", "chosen", "rejected"), polite_pair(i, "q"), strict=True)) for i in range(24)]
     result = train_reward_model(rows, TrainConfig(out_dir=tmp_path / "rm", max_length=48), score_rows=rows[:6])
-    assert result.method == "head" and result.final_loss < math.log(2) - 0.1
+    assert result.config["method"] == "head" and result.final_loss < math.log(2) - 0.1
     chosen, rejected = score_pairs(load_reward_model(tmp_path / "rm"), rows[:6])
     assert (chosen.mean > rejected.mean).all()
     assert [c for c, _ in result.scores] == pytest.approx(chosen.mean.tolist(), abs=1e-3)

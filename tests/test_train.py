@@ -40,7 +40,8 @@ from prefgen.train.evaluate import (  # noqa: E402
     tie_report,
 )
 from prefgen.train.score import aggregate_member_scores  # noqa: E402
-from prefgen.train.trainer import length_grouped_order, pick_device  # noqa: E402
+from prefgen.train.common import pick_device  # noqa: E402
+from prefgen.train.trainer import length_grouped_order  # noqa: E402
 
 TOPICS = ["the weather", "my homework", "a recipe", "the train times", "a birthday gift", "my code", "a book"]
 POLITE = [

@@ -8,6 +8,7 @@ explicit `--api-key` over plain http to another host is refused, unless the user
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 import ipaddress
 import logging
 from dataclasses import dataclass, fields
@@ -98,7 +99,7 @@ class Connection:
 CONNECTION_OPTIONS = tuple(f.name for f in fields(Connection))
 
 
-class HttpBackend:
+class HttpBackend(ABC):
     """Base of the backends that reach a provider over HTTP. The registry passes each backend the options
     it declares; the connection settings are split off here and the rest go to `connect`, whose signature
     rejects anything a backend does not take."""
@@ -110,5 +111,6 @@ class HttpBackend:
         connection = Connection(**{name: settings.pop(name) for name in CONNECTION_OPTIONS if name in settings})
         self.connect(connection, **settings)
 
+    @abstractmethod
     def connect(self, connection: Connection) -> None:
-        raise NotImplementedError
+        """Build the client from the connection settings (and the backend's own options, as keywords)."""

@@ -26,7 +26,6 @@ from prefgen.train.config import TrainConfig, load_arguments, resolve_base
 from prefgen.train.data import build_preference_dataset, pad_batch, prepare_tokenizer, token_layout
 
 TARGET_COLUMNS = ("p_chosen", "weight")  # batched by PreferenceCollator, read by the loss
-__all__ = ["ENSEMBLE_MANIFEST", "TRAIN_RECORD", "pick_device", "train", "train_reward_model", "train_ensemble"]
 
 
 @dataclass
@@ -34,7 +33,6 @@ class TrainResult:
     out_dir: str
     n_train: int
     data_report: dict[str, Any]
-    method: str
     stages: list[dict[str, Any]]  # one per curriculum stage: rows, steps, first and last loss
     features_s: float  # head method: seconds spent computing the frozen base's features (0 when cached)
     initial_loss: float | None
@@ -404,7 +402,6 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         out_dir=str(out_dir),
         n_train=sum(len(dataset) for dataset in stages),
         data_report=_merge_reports(reports),
-        method=config.method,
         stages=stage_records,
         features_s=features_s,
         initial_loss=initial_loss,
