@@ -5,13 +5,15 @@ Heavy libraries are imported inside the commands, so `prefgen --help` is instant
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sys
 from pathlib import Path
 
 import click
 
 from prefgen.cli_options import config_from_options, option_from_field
-from prefgen.errors import PrefgenError
+from prefgen.errors import ExitCode, PrefgenError
 from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput
 from prefgen.redact import redact
 from prefgen.train.config import TrainConfig
@@ -19,15 +21,91 @@ from prefgen.train.config import TrainConfig
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
 
 
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """-q / -v on the group or any command: how much besides the results is said (stderr)."""
+    from prefgen.pipelines.report import OUTPUT
+
+    if not value:
+        return
+    if param.name == "quiet":
+        OUTPUT.quiet = True
+        level = logging.ERROR
+    else:
+        level = logging.INFO if value == 1 else logging.DEBUG
+    logging.getLogger("prefgen").setLevel(level)
+
+
+def _set_max_width(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    from prefgen.pipelines.report import OUTPUT
+
+    if value is not None:
+        OUTPUT.max_width = value
+
+
+# Options every command takes, and the group too (`prefgen -q label ...` = `prefgen label -q ...`).
+# They set how output looks and never reach the command's function.
+SHARED_OPTIONS = (
+    click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_set_verbosity,
+                 help="Results and errors only: no progress bar, notes or warnings."),
+    click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_set_verbosity,
+                 help="Say more on stderr (-vv: debug)."),
+    click.Option(["--max-width"], type=click.IntRange(min=20), default=None, expose_value=False,
+                 callback=_set_max_width, help="Print tables at most this many columns wide (default: the "
+                 "terminal's width, 80 when not a terminal)."),
+)
+
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+
+
+class _EchoHandler(logging.Handler):
+    """prefgen's log records as `warning: ...` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        click.secho(f"{level}: {redact(record.getMessage())}", err=True,
+                    fg={"warning": "yellow", "error": "red"}.get(level))
+
+
+def _reset_output() -> None:
+    """Defaults for one invocation (before its options are read): tests invoke the CLI many times a process."""
+    from prefgen.pipelines.report import OUTPUT, OutputSettings
+
+    vars(OUTPUT).update(vars(OutputSettings()))
+    logger = logging.getLogger("prefgen")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+        logger.propagate = False
+    logger.setLevel(logging.WARNING)
+
+
 class PrefgenGroup(click.Group):
-    """Turns user errors into one clear line and a non-zero exit code, without a traceback."""
+    """Turns user errors into one clear line and a non-zero exit code, without a traceback; gives every command
+    the shared output options; lists commands with their whole first sentence."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra) -> click.Context:
+        _reset_output()
+        return super().make_context(info_name, args, parent, **extra)
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(SHARED_OPTIONS)
+        super().add_command(cmd, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click cuts each summary at the terminal's width ("Judge/human agreement (ties excluded and as
+        # half, Cohen's..."); the first sentence is wrapped instead.
+        rows = [(name, command.get_short_help_str(limit=1000)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except PrefgenError as exc:
             click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:
             _interrupted()
         except Exception as exc:
@@ -43,14 +121,21 @@ def _interrupted() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not turn the exit into a traceback
     click.secho("interrupted; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
-    sys.exit(130)
+    sys.exit(ExitCode.INTERRUPTED)
 
 
-@click.group(cls=PrefgenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=PrefgenGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             params=list(SHARED_OPTIONS))
 @click.version_option(package_name="prefgen")
 def cli() -> None:
     """prefgen: label response pairs with position-swapped LLM judges under a constitution, keep every
-    judgement in DuckDB, mix AI and human preferences, and train reward models with TRL."""
+    judgement in DuckDB, mix AI and human preferences, and train reward models with TRL.
+
+    \b
+    Exit codes: 0 done; 2 bad input; 3 some judge calls failed; 4 every call failed (or the run stopped
+    early: key, URL or server); 5 --max-cost reached; 130 interrupted. See docs/exit-codes.md.
+    Shell completion: eval "$(_PREFGEN_COMPLETE=bash_source prefgen)" (zsh_source, fish_source).
+    """
 
 
 @cli.command()
@@ -77,18 +162,24 @@ def cli() -> None:
 @option_from_field(LabelConfig, "skip_bad", "--skip-bad")
 @option_from_field(LabelConfig, "dry_run", "--dry-run")
 @option_from_field(LabelConfig, "progress", "--progress")
-def label(**options) -> None:
+@JSON_OPTION
+def label(as_json: bool, **options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
 
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
+    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
     """
     from prefgen.pipelines.label import run_label
-    from prefgen.pipelines.report import print_label_summary
+    from prefgen.pipelines.report import OUTPUT, print_label_summary, to_json
 
+    if OUTPUT.quiet or as_json:
+        options["progress"] = False
     summary = run_label(config_from_options(LabelConfig, **options))
-    print_label_summary(summary)
-    if summary.status == "interrupted":
-        sys.exit(130)
+    if as_json:
+        click.echo(to_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)}))
+    else:
+        print_label_summary(summary)
+    sys.exit(int(summary.exit_code))
 
 
 @cli.command()

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Every exit status prefgen gives, in one place (docs/exit-codes.md lists them for scripts).
+
+    1 is left to Python: a traceback, that is a bug to report.
+    """
+
+    OK = 0
+    BAD_INPUT = 2  # a bad option, value or input file; nothing was done (click's usage errors use 2 too)
+    CALLS_FAILED = 3  # the run finished, but some judge calls failed after their retries (re-run to retry them)
+    ALL_CALLS_FAILED = 4  # no call of the run got an answer (or it stopped early: auth, 404, connection)
+    BUDGET_REACHED = 5  # --max-cost stopped the run before it could pass the job's budget
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, the shell's convention); everything answered is stored
 
 
 class PrefgenError(Exception):
     """Base for errors caused by input or configuration rather than by a bug."""
 
-    exit_code = 2
+    exit_code: int = ExitCode.BAD_INPUT
 
 
 class InputError(PrefgenError):
@@ -36,4 +51,5 @@ class InputError(PrefgenError):
             where += f":{self.line}"
         text = f"{where} {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
         return f"{text} ({self.hint})" if self.hint else text
+
 

@@ -82,6 +82,10 @@ class Behaviour:
     raw_reply: when set, every request is answered 200 with exactly these bytes (property tests).
     usage_factor: reported token counts are multiplied by this (a provider that counts more than prefgen
         would estimate at four characters a token).
+    strict_paths: serve only /v1/chat/completions and /v1/messages, as the real providers do, so that a base
+        URL of the wrong form (an Anthropic base ending in /v1) gets a 404; by default any prefix is served.
+    states_confidence: False makes the judge ignore --mode verbalised's request for a `Confidence: N` line.
+    api_key: when set, a request without this key (Bearer or x-api-key) gets a 401, as from a provider.
     """
 
     first_bias: float = 0.0
@@ -98,6 +102,9 @@ class Behaviour:
     fault_every: int = 3
     raw_reply: bytes | None = None
     usage_factor: float = 1.0
+    strict_paths: bool = False
+    api_key: str | None = None
+    states_confidence: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +252,8 @@ class LoopbackServer:
     async def _dispatch(self, request: web.Request) -> web.Response:
         # Routed by suffix so that base URLs with or without /v1 both work, as they do for real proxies.
         path = request.path
+        if self.behaviour.strict_paths and path not in ("/v1/chat/completions", "/v1/messages"):
+            return _error(404, f"no route for POST {path}", "not_found_error", "openai")
         if path.endswith("/chat/completions"):
             protocol = "openai"
         elif path.endswith("/messages"):
@@ -263,6 +272,11 @@ class LoopbackServer:
         if self.record:
             self.requests.append(SeenRequest(path, body, key, dict(request.headers)))
         behaviour = self.behaviour
+        if behaviour.api_key is not None and behaviour.api_key not in (
+            request.headers.get("x-api-key"), request.headers.get("Authorization", "").removeprefix("Bearer ")
+        ):
+            return _error(401, "invalid x-api-key" if protocol == "anthropic" else "Incorrect API key provided",
+                          "authentication_error", protocol)
         if behaviour.raw_reply is not None:
             return web.Response(body=behaviour.raw_reply, content_type=_JSON)
         failure = self._failure(behaviour, protocol)
@@ -363,17 +377,17 @@ def _answers(behaviour: Behaviour, user: str, key: str, n: int) -> _Answer:
     centre = behaviour.confidence_of(judged.first, judged.second) if behaviour.confidence_of else behaviour.confidence
     confidences = [min(max(centre + rng.uniform(-spread, spread), 0.5), 0.999) if spread
                    else centre for _ in range(n)]
-    texts = [_render(letter, judged, c) for letter, c in zip(letters, confidences)]
+    texts = [_render(letter, judged, c, behaviour.states_confidence) for letter, c in zip(letters, confidences)]
     return _Answer(letters, texts, confidences)
 
 
-def _render(letter: str | None, judged: _Judged, confidence: float) -> str:
+def _render(letter: str | None, judged: _Judged, confidence: float, states_confidence: bool = True) -> str:
     if judged.ask == "cot":
         return (
             f"Response A has {len(judged.first)} characters and response B has {len(judged.second)}. "
             f"Weighing both against the principle.\nVerdict: {letter}"
         )
-    if judged.ask == "verbalised":
+    if judged.ask == "verbalised" and states_confidence:
         return f"{letter}\nConfidence: {round(confidence * 100)}"
     return str(letter)
 

@@ -16,6 +16,7 @@ from prefgen.errors import PrefgenError
 from prefgen.judge import endpoint
 from prefgen.judge.anthropic_backend import sample_separately
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
+from prefgen.judge.diagnose import CREDENTIALS, failure_kind
 from prefgen.judge.http_errors import error_for_status, retry_after_seconds
 from prefgen.judge.openai_backend import parse_chat_completion
 
@@ -61,6 +62,9 @@ def map_litellm_error(exc: Exception) -> TransientError | PermanentError:
                               retry_after=retry_after_seconds(_headers_of(exc)),
                               billed=isinstance(exc, openai.APITimeoutError) or "Traceback" in str(exc))
     status = getattr(exc, "status_code", None)
+    if failure_kind(str(exc)) == CREDENTIALS:
+        # litellm wraps a missing key, found before any request, as a 500: no retry brings a key.
+        return PermanentError(f"{type(exc).__name__}: {_without_traceback(str(exc))}")
     if isinstance(status, int) and status >= 400:
         message = str(getattr(exc, "message", exc))
         error = error_for_status(status, _without_traceback(message), _headers_of(exc))

@@ -66,8 +66,9 @@ class QueryOutput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["table", "csv", "json", "parquet"] = Field(
-        default="table", description="table: printed; csv / json: printed, or written to --out; parquet: --out only.")
+    format: Literal["table", "csv", "json", "jsonl", "parquet"] = Field(
+        default="table", description="table: printed; csv, json (one array) or jsonl (an object a line): printed, "
+        "or written to --out; parquet: --out only.")
     out: Path | None = Field(default=None, description="Write to this file instead of printing.")
 
     @model_validator(mode="after")

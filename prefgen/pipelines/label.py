@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import signal
 import sys
 import threading
@@ -20,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prefgen.constitution import Constitution, load_constitution, sample_principles
-from prefgen.errors import PrefgenError
+from prefgen.errors import ExitCode, PrefgenError
 from prefgen.hashing import content_hash
-from prefgen.judge.base import JUDGE_ERROR, Verdict
+from prefgen.judge.base import JUDGE_ERROR, PARSE_ERROR, SOURCE_VERDICT, Verdict
 from prefgen.judge.core import JudgeClient
+from prefgen.judge.diagnose import failure_kind, what_to_check
 from prefgen.judge.pricing import resolve_price
 from prefgen.judge.prompts import make_template
 from prefgen.judge.registry import make_backend, parse_spec
@@ -31,9 +33,13 @@ from prefgen.judge.swap import both_orders, pair_preference, preference, swap_an
 from prefgen.pipelines.configs import LabelConfig
 from prefgen.pipelines.inputs import PairsRead, read_pairs
 from prefgen.pipelines.progress import LabelProgress
+from prefgen.pipelines.sync import run_coroutine
 from prefgen.records import Answer, Judgement, Pair, SwapResult
+from prefgen.redact import redact
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import Store
+
+log = logging.getLogger("prefgen.label")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +77,29 @@ class LabelSummary:
     skipped: list[str] = field(default_factory=list)  # --skip-bad: the rows dropped, each with its reason
     duplicates: int = 0  # rows that repeated an earlier pair and were judged once
     job_cost: float = 0.0  # every run of the job, this one included (what --max-cost counts)
+    max_cost: float | None = None  # the job's budget (--max-cost)
+    priced: bool = True  # False: no price is known for the model, so costs are unknown (not zero)
+    parse_errors: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)  # this run's top failure reasons with counts
+    stopped_early: str | None = None  # why the run stopped after its first batch, and what to check
+    warnings: list[str] = field(default_factory=list)  # e.g. a confidence that --threshold cannot use
 
     @property
     def calls_per_s(self) -> float:
         return self.calls_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """What `prefgen label` exits with (docs/exit-codes.md): the stop reason first, then failed calls."""
+        if self.status == "interrupted":
+            return ExitCode.INTERRUPTED
+        if self.status == "budget_stopped":
+            return ExitCode.BUDGET_REACHED
+        if self.calls_sent and self.judge_errors + self.parse_errors >= self.calls_sent:
+            return ExitCode.ALL_CALLS_FAILED
+        if self.judge_errors:
+            return ExitCode.CALLS_FAILED
+        return ExitCode.OK
 
 
 def plan_tasks(client: JudgeClient, constitution: Constitution, pairs: list[Pair]) -> list[Task]:
@@ -134,6 +159,38 @@ class Budget:
         self.spent += actual
 
 
+class FirstBatch:
+    """The first call of every worker, watched: when each one fails for a reason no retry mends (a refused key,
+    no such endpoint, no server; `judge.diagnose`), the run stops there rather than sending every call into the
+    same wall. Workers wait for that decision after their first call; the first answer or other failure settles
+    it at once, so a healthy run does not wait."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.errors: list[str] = []
+        self.decided = asyncio.Event()
+        self.fatal: str | None = None  # the first error, when the whole batch failed that way
+
+    def add(self, verdict: Verdict) -> None:
+        if self.decided.is_set():
+            return
+        if verdict.status != JUDGE_ERROR or failure_kind(verdict.error) is None:
+            self.decided.set()
+            return
+        self.errors.append(verdict.error or "")
+        self._check()
+
+    def withdraw(self) -> None:
+        """A worker that ends before its first call (budget, Ctrl-C) is not waited for."""
+        self.size -= 1
+        self._check()
+
+    def _check(self) -> None:
+        if len(self.errors) >= self.size and not self.decided.is_set():
+            self.fatal = self.errors[0] if self.errors else None
+            self.decided.set()
+
+
 def estimate_tokens(messages: list[dict[str, str]]) -> int:
     """About four characters a token for English: enough for a budget check and a dry-run estimate."""
     return sum(len(m["content"]) for m in messages) // 4 + 8 * len(messages)
@@ -159,6 +216,8 @@ class LabelRun:
         self.stop = asyncio.Event()
         self.sent = 0
         self.errors = 0
+        self.parse_errors = 0
+        self.first_batch: FirstBatch | None = None
         self.tokens_in = 0
         self.tokens_out = 0
         self.kept = 0
@@ -193,37 +252,54 @@ class LabelRun:
                 await asyncio.sleep(self.config.flush_interval_s)
                 self.flush()
 
+        workers = min(self.config.concurrency, max(len(todo), 1))
+        first_batch = self.first_batch = FirstBatch(workers)
+
         async def worker() -> None:
-            for task in queue:
-                if self.stop.is_set():
-                    return
-                bound = self.client.upper_bound_cost(task.messages)
-                if not self.budget.reserve(bound):
-                    self.stop.set()
-                    return
-                reserved = bound
+            first = True
+            try:
+                for task in queue:
+                    if self.stop.is_set():
+                        return
+                    bound = self.client.upper_bound_cost(task.messages)
+                    if not self.budget.reserve(bound):
+                        self.stop.set()
+                        return
+                    reserved = bound
 
-                def may_retry(more: float) -> bool:
-                    nonlocal reserved
-                    if not self.budget.reserve(more):
-                        return False
-                    reserved += more
-                    return True
+                    def may_retry(more: float) -> bool:
+                        nonlocal reserved
+                        if not self.budget.reserve(more):
+                            return False
+                        reserved += more
+                        return True
 
-                verdict = await self.client.judge(task.messages, may_retry=may_retry)
-                self.budget.settle(reserved, verdict.cost)
-                self._record(task, verdict)
-                if len(self.buffer) >= self.config.write_batch:
-                    self.flush()
+                    verdict = await self.client.judge(task.messages, may_retry=may_retry)
+                    self.budget.settle(reserved, verdict.cost)
+                    self._record(task, verdict)
+                    if len(self.buffer) >= self.config.write_batch:
+                        self.flush()
+                    if first:
+                        first = False
+                        first_batch.add(verdict)
+                        await first_batch.decided.wait()
+                        if first_batch.fatal is not None:
+                            self.stop.set()
+                            return
+            finally:
+                if first:
+                    first_batch.withdraw()
 
         ticker = asyncio.create_task(flush_on_time())
         try:
-            await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, max(len(todo), 1)))))
+            await asyncio.gather(*(worker() for _ in range(workers)))
         finally:
             ticker.cancel()
             self.flush()
         if self.budget.exhausted:
             return "budget_stopped"
+        if first_batch.fatal is not None:
+            return "failed"
         return "interrupted" if self.stop.is_set() else "finished"
 
     def _record(self, task: Task, verdict: Verdict) -> None:
@@ -233,6 +309,7 @@ class LabelRun:
         if verdict.status == JUDGE_ERROR:
             self.errors += 1
         else:
+            self.parse_errors += verdict.status == PARSE_ERROR
             self.answers[task.request_hash] = Answer(verdict.status, verdict.p_first, verdict.confidence_source)
         self.buffer.append(self._judgement(task, verdict))
         self._update_live_counts(task)
@@ -374,6 +451,8 @@ async def label_async(config: LabelConfig) -> LabelSummary:
     client, spec_text = build_client(config, constitution)
     mode = confidence_mode(config, client.backend.supports_logprobs)
     job_id = content_hash(["label-job", constitution.id, client.identity, mode], length=16)
+    for warning in start_warnings(config, mode, spec_text):
+        log.warning(warning)
     started = time.perf_counter()
     # A dry run against a store that does not exist yet uses an empty one in memory: nothing is cached.
     dry_and_new = config.dry_run and not config.db.exists()
@@ -413,6 +492,36 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         store.close()
 
 
+def start_warnings(config: LabelConfig, mode: str, spec_text: str) -> list[str]:
+    """What the user should know before a call is sent: a --threshold that cannot filter anything."""
+    if mode != "verdict" or config.threshold <= 0:
+        return []
+    why = "--mode cot answers with a letter" if config.mode == "cot" else "this backend gives no logprobs"
+    return [f"{spec_text} gives hard A/B verdicts ({why}): every consistent pair has confidence 1, so "
+            f"--threshold {config.threshold:g} filters nothing. For a graded confidence use --mode verbalised "
+            "or --samples N."]
+
+
+def outcome_warnings(config: LabelConfig, mode: str, sources: dict[str, int], parse_errors: int,
+                     failures: list[dict[str, Any]]) -> list[str]:
+    """What the answers showed about their confidence, for the summary."""
+    warnings = []
+    hard = sources.get(SOURCE_VERDICT, 0)
+    if hard and config.threshold > 0:
+        answers = sum(sources.values())
+        what = "the server sent no logprobs for them" if mode == "logprobs" else "hard A/B verdicts"
+        warnings.append(f"{hard} of {answers} answers have no graded confidence ({what}); "
+                        f"--threshold {config.threshold:g} cannot filter them (use --mode verbalised or --samples N).")
+    no_confidence = sum(f["calls"] for f in failures if "Confidence" in (f["error"] or ""))
+    if mode == "verbalised" and no_confidence:
+        warnings.append(f"{no_confidence} of the answers gave no `Confidence: N` line, so they count as parse "
+                        "errors: this judge does not follow --mode verbalised; try --samples N (self-consistency) "
+                        "or a backend with logprobs.")
+    elif parse_errors and not no_confidence:
+        warnings.append(f"{parse_errors} answers named no verdict (parse errors): see the reasons above.")
+    return warnings
+
+
 def _save_inputs(store: Store, config: LabelConfig, constitution: Constitution, pairs: list[Pair],
                  job: dict[str, Any]) -> None:
     labels_sql.save_constitution(
@@ -428,6 +537,9 @@ def _summary(run: LabelRun, status: str, cached: int, started: float,
              estimated: dict[str, Any] | None = None, read: PairsRead | None = None) -> LabelSummary:
     counts = labels_sql.job_summary(run.store, run.job_id) if estimated is None else {}
     bias = labels_sql.job_position_stats(run.store, run.job_id) if estimated is None else {}
+    failures = labels_sql.run_failures(run.store, run.run_id) if estimated is None else []
+    sources = labels_sql.run_confidence_sources(run.store, run.run_id) if estimated is None else {}
+    mode = confidence_mode(run.config, run.client.backend.supports_logprobs)
     return LabelSummary(
         run_id=run.run_id, job_id=run.job_id, status=status, pairs=len(run.pairs),
         calls_planned=len(run.tasks), calls_cached=cached, calls_sent=run.sent, judge_errors=run.errors,
@@ -438,13 +550,31 @@ def _summary(run: LabelRun, status: str, cached: int, started: float,
         consistency_rate=bias.get("consistency_rate"), estimated=estimated,
         job_cost=run.budget.already + run.budget.spent,
         skipped=list(read.skipped) if read else [], duplicates=read.duplicates if read else 0,
+        max_cost=run.config.max_cost, priced=run.client.price is not None, parse_errors=run.parse_errors,
+        failures=failures, stopped_early=_stopped_early(run),
+        # What the answers showed, or what was said at the start when no answer came.
+        warnings=outcome_warnings(run.config, mode, sources, run.parse_errors, failures)
+        or start_warnings(run.config, mode, run.config.judge),
     )
 
 
+def _stopped_early(run: LabelRun) -> str | None:
+    """Why the run stopped after its first batch, in the provider's words, and what to check."""
+    fatal = run.first_batch.fatal if run.first_batch else None
+    if fatal is None:
+        return None
+    backend = run.client.backend
+    hint = what_to_check(failure_kind(fatal), backend.name, provider=getattr(backend, "provider", None),
+                         api_base=redact(run.config.api_base) if run.config.api_base else None)
+    return (f"stopped after the first {run.first_batch.size} calls, which all failed: {fatal.rstrip('.')}. "
+            f"What to check: {hint}.")
+
+
 def run_label(config: LabelConfig) -> LabelSummary:
-    """Synchronous entry point (the CLI and tests call this). A second Ctrl-C ends in KeyboardInterrupt after
-    everything answered is written."""
+    """Synchronous entry point (the CLI, tests and notebooks call this). A second Ctrl-C ends in
+    KeyboardInterrupt after everything answered is written. Inside a running event loop (Jupyter) the run
+    gets its own loop in a worker thread; `await label_async(config)` is the async variant."""
     try:
-        return asyncio.run(label_async(config))
+        return run_coroutine(label_async(config))
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import sys
 
 import orjson
 from rich.console import Console
@@ -14,29 +17,78 @@ from prefgen.storage import stats as st
 from prefgen.storage.db import Store
 
 
+@dataclass
+class OutputSettings:
+    """How results are printed, set once by the command line (`--max-width`, `-q` / `-v`)."""
+
+    max_width: int | None = None  # columns; None: the terminal's width (80 when not a terminal)
+    quiet: bool = False  # results only: no notes or warnings besides errors
+
+
+OUTPUT = OutputSettings()
+
+# A cell longer than this is cut before rendering: a table cell is for reading, `--format` for the full text.
+_MAX_CELL = 200
+# A text column narrower than this is never squeezed, so short values (ids, "8 / 0 / 8") stay whole.
+_WHOLE_TEXT = 24
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that respects --max-width."""
+    return Console(width=OUTPUT.max_width, stderr=stderr)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.2e}"  # 0.0003 is not 0.000
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
-    return str(value)
+    text = str(value)
+    if len(text) > _MAX_CELL:
+        text = text[: _MAX_CELL - 1] + "…"
+    return " ".join(text.split()) if "\n" in text or "\t" in text else text
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def table_of(rows: list[dict[str, Any]], title: str | None = None) -> Table:
+    """A table that never breaks a number: numeric columns keep their width and never wrap, and text is one
+    line per cell, cut with an ellipsis when the terminal (or --max-width) is too narrow."""
     table = Table(title=title, title_justify="left", title_style="bold")
-    for column in rows[0] if rows else []:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(_fmt(v) for v in row.values()))
+    cells = [[_fmt(v) for v in row.values()] for row in rows]
+    for i, column in enumerate(rows[0] if rows else []):
+        numeric = all(_is_number(row[column]) for row in rows)
+        widest = max(len(c[i]) for c in cells)
+        table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if numeric else "left",
+                         min_width=widest if numeric else min(widest, _WHOLE_TEXT))
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
+def print_table(console: Console, rows: list[dict[str, Any]], title: str | None = None) -> None:
+    """A titled table; the title is a line of its own, wrapped at the console's width, not the table's."""
+    if title:
+        console.print(title, style="bold", markup=False, highlight=False)
+    console.print(table_of(rows))
+
+
+def _money(value: float | None, priced: bool) -> str:
+    """A cost, or "unknown" when the model has no price: $0 would claim nothing was spent."""
+    if not priced or value is None:
+        return "unknown (no price for this model; see --price-in)"
+    return f"${value:.4f}"
+
+
 def print_label_summary(summary: Any, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     _print_skipped(summary, console)
     if summary.estimated is not None:
         est = summary.estimated
-        cost = f"${est['cost']:.4f}" if est["priced"] else "unknown (no price for this model; see --price-in)"
         rows = [
             {"": "pairs", "value": summary.pairs},
             {"": "calls planned", "value": summary.calls_planned},
@@ -44,11 +96,12 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
             {"": "calls to send", "value": est["calls"]},
             {"": "input tokens (est.)", "value": est["tokens_in"]},
             {"": "output tokens (max)", "value": est["tokens_out"]},
-            {"": "cost (est.)", "value": cost},
+            {"": "cost (est.)", "value": _money(est["cost"], est["priced"])},
         ]
         if est.get("cost_max") is not None:
             rows.append({"": "cost (at most; what --max-cost reserves)", "value": f"${est['cost_max']:.4f}"})
-        console.print(table_of(rows, "dry run: nothing was sent"))
+        print_table(console, rows, "dry run: nothing was sent")
+        _print_warnings(summary, console)
         return
     share = summary.first_slot_share
     rows = [
@@ -56,7 +109,7 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         {"": "pairs", "value": summary.pairs},
         {"": "calls planned / stored / sent", "value":
             f"{summary.calls_planned} / {summary.calls_cached} / {summary.calls_sent}"},
-        {"": "judge errors", "value": summary.judge_errors},
+        {"": "judge errors / parse errors", "value": f"{summary.judge_errors} / {summary.parse_errors}"},
         {"": "calls/s", "value": f"{summary.calls_per_s:.1f}"},
         {"": "kept pairs", "value": f"{summary.kept_pairs} of {summary.pairs}"},
         {"": "kept (pair, principle)", "value": f"{summary.kept_preferences} of {summary.preferences}"},
@@ -64,22 +117,50 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         {"": "consistency across orders", "value":
             f"{summary.consistency_rate:.1%}" if summary.consistency_rate is not None else "-"},
         {"": "tokens in / out", "value": f"{summary.tokens_in} / {summary.tokens_out}"},
-        {"": "cost (this run)", "value": f"${summary.cost:.4f}"},
+        {"": "cost (this run)", "value": _money(summary.cost, summary.priced)},
     ]
-    if summary.job_cost:
-        rows.append({"": "cost (job, all runs)", "value": f"${summary.job_cost:.4f}"})
+    if summary.job_cost or summary.max_cost is not None:
+        budget = f" of --max-cost ${summary.max_cost:.4f}" if summary.max_cost is not None else ""
+        rows.append({"": "cost (job, all runs)", "value": _money(summary.job_cost, summary.priced) + budget})
     rows += [{"": f"dropped: {reason}", "value": n} for reason, n in summary.drop_reasons.items() if reason != "kept"]
-    console.print(table_of(rows, f"label run {summary.run_id} (job {summary.job_id})"))
+    print_table(console, rows, f"label run {summary.run_id} (job {summary.job_id})")
+    _print_failures(summary, console)
     if share is not None and share >= 0.8 and summary.calls_planned:
-        console.print(
-            f"[yellow]The judge named the first slot in {share:.0%} of its answers: it is position-biased. "
-            "Position swapping caught it: its inconsistent verdicts were dropped, not kept as labels.[/yellow]"
-        )
+        _note(console, f"The judge named the first slot in {share:.0%} of its answers: it is position-biased. "
+              "Position swapping caught it: its inconsistent verdicts were dropped, not kept as labels.")
+    _print_warnings(summary, console)
     if summary.status == "budget_stopped":
-        console.print("[yellow]Stopped before passing --max-cost (it counts every run of this job); "
-                      "run again with a larger budget to go on.[/yellow]")
+        _note(console, f"Stopped before passing --max-cost ${summary.max_cost:.4f}: the job (every run of it) has "
+              f"spent ${summary.job_cost:.4f}. To go on, run the same command with a larger --max-cost (it "
+              "counts what the job spent already, so give the new total).")
     if summary.status == "interrupted":
-        console.print("[yellow]Interrupted; everything answered is stored. Run the same command to resume.[/yellow]")
+        _note(console, "Interrupted; everything answered is stored. Run the same command to resume.")
+
+
+def _note(console: Console, text: str) -> None:
+    if not OUTPUT.quiet:
+        console.print(text, style="yellow", markup=False, highlight=False)
+
+
+def _print_warnings(summary: Any, console: Console) -> None:
+    for warning in summary.warnings:
+        _note(console, f"warning: {warning}")
+
+
+def _print_failures(summary: Any, console: Console) -> None:
+    """The run's top failure reasons with their counts; an early stop says why and what to check. Printed
+    even with -q: a failed call is never silent."""
+    if summary.stopped_early:
+        console.print(f"error: {summary.stopped_early}", style="red", markup=False, highlight=False)
+    if not summary.failures:
+        return
+    failed = summary.judge_errors + summary.parse_errors
+    console.print(f"{failed} of {summary.calls_sent} calls failed; top reasons:", style="red", highlight=False)
+    for failure in summary.failures:
+        console.print(f"  {failure['calls']:>6}  {failure['status']}: {failure['error']}", markup=False,
+                      highlight=False)
+    if summary.judge_errors and not summary.stopped_early:
+        console.print("Judge errors are asked again when the same command runs again.", highlight=False)
 
 
 def _loss(value: float | None) -> str:
@@ -112,32 +193,30 @@ def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
         console.print(f"{summary.duplicates} row(s) repeated an earlier pair and were judged once.", highlight=False)
 
 
-def print_stats(store: Store, console: Console | None = None) -> None:
+def stats_tables(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """What `prefgen stats` shows, as titled rows (printed as tables, or as JSON with --json)."""
     from prefgen.pipelines.agreement import agreement_summary
 
-    console = console or Console()
     agreement = agreement_summary(store) or {}
-    console.print(table_of([{"": k, "value": v} for k, v in st.overview(store).items()], "store"))
-    for title, rows in (
-        ("label jobs", st.jobs(store)),
-        ("drops by reason", st.drop_reasons(store)),
-        ("position bias: share of first-slot verdicts per judge and principle", st.position_bias(store)),
-        ("consistency across orders per judge and principle", st.consistency(store)),
-        ("confidence histogram", st.confidence_histogram(store)),
-        *((f"agreement with human labels: {title}", rows) for title, rows in agreement.items()),
-    ):
-        if rows:
-            console.print(table_of(rows, title))
+    return {
+        "store": [{"": k, "value": v} for k, v in st.overview(store).items()],
+        "label jobs": st.jobs(store),
+        "drops by reason": st.drop_reasons(store),
+        "position bias: share of first-slot verdicts per judge and principle": st.position_bias(store),
+        "consistency across orders per judge and principle": st.consistency(store),
+        "confidence histogram": st.confidence_histogram(store),
+        **{f"agreement with human labels: {title}": rows for title, rows in agreement.items()},
+    }
 
 
 def print_tables(tables: dict[str, list[dict[str, Any]]], console: Console | None = None) -> None:
     """Titled tables, skipping the empty ones."""
-    console = console or Console()
+    console = console or make_console()
     shown = [(title, rows) for title, rows in tables.items() if rows]
     for title, rows in shown:
-        console.print(table_of(rows, title))
+        print_table(console, rows, title)
     if not shown:
-        console.print("nothing to show")
+        console.print("nothing to show (0 rows)")
 
 
 def _flat_for_csv(table: Any) -> Any:
@@ -166,26 +245,33 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
         table = _flat_for_csv(table)
 
         if out is None:
-            import sys
-
             pacsv.write_csv(table, sys.stdout.buffer)
             return
         pacsv.write_csv(table, out)
         return
-    if fmt == "json":
-        data = b"\n".join(orjson.dumps(row, default=str) for row in table.to_pylist())
+    if fmt in ("json", "jsonl"):
+        rows = table.to_pylist()
+        if fmt == "json":  # one JSON array, what json.load reads
+            data = orjson.dumps(rows, default=str, option=orjson.OPT_INDENT_2) + b"\n"
+        else:  # one object a line (NDJSON)
+            data = b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows)
         if out is None:
-            print(data.decode())
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
         else:
-            Path(out).write_bytes(data + b"\n")
+            Path(out).write_bytes(data)
         return
-    rendered = table_of(table.to_pylist()) if table.num_rows else table_of([dict.fromkeys(table.column_names)])
-    (console or Console()).print(rendered)
+    console = console or make_console()
+    if table.num_rows:
+        console.print(table_of(table.to_pylist()))
+    else:  # no table at all, so that no rows cannot be mistaken for a row of NULLs
+        console.print(f"columns: {', '.join(table.column_names)}", markup=False, highlight=False)
+    console.print(f"{table.num_rows} row{'' if table.num_rows == 1 else 's'}", style="dim", highlight=False)
 
 
 def print_eval(report: Any, console: Console | None = None) -> None:
     """The headline numbers of a reward-model evaluation, and where the full report is."""
-    console = console or Console()
+    console = console or make_console()
     m = report.metrics
     accuracy = m.get("accuracy")
     low, high = (m.get("accuracy_ci95") or [None, None])[:2]
@@ -198,5 +284,11 @@ def print_eval(report: Any, console: Console | None = None) -> None:
     rows += [{"": name, "value": _fmt(value)} for name, value in report.flat_metrics().items()
              if name.split(".")[0] in ("ties", "mean_margin", "calibration", "length_bias")
              and not name.startswith("calibration.bins")]
-    console.print(table_of(rows, f"reward model {report.model_dir}"))
+    print_table(console, rows, f"reward model {report.model_dir}")
     console.print(f"full report: {report.html_path}")
+
+
+def to_json(value: Any) -> str:
+    """Any result (dataclasses, dicts, lists; paths and numpy values included) as indented JSON text."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+                        | orjson.OPT_SERIALIZE_NUMPY).decode()

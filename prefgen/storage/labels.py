@@ -194,3 +194,20 @@ def job_position_stats(store: Store, job_id: str) -> dict[str, float | None]:
         [job_id],
     ).fetchone()
     return {"first_slot_share": first, "consistency_rate": consistent}
+
+
+def run_failures(store: Store, run_id: str, limit: int = 5) -> list[dict[str, Any]]:
+    """A run's most frequent failure reasons (judge and parse errors), with how many calls each."""
+    return store.dicts(
+        """SELECT status, error, count(*) AS calls FROM judgements
+           WHERE run_id = ? AND status <> 'ok' GROUP BY status, error ORDER BY calls DESC, error LIMIT ?""",
+        [run_id, limit],
+    )
+
+
+def run_confidence_sources(store: Store, run_id: str) -> dict[str, int]:
+    """How many of a run's answers took their confidence from each source (logprobs, verdict, ...)."""
+    return dict(store.con.execute(
+        "SELECT confidence_source, count(*) FROM judgements WHERE run_id = ? AND status = 'ok' GROUP BY 1",
+        [run_id],
+    ).fetchall())
