@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -55,6 +56,16 @@ SHARED_OPTIONS = (
 )
 
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
+
+
+def _emit(result: object, as_json: bool, show: Callable[[], None]) -> None:
+    """The command's result as JSON (--json), or shown for people."""
+    if as_json:
+        from prefgen.pipelines.report import to_json
+
+        click.echo(to_json(result))
+    else:
+        show()
 
 
 class _EchoHandler(logging.Handler):
@@ -208,13 +219,15 @@ def sql(query: str, db: Path, **options) -> None:
 
 @cli.command()
 @DB_OPTION
-def stats(db: Path) -> None:
+@JSON_OPTION
+def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
-    from prefgen.pipelines.report import print_stats
+    from prefgen.pipelines.report import print_tables, stats_tables
     from prefgen.storage.db import Store
 
     with Store(db, read_only=True) as store:
-        print_stats(store)
+        tables = stats_tables(store)
+    _emit(tables, as_json, lambda: print_tables(tables))
 
 
 # --- human data, agreement, mixes (issue 3) ---
@@ -232,7 +245,9 @@ def stats(db: Path) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip invalid rows (reported) instead of failing with nothing written.")
 @click.option("--column", "columns", multiple=True, metavar="OURS=THEIRS",
               help="Read column THEIRS as OURS (prompt, response_a, response_b, winner, chosen, rejected).")
-def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bool, columns: tuple[str, ...]) -> None:
+@JSON_OPTION
+def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bool, columns: tuple[str, ...],
+                 as_json: bool) -> None:
     """Import human preference labels (JSONL, CSV, Parquet, a datasets directory, or FILE.duckdb:TABLE)."""
     from prefgen.pipelines.human import import_human as run_import
     from prefgen.pipelines.human import parse_column_map
@@ -241,14 +256,15 @@ def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bo
     with Store(db) as store:
         report = run_import(store, file, fmt=fmt, source=source, skip_bad=skip_bad,
                             columns=parse_column_map(columns))
-    click.echo("\n".join(report.lines()))
+    _emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
 @DB_OPTION
 @click.option("--heldout", type=float, required=True, help="Share of human-labelled prompts to hold out, in [0, 1).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the prompt hash that decides each side.")
-def split(db: Path, heldout: float, seed: int) -> None:
+@JSON_OPTION
+def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
     """Hold out human labels by prompt: no prompt has labels on both sides, and held-out prompts never
     enter a training mix (AI pairs included)."""
     from prefgen.pipelines.split import split_human
@@ -256,7 +272,7 @@ def split(db: Path, heldout: float, seed: int) -> None:
 
     with Store(db) as store:
         report = split_human(store, heldout=heldout, seed=seed)
-    click.echo("\n".join(report.lines()))
+    _emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
@@ -265,13 +281,11 @@ def split(db: Path, heldout: float, seed: int) -> None:
 @click.option("--split", "split_name", type=click.Choice(["train", "heldout"]), default=None,
               help="Only human labels on this side of the split.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap intervals.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@JSON_OPTION
 def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as_json: bool) -> None:
     """Judge/human agreement (ties excluded and as half, Cohen's kappa, 95% bootstrap interval), per
     principle and confidence bucket, before and after the filter; inter-annotator agreement; and each
     judge's calibration against the human train labels (reliability and ECE before and after)."""
-    import orjson
-
     from prefgen.pipelines.agreement import agreement_report, summary_rows
     from prefgen.pipelines.report import print_tables
     from prefgen.storage.db import Store
@@ -281,11 +295,8 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
     with Store(db) as store:
         report = agreement_report(store, judge=judge, split=split_name, seed=seed)
         calibrations = calibrate(store)
-    if as_json:
-        data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]}
-        click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
-    else:
-        print_tables({**summary_rows(report), **calibration_rows(calibrations.values())})
+    data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]} if as_json else None
+    _emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
 
 
 @cli.command()
@@ -309,7 +320,9 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
               help="--auto: folds of the human train split.")
 @option_from_field(TrainConfig, "base", "--base", help="--auto: reward-model base to validate with.")
 @option_from_field(TrainConfig, "max_length", "--max-length", help="--auto: tokens per side.")
-def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max_length: int, **options) -> None:
+@JSON_OPTION
+def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max_length: int, as_json: bool,
+        **options) -> None:
     """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
     from prefgen.pipelines.mix import build_mix
     from prefgen.storage.db import Store
@@ -325,7 +338,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max
                               folds=folds)
         else:
             report = build_mix(store, config)
-    click.echo("\n".join(report.lines()))
+    _emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
@@ -336,7 +349,8 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max
 @click.option("--format", "fmt", type=click.Choice(["hf", "parquet", "jsonl"]), default="jsonl", show_default=True,
               help="hf: a datasets directory (save_to_disk); parquet; jsonl.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="File (or directory, for hf) to write.")
-def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out: Path) -> None:
+@JSON_OPTION
+def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out: Path, as_json: bool) -> None:
     """Write a mix, or the held-out human set, in TRL's preference format (prompt, chosen, rejected,
     optional margin, source, pair_id); conversational when the prompts are chats."""
     from prefgen.storage.db import Store
@@ -344,8 +358,8 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 
     with Store(db) as store:
         report = export_preferences(store, out, fmt=fmt, mix=mix_name, split=split_name)
-    click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
-               f"{', conversational' if report.conversational else ''})")
+    _emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
+                                              f"{', conversational' if report.conversational else ''})"))
 
 
 # --- reward models (issue 4) ---
@@ -373,7 +387,8 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @option_from_field(TrainConfig, "use_margin", "--use-margin")
 @option_from_field(TrainConfig, "ensemble", "--ensemble")
 @option_from_field(TrainConfig, "seed", "--seed")
-def train(db: Path, mix_name: str, quick: bool, **options) -> None:
+@JSON_OPTION
+def train(db: Path, mix_name: str, quick: bool, as_json: bool, **options) -> None:
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
     there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
     from prefgen.pipelines.report import train_summary_lines
@@ -383,7 +398,7 @@ def train(db: Path, mix_name: str, quick: bool, **options) -> None:
     config = config_from_options(TrainConfig, **{**options, **({"method": "full"} if quick else {})})
     with Store(db) as store:
         outcome = train_from_mix(store, mix_name, config)
-    click.echo("\n".join(train_summary_lines(outcome)))
+    _emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
 
 
 @cli.command("eval")
@@ -396,9 +411,10 @@ def train(db: Path, mix_name: str, quick: bool, **options) -> None:
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]), help="Format of --pairs.")
 @click.option("--skip-bad", is_flag=True, help="Skip invalid rows of --pairs (reported) instead of failing.")
-@click.option("--batch-size", default=16, show_default=True)
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@JSON_OPTION
 def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: str, skip_bad: bool,
-          batch_size: int) -> None:
+          batch_size: int, as_json: bool) -> None:
     """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
     length bias, per-source accuracy; writes PNG plots and eval.html next to the model."""
     from prefgen.pipelines.report import print_eval
@@ -413,7 +429,8 @@ def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: 
                               batch_size=batch_size)
     else:
         report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, skip_bad=skip_bad, batch_size=batch_size)
-    print_eval(report)
+    summary = {k: v for k, v in dataclasses.asdict(report).items() if k not in ("r_chosen", "r_rejected")}
+    _emit(summary, as_json, lambda: print_eval(report))
 
 
 @cli.command()
@@ -423,8 +440,10 @@ def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: 
 @click.option("--responses", "responses", default=None,
               help="Rows with prompt and `response`, or `responses` (a list of best-of-N candidates).")
 @click.option("--out", default=None, help="Output JSONL (default: <input>.scored.jsonl next to the input).")
-@click.option("--batch-size", default=16, show_default=True)
-def score(model_dir: Path, spec: str | None, responses: str | None, out: str | None, batch_size: int) -> None:
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@JSON_OPTION
+def score(model_dir: Path, spec: str | None, responses: str | None, out: str | None, batch_size: int,
+          as_json: bool) -> None:
     """Score responses with a reward model (or ensemble: mean, conservative min, disagreement) for
     best-of-N reranking."""
     from prefgen.pipelines.reward import score_file
@@ -432,7 +451,7 @@ def score(model_dir: Path, spec: str | None, responses: str | None, out: str | N
     if (spec is None) == (responses is None):
         raise click.UsageError("give exactly one of --pairs or --responses")
     target, n = score_file(model_dir, spec or responses, out=out, batch_size=batch_size)
-    click.echo(f"scored {n} responses; wrote {target}")
+    _emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
 
 
 def main() -> None:

@@ -63,7 +63,9 @@ def test_sql_exports_csv_json_and_parquet(labelled_db, tmp_path):
     csv_out = runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "csv"])
     assert csv_out.exit_code == 0 and csv_out.output.count("\n") == 6
     json_out = runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "json"])
-    assert len([json.loads(line) for line in json_out.output.splitlines() if line]) == 5
+    assert len(json.loads(json_out.output)) == 5  # one array, what json.load reads
+    jsonl_out = runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "jsonl"])
+    assert len([json.loads(line) for line in jsonl_out.output.splitlines()]) == 5
     parquet = tmp_path / "kept.parquet"
     runner.invoke(cli, ["sql", query, "--db", str(labelled_db), "--format", "parquet", "--out", str(parquet)])
     assert duckdb.sql(f"SELECT count(*) FROM '{parquet}'").fetchall() == [(5,)]

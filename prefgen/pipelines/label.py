@@ -470,7 +470,7 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         status = "failed"
         ctrl_c = _CtrlC(run.stop).install()
         try:
-            with LabelProgress(len(todo), enabled=config.progress) as progress:
+            with LabelProgress(len(todo), enabled=config.progress, priced=client.price is not None) as progress:
                 run.progress = progress
                 status = await run.send_all(todo) if todo else "finished"
         except (KeyboardInterrupt, asyncio.CancelledError):

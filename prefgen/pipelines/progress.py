@@ -9,8 +9,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class LabelProgress:
-    def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None) -> None:
+    def __init__(self, total: int, *, enabled: bool = True, console: Console | None = None,
+                 priced: bool = True) -> None:
         self.enabled = enabled and total > 0
+        self.priced = priced  # without a price the cost is unknown, not $0
         self.total = total
         self.started = time.monotonic()
         self._progress = Progress(
@@ -19,13 +21,13 @@ class LabelProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:>7.1f} calls/s"),
             TextColumn("kept {task.fields[kept]}"),
-            TextColumn("${task.fields[cost]:.4f}"),
+            TextColumn("{task.fields[cost]}"),
             TimeRemainingColumn(),
             console=console or Console(stderr=True),
             refresh_per_second=4,
             disable=not self.enabled,
         )
-        self._task = self._progress.add_task("judge", total=total, rate=0.0, kept="-", cost=0.0)
+        self._task = self._progress.add_task("judge", total=total, rate=0.0, kept="-", cost=self._cost(0.0))
 
     def __enter__(self) -> LabelProgress:
         self._progress.start()
@@ -39,4 +41,7 @@ class LabelProgress:
             return
         elapsed = max(time.monotonic() - self.started, 1e-9)
         kept_text = f"{kept}/{decided} ({kept / decided:.0%})" if decided else "-"
-        self._progress.update(self._task, completed=sent, rate=sent / elapsed, kept=kept_text, cost=cost)
+        self._progress.update(self._task, completed=sent, rate=sent / elapsed, kept=kept_text, cost=self._cost(cost))
+
+    def _cost(self, cost: float) -> str:
+        return f"${cost:.4f}" if self.priced else "cost unknown"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,29 +53,46 @@ def _fmt(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return value is None or (isinstance(value, (int, float, Decimal)) and not isinstance(value, bool))
 
 
-def table_of(rows: list[dict[str, Any]], title: str | None = None) -> Table:
-    """A table that never breaks a number: numeric columns keep their width and never wrap, and text is one
-    line per cell, cut with an ellipsis when the terminal (or --max-width) is too narrow."""
-    table = Table(title=title, title_justify="left", title_style="bold")
+def table_of(rows: list[dict[str, Any]], width: int | None = None) -> tuple[Table, list[str]]:
+    """A table that never breaks a number, and the columns left out to keep it within `width`.
+
+    Numeric columns keep their full width and never wrap; text is one line per cell, cut with an ellipsis
+    when space is short. Columns that cannot get their minimum width are left out (and named by the caller)
+    rather than squeezed to nothing.
+    """
+    table = Table()
     cells = [[_fmt(v) for v in row.values()] for row in rows]
+    left_out: list[str] = []
+    used = 1  # the table's left border
     for i, column in enumerate(rows[0] if rows else []):
         numeric = all(_is_number(row[column]) for row in rows)
         widest = max(len(c[i]) for c in cells)
+        least = widest if numeric else min(widest, _WHOLE_TEXT)
+        needed = max(least, min(len(column), 8)) + 3  # padding and border
+        if left_out or (width is not None and used + needed > width and i > 0):
+            left_out.append(column)
+            continue
+        used += needed
         table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if numeric else "left",
-                         min_width=widest if numeric else min(widest, _WHOLE_TEXT))
+                         min_width=least)
+    shown = len(table.columns)
     for row in cells:
-        table.add_row(*row)
-    return table
+        table.add_row(*row[:shown])
+    return table, left_out
 
 
 def print_table(console: Console, rows: list[dict[str, Any]], title: str | None = None) -> None:
     """A titled table; the title is a line of its own, wrapped at the console's width, not the table's."""
     if title:
         console.print(title, style="bold", markup=False, highlight=False)
-    console.print(table_of(rows))
+    table, left_out = table_of(rows, console.width)
+    console.print(table)
+    if left_out:
+        console.print(f"{len(left_out)} more column(s) not shown: {', '.join(left_out)} (widen with --max-width, "
+                      "or print them with --format csv / json)", style="dim", markup=False, highlight=False)
 
 
 def _money(value: float | None, priced: bool) -> str:
@@ -252,9 +270,9 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
     if fmt in ("json", "jsonl"):
         rows = table.to_pylist()
         if fmt == "json":  # one JSON array, what json.load reads
-            data = orjson.dumps(rows, default=str, option=orjson.OPT_INDENT_2) + b"\n"
+            data = to_json(rows).encode() + b"\n"
         else:  # one object a line (NDJSON)
-            data = b"".join(orjson.dumps(row, default=str) + b"\n" for row in rows)
+            data = b"".join(orjson.dumps(row, default=_json_default) + b"\n" for row in rows)
         if out is None:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
@@ -263,7 +281,7 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
         return
     console = console or make_console()
     if table.num_rows:
-        console.print(table_of(table.to_pylist()))
+        print_table(console, table.to_pylist())
     else:  # no table at all, so that no rows cannot be mistaken for a row of NULLs
         console.print(f"columns: {', '.join(table.column_names)}", markup=False, highlight=False)
     console.print(f"{table.num_rows} row{'' if table.num_rows == 1 else 's'}", style="dim", highlight=False)
@@ -288,7 +306,12 @@ def print_eval(report: Any, console: Console | None = None) -> None:
     console.print(f"full report: {report.html_path}")
 
 
+def _json_default(value: Any) -> Any:
+    """What orjson cannot write itself: DECIMAL columns as numbers, anything else (paths, times) as text."""
+    return float(value) if isinstance(value, Decimal) else str(value)
+
+
 def to_json(value: Any) -> str:
     """Any result (dataclasses, dicts, lists; paths and numpy values included) as indented JSON text."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
                         | orjson.OPT_SERIALIZE_NUMPY).decode()
