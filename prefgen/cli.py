@@ -386,6 +386,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @option_from_field(TrainConfig, "max_length", "--max-length")
 @option_from_field(TrainConfig, "use_margin", "--use-margin")
 @option_from_field(TrainConfig, "ensemble", "--ensemble")
+@option_from_field(TrainConfig, "logging_steps", "--logging-steps")
 @option_from_field(TrainConfig, "seed", "--seed")
 @JSON_OPTION
 def train(db: Path, mix_name: str, quick: bool, as_json: bool, **options) -> None:

@@ -141,3 +141,33 @@ def test_train_summary_counts_pairs_dropped_as_identical():
                            duration_s=3.0, initial_loss=0.69, final_loss=0.5,
                            data_report={"n_in": 10, "n_truncated": 2, "n_dropped_identical": 1})
     assert "truncated 2, dropped 1 (both sides identical) of 10 pairs" in train_summary_lines(outcome)[1]
+
+
+# The log of a real 3-step run with --logging-steps 10 (`train_reward_model` on 24 pairs, batch 8): only step 1.
+SHORT_RUN_LOG = [
+    {"loss": 0.6908990144729614, "epoch": 0.333, "step": 1, "stage": 0},
+    {"train_runtime": 17.498, "train_loss": 0.6361846526463827, "epoch": 1.0, "step": 3, "stage": 0},
+]
+
+
+def test_train_summary_of_a_one_entry_loss_log_says_so_rather_than_printing_it_twice():
+    from prefgen.pipelines.report import train_summary_lines
+    from prefgen.pipelines.reward import TrainOutcome, logged_losses, mean_loss
+
+    logged = logged_losses(SHORT_RUN_LOG)
+    outcome = TrainOutcome(run_id="rm-1", out_dir="out", n_train=24, members=1, device="cpu", pairs_per_s=1.0,
+                           duration_s=17.0, initial_loss=0.69, final_loss=0.69, data_report={},
+                           first_logged=logged[0], last_logged=logged[-1], steps=3, mean_loss=mean_loss(SHORT_RUN_LOG))
+    line = train_summary_lines(outcome)[0]
+    assert "training loss 0.691 at step 1, the only step logged of 3 (mean over the run 0.636" in line
+    assert "0.691 -> 0.691" not in line
+
+
+def test_train_summary_shows_first_and_last_logged_loss_with_their_steps():
+    from prefgen.pipelines.report import train_summary_lines
+    from prefgen.pipelines.reward import TrainOutcome
+
+    outcome = TrainOutcome(run_id="rm-1", out_dir="out", n_train=24, members=1, device="cpu", pairs_per_s=1.0,
+                           duration_s=17.0, initial_loss=0.69, final_loss=0.41, data_report={},
+                           first_logged=(1, 0.6937), last_logged=(120, 0.4123), steps=120)
+    assert "training loss 0.694 (step 1) -> 0.412 (step 120 of 120)" in train_summary_lines(outcome)[0]

@@ -185,13 +185,24 @@ def _loss(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _loss_text(outcome: Any) -> str:
+    """First and last logged loss with their steps; a log of one entry is said to be one, not shown twice."""
+    first, last = outcome.first_logged, outcome.last_logged
+    if first is None or last is None:
+        return f"training loss {_loss(outcome.initial_loss)} -> {_loss(outcome.final_loss)}"
+    if first == last:
+        mean = f"mean over the run {outcome.mean_loss:.3f}; " if outcome.mean_loss is not None else ""
+        return (f"training loss {first[1]:.3f} at step {first[0]}, the only step logged of {outcome.steps} "
+                f"({mean}--logging-steps N logs more)")
+    return f"training loss {first[1]:.3f} (step {first[0]}) -> {last[1]:.3f} (step {last[0]} of {outcome.steps})"
+
+
 def train_summary_lines(outcome: Any) -> list[str]:
     """The end-of-training lines of `prefgen train`, from a `TrainOutcome` and its data report."""
     report = outcome.data_report
     return [
         f"trained {outcome.members} model(s) ({outcome.method}) on {outcome.n_train} pairs on {outcome.device} "
-        f"in {outcome.duration_s:.0f} s; training loss {_loss(outcome.initial_loss)} -> "
-        f"{_loss(outcome.final_loss)} (ln 2 = 0.693 is a model that knows nothing)",
+        f"in {outcome.duration_s:.0f} s; {_loss_text(outcome)} (ln 2 = 0.693 is a model that knows nothing)",
         f"truncated {report.get('n_truncated', 0)}, dropped {report.get('n_dropped_identical', 0)} "
         f"(both sides identical) of {report.get('n_in', outcome.n_train)} pairs; run {outcome.run_id}; "
         f"saved to {outcome.out_dir}",

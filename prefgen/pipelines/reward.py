@@ -37,6 +37,21 @@ class TrainOutcome:
     final_loss: float | None
     data_report: dict[str, Any]
     method: str = "head"
+    # (step, loss) of the first and the last entry of the loss log, and the optimiser steps taken: a short run
+    # may log its first step only, which is then the first and the last entry, not a loss that did not move.
+    first_logged: tuple[int, float] | None = None
+    last_logged: tuple[int, float] | None = None
+    steps: int = 0
+    mean_loss: float | None = None  # the trainer's `train_loss`: the mean over every step of the last member
+
+
+def mean_loss(log_history: list[dict[str, Any]]) -> float | None:
+    return next((float(e["train_loss"]) for e in reversed(log_history) if "train_loss" in e), None)
+
+
+def logged_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """(step, loss) of each entry of a trainer's log that has a training loss."""
+    return [(int(entry.get("step", 0)), float(entry["loss"])) for entry in log_history if "loss" in entry]
 
 
 def _judge_agreement(store: Store) -> dict[str, float]:
@@ -94,6 +109,9 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
         device=first.device, pairs_per_s=sum(m.pairs_per_s for m in members) / len(members),
         duration_s=sum(m.duration_s for m in members), initial_loss=first.initial_loss,
         final_loss=members[-1].final_loss, data_report=first.data_report, method=config.method,
+        first_logged=next(iter(logged_losses(first.log_history)), None),
+        last_logged=(logged_losses(members[-1].log_history) or [None])[-1], steps=members[-1].steps,
+        mean_loss=mean_loss(members[-1].log_history),
     )
     card_data = _card_data(store, mix, rows)
     db.finish_rm_run(store, run_id, status="finished", data={**outcome.data_report, "card": card_data},
