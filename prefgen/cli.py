@@ -6,14 +6,13 @@ Heavy libraries are imported inside the commands, so `prefgen --help` is instant
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from prefgen.cli_options import config_from_options, option_from_field
+from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output
 from prefgen.errors import ExitCode, PrefgenError
 from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput
 from prefgen.redact import redact
@@ -22,80 +21,13 @@ from prefgen.train.config import TrainConfig
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
 
 
-def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
-    """-q / -v on the group or any command: how much besides the results is said (stderr)."""
-    from prefgen.pipelines.report import OUTPUT
-
-    if not value:
-        return
-    if param.name == "quiet":
-        OUTPUT.quiet = True
-        level = logging.ERROR
-    else:
-        level = logging.INFO if value == 1 else logging.DEBUG
-    logging.getLogger("prefgen").setLevel(level)
-
-
-def _set_max_width(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
-    from prefgen.pipelines.report import OUTPUT
-
-    if value is not None:
-        OUTPUT.max_width = value
-
-
-# Options every command takes, and the group too (`prefgen -q label ...` = `prefgen label -q ...`).
-# They set how output looks and never reach the command's function.
-SHARED_OPTIONS = (
-    click.Option(["-q", "--quiet"], count=True, expose_value=False, callback=_set_verbosity,
-                 help="Results and errors only: no progress bar, notes or warnings."),
-    click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_set_verbosity,
-                 help="Say more on stderr (-vv: debug)."),
-    click.Option(["--max-width"], type=click.IntRange(min=20), default=None, expose_value=False,
-                 callback=_set_max_width, help="Print tables at most this many columns wide (default: the "
-                 "terminal's width, 80 when not a terminal)."),
-)
-
-JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for scripts).")
-
-
-def _emit(result: object, as_json: bool, show: Callable[[], None]) -> None:
-    """The command's result as JSON (--json), or shown for people."""
-    if as_json:
-        from prefgen.pipelines.report import to_json
-
-        click.echo(to_json(result))
-    else:
-        show()
-
-
-class _EchoHandler(logging.Handler):
-    """prefgen's log records as `warning: ...` lines on stderr."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        level = record.levelname.lower()
-        click.secho(f"{level}: {redact(record.getMessage())}", err=True,
-                    fg={"warning": "yellow", "error": "red"}.get(level))
-
-
-def _reset_output() -> None:
-    """Defaults for one invocation (before its options are read): tests invoke the CLI many times a process."""
-    from prefgen.pipelines.report import OUTPUT, OutputSettings
-
-    vars(OUTPUT).update(vars(OutputSettings()))
-    logger = logging.getLogger("prefgen")
-    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
-        logger.addHandler(_EchoHandler())
-        logger.propagate = False
-    logger.setLevel(logging.WARNING)
-
-
 class PrefgenGroup(click.Group):
     """Turns user errors into one clear line and a non-zero exit code, without a traceback; gives every command
     the shared output options; lists commands with their whole first sentence."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra) -> click.Context:
-        _reset_output()
+        reset_output()
         return super().make_context(info_name, args, parent, **extra)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -143,9 +75,10 @@ def cli() -> None:
     judgement in DuckDB, mix AI and human preferences, and train reward models with TRL.
 
     \b
-    Exit codes: 0 done; 2 bad input; 3 some judge calls failed; 4 every call failed (or the run stopped
-    early: key, URL or server); 5 --max-cost reached; 130 interrupted. See docs/exit-codes.md.
-    Shell completion: eval "$(_PREFGEN_COMPLETE=bash_source prefgen)" (zsh_source, fish_source).
+    Exit codes (docs/exit-codes.md): 0 done; 2 bad input; 3 some judge calls
+    failed; 4 every call failed, or the run stopped early (key, URL, server);
+    5 --max-cost reached; 130 interrupted.
+    Shell completion: eval "$(_PREFGEN_COMPLETE=bash_source prefgen)"
     """
 
 
@@ -181,7 +114,8 @@ def label(as_json: bool, **options) -> None:
     Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
     """
     from prefgen.pipelines.label import run_label
-    from prefgen.pipelines.report import OUTPUT, print_label_summary, to_json
+    from prefgen.pipelines.output import OUTPUT
+    from prefgen.pipelines.report import print_label_summary, to_json
 
     if OUTPUT.quiet or as_json:
         options["progress"] = False
@@ -227,7 +161,7 @@ def stats(db: Path, as_json: bool) -> None:
 
     with Store(db, read_only=True) as store:
         tables = stats_tables(store)
-    _emit(tables, as_json, lambda: print_tables(tables))
+    emit(tables, as_json, lambda: print_tables(tables))
 
 
 # --- human data, agreement, mixes (issue 3) ---
@@ -256,7 +190,7 @@ def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bo
     with Store(db) as store:
         report = run_import(store, file, fmt=fmt, source=source, skip_bad=skip_bad,
                             columns=parse_column_map(columns))
-    _emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
@@ -272,7 +206,7 @@ def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
 
     with Store(db) as store:
         report = split_human(store, heldout=heldout, seed=seed)
-    _emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
@@ -296,7 +230,7 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
         report = agreement_report(store, judge=judge, split=split_name, seed=seed)
         calibrations = calibrate(store)
     data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]} if as_json else None
-    _emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
+    emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
 
 
 @cli.command()
@@ -338,7 +272,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max
                               folds=folds)
         else:
             report = build_mix(store, config)
-    _emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
@@ -358,7 +292,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 
     with Store(db) as store:
         report = export_preferences(store, out, fmt=fmt, mix=mix_name, split=split_name)
-    _emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
+    emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
                                               f"{', conversational' if report.conversational else ''})"))
 
 
@@ -399,7 +333,7 @@ def train(db: Path, mix_name: str, quick: bool, as_json: bool, **options) -> Non
     config = config_from_options(TrainConfig, **{**options, **({"method": "full"} if quick else {})})
     with Store(db) as store:
         outcome = train_from_mix(store, mix_name, config)
-    _emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
+    emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
 
 
 @cli.command("eval")
@@ -431,7 +365,7 @@ def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: 
     else:
         report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, skip_bad=skip_bad, batch_size=batch_size)
     summary = {k: v for k, v in dataclasses.asdict(report).items() if k not in ("r_chosen", "r_rejected")}
-    _emit(summary, as_json, lambda: print_eval(report))
+    emit(summary, as_json, lambda: print_eval(report))
 
 
 @cli.command()
@@ -452,7 +386,7 @@ def score(model_dir: Path, spec: str | None, responses: str | None, out: str | N
     if (spec is None) == (responses is None):
         raise click.UsageError("give exactly one of --pairs or --responses")
     target, n = score_file(model_dir, spec or responses, out=out, batch_size=batch_size)
-    _emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
+    emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
 
 
 def main() -> None:

@@ -132,3 +132,22 @@ def test_top_level_help_keeps_whole_summaries():
     commands = result.output.split("Commands:")[1]
     assert "..." not in commands
     assert "reliability and ECE before and after" in " ".join(commands.split())
+
+
+def test_verbose_says_what_the_run_plans(store, tmp_path, loopback):
+    args = ["label", "-c", tmp_path / "c.yaml", "-p", tmp_path / "p.jsonl", "--judge", "openai:gpt-4o-mini",
+            "--api-base", loopback.openai_base, "--api-key", "k", "--db", store, "--no-progress"]
+    assert "info:" not in invoke(*args).output
+    verbose = invoke(*args, "-v")
+    assert "info: job " in verbose.output and "6 pairs, 12 calls planned, 12 already stored, 0 to send" in verbose.output
+
+
+def test_import_and_split_print_their_reports_as_json(tmp_path):
+    from tests.test_label_pipeline import REPO
+
+    db = tmp_path / "h.duckdb"
+    imported = json.loads(invoke("import-human", REPO / "examples" / "human.jsonl", "--format", "pairwise",
+                                 "--db", db, "--json").output)
+    assert imported["format"] == "pairwise" and imported["labels"] > 0
+    split = json.loads(invoke("split", "--db", db, "--heldout", "0.3", "--json").output)
+    assert split["heldout"] == 0.3 and split["pairs"]

@@ -46,3 +46,36 @@ def test_the_python_api_page_imports_what_exists():
         module = __import__(node.module, fromlist=[a.name for a in node.names])
         for alias in node.names:
             assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
+
+
+def _shell_commands(text: str) -> list[str]:
+    """`prefgen ...` command lines of the ```bash blocks, continuation lines joined, comments dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith("prefgen "):
+                commands.append(line)
+    return commands
+
+
+def test_every_command_and_option_the_readme_shows_exists():
+    import shlex
+
+    from prefgen.cli import cli
+
+    commands = _shell_commands((REPO / "README.md").read_text())
+    assert len(commands) >= 10
+    for line in commands:
+        words = shlex.split(line)[1:]
+        command = cli.commands.get(words[0])
+        assert command is not None, line
+        options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+        assert [w for w in words if w.startswith("--") and w not in options] == [], line
+
+
+def test_readme_links_point_to_files_of_the_repository():
+    for target in re.findall(r"\]\(([^)#]+)\)", (REPO / "README.md").read_text() + (DOCS / "README.md").read_text()):
+        if not target.startswith("http"):
+            assert (REPO / target).exists() or (DOCS / target).exists(), target
+    assert "DESIGN.md" not in (REPO / "README.md").read_text()

@@ -173,3 +173,15 @@ def test_what_to_check_follows_the_litellm_provider_protocol():
     assert "no /v1" in what_to_check(NOT_FOUND, "litellm", provider="anthropic")
     assert "ends in /v1" in what_to_check(NOT_FOUND, "litellm", provider="hosted_vllm")
     assert "ANTHROPIC_API_KEY" in what_to_check(CREDENTIALS, "litellm", provider="anthropic")
+
+
+def test_stats_show_an_unpriced_jobs_cost_as_unknown(inputs, loopback):
+    base = ("--api-base", loopback.openai_base, "--api-key", "k")
+    label(inputs, "--judge", "openai:some-local-model", *base)
+    stats = CliRunner().invoke(cli, ["stats", "--db", str(inputs / "db.duckdb"), "--json"])
+    data = json.loads(stats.output)
+    assert {"": "cost", "value": "unknown"} in data["store"]
+    assert data["label jobs"][0]["cost"] == "unknown"
+    label(inputs, "--judge", "openai:some-local-model", "--price-in", "1", "--price-out", "1", *base, "--limit", "1")
+    priced = json.loads(CliRunner().invoke(cli, ["stats", "--db", str(inputs / "db.duckdb"), "--json"]).output)
+    assert priced["label jobs"][0]["cost"] != "unknown"  # the latest run gave prices

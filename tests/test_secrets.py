@@ -12,7 +12,7 @@ import sys
 import duckdb
 import pytest
 
-from prefgen.errors import PrefgenError
+from prefgen.errors import ExitCode, PrefgenError
 from prefgen.judge.anthropic_backend import AnthropicBackend
 from prefgen.judge.base import SamplingParams
 from prefgen.judge.litellm_backend import LiteLLMBackend
@@ -95,11 +95,12 @@ def test_no_artifact_carries_a_canary_secret(tmp_path, loopback) -> None:
         return done
 
     stored_errors = []
-    for port in (free_port(), int(loopback.url.rsplit(":", 1)[1])):
+    # The dead port stops the run early (exit 4), printing the URL it could not reach: redacted, as stored.
+    for port, exit_code in ((free_port(), ExitCode.ALL_CALLS_FAILED), (int(loopback.url.rsplit(":", 1)[1]), 0)):
         base = f"http://{USER}:{PASS_CANARY}@127.0.0.1:{port}/v1"
         done = prefgen("label", "-c", str(tmp_path / "c.yaml"), "-p", str(pairs), "--db", str(db),
                        "--judge", "openai:gpt-4o-mini", "--api-base", base, "--max-attempts", "1", "--no-progress")
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == exit_code, done.stdout + done.stderr
         con = duckdb.connect(str(db), read_only=True)
         stored_errors += [e for (e,) in con.execute("SELECT error FROM judgements WHERE error IS NOT NULL").fetchall()]
         con.close()

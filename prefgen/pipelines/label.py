@@ -461,6 +461,8 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         run = LabelRun(config, store, client, constitution, read.pairs, job_id)
         todo = run.tasks_to_send()
         cached = len(run.tasks) - len(todo)
+        log.info("job %s: %d pairs, %d calls planned, %d already stored, %d to send (concurrency %d)", job_id,
+                 len(read.pairs), len(run.tasks), cached, len(todo), config.concurrency)
         if config.dry_run:
             return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo), read=read)
         _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))

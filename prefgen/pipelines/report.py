@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,10 @@ from rich.console import Console
 from rich.table import Table
 
 from prefgen.errors import PrefgenError
+from prefgen.pipelines.output import OUTPUT
 from prefgen.storage import stats as st
 from prefgen.storage.db import Store
 
-
-@dataclass
-class OutputSettings:
-    """How results are printed, set once by the command line (`--max-width`, `-q` / `-v`)."""
-
-    max_width: int | None = None  # columns; None: the terminal's width (80 when not a terminal)
-    quiet: bool = False  # results only: no notes or warnings besides errors
-
-
-OUTPUT = OutputSettings()
 
 # A cell longer than this is cut before rendering: a table cell is for reading, `--format` for the full text.
 _MAX_CELL = 200
@@ -227,15 +217,31 @@ def stats_tables(store: Store) -> dict[str, list[dict[str, Any]]]:
     from prefgen.pipelines.agreement import agreement_summary
 
     agreement = agreement_summary(store) or {}
+    overview, jobs = st.overview(store), st.jobs(store)
+    unpriced = _unpriced_jobs(store)
+    for job in jobs:
+        if job["job_id"] in unpriced:
+            job["cost"] = job["cost_per_kept_pair"] = "unknown"
+    if unpriced:
+        overview["cost"] = ("unknown" if len(unpriced) == len(jobs)
+                            else f"{overview['cost']:.4g} + unknown ({len(unpriced)} unpriced job(s))")
     return {
-        "store": [{"": k, "value": v} for k, v in st.overview(store).items()],
-        "label jobs": st.jobs(store),
+        "store": [{"": k, "value": v} for k, v in overview.items()],
+        "label jobs": jobs,
         "drops by reason": st.drop_reasons(store),
         "position bias: share of first-slot verdicts per judge and principle": st.position_bias(store),
         "consistency across orders per judge and principle": st.consistency(store),
         "confidence histogram": st.confidence_histogram(store),
         **{f"agreement with human labels: {title}": rows for title, rows in agreement.items()},
     }
+
+
+def _unpriced_jobs(store: Store) -> set[str]:
+    """Label jobs with no price (no list price and no --price-in / --price-out): their cost is unknown, not 0."""
+    from prefgen.judge.pricing import resolve_price
+
+    return {row["job_id"] for row in st.job_pricing(store)
+            if resolve_price(row["model"], row["backend"], row["price_in"], row["price_out"]) is None}
 
 
 def print_tables(tables: dict[str, list[dict[str, Any]]], console: Console | None = None) -> None:

@@ -49,3 +49,15 @@ def consistency(store: Store) -> list[dict[str, Any]]:
 
 def confidence_histogram(store: Store) -> list[dict[str, Any]]:
     return store.dicts("SELECT * FROM confidence_histogram ORDER BY job_id, bucket")
+
+
+def job_pricing(store: Store) -> list[dict[str, Any]]:
+    """Per label job: its backend and model, and the --price-in / --price-out of its latest run (NULL when not
+    given), from which the caller tells a priced job from one whose cost is unknown."""
+    return store.dicts(
+        """SELECT j.job_id, j.backend, j.model,
+                  TRY_CAST(json_extract_string(r.args, '$.price_in') AS DOUBLE) AS price_in,
+                  TRY_CAST(json_extract_string(r.args, '$.price_out') AS DOUBLE) AS price_out
+           FROM label_jobs j
+           LEFT JOIN (SELECT job_id, arg_max(args, started_at) AS args FROM runs GROUP BY job_id) r USING (job_id)"""
+    )
