@@ -139,7 +139,8 @@ def test_verbose_says_what_the_run_plans(store, tmp_path, loopback):
             "--api-base", loopback.openai_base, "--api-key", "k", "--db", store, "--no-progress"]
     assert "info:" not in invoke(*args).output
     verbose = invoke(*args, "-v")
-    assert "info: job " in verbose.output and "6 pairs, 12 calls planned, 12 already stored, 0 to send" in verbose.output
+    assert "info: job " in verbose.output
+    assert "6 pairs, 12 calls planned, 12 already stored, 0 to send" in verbose.output
 
 
 def test_import_and_split_print_their_reports_as_json(tmp_path):

@@ -96,7 +96,8 @@ def test_no_artifact_carries_a_canary_secret(tmp_path, loopback) -> None:
 
     stored_errors = []
     # The dead port stops the run early (exit 4), printing the URL it could not reach: redacted, as stored.
-    for port, exit_code in ((free_port(), ExitCode.ALL_CALLS_FAILED), (int(loopback.url.rsplit(":", 1)[1]), 0)):
+    live_port = int(loopback.url.rsplit(":", 1)[1])
+    for port, exit_code in ((free_port(), ExitCode.ALL_CALLS_FAILED), (live_port, ExitCode.OK)):
         base = f"http://{USER}:{PASS_CANARY}@127.0.0.1:{port}/v1"
         done = prefgen("label", "-c", str(tmp_path / "c.yaml"), "-p", str(pairs), "--db", str(db),
                        "--judge", "openai:gpt-4o-mini", "--api-base", base, "--max-attempts", "1", "--no-progress")

@@ -88,7 +88,7 @@ def print_table(console: Console, rows: list[dict[str, Any]], title: str | None 
 def _money(value: float | None, priced: bool) -> str:
     """A cost, or "unknown" when the model has no price: $0 would claim nothing was spent."""
     if not priced or value is None:
-        return "unknown (no price for this model; see --price-in)"
+        return "unknown (no price; see --price-in)"
     return f"${value:.4f}"
 
 
