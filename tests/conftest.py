@@ -21,3 +21,17 @@ def loopback(loopback_server: LoopbackServer) -> LoopbackServer:
     """The module's fake judge, with no requests seen and the default behaviour."""
     loopback_server.reset()
     return loopback_server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def feature_cache_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Frozen-base features are cached on disk (`prefgen.train.head`); tests keep theirs out of ~/.cache."""
+    import os
+
+    previous = os.environ.get("PREFGEN_CACHE_DIR")
+    os.environ["PREFGEN_CACHE_DIR"] = str(tmp_path_factory.mktemp("prefgen-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("PREFGEN_CACHE_DIR", None)
+    else:
+        os.environ["PREFGEN_CACHE_DIR"] = previous

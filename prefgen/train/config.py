@@ -31,6 +31,7 @@ class Regime:
     weight_decay: float
     scheduler: str
     warmup_ratio: float
+    pooling: str
 
 
 # Measured on 500 HH-RLHF harmless pairs, held-out agreement on 500 others, MiniLM base, CPU, 5 seeds:
@@ -38,9 +39,12 @@ class Regime:
 # - full, 1 epoch at 2e-4 (the former default, kept as --quick): loss 0.66-0.70, 0.593-0.603, spread to 0.07
 #   on other data; 3 epochs: loss 0.26-0.41 and no better held out (it memorises).
 REGIMES = {
-    "head": Regime(epochs=10, lr=1e-3, batch_size=32, weight_decay=0.01, scheduler="cosine", warmup_ratio=0.1),
-    "full": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0),
-    "lora": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0),
+    "head": Regime(epochs=10, lr=1e-3, batch_size=32, weight_decay=0.01, scheduler="cosine", warmup_ratio=0.1,
+                   pooling="response-mean"),
+    "full": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
+                   pooling="model"),
+    "lora": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
+                   pooling="model"),
 }
 
 
@@ -61,6 +65,11 @@ class TrainConfig(BaseModel):
             the default, because on small sets it learns (loss well below ln 2) and is stable across seeds.
             `"full"`: every weight. `"lora"`: LoRA adapters (PEFT, task type `SEQ_CLS`) with the head trained
             in full; the saved model has the adapters merged in.
+        pooling (`str` or `None`, *optional*, defaults to `None`):
+            What the reward head reads. `"response-mean"`: the mean of the final hidden states over the
+            response's tokens, standardised, then one linear layer (`prefgen.train.pooled`; head method only,
+            the default there). `"model"`: the model's own head (BERT's pooler over [CLS], a decoder's last
+            token; the default for full and lora).
         lora_r (`int`, *optional*, defaults to `16`):
             LoRA rank.
         lora_alpha (`int`, *optional*, defaults to `32`):
@@ -137,6 +146,9 @@ class TrainConfig(BaseModel):
     method: Literal["head", "full", "lora"] = Field(
         default="head", description="head: frozen base, trained reward head (learns on small sets, stable "
         "across seeds); full: every weight; lora: LoRA adapters with the head trained in full.")
+    pooling: Literal["response-mean", "model"] | None = Field(
+        default=None, description="What the head reads: response-mean (mean over the response's tokens; head "
+        "method only) or model (the model's own: [CLS] / last token) [head response-mean, else model].")
     lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(default=32, ge=1, description="LoRA scaling numerator.")
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
@@ -178,12 +190,15 @@ class TrainConfig(BaseModel):
         for name, value in dataclasses.asdict(REGIMES[self.method]).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        if self.pooling == "response-mean" and self.method != "head":
+            raise ValueError(f"pooling response-mean needs method head (the base frozen), not {self.method}: "
+                             "use --pooling model with --method full or lora")
         return self
 
     @classmethod
     def quick(cls, **overrides: Any) -> TrainConfig:
         """The former default, for smoke runs: every weight trained for one epoch at 2e-4."""
-        return cls(**{**overrides, "method": "full"})
+        return cls(**{**overrides, "method": "full", "pooling": "model"})
 
     @property
     def lora(self) -> bool:

@@ -205,14 +205,19 @@ def fit_to_budget(
     Returns the fitted sequences and what was done: "kept", "context_cut" or "response_cut".
     """
     longest = max(len(tail) for tail in tails)
-    if len(context) + longest <= budget:
+    keep = kept_context(len(context), longest, budget, context_floor)
+    if keep == len(context) and keep + longest <= budget:
         return [[*context, *tail] for tail in tails], "kept"
-    floor = int(budget * context_floor)
-    keep = min(len(context), max(budget - longest, floor))
     room = budget - keep
-    kept_context = list(context[len(context) - keep :])
-    fitted = [[*kept_context, *tail[:room]] for tail in tails]
+    fitted = [[*context[len(context) - keep :], *tail[:room]] for tail in tails]
     return fitted, ("response_cut" if longest > room else "context_cut")
+
+
+def kept_context(context: int, longest_tail: int, budget: int, context_floor: float = CONTEXT_FLOOR) -> int:
+    """How many of the context's last tokens `fit_to_budget` keeps."""
+    if context + longest_tail <= budget:
+        return context
+    return min(context, max(budget - longest_tail, int(budget * context_floor)))
 
 
 def fit_pair(
@@ -232,12 +237,14 @@ def build_preference_dataset(
     max_length: int,
     use_margin: bool = False,
     soft: bool = False,
+    starts: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Tokenise and truncate preference rows into the columns TRL's RewardTrainer takes as-is.
 
     Returns a `datasets.Dataset` with `chosen_ids`, `rejected_ids` (and `margin` when `use_margin`; TRL
     uses a `margin` column whenever it is present, so it is left out otherwise), `p_chosen` when `soft`,
-    `weight` when any row carries a weight, and a report of what the truncation did.
+    `weight` when any row carries a weight, `chosen_start` and `rejected_start` (where each side's response
+    begins, see `response_start`) when `starts`, and a report of what the truncation did.
     """
     from datasets import Dataset
 
@@ -251,9 +258,12 @@ def build_preference_dataset(
     rejected = body_ids(
         tokenizer, layout, [conversation_text(tokenizer, layout, p.prompt, p.rejected) for p in pairs]
     )
-    columns: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], "margin": [], "p_chosen": [], "weight": []}
+    prompts = (body_ids(tokenizer, layout, [_prompt_text(tokenizer, layout, p.prompt) for p in pairs]) if starts
+               else [[] for _ in pairs])
+    columns: dict[str, list] = {"chosen_ids": [], "rejected_ids": [], "margin": [], "p_chosen": [], "weight": [],
+                                "chosen_start": [], "rejected_start": []}
     report = _empty_report(len(pairs), max_length, layout)
-    for pair, ids_c, ids_r in zip(pairs, chosen, rejected, strict=True):
+    for pair, ids_c, ids_r, ids_p in zip(pairs, chosen, rejected, prompts, strict=True):
         report["identical_input"] += ids_c == ids_r
         fitted_c, fitted_r, status = fit_pair(ids_c, ids_r, budget)
         if fitted_c == fitted_r:
@@ -266,12 +276,26 @@ def build_preference_dataset(
         columns["margin"].append(pair.margin)
         columns["p_chosen"].append(pair.p_chosen)
         columns["weight"].append(pair.weight)
+        start = response_start(layout, ids_c, ids_r, ids_p, budget)
+        columns["chosen_start"].append(start)
+        columns["rejected_start"].append(start)
     weighted = any(row.get("weight") is not None for row in rows_list)
-    for key, wanted in (("margin", use_margin), ("p_chosen", soft), ("weight", weighted)):
+    for key, wanted in (("margin", use_margin), ("p_chosen", soft), ("weight", weighted),
+                        ("chosen_start", starts), ("rejected_start", starts)):
         if not wanted:
             del columns[key]
     report = _finish_report(report, columns)
     return Dataset.from_dict(columns), report
+
+
+def response_start(layout: TokenLayout, chosen: Sequence[int], rejected: Sequence[int], prompt: Sequence[int],
+                   budget: int) -> int:
+    """Where the response begins in both fitted sides of a pair (`fit_pair`): after what is left of the
+    prompt once the shared context is cut from the left. Both sides share it, since they share the prompt."""
+    shared = common_prefix_len(chosen, rejected)
+    in_prompt = min(common_prefix_len(chosen, prompt), common_prefix_len(rejected, prompt), shared)
+    keep = kept_context(shared, max(len(chosen), len(rejected)) - shared, budget)
+    return len(layout.head) + max(0, keep - (shared - in_prompt))
 
 
 def _empty_report(n_in: int, max_length: int, layout: TokenLayout) -> dict[str, Any]:
@@ -318,6 +342,16 @@ def encode_for_scoring(
     max_length: int,
 ) -> list[list[int]]:
     """Token ids of each (prompt, response), truncated like training: the response end survives."""
+    return encode_responses(tokenizer, prompts, responses, max_length)[0]
+
+
+def encode_responses(
+    tokenizer: Any,
+    prompts: Sequence[Text],
+    responses: Sequence[Text],
+    max_length: int,
+) -> tuple[list[list[int]], list[int]]:
+    """`encode_for_scoring`, plus the position where each response begins (what a response-mean head reads)."""
     if len(prompts) != len(responses):
         raise PrefgenError(f"{len(prompts)} prompts but {len(responses)} responses")
     chat = getattr(tokenizer, "chat_template", None) is not None and any(isinstance(r, list) for r in responses)
@@ -326,13 +360,14 @@ def encode_for_scoring(
     texts = [conversation_text(tokenizer, layout, p, r) for p, r in zip(prompts, responses, strict=True)]
     full = body_ids(tokenizer, layout, texts)
     alone = body_ids(tokenizer, layout, [_prompt_text(tokenizer, layout, p) for p in prompts])
-    encoded = []
+    encoded, starts = [], []
     for ids, prompt_ids in zip(full, alone, strict=True):
         # The prompt's own tokens may merge differently at the boundary; the shared prefix is the context.
         context = common_prefix_len(ids, prompt_ids)
         (fitted,), _ = fit_to_budget(ids[:context], [ids[context:]], budget)
         encoded.append(layout.wrap(fitted))
-    return encoded
+        starts.append(len(layout.head) + kept_context(context, len(ids) - context, budget))
+    return encoded, starts
 
 
 def _prompt_text(tokenizer: Any, layout: TokenLayout, prompt: Text) -> str:

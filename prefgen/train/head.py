@@ -7,16 +7,27 @@ ends well below ln 2 and lands within a few thousandths between seeds. And becau
 it runs once per sequence instead of once per epoch, so ten epochs cost seconds after one forward pass,
 and a mix search (`prefgen mix --auto`) can train dozens of candidates on a CPU.
 
-The head is the model's own: BERT's pooler + classifier over the [CLS] state, a decoder's `score` over its
-last non-padding token. `FeatureHeadModel` calls those same modules on a table of cached features, so TRL's
-RewardTrainer trains them unchanged (each "sequence" it sees is one id: its row in the table), and what is
-saved afterwards is the ordinary transformers model, loadable by anything that loads one.
+The head is either prefgen's response-mean head (`prefgen.train.pooled`: the mean of the final hidden states
+over the response's tokens, standardised, one linear layer; the default), or the model's own: BERT's
+pooler + classifier over the [CLS] state, a decoder's `score` over its last non-padding token.
+`FeatureHeadModel` calls those same modules on a table of cached features, so TRL's RewardTrainer trains
+them unchanged (each "sequence" it sees is one id: its row in the table), and what is saved afterwards is
+the whole transformers model, loadable by transformers' Auto classes.
+
+Features are cached per (base, pooling, device) for the process and on disk (`FeatureCache`): a 135M
+decoder takes minutes per thousand sequences on a CPU, and a mix search or a second `train` on the same
+pairs then costs seconds.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefgen.errors import PrefgenError
@@ -25,16 +36,24 @@ from prefgen.train.data import pad_batch
 
 @dataclass
 class HeadSpec:
-    """Where a sequence classifier's head starts, and how it maps one feature vector to a reward."""
+    """How a reward model splits into a frozen feature extractor and a trainable head."""
 
-    capture: Any  # the module whose first input holds the hidden states the head reads
-    select: Callable[[Any, Any], Any]  # (hidden states, input_ids) -> one feature vector per sequence
+    extract: Callable[[Any, Any, Any], Any]  # (input_ids, attention_mask, response starts) -> (B, H) features
     modules: list[Any]  # the head's trainable modules
     apply: Callable[[Any], Any]  # features (B, H) -> rewards (B, 1)
+    fit: Callable[[Any], None] = lambda features: None  # sees the training features once, before training
+    pooling: str = "model"  # part of the features' identity in the cache
 
 
 def head_spec(model: Any, pad_token_id: int | None) -> HeadSpec:
-    """The head of a BERT-style encoder (pooler + classifier) or of a decoder (`score` on the last token)."""
+    """The head of a response-mean reward model, a BERT-style encoder (pooler + classifier over [CLS]), or
+    a decoder (`score` on the last token)."""
+    from prefgen.train.pooled import PrefgenRewardModel, response_mask
+
+    if isinstance(model, PrefgenRewardModel):
+        return HeadSpec(lambda ids, mask, starts: model.pooled(ids, mask, response_mask(mask, starts)),
+                        [model.score], model.reward_from_features, model.set_standardisation,
+                        model.config.pooling)
     pooler = getattr(getattr(model, "bert", None), "pooler", None)
     if pooler is not None and hasattr(model, "classifier"):
         dropout = getattr(model, "dropout", None)
@@ -43,14 +62,32 @@ def head_spec(model: Any, pad_token_id: int | None) -> HeadSpec:
             pooled = pooler(x.unsqueeze(1))  # the pooler reads position 0 of a sequence
             return model.classifier(dropout(pooled) if dropout is not None else pooled)
 
-        return HeadSpec(pooler, lambda hidden, ids: hidden[:, 0], [pooler, model.classifier], apply_bert)
+        return HeadSpec(_captured(model, pooler, lambda hidden, ids: hidden[:, 0]), [pooler, model.classifier],
+                        apply_bert)
     if hasattr(model, "score"):
-        return HeadSpec(model.score, lambda hidden, ids: hidden[_rows(ids), last_token_index(ids, pad_token_id)],
-                        [model.score], model.score)
+        def last_token(hidden: Any, ids: Any) -> Any:
+            return hidden[_rows(ids), last_token_index(ids, pad_token_id)]
+
+        return HeadSpec(_captured(model, model.score, last_token), [model.score], model.score)
     raise PrefgenError(
         f"--method head needs a BERT-style encoder or a decoder with a `score` head, not {type(model).__name__}: "
         "use --method full or --method lora"
     )
+
+
+def _captured(model: Any, head_input: Any, select: Callable[[Any, Any], Any]) -> Callable[[Any, Any, Any], Any]:
+    """Features = what `head_input` receives when the whole model runs, reduced to one vector by `select`."""
+
+    def extract(ids: Any, mask: Any, starts: Any) -> Any:
+        captured: list[Any] = []
+        hook = head_input.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            model(input_ids=ids, attention_mask=mask)
+        finally:
+            hook.remove()
+        return select(captured[-1], ids)
+
+    return extract
 
 
 def _rows(input_ids: Any) -> Any:
@@ -69,29 +106,26 @@ def last_token_index(input_ids: Any, pad_token_id: int | None) -> Any:
     return (positions * (input_ids != pad_token_id)).argmax(-1)
 
 
-def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence[int]], pad_token_id: int,
+Sequence_ = tuple[tuple[int, ...], int]  # (token ids, position where the response starts)
+
+
+def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_], pad_token_id: int,
                      device: str, batch_size: int = 32) -> Any:
     """One feature vector per sequence (float32, on the CPU), from the frozen base in length-sorted batches."""
     import torch
 
-    captured: list[Any] = []
-    hook = spec.capture.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
     model.to(device).eval()
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     out: Any = None
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                index = order[start : start + batch_size]
-                ids, mask = pad_batch([sequences[i] for i in index], pad_token_id, device)
-                captured.clear()
-                model(input_ids=ids, attention_mask=mask)
-                features = spec.select(captured[-1], ids).float().cpu()
-                if out is None:
-                    out = torch.empty((len(sequences), features.shape[-1]), dtype=torch.float32)
-                out[index] = features
-    finally:
-        hook.remove()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            ids, mask = pad_batch([sequences[i][0] for i in index], pad_token_id, device)
+            starts = torch.tensor([sequences[i][1] for i in index], device=device)
+            features = spec.extract(ids, mask, starts).float().cpu()
+            if out is None:
+                out = torch.empty((len(sequences), features.shape[-1]), dtype=torch.float32)
+            out[index] = features
     return out
 
 
@@ -124,35 +158,102 @@ def feature_head_model(model: Any, spec: HeadSpec, features: Any) -> Any:
     return FeatureHeadModel()
 
 
-_CACHES: dict[tuple[str, str], "FeatureCache"] = {}
+def feature_rows(datasets: Sequence[Any]) -> list[int]:
+    """The feature rows that indexed datasets (`FeatureCache.index_dataset`) train on."""
+    return sorted({ids[0] for dataset in datasets for side in ("chosen_ids", "rejected_ids") for ids in dataset[side]})
 
 
-def feature_cache(base: str, device: str) -> FeatureCache:
-    """The process's feature cache for one base (and device: GPU kernels round differently)."""
-    return _CACHES.setdefault((base, device), FeatureCache())
+_CACHES: dict[tuple[str, str, str], FeatureCache] = {}
+CACHE_ENV = "PREFGEN_CACHE_DIR"
+
+
+def feature_cache(base: str, device: str, pooling: str) -> FeatureCache:
+    """The feature cache of one base, pooling and device (GPU kernels round differently): kept for the
+    process, and on disk under `$PREFGEN_CACHE_DIR` (default `~/.cache/prefgen`; "off" keeps none)."""
+    key = (base, device, pooling)
+    if key not in _CACHES:
+        _CACHES[key] = FeatureCache(disk_directory(base, device, pooling))
+    return _CACHES[key]
+
+
+def disk_directory(base: str, device: str, pooling: str) -> Path | None:
+    """Where the features of one (base, pooling, device) live on disk; the base's identity is its files'
+    names, sizes and modification times, so a changed base never reads stale features."""
+    root = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "prefgen"))
+    if root.strip().lower() in ("", "off", "0", "none"):
+        return None
+    import torch
+
+    path = Path(base)
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
+    identity = [str(path.resolve()), pooling, device, torch.__version__]
+    identity += [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
+    return Path(root).expanduser() / "features" / f"{path.stem}-{pooling}-{digest}"
+
+
+def sequence_key(sequence: Sequence_) -> bytes:
+    ids, start = sequence
+    return hashlib.blake2b(array("q", [start, *ids]).tobytes(), digest_size=16).digest()
 
 
 class FeatureCache:
-    """Features of sequences under one frozen base, computed once per process and reused.
+    """Features of sequences under one frozen base, computed once and reused.
 
     The base is frozen and runs in eval mode, so a sequence's features never change: ensemble members,
-    the folds and candidates of a mix search, and repeated benchmark runs all share one forward pass.
+    the folds and candidates of a mix search, repeated `train` runs and benchmark runs all share one forward
+    pass. Blocks of new features are also written to `directory` (one file per block, written then renamed,
+    so concurrent processes never read half a file) and read back by later processes.
     """
 
-    def __init__(self) -> None:
-        self.rows: dict[tuple[int, ...], int] = {}
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory
+        self.rows: dict[bytes, int] = {}
         self.blocks: list[Any] = []
         self._table: Any = None
+        if directory is not None and directory.is_dir():
+            for block in sorted(directory.glob("*.pt")):
+                self._load_block(block)
 
-    def add(self, model: Any, spec: HeadSpec, sequences: Sequence[Sequence[int]], pad_token_id: int,
+    def _load_block(self, path: Path) -> None:
+        import torch
+
+        try:
+            saved = torch.load(path, weights_only=True)
+        except Exception:  # a block from an interrupted or older writer: recomputed when needed
+            return
+        new = [i for i, key in enumerate(saved["keys"]) if bytes(key) not in self.rows]
+        if not new:
+            return
+        self._append([bytes(saved["keys"][i]) for i in new], saved["features"][new])
+
+    def _append(self, keys: list[bytes], features: Any) -> None:
+        self.blocks.append(features)
+        for key in keys:
+            self.rows[key] = len(self.rows)
+        self._table = None
+
+    def _save_block(self, keys: list[bytes], features: Any) -> None:
+        import torch
+
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{time.time_ns()}-{os.getpid()}.pt"
+        partial = final.with_suffix(".partial")
+        torch.save({"keys": [list(key) for key in keys], "features": features}, partial)
+        partial.replace(final)
+
+    def add(self, model: Any, spec: HeadSpec, sequences: Sequence[Sequence_], pad_token_id: int,
             device: str) -> int:
         """Compute the features of the sequences not seen yet; returns how many were computed."""
-        new = list(dict.fromkeys(tuple(s) for s in sequences if tuple(s) not in self.rows))
+        new = list(dict.fromkeys((tuple(ids), start) for ids, start in sequences))
+        new = [seq for seq in new if sequence_key(seq) not in self.rows]
         if new:
-            self.blocks.append(compute_features(model, spec, new, pad_token_id, device))
-            for seq in new:
-                self.rows[seq] = len(self.rows)
-            self._table = None
+            keys = [sequence_key(seq) for seq in new]
+            features = compute_features(model, spec, new, pad_token_id, device)
+            self._append(keys, features)
+            self._save_block(keys, features)
         return len(new)
 
     def table(self) -> Any:
@@ -167,7 +268,9 @@ class FeatureCache:
         """The dataset with each side replaced by the row of its features (TRL keeps the other columns)."""
         from datasets import Dataset
 
-        columns = {name: dataset[name] for name in dataset.column_names}
-        for side in ("chosen_ids", "rejected_ids"):
-            columns[side] = [[self.rows[tuple(ids)]] for ids in columns[side]]
+        columns = {name: dataset[name] for name in dataset.column_names if not name.endswith("_start")}
+        for side in ("chosen", "rejected"):
+            starts = dataset[f"{side}_start"]
+            columns[f"{side}_ids"] = [[self.rows[sequence_key((ids, start))]]
+                                      for ids, start in zip(columns[f"{side}_ids"], starts, strict=True)]
         return Dataset.from_dict(columns)

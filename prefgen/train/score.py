@@ -1,6 +1,6 @@
 """Loading trained reward models (single or ensemble) and scoring responses with them.
 
-Scoring encodes exactly like training (`prefgen.train.data.encode_for_scoring`): same special tokens,
+Scoring encodes exactly like training (`prefgen.train.data.encode_responses`): same special tokens,
 same EOS, and the same truncation, which keeps the end of the response rather than its start.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from prefgen.errors import PrefgenError
-from prefgen.train.data import encode_for_scoring, normalize_row, pad_batch, prepare_tokenizer
+from prefgen.train.data import encode_responses, normalize_row, pad_batch, prepare_tokenizer
 from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device
 
 DEFAULT_MAX_LENGTH = 512
@@ -76,6 +76,9 @@ def _load_single(path: Path, device: str | None) -> RewardModel:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from prefgen.train.pooled import register
+
+    register()  # response-mean reward models load through the Auto classes without remote code
     if not (path / "config.json").is_file():
         raise PrefgenError(f"{path}: not a reward model directory (no config.json, no {ENSEMBLE_MANIFEST})")
     choice = pick_device()
@@ -130,14 +133,20 @@ def _score_one_model(
 ) -> np.ndarray:
     import torch
 
-    encoded = encode_for_scoring(rm.tokenizer, prompts, responses, rm.max_length)
+    from prefgen.train.pooled import PrefgenRewardModel, response_mask
+
+    encoded, starts = encode_responses(rm.tokenizer, prompts, responses, rm.max_length)
+    pooled = isinstance(rm.model, PrefgenRewardModel)
     # Sorting by length makes each batch pad to nearly its own length.
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     rewards = np.empty(len(encoded), dtype=float)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         input_ids, attention_mask = pad_batch([encoded[i] for i in index], rm.tokenizer.pad_token_id, rm.device)
+        # A response-mean head reads the response's tokens only, as in training.
+        extra = {"response_mask": response_mask(attention_mask, torch.tensor([starts[i] for i in index]))
+                 } if pooled else {}
         with torch.inference_mode(), torch.autocast(rm.device, dtype=torch.bfloat16, enabled=rm.bf16):
-            logits = rm.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
+            logits = rm.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits[:, 0]
         rewards[index] = logits.float().cpu().numpy()
     return rewards

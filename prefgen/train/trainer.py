@@ -69,19 +69,25 @@ def load_tokenizer(base: str) -> Any:
     return prepare_tokenizer(AutoTokenizer.from_pretrained(directory, **extra))
 
 
-def load_base_model(base: str, tokenizer: Any) -> Any:
-    """The base as a one-output sequence classifier (a new, seeded reward head on top)."""
+def load_base_model(base: str, tokenizer: Any, pooling: str = "model") -> Any:
+    """The base as a one-output reward model with a new reward head: its own sequence classifier (seeded
+    head), or (`pooling="response-mean"`) `prefgen.train.pooled.PrefgenRewardModel` around it (zero head)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
+
+    from prefgen.train.pooled import PrefgenRewardModel
 
     previous = hf_logging.get_verbosity()
     # The "classifier/score weights newly initialised" report is the expected outcome here, not news.
     hf_logging.set_verbosity_error()
     try:
         directory, extra = load_arguments(base)
-        model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1, dtype=torch.float32,
-                                                                   **extra)
+        if pooling == "response-mean":
+            model = PrefgenRewardModel.from_base(AutoModel.from_pretrained(directory, dtype=torch.float32, **extra))
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1,
+                                                                       dtype=torch.float32, **extra)
     finally:
         hf_logging.set_verbosity(previous)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -269,11 +275,15 @@ def save_checkpoint(trainer: Any, tokenizer: Any, out_dir: Path, model: Any = No
     head method, `model` is the whole model whose head the trainer trained in place."""
     from accelerate.utils import is_peft_model
 
+    from prefgen.train.pooled import PrefgenRewardModel, write_remote_code
+
     model = model if model is not None else trainer.accelerator.unwrap_model(trainer.model)
     if is_peft_model(model):
         model = model.merge_and_unload()
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    if isinstance(model, PrefgenRewardModel):
+        write_remote_code(out_dir)
 
 
 def library_versions() -> dict[str, str]:
@@ -344,34 +354,35 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     """
     from transformers import set_seed
 
-    from prefgen.train.head import feature_cache, feature_head_model, head_spec
+    from prefgen.train.head import feature_cache, feature_head_model, feature_rows, head_spec
 
     started = time.perf_counter()
     base = resolve_base(config.base)
     out_dir = Path(config.out_dir)
     tokenizer = load_tokenizer(base)
     stages, reports = [], []
+    head = config.method == "head"
     for stage_rows in curriculum_stages(rows, config.curriculum):
         dataset, report = build_preference_dataset(stage_rows, tokenizer, config.max_length, config.use_margin,
-                                                   soft=config.loss == "soft")
+                                                   soft=config.loss == "soft", starts=head)
         if len(dataset) == 0:
             raise PrefgenError(f"no training pairs left after truncation: {report}")
         stages.append(dataset)
         reports.append(report)
     device = pick_device()
     set_seed(config.seed)  # before loading: the new reward head is initialised randomly
-    model = load_base_model(base, tokenizer)
+    model = load_base_model(base, tokenizer, config.pooling)
     trained, features_s = model, 0.0
-    if config.method == "head":
+    if head:
         spec = head_spec(model, tokenizer.pad_token_id)
-        cache = feature_cache(base, device.device)
+        cache = feature_cache(base, device.device, spec.pooling)
         features_started = time.perf_counter()
         for dataset in stages:
-            cache.add(model, spec, list(dataset["chosen_ids"]) + list(dataset["rejected_ids"]), tokenizer.pad_token_id,
-                      device.device)
+            cache.add(model, spec, sides(dataset), tokenizer.pad_token_id, device.device)
         features_s = round(time.perf_counter() - features_started, 2)
-        trained = feature_head_model(model, spec, cache.table())
         stages = [cache.index_dataset(dataset) for dataset in stages]
+        spec.fit(cache.table()[feature_rows(stages)])
+        trained = feature_head_model(model, spec, cache.table())
     history: list[dict[str, Any]] = []
     stage_records, runtime, pairs_seen = [], 0.0, 0
     for dataset in stages:
@@ -387,12 +398,11 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         save_checkpoint(trainer, tokenizer, out_dir, model if config.method == "head" else None)
     scores = None
     if score_rows is not None:
-        scored, _ = build_preference_dataset(score_rows, tokenizer, config.max_length)
+        scored, _ = build_preference_dataset(score_rows, tokenizer, config.max_length, starts=head)
         if len(scored) != len(score_rows):
             raise PrefgenError("some pairs to score have identical sides after truncation")
-        if config.method == "head":
-            cache.add(model, spec, list(scored["chosen_ids"]) + list(scored["rejected_ids"]),
-                      tokenizer.pad_token_id, device.device)
+        if head:
+            cache.add(model, spec, sides(scored), tokenizer.pad_token_id, device.device)
             trained = feature_head_model(model, spec, cache.table())
             scored = cache.index_dataset(scored)
         scores = pair_rewards(trained, scored, tokenizer.pad_token_id, trainer.args.device)
@@ -420,6 +430,12 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     if save:
         (out_dir / TRAIN_RECORD).write_text(json.dumps(result.record, indent=2, default=str))
     return result
+
+
+def sides(dataset: Any) -> list[tuple[list[int], int]]:
+    """(token ids, response start) of every side of a dataset built with `starts=True`."""
+    return [*zip(dataset["chosen_ids"], dataset["chosen_start"], strict=True),
+            *zip(dataset["rejected_ids"], dataset["rejected_start"], strict=True)]
 
 
 def _merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
