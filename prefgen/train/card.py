@@ -172,8 +172,22 @@ def _usage_section(out: Path, train: Mapping[str, Any]) -> str:
         "with `tokenizer.apply_chat_template(messages, tokenize=False)` instead.\n"
         if fmt.get("format") == "chat_template" else ""
     )
+    ending = ", followed by tokenizer.eos_token" if eos else ""
+    text = f'`prompt + "\\n" + response`{ending}'
     if train.get("config", {}).get("pooling") == "response-mean":
-        return _pooled_usage_section(out, model_dir, max_length, eos, chat_note)
+        how = (f"the head reads the mean of the final hidden states over the response's tokens "
+               f"(`modeling_prefgen_reward.py`, loaded as remote code). The text is {text}; pass `response_mask`, "
+               "1 on the response's tokens (without it the mean covers the whole text)")
+        load = ", trust_remote_code=True"
+        call = f"""    # The response's tokens and the end token: one token off at the boundary at most (prefgen is exact).
+    tail = len(tokenizer("\\n" + response{eos}, add_special_tokens=False)["input_ids"]) + 1
+    response_mask = torch.zeros_like(inputs["input_ids"])
+    response_mask[0, -tail:] = 1
+    return model(**inputs, response_mask=response_mask).logits[0, 0].item()"""
+    else:
+        how = f"the text is {text}, and truncation keeps the end (the response), as in training"
+        load = ""
+        call = '    return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[0, 0].item()'
     return f"""## How to use it
 
 With prefgen (encodes exactly as in training, batches, and handles ensembles):
@@ -185,8 +199,7 @@ rm = load_reward_model("{out}")
 scores = score_texts(rm, prompts, responses)  # scores.mean, scores.min, scores.std
 ```
 
-With transformers alone: the text is `prompt + "\\n" + response`{eos.replace(' + ', ', followed by ')}, and truncation
-keeps the end (the response), as in training.
+With transformers alone: {how}.
 {chat_note}
 ```python
 import torch
@@ -195,13 +208,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 path = "{out / model_dir}"
 tokenizer = AutoTokenizer.from_pretrained(path)
 tokenizer.truncation_side = "left"
-model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+model = AutoModelForSequenceClassification.from_pretrained(path{load}).eval()
 
 @torch.inference_mode()
 def reward(prompt: str, response: str) -> float:
     text = prompt + "\\n" + response{eos}
     inputs = tokenizer(text, truncation=True, max_length={max_length}, return_tensors="pt")
-    return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[0, 0].item()
+{call}
 
 # Best-of-N reranking: keep the candidate with the highest reward.
 best = max(candidates, key=lambda response: reward(prompt, response))
@@ -221,46 +234,6 @@ trainer = GRPOTrainer(model=policy_dir, reward_funcs=rm_reward, args=GRPOConfig(
 
 (`reward_funcs` also accepts this directory, but TRL then tokenises `prompt + completion` with
 `add_special_tokens=False`: an encoder would miss its `[CLS]`/`[SEP]` tokens and score off-distribution.)"""
-
-
-def _pooled_usage_section(out: Path, model_dir: str, max_length: int, eos: str, chat_note: str) -> str:
-    return f"""## How to use it
-
-With prefgen (encodes exactly as in training, batches, and handles ensembles):
-
-```python
-from prefgen.train.score import load_reward_model, score_texts
-
-rm = load_reward_model("{out}")
-scores = score_texts(rm, prompts, responses)  # scores.mean, scores.min, scores.std
-```
-
-With transformers alone: the head reads the mean of the final hidden states over the response's tokens
-(`modeling_prefgen_reward.py`, loaded as remote code). The text is `prompt + "\\n" + response`{eos.replace(' + ', ', followed by ')};
-pass `response_mask`, 1 on the response's tokens (without it the mean covers the whole text).
-{chat_note}
-```python
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-path = "{out / model_dir}"
-tokenizer = AutoTokenizer.from_pretrained(path)
-tokenizer.truncation_side = "left"
-model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=True).eval()
-
-@torch.inference_mode()
-def reward(prompt: str, response: str) -> float:
-    inputs = tokenizer(prompt + "\\n" + response{eos}, truncation=True, max_length={max_length}, return_tensors="pt")
-    # The response's tokens and the end token: one token off at the boundary at most (prefgen is exact).
-    tail = len(tokenizer("\\n" + response{eos}, add_special_tokens=False)["input_ids"]) + 1
-    response_mask = torch.zeros_like(inputs["input_ids"])
-    response_mask[0, -tail:] = 1
-    return model(**inputs, response_mask=response_mask).logits[0, 0].item()
-
-# Best-of-N reranking: keep the candidate with the highest reward.
-best = max(candidates, key=lambda response: reward(prompt, response))
-```
-"""
 
 
 def _training_section(train: Mapping[str, Any]) -> str:

@@ -73,7 +73,7 @@ def load_base_model(base: str, tokenizer: Any, pooling: str = "model") -> Any:
     """The base as a one-output reward model with a new reward head: its own sequence classifier (seeded
     head), or (`pooling="response-mean"`) `prefgen.train.pooled.PrefgenRewardModel` around it (zero head)."""
     import torch
-    from transformers import AutoModel, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     from prefgen.train.pooled import PrefgenRewardModel
@@ -84,7 +84,7 @@ def load_base_model(base: str, tokenizer: Any, pooling: str = "model") -> Any:
     try:
         directory, extra = load_arguments(base)
         if pooling == "response-mean":
-            model = PrefgenRewardModel.from_base(AutoModel.from_pretrained(directory, dtype=torch.float32, **extra))
+            model = PrefgenRewardModel.from_base(frozen_base(base))
         else:
             model = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1,
                                                                        dtype=torch.float32, **extra)
@@ -92,6 +92,18 @@ def load_base_model(base: str, tokenizer: Any, pooling: str = "model") -> Any:
         hf_logging.set_verbosity(previous)
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+@functools.cache
+def frozen_base(base: str) -> Any:
+    """The base of response-mean reward models, loaded once per process: only the head method uses it, which
+    never changes it, so every model of a mix search or ensemble shares it (a .gguf base takes ~20 s to
+    de-quantise) and only their heads are new."""
+    import torch
+    from transformers import AutoModel
+
+    directory, extra = load_arguments(base)
+    return AutoModel.from_pretrained(directory, dtype=torch.float32, **extra).requires_grad_(False).eval()
 
 
 def reward_head_name(model: Any) -> str:
