@@ -306,6 +306,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
                    type=click.Path(file_okay=False, path_type=Path))
 @option_from_field(TrainConfig, "base", "--base")
 @option_from_field(TrainConfig, "method", "--method")
+@option_from_field(TrainConfig, "pooling", "--pooling")
 @click.option("--quick", is_flag=True, help="The former default for smoke runs: --method full, 1 epoch at 2e-4.")
 @option_from_field(TrainConfig, "loss", "--loss")
 @option_from_field(TrainConfig, "curriculum", "--curriculum")
@@ -330,7 +331,7 @@ def train(db: Path, mix_name: str, quick: bool, as_json: bool, **options) -> Non
     from prefgen.pipelines.reward import train_from_mix
     from prefgen.storage.db import Store
 
-    config = config_from_options(TrainConfig, **{**options, **({"method": "full"} if quick else {})})
+    config = config_from_options(TrainConfig, **{**options, **({"method": "full", "pooling": "model"} if quick else {})})
     with Store(db) as store:
         outcome = train_from_mix(store, mix_name, config)
     emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))

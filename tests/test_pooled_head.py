@@ -55,10 +55,18 @@ def test_implicit_prompt_rows_pool_the_whole_text(tokenizer):
 
 
 def test_response_mean_pooling_needs_the_frozen_head_method():
-    assert TrainConfig().pooling == "response-mean" and TrainConfig.quick().pooling == "model"
+    assert TrainConfig().pooling == "auto" and TrainConfig.quick().pooling == "model"
     assert TrainConfig(method="lora").pooling == "model"
     with pytest.raises(ValidationError, match="response-mean needs method head"):
         TrainConfig(method="full", pooling="response-mean")
+
+
+def test_auto_pooling_reads_cls_on_encoders_and_the_response_mean_on_decoders(tokenizer):
+    from types import SimpleNamespace
+
+    assert TrainConfig().for_tokenizer(tokenizer).pooling == "model"  # MiniLM has [CLS]
+    assert TrainConfig().for_tokenizer(SimpleNamespace(cls_token=None)).pooling == "response-mean"
+    assert TrainConfig(pooling="response-mean").for_tokenizer(tokenizer).pooling == "response-mean"
 
 
 @pytest.mark.slow
@@ -67,7 +75,8 @@ def test_pooled_checkpoint_loads_with_transformers_alone_and_scores_like_prefgen
     from prefgen.train.trainer import train_reward_model
 
     rows = polite_rows(24, "p")
-    result = train_reward_model(rows, TrainConfig(out_dir=tmp_path / "rm", max_length=48), score_rows=rows[:4])
+    config = TrainConfig(out_dir=tmp_path / "rm", max_length=48, pooling="response-mean")
+    result = train_reward_model(rows, config, score_rows=rows[:4])
     assert result.final_loss < 0.6 and result.config["pooling"] == "response-mean"
     prompts, responses = [r["prompt"] for r in rows[:4]], [r["chosen"] for r in rows[:4]]
     ours = score_texts(load_reward_model(tmp_path / "rm"), prompts, responses).mean
@@ -102,11 +111,11 @@ def test_features_are_reused_from_disk_by_a_later_process(tmp_path, monkeypatch)
     monkeypatch.setenv(head.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(head, "_CACHES", {})
     rows = polite_rows(12, "d")
-    first = train_reward_model(rows, TrainConfig(max_length=48), save=False)
+    first = train_reward_model(rows, TrainConfig(max_length=48, pooling="response-mean"), save=False)
     assert list((tmp_path / "cache" / "features").glob("*/*.pt"))
     monkeypatch.setattr(head, "_CACHES", {})  # what a new process starts with
-    second = train_reward_model(rows, TrainConfig(max_length=48), save=False)
-    assert first.features_s > 0 and second.features_s < first.features_s
+    second = train_reward_model(rows, TrainConfig(max_length=48, pooling="response-mean"), save=False)
+    assert first.features_computed == 24 and second.features_computed == 0
     cache = next(iter(head._CACHES.values()))
     assert len(cache.rows) == 24  # every side, read back rather than recomputed
     assert second.final_loss == pytest.approx(first.final_loss, abs=1e-6)

@@ -234,7 +234,7 @@ def test_head_regime_learns_and_its_checkpoint_scores_like_the_trained_head(tmp_
     assert (chosen.mean > rejected.mean).all()
     assert [c for c, _ in result.scores] == pytest.approx(chosen.mean.tolist(), abs=1e-3)
     again = train_reward_model(rows, TrainConfig(out_dir=tmp_path / "rm2", max_length=48, seed=1), save=False)
-    assert again.features_s == 0.0  # the frozen base ran once for both
+    assert again.features_computed == 0  # the frozen base ran once for both
 
 
 @pytest.mark.slow

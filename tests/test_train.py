@@ -355,7 +355,7 @@ def test_ensemble_members_are_trained_and_loaded_together(tmp_path):
     from prefgen.train.score import RewardEnsemble, load_reward_model
     from prefgen.train.trainer import train_ensemble
 
-    config = TrainConfig(out_dir=tmp_path, max_length=32, batch_size=4, max_steps=1, ensemble=2)
+    config = TrainConfig(out_dir=tmp_path, max_length=32, batch_size=4, max_steps=4, ensemble=2)
     result = train_ensemble(polite_vs_rude(8), config)
     manifest = json.loads(Path(result.manifest_path).read_text())
     assert [m["dir"] for m in manifest["members"]] == ["member-0", "member-1"]

@@ -40,7 +40,7 @@ class Regime:
 #   on other data; 3 epochs: loss 0.26-0.41 and no better held out (it memorises).
 REGIMES = {
     "head": Regime(epochs=10, lr=1e-3, batch_size=32, weight_decay=0.01, scheduler="cosine", warmup_ratio=0.1,
-                   pooling="response-mean"),
+                   pooling="auto"),
     "full": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
                    pooling="model"),
     "lora": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
@@ -67,9 +67,13 @@ class TrainConfig(BaseModel):
             in full; the saved model has the adapters merged in.
         pooling (`str` or `None`, *optional*, defaults to `None`):
             What the reward head reads. `"response-mean"`: the mean of the final hidden states over the
-            response's tokens, standardised, then one linear layer (`prefgen.train.pooled`; head method only,
-            the default there). `"model"`: the model's own head (BERT's pooler over [CLS], a decoder's last
-            token; the default for full and lora).
+            response's tokens, standardised, then one linear layer (`prefgen.train.pooled`; head method only).
+            `"model"`: the model's own head (BERT's pooler over [CLS], a decoder's last token; the default for
+            full and lora). `"auto"` (the head method's default): `"model"` for a base whose tokenizer has a
+            [CLS] token (an encoder trained to summarise there), `"response-mean"` otherwise (a decoder,
+            whose last token says little about a whole response). Measured on HH-RLHF, 500 pairs: MiniLM
+            0.588 with its [CLS] head vs 0.573 with the response mean; SmolLM2-135M 0.68 with the response mean
+            vs 0.58 with its last token.
         lora_r (`int`, *optional*, defaults to `16`):
             LoRA rank.
         lora_alpha (`int`, *optional*, defaults to `32`):
@@ -146,9 +150,10 @@ class TrainConfig(BaseModel):
     method: Literal["head", "full", "lora"] = Field(
         default="head", description="head: frozen base, trained reward head (learns on small sets, stable "
         "across seeds); full: every weight; lora: LoRA adapters with the head trained in full.")
-    pooling: Literal["response-mean", "model"] | None = Field(
+    pooling: Literal["auto", "response-mean", "model"] | None = Field(
         default=None, description="What the head reads: response-mean (mean over the response's tokens; head "
-        "method only) or model (the model's own: [CLS] / last token) [head response-mean, else model].")
+        "method only), model (the model's own: [CLS] / last token), or auto (model for encoders with a [CLS] "
+        "token, response-mean for decoders) [head auto, else model].")
     lora_r: int = Field(default=16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(default=32, ge=1, description="LoRA scaling numerator.")
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
@@ -190,8 +195,8 @@ class TrainConfig(BaseModel):
         for name, value in dataclasses.asdict(REGIMES[self.method]).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
-        if self.pooling == "response-mean" and self.method != "head":
-            raise ValueError(f"pooling response-mean needs method head (the base frozen), not {self.method}: "
+        if self.pooling in ("response-mean", "auto") and self.method != "head":
+            raise ValueError(f"pooling {self.pooling} needs method head (the base frozen), not {self.method}: "
                              "use --pooling model with --method full or lora")
         return self
 
@@ -199,6 +204,12 @@ class TrainConfig(BaseModel):
     def quick(cls, **overrides: Any) -> TrainConfig:
         """The former default, for smoke runs: every weight trained for one epoch at 2e-4."""
         return cls(**{**overrides, "method": "full", "pooling": "model"})
+
+    def for_tokenizer(self, tokenizer: Any) -> TrainConfig:
+        """The config with `pooling="auto"` decided for a base, by its tokenizer (see `pooling`)."""
+        if self.pooling != "auto":
+            return self
+        return self.model_copy(update={"pooling": "model" if tokenizer.cls_token else "response-mean"})
 
     @property
     def lora(self) -> bool:

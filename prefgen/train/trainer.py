@@ -34,7 +34,8 @@ class TrainResult:
     n_train: int
     data_report: dict[str, Any]
     stages: list[dict[str, Any]]  # one per curriculum stage: rows, steps, first and last loss
-    features_s: float  # head method: seconds spent computing the frozen base's features (0 when cached)
+    features_s: float  # head method: seconds spent getting the frozen base's features (~0 when cached)
+    features_computed: int  # head method: sequences the base ran on (0 when every feature was cached)
     initial_loss: float | None
     final_loss: float | None
     log_history: list[dict[str, Any]]
@@ -372,6 +373,7 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     base = resolve_base(config.base)
     out_dir = Path(config.out_dir)
     tokenizer = load_tokenizer(base)
+    config = config.for_tokenizer(tokenizer)
     stages, reports = [], []
     head = config.method == "head"
     for stage_rows in curriculum_stages(rows, config.curriculum):
@@ -384,13 +386,13 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     device = pick_device()
     set_seed(config.seed)  # before loading: the new reward head is initialised randomly
     model = load_base_model(base, tokenizer, config.pooling)
-    trained, features_s = model, 0.0
+    trained, features_s, computed = model, 0.0, 0
     if head:
         spec = head_spec(model, tokenizer.pad_token_id)
         cache = feature_cache(base, device.device, spec.pooling)
         features_started = time.perf_counter()
         for dataset in stages:
-            cache.add(model, spec, sides(dataset), tokenizer.pad_token_id, device.device)
+            computed += cache.add(model, spec, sides(dataset), tokenizer.pad_token_id, device.device)
         features_s = round(time.perf_counter() - features_started, 2)
         stages = [cache.index_dataset(dataset) for dataset in stages]
         spec.fit(cache.table()[feature_rows(stages)])
@@ -426,6 +428,7 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         data_report=_merge_reports(reports),
         stages=stage_records,
         features_s=features_s,
+        features_computed=computed,
         initial_loss=initial_loss,
         final_loss=final_loss,
         log_history=history,
