@@ -184,7 +184,7 @@ def feature_cache(base: str, device: str, pooling: str) -> FeatureCache:
 def disk_directory(base: str, device: str, pooling: str) -> Path | None:
     """Where the features of one (base, pooling, device) live on disk; the base's identity is its files'
     names, sizes and modification times, so a changed base never reads stale features."""
-    root = os.environ.get(CACHE_ENV, str(Path.home() / ".cache" / "prefgen"))
+    root = os.environ.get("PREFGEN_CACHE_DIR", str(Path.home() / ".cache" / "prefgen"))
     if root.strip().lower() in ("", "off", "0", "none"):
         return None
     import torch
