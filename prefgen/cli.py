@@ -169,19 +169,27 @@ def stats(db: Path, as_json: bool) -> None:
 
 @cli.command("import-human")
 @click.argument("file")
-@click.option("--format", "fmt", type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]),
+@click.option("--format", "fmt", type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators", "label-studio",
+                                                    "argilla"]),
               default="auto", show_default=True,
               help="hh: HH-RLHF chosen/rejected transcripts; trl: prompt/chosen/rejected (text or messages); "
-                   "pairwise: prompt, two responses, winner; annotators: several annotator* columns.")
+                   "pairwise: prompt, two responses, winner; annotators: several annotator* columns; "
+                   "label-studio / argilla: those tools' JSON export of a `prefgen route` batch.")
 @DB_OPTION
 @click.option("--source", default=None,
               help="Name of this import (default: the file's stem). Importing a name again replaces its labels.")
 @click.option("--skip-bad", is_flag=True, help="Skip invalid rows (reported) instead of failing with nothing written.")
 @click.option("--column", "columns", multiple=True, metavar="OURS=THEIRS",
               help="Read column THEIRS as OURS (prompt, response_a, response_b, winner, chosen, rejected).")
+@click.option("--split", "pin", type=click.Choice(["train", "heldout"]), default=None,
+              help="Pin every label of this file to that side: `prefgen split` never moves it.")
+@click.option("--labels", "labels", default=None, metavar="LABEL_FILE",
+              help="FILE holds the pairs and LABEL_FILE their labels (e.g. pool.jsonl + pool_labels.jsonl), "
+                   "joined on --on.")
+@click.option("--on", default="id", show_default=True, help="--labels: the id column both files share.")
 @JSON_OPTION
 def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bool, columns: tuple[str, ...],
-                 as_json: bool) -> None:
+                 pin: str | None, labels: str | None, on: str, as_json: bool) -> None:
     """Import human preference labels (JSONL, CSV, Parquet, a datasets directory, or FILE.duckdb:TABLE)."""
     from prefgen.pipelines.human import import_human as run_import
     from prefgen.pipelines.human import parse_column_map
@@ -189,7 +197,7 @@ def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bo
 
     with Store(db) as store:
         report = run_import(store, file, fmt=fmt, source=source, skip_bad=skip_bad,
-                            columns=parse_column_map(columns))
+                            columns=parse_column_map(columns), pin=pin, labels=labels, on=on)
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 

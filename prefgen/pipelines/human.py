@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,13 @@ import orjson
 
 from prefgen.errors import InputError, PrefgenError
 from prefgen.pipelines.inputs import Row, parse_prompt, read_rows, split_duckdb_spec
-from prefgen.pipelines.split import side_of
+from prefgen.pipelines.split import HELDOUT, TRAIN, side_of
 from prefgen.records import Pair, flip_winner, make_pair
 from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
 FORMATS = ("auto", "hh", "trl", "pairwise", "annotators")
+TOOL_FORMATS = ("label-studio", "argilla")  # exports of annotation tools, read by pipelines.annotation
 SINGLE = "label"  # annotator name of the one label in single-label formats
 MAJORITY = "majority"  # annotator name of the consensus of several annotators
 
@@ -82,6 +83,7 @@ class HumanLabel:
     confidence: float | None
     source_line: int
     split: str | None
+    pinned: bool = False  # the side was declared at import (--split): `prefgen split` never moves it
 
 
 @dataclass
@@ -98,6 +100,8 @@ class ImportReport:
     balance: dict[str, int] = field(default_factory=dict)  # consensus winner in the file's order: first/second/tie
     annotators: list[str] = field(default_factory=list)
     split: dict[str, int] | None = None  # labelled pairs per side, when a split exists
+    pinned: str | None = None  # the side every label of this import was pinned to (--split)
+    unlabelled_pairs: int = 0  # --labels: rows of the pair file with no label
 
     def lines(self) -> list[str]:
         out = [
@@ -112,6 +116,11 @@ class ImportReport:
         if self.skipped:
             out.append(f"skipped {len(self.skipped)} bad rows:")
             out.extend(f"  {message}" for message in self.skipped)
+        if self.unlabelled_pairs:
+            out.append(f"pairs without a label in the label file: {self.unlabelled_pairs} (not imported)")
+        if self.pinned:
+            out.append(f"pinned to {self.pinned}: `prefgen split` will not move these labels, and other labels "
+                       "of their prompts follow them")
         if self.split:
             out.append("held-out split: " + ", ".join(f"{k} {v}" for k, v in self.split.items()))
         return out
@@ -198,7 +207,46 @@ def _column(data: dict[str, Any], names: tuple[str, ...], path: str, line: int, 
         if name in data:
             return name
     raise InputError(path, f"no {what} column (looked for {', '.join(names)})", line=line,
-                     hint="rename the column, or map it with --column")
+                     hint=mapping_hint(data))
+
+
+# Name fragments that suggest a column's role, for the hints of a failed auto-detect.
+ROLE_HINTS = {
+    "prompt": ("prompt", "question", "query", "instruction", "context", "conversation", "input"),
+    "response_a": ("response_a", "response1", "answer_a", "answer1", "completion_a", "output_a", "model_a"),
+    "response_b": ("response_b", "response2", "answer_b", "answer2", "completion_b", "output_b", "model_b"),
+    "winner": ("winner", "label", "pref", "choice", "human", "chosen", "better"),
+}
+
+
+def _looks_like_winner(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip().lower() in WINNER_VALUES
+
+
+def column_suggestions(data: dict[str, Any]) -> list[str]:
+    """`--column OURS=THEIRS` options that would map this row's columns onto the roles prefgen reads."""
+    suggestions = []
+    for role, fragments in ROLE_HINTS.items():
+        if role in data:
+            continue
+        for name in data:
+            lowered = name.lower()
+            fits = (_looks_like_winner(data[name]) if role == "winner" else isinstance(data[name], (str, list)))
+            if fits and any(f in lowered for f in fragments) and name not in ROLE_HINTS:
+                suggestions.append(f"--column {role}={name}")
+                break
+    return suggestions
+
+
+def mapping_hint(data: dict[str, Any]) -> str:
+    """What to pass: the --column mappings that would work, and --labels when the row has labels but no pair."""
+    suggestions = column_suggestions(data)
+    hint = f"try {' '.join(suggestions)}" if suggestions else "rename the columns, or map them with --column"
+    has_text = any(isinstance(v, str) and len(v) > 20 for v in data.values())
+    if any(_looks_like_winner(v) for v in data.values()) and not has_text:
+        hint += ("; this looks like labels without their pairs: import the pair file with "
+                 "--labels THIS_FILE --on ID_COLUMN")
+    return hint
 
 
 def _prompt(data: dict[str, Any], path: str, line: int) -> str | list[dict[str, str]]:
@@ -327,7 +375,7 @@ def detect_format(data: dict[str, Any], path: str, line: int) -> str:
     if any(c in data for c in WINNER_COLUMNS):
         return "pairwise"
     raise InputError(path, f"cannot tell the format from the columns {sorted(data)}", line=line,
-                     hint=f"pass --format ({', '.join(FORMATS[1:])})")
+                     hint=f"{mapping_hint(data)}; or pass --format ({', '.join(FORMATS[1:])})")
 
 
 # -- one file --------------------------------------------------------------------------------------------
@@ -356,12 +404,14 @@ def _canonical(votes: Votes, path: str, line: int, source: str) -> tuple[Pair, d
     return pair, {who: flip_winner(w, swapped) for who, w in votes.votes.items()}
 
 
-def _labels(pair: Pair, votes: dict[str, str], source: str, line: int, side: str | None) -> list[HumanLabel]:
+def _labels(pair_id: str, votes: dict[str, str], source: str, line: int, side: str | None, *,
+            pinned: bool = False) -> list[HumanLabel]:
+    """One label per annotator and the consensus row ('label' for a single label, else 'majority')."""
     if list(votes) == [SINGLE]:
-        return [HumanLabel(pair.id, source, SINGLE, votes[SINGLE], 1.0, line, side)]
+        return [HumanLabel(pair_id, source, SINGLE, votes[SINGLE], 1.0, line, side, pinned)]
     winner, share = majority(votes.values())
-    rows = [HumanLabel(pair.id, source, who, w, None, line, side) for who, w in sorted(votes.items())]
-    return [*rows, HumanLabel(pair.id, source, MAJORITY, winner, share, line, side)]
+    rows = [HumanLabel(pair_id, source, who, w, None, line, side, pinned) for who, w in sorted(votes.items())]
+    return [*rows, HumanLabel(pair_id, source, MAJORITY, winner, share, line, side, pinned)]
 
 
 def consensus_of(votes: dict[str, str]) -> str:
@@ -374,14 +424,65 @@ def default_source(spec: str) -> str:
     return duck[1] if duck else Path(spec).stem
 
 
+@dataclass
+class JoinedRows:
+    """The rows of a pair file, each joined with its row of a label file by a shared id column."""
+
+    pairs_spec: str
+    labels_spec: str
+    on: str
+    skip_bad: bool = False
+    unlabelled: int = 0
+    orphans: list[str] = field(default_factory=list)  # label ids that name no pair (reported with --skip-bad)
+
+    def _label_rows(self) -> dict[str, Row]:
+        by_id: dict[str, Row] = {}
+        for row in read_rows(self.labels_spec):
+            key = self._key(row, self.labels_spec)
+            if key in by_id:
+                raise InputError(self.labels_spec, f"{self.on} {key!r} is labelled twice (first at line "
+                                 f"{by_id[key].line})", line=row.line, field=self.on, hint="keep one label per pair")
+            by_id[key] = row
+        return by_id
+
+    def _key(self, row: Row, spec: str) -> str:
+        if row.data.get(self.on) is None:
+            raise InputError(spec, f"no {self.on!r} value", line=row.line, field=self.on,
+                             hint=f"--on names the id column both files share (columns here: {sorted(row.data)})")
+        return str(row.data[self.on])
+
+    def __iter__(self) -> Iterator[Row]:
+        labels = self._label_rows()
+        used: set[str] = set()
+        for row in read_rows(self.pairs_spec):
+            key = self._key(row, self.pairs_spec)
+            label = labels.get(key)
+            if label is None:
+                self.unlabelled += 1
+                continue
+            used.add(key)
+            yield Row(row.line, {**row.data, **{k: v for k, v in label.data.items() if k != self.on}})
+        for key, row in labels.items():
+            if key in used:
+                continue
+            if not self.skip_bad:
+                raise InputError(self.labels_spec, f"{self.on} {key!r} names no row of {self.pairs_spec}",
+                                 line=row.line, field=self.on, hint="fix the id, or skip such labels with --skip-bad")
+            self.orphans.append(f"{self.labels_spec}:{row.line}: {self.on} {key!r} names no pair")
+
+
 def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
-               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None) -> HumanRead:
-    """Parse and validate a whole file; nothing is written here. `split` (held-out share, seed) assigns sides."""
+               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None,
+               pin: str | None = None, labels: str | Path | None = None, on: str = "id") -> HumanRead:
+    """Parse and validate a whole file; nothing is written here. `split` (held-out share, seed) assigns sides;
+    `pin` puts every label on that side instead. With `labels`, `spec` is a pair file and the winners come
+    from the label file's row with the same `on` value."""
     path = str(spec)
-    source = source or default_source(path)
+    source = source or default_source(str(labels) if labels is not None else path)
     result = HumanRead(ImportReport(source, fmt))
     report = result.report
-    for row in read_rows(spec):
+    rows: Iterable[Row] = JoinedRows(path, str(labels), on, skip_bad) if labels is not None else read_rows(spec)
+    for row in rows:
         report.rows += 1
         data = _renamed(row, columns or {})
         try:
@@ -394,24 +495,54 @@ def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None
                 raise
             report.skipped.append(exc.render())
             continue
-        side = side_of(pair.prompt_id, *split) if split else None
-        result.add(pair, votes, _labels(pair, canonical, source, row.line, side))
+        side = pin or (side_of(pair.prompt_id, *split) if split else None)
+        result.add(pair, votes, _labels(pair.id, canonical, source, row.line, side, pinned=pin is not None))
+    if isinstance(rows, JoinedRows):
+        report.unlabelled_pairs = rows.unlabelled
+        report.skipped.extend(rows.orphans)
     return result.finish(path)
 
 
+def store_labels(store: Store, read: HumanRead, pin: str | None) -> ImportReport:
+    """Replace the import's labels in one transaction, refusing a pin that contradicts another source's."""
+    report = read.report
+    if pin is not None:
+        prompt_sides = {pair.prompt_id: pin for pair in read.pairs}
+        conflicts = human_sql.pin_conflicts(store, report.source, prompt_sides)
+        if conflicts:
+            first = conflicts[0]
+            raise PrefgenError(
+                f"{len(conflicts)} prompt(s) of this import are already pinned to {first['other_side']} by "
+                f"source {first['other_source']!r} (e.g. prompt {first['prompt_id'][:12]}); a prompt's labels "
+                "must all be on one side: drop those rows, or re-import the other source without --split")
+    report.pinned = pin
+    report.new_pairs = human_sql.replace_source_labels(store, report.source, read.pairs, read.labels)
+    split = human_sql.split_settings(store)
+    report.split = human_sql.split_counts(store) if split or pin else None
+    return report
+
+
 def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: str | None = None,
-                 skip_bad: bool = False, columns: dict[str, str] | None = None) -> ImportReport:
+                 skip_bad: bool = False, columns: dict[str, str] | None = None, pin: str | None = None,
+                 labels: str | Path | None = None, on: str = "id") -> ImportReport:
     """Read a human-label file whole, then replace that source's labels in one transaction.
 
     Re-importing a source replaces its labels, so a corrected file is imported by running the command again.
     New labels land on the side of an existing held-out split straight away (the side depends only on the
-    prompt and the split's seed).
+    prompt and the split's seed), unless `pin` declares the side ("train" or "heldout"). A prompt with a pinned
+    label is on the pinned side, whatever the hash says. `fmt` "label-studio" and "argilla" read those tools'
+    exports of a batch from `prefgen route` (`prefgen.pipelines.annotation`).
     """
-    if fmt not in FORMATS:
-        raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    if fmt not in (*FORMATS, *TOOL_FORMATS):
+        raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join((*FORMATS, *TOOL_FORMATS))}")
+    if pin not in (None, TRAIN, HELDOUT):
+        raise PrefgenError(f"--split must be {TRAIN} or {HELDOUT} (got {pin!r})")
     split = human_sql.split_settings(store)
-    read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns, split=split)
-    report = read.report
-    report.new_pairs = human_sql.replace_source_labels(store, report.source, read.pairs, read.labels)
-    report.split = human_sql.split_counts(store) if split else None
-    return report
+    if fmt in TOOL_FORMATS:
+        from prefgen.pipelines.annotation import read_tool_export
+
+        read = read_tool_export(store, spec, fmt=fmt, source=source, skip_bad=skip_bad, split=split, pin=pin)
+    else:
+        read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns, split=split, pin=pin,
+                          labels=labels, on=on)
+    return store_labels(store, read, pin)

@@ -34,6 +34,7 @@ class SplitReport:
     seed: int
     prompts: dict[str, int]
     pairs: dict[str, int]
+    origin: dict[str, dict[str, int]]  # labelled pairs per side: pinned at import / assigned by this split
 
     @property
     def realised(self) -> float | None:
@@ -46,19 +47,24 @@ class SplitReport:
             f"split {total} prompts with seed {self.seed}: {self.prompts[TRAIN]} train, {self.prompts[HELDOUT]} "
             f"held out ({self.realised:.1%} realised, {self.heldout:.1%} requested)",
             "labelled pairs: " + ", ".join(f"{k} {v}" for k, v in self.pairs.items()),
+            *(f"{origin} ({why}): " + (", ".join(f"{k} {v}" for k, v in sorted(sides.items())) or "none")
+              for origin, why, sides in (("pinned", "declared at import, never moved", self.origin["pinned"]),
+                                         ("assigned", "by prompt hash", self.origin["assigned"]))),
         ]
 
 
 def split_human(store: Store, *, heldout: float, seed: int = 0) -> SplitReport:
-    """Assign every human-labelled prompt to train or heldout and record the split's settings."""
+    """Assign every human-labelled prompt to train or heldout and record the split's settings. A prompt with
+    a label pinned at import (`import-human --split`) keeps the pinned side; the share applies to the rest."""
     if not 0.0 <= heldout < 1.0:
         raise PrefgenError(f"--heldout must be in [0, 1) (got {heldout})")
     prompt_ids = human_sql.labelled_prompt_ids(store)
     if not prompt_ids:
         raise PrefgenError(f"{store.path}: no human labels to split (run `prefgen import-human` first)")
-    sides = {pid: side_of(pid, heldout, seed) for pid in prompt_ids}
+    pinned = human_sql.pinned_sides(store)
+    sides = {pid: pinned.get(pid) or side_of(pid, heldout, seed) for pid in prompt_ids}
     human_sql.save_split(store, heldout, seed, sides)
     prompts = {TRAIN: 0, HELDOUT: 0}
     for side in sides.values():
         prompts[side] += 1
-    return SplitReport(heldout, seed, prompts, human_sql.split_counts(store))
+    return SplitReport(heldout, seed, prompts, human_sql.split_counts(store), human_sql.pair_split_origin(store))

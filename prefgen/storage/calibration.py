@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from prefgen.storage.db import Store
+from prefgen.storage.human import selection_filter
 
 CALIBRATION_JSON = ("params", "reliability")
 
@@ -15,9 +16,11 @@ def calibration_pairs(store: Store) -> list[dict[str, Any]]:
     (principle-weighted over every answered principle, every job of that key) and the humans' winner.
 
     Only the train split: the held-out labels judge the reward model and must not shape its training data.
+    Pairs routed to annotators by rank are left out: they were picked for looking wrong, and a map fitted on
+    them would under-trust the judge on every other pair (the random slice of each batch is kept).
     """
     return store.dicts(
-        """WITH weighted AS (
+        f"""WITH weighted AS (
                SELECT j.judge_spec, j.template_version, j.constitution_id, pr.pair_id,
                       sum(pr.p_a * coalesce(w.weight, 1.0)) / sum(coalesce(w.weight, 1.0)) AS p_a
                FROM preferences pr
@@ -28,7 +31,7 @@ def calibration_pairs(store: Store) -> list[dict[str, Any]]:
            )
            SELECT wt.judge_spec, wt.template_version, wt.constitution_id, wt.pair_id, wt.p_a, h.winner AS human
            FROM weighted wt JOIN human_pair_labels h ON h.pair_id = wt.pair_id
-           WHERE h.split = 'train'
+           WHERE h.split = 'train' AND ({selection_filter(store, 'h.pair_id')})
            ORDER BY wt.judge_spec, wt.template_version, wt.constitution_id, wt.pair_id""",
     )
 

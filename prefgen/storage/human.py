@@ -17,19 +17,87 @@ def has_human_tables(store: Store) -> bool:
     return rows[0][0] > 0
 
 
+def has_routing(store: Store) -> bool:
+    """False for a store opened read-only before routing existed (m009)."""
+    _, rows = store.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'route_items'")
+    return rows[0][0] > 0
+
+
+def selection_filter(store: Store, column: str, selection: str = "unbiased") -> str:
+    """A SQL condition on a pair id column. "unbiased" leaves out pairs routed by rank: they were picked
+    because the judge looked unsure, so agreement and calibration measured on them would be biased (the random
+    slice and plain imports stay). "routed" keeps only those; "all" keeps every pair."""
+    if selection == "all" or not has_routing(store):
+        return "false" if selection == "routed" else "true"
+    negate = "NOT " if selection == "unbiased" else ""
+    return f"{column} {negate}IN (SELECT pair_id FROM routed_pairs WHERE selection = 'routed')"
+
+
 def _count(store: Store, sql: str, params: Sequence[Any] | None = None) -> int:
     return store.query(sql, params)[1][0][0]
 
 
 def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labels: Sequence[Any]) -> int:
-    """Store the pairs (insert-or-ignore) and replace every label of `source`. Returns how many pairs were new."""
+    """Store the pairs (insert-or-ignore) and replace every label of `source`; labels of prompts with a pinned
+    label then follow the pin. Returns how many pairs were new."""
     with store.transaction():
         before = _count(store, "SELECT count(*) FROM pairs")
         save_pairs(store, pairs)
         new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
         store.con.execute("DELETE FROM human_labels WHERE source = ?", [source])
         store.insert_rows("human_labels", labels, on_conflict="error")
+        follow_pins(store)
     return new_pairs
+
+
+def pinned_sides(store: Store) -> dict[str, str]:
+    """prompt_id -> the side a label of that prompt was pinned to at import."""
+    _, rows = store.query(
+        """SELECT DISTINCT p.prompt_id, h.split FROM human_labels h JOIN pairs p ON p.id = h.pair_id
+           WHERE h.pinned ORDER BY 1"""
+    )
+    return dict(rows)
+
+
+def pin_conflicts(store: Store, source: str, prompt_sides: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Prompts of an import pinned to one side that another source already pinned to the other side."""
+    batch = pa.table({"prompt_id": list(prompt_sides), "side": list(prompt_sides.values())})
+    store.con.register("_pins", batch)
+    try:
+        return store.dicts(
+            """SELECT DISTINCT n.prompt_id, n.side, h.split AS other_side, h.source AS other_source
+               FROM _pins n JOIN pairs p ON p.prompt_id = n.prompt_id JOIN human_labels h ON h.pair_id = p.id
+               WHERE h.pinned AND h.source <> ? AND h.split <> n.side ORDER BY 1""",
+            [source],
+        )
+    finally:
+        store.con.unregister("_pins")
+
+
+def follow_pins(store: Store) -> None:
+    """Put every unpinned label of a prompt that has a pinned label on the pinned side."""
+    store.con.execute(
+        """UPDATE human_labels SET split = pin.side
+           FROM pairs p,
+                (SELECT DISTINCT q.prompt_id, h.split AS side FROM human_labels h JOIN pairs q ON q.id = h.pair_id
+                 WHERE h.pinned) pin
+           WHERE p.id = human_labels.pair_id AND pin.prompt_id = p.prompt_id AND NOT human_labels.pinned
+             AND human_labels.split IS DISTINCT FROM pin.side"""
+    )
+
+
+def pair_split_origin(store: Store) -> dict[str, dict[str, int]]:
+    """Labelled pairs per side, split into pinned at import and assigned by `split`."""
+    _, rows = store.query(
+        """SELECT CASE WHEN bool_or(h.pinned) THEN 'pinned' ELSE 'assigned' END AS origin, any_value(h.split),
+                  h.pair_id
+           FROM human_labels h WHERE h.annotator IN ('label', 'majority') AND h.split IS NOT NULL
+           GROUP BY h.pair_id"""
+    )
+    out: dict[str, dict[str, int]] = {"pinned": {}, "assigned": {}}
+    for origin, side, _ in rows:
+        out[origin][side] = out[origin].get(side, 0) + 1
+    return out
 
 
 def split_settings(store: Store) -> tuple[float, int] | None:
@@ -54,7 +122,7 @@ def save_split(store: Store, heldout: float, seed: int, sides: Mapping[str, str]
             store.con.execute(
                 """UPDATE human_labels SET split = s.side
                    FROM pairs p, _sides s
-                   WHERE p.id = human_labels.pair_id AND s.prompt_id = p.prompt_id"""
+                   WHERE p.id = human_labels.pair_id AND s.prompt_id = p.prompt_id AND NOT human_labels.pinned"""
             )
         finally:
             store.con.unregister("_sides")
@@ -68,12 +136,13 @@ def split_counts(store: Store) -> dict[str, int]:
     return dict(rows)
 
 
-def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
+def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None = None,
+                  selection: str = "unbiased") -> list[dict[str, Any]]:
     """Per label job and human-labelled pair: the human winner, the judge's unfiltered P(a better) (the
     principle-weighted mean over every principle with a swap-averaged answer, kept or not), and the filtered
-    outcome (`kept`, `chosen`) from pair_preferences."""
+    outcome (`kept`, `chosen`) from pair_preferences. `selection`: see `selection_filter`."""
     return store.dicts(
-        """WITH weighted AS (
+        f"""WITH weighted AS (
                SELECT pr.job_id, pr.pair_id,
                       sum(pr.p_a * coalesce(w.weight, 1.0)) / sum(coalesce(w.weight, 1.0)) AS p_a
                FROM preferences pr
@@ -89,6 +158,7 @@ def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None =
            JOIN human_pair_labels h ON h.pair_id = wt.pair_id
            LEFT JOIN pair_preferences pp ON pp.job_id = wt.job_id AND pp.pair_id = wt.pair_id
            WHERE ($1 IS NULL OR $1 IN (j.judge_spec, j.job_id)) AND ($2 IS NULL OR h.split = $2)
+             AND ({selection_filter(store, 'h.pair_id', selection)})
            ORDER BY j.job_id, h.pair_id""",
         [judge, split],
     )
@@ -96,14 +166,15 @@ def pair_verdicts(store: Store, *, judge: str | None = None, split: str | None =
 
 def principle_verdicts(store: Store, *, judge: str | None = None, split: str | None = None) -> list[dict[str, Any]]:
     """Per label job, principle and human-labelled pair: the principle's swap-averaged choice and whether it
-    passed the filter."""
+    passed the filter (pairs routed by rank left out)."""
     return store.dicts(
-        """SELECT pr.job_id, pr.principle_id, pr.pair_id, pr.chosen, pr.kept, h.winner AS human
+        f"""SELECT pr.job_id, pr.principle_id, pr.pair_id, pr.chosen, pr.kept, h.winner AS human
            FROM preferences pr
            JOIN label_jobs j USING (job_id)
            JOIN human_pair_labels h ON h.pair_id = pr.pair_id
            WHERE pr.chosen IS NOT NULL
              AND ($1 IS NULL OR $1 IN (j.judge_spec, j.job_id)) AND ($2 IS NULL OR h.split = $2)
+             AND ({selection_filter(store, 'pr.pair_id')})
            ORDER BY pr.job_id, pr.principle_id, pr.pair_id""",
         [judge, split],
     )

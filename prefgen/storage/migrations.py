@@ -360,3 +360,52 @@ def m006_soft_labels_calibration_and_mix_search(con: duckdb.DuckDBPyConnection) 
         );
         """
     )
+
+
+@migration
+def m009_routing_and_declared_splits(con: duckdb.DuckDBPyConnection) -> None:
+    # `pinned`: the side was declared at import (`import-human --split`); `prefgen split` never moves it, and
+    # every other label of the same prompt follows it (a prompt stays on one side).
+    # A route batch: the pairs `prefgen route` sent to annotators, each with the signals that ranked it.
+    con.execute(
+        """
+        ALTER TABLE human_labels ADD COLUMN pinned BOOLEAN DEFAULT false;
+        CREATE TABLE route_batches (
+            batch_id VARCHAR PRIMARY KEY,
+            label_jobs JSON NOT NULL,        -- the label jobs whose verdicts were ranked
+            judge VARCHAR,                   -- the --judge filter, if any
+            budget INTEGER NOT NULL,
+            random_share DOUBLE NOT NULL,    -- share of the budget drawn uniformly (the unbiased slice)
+            seed BIGINT NOT NULL,
+            format VARCHAR NOT NULL,         -- label-studio / argilla
+            out_path VARCHAR NOT NULL,
+            model_path VARCHAR,              -- reward-model ensemble whose spread was a signal
+            weights JSON NOT NULL,           -- weight of each signal in the score
+            counts JSON NOT NULL,            -- candidates, routed, random
+            created_at TIMESTAMP DEFAULT now()
+        );
+        CREATE TABLE route_items (
+            batch_id VARCHAR NOT NULL,
+            pair_id VARCHAR NOT NULL,
+            position INTEGER NOT NULL,       -- order in the batch file
+            selection VARCHAR NOT NULL,      -- routed (ranked by value) / random (the unbiased slice)
+            rank INTEGER NOT NULL,           -- rank by score among the batch's candidates (1 = most valuable)
+            score DOUBLE NOT NULL,
+            p_a DOUBLE,                      -- the judges' unfiltered P(a better)
+            inconsistency DOUBLE,            -- share of (job, principle) verdicts that flipped with the order
+            uncertainty DOUBLE,              -- 1 - |2 P(a better) - 1|
+            near_threshold DOUBLE,           -- 1 at the keep threshold, 0 a quarter away or further
+            principle_disagreement DOUBLE,   -- 1 when the principles split evenly
+            judge_disagreement DOUBLE,       -- NULL with one judge; 1 when the judges split evenly
+            rm_spread DOUBLE,                -- NULL without --model; spread of the ensemble's P(a better)
+            reason VARCHAR NOT NULL,
+            shown VARCHAR NOT NULL,          -- ab / ba: which response annotators see first
+            PRIMARY KEY (batch_id, pair_id)
+        );
+        -- A pair routed by rank in any batch is 'routed' (a biased sample: agreement and calibration leave it
+        -- out); one only ever drawn in a random slice is 'random'.
+        CREATE VIEW routed_pairs AS
+            SELECT pair_id, CASE WHEN bool_or(selection = 'routed') THEN 'routed' ELSE 'random' END AS selection
+            FROM route_items GROUP BY pair_id;
+        """
+    )
