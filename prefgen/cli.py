@@ -14,7 +14,7 @@ import click
 from prefgen.cli_options import config_from_options, option_from_field
 from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output
 from prefgen.errors import ExitCode, PrefgenError
-from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput
+from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput, RouteConfig
 from prefgen.redact import redact
 from prefgen.train.config import TrainConfig
 
@@ -215,6 +215,28 @@ def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
     with Store(db) as store:
         report = split_human(store, heldout=heldout, seed=seed)
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+
+
+@cli.command()
+@DB_OPTION
+@option_from_field(RouteConfig, "budget", "--budget")
+@option_from_field(RouteConfig, "format", "--format")
+@option_from_field(RouteConfig, "out", "--out", type=click.Path(dir_okay=False, path_type=Path))
+@option_from_field(RouteConfig, "random_share", "--random-share")
+@option_from_field(RouteConfig, "seed", "--seed")
+@option_from_field(RouteConfig, "judge", "--judge")
+@option_from_field(RouteConfig, "model", "--model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def route(db: Path, **options) -> None:
+    """Send the pairs whose human label is worth most to annotators: rank judged pairs by order
+    inconsistency, uncertainty, closeness to the keep threshold, principle and judge disagreement (and a
+    reward-model ensemble's spread), draw a random slice for unbiased measurement, write a Label Studio or
+    Argilla batch and store why each pair was picked (route_batches, route_items)."""
+    from prefgen.pipelines.route import route as run_route
+    from prefgen.storage.db import Store
+
+    with Store(db) as store:
+        report = run_route(store, config_from_options(RouteConfig, **options))
+    click.echo("\n".join(report.lines()))
 
 
 @cli.command()

@@ -163,10 +163,22 @@ class AnnotatorAgreement:
 
 
 @dataclass
+class RoutedAgreement:
+    """Judge/human agreement on the pairs `prefgen route` picked by rank: kept apart from `jobs` because they
+    were chosen for looking wrong; 1 - agreement is the share of routed pairs that were judge errors."""
+
+    job_id: str
+    judge_spec: str
+    pairs: int
+    agreement: float | None  # unfiltered verdict, ties excluded
+
+
+@dataclass
 class AgreementReport:
     split: str | None
-    jobs: list[JobAgreement]
+    jobs: list[JobAgreement]  # on the unbiased pairs: imports and the random slices of route batches
     annotators: list[AnnotatorAgreement]
+    routed: list[RoutedAgreement] = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -268,7 +280,16 @@ def agreement_report(store: Store, *, judge: str | None = None, split: str | Non
     for vote in human_sql.annotator_votes(store, split=split):
         votes_by_source[vote["source"]].append(vote)
     annotators = [annotator_agreement(source, votes) for source, votes in sorted(votes_by_source.items())]
-    return AgreementReport(split, jobs, annotators)
+    return AgreementReport(split, jobs, annotators, routed_agreement(store, judge=judge, split=split))
+
+
+def routed_agreement(store: Store, *, judge: str | None = None, split: str | None = None) -> list[RoutedAgreement]:
+    by_job: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in human_sql.pair_verdicts(store, judge=judge, split=split, selection="routed"):
+        by_job[(row["job_id"], row["judge_spec"])].append(row)
+    return [RoutedAgreement(job_id, spec, len(rows),
+                            agreement_rate([side(r["p_a"]) for r in rows], [r["human"] for r in rows]))
+            for (job_id, spec), rows in sorted(by_job.items())]
 
 
 def summary_rows(report: AgreementReport) -> dict[str, list[dict[str, Any]]]:
@@ -283,8 +304,11 @@ def summary_rows(report: AgreementReport) -> dict[str, list[dict[str, Any]]]:
     principles = [{"judge": j.judge_spec, **dataclasses.asdict(p)} for j in report.jobs for p in j.by_principle]
     buckets = [{"judge": j.judge_spec, **dataclasses.asdict(b)} for j in report.jobs for b in j.by_confidence]
     annotators = [dataclasses.asdict(a) for a in report.annotators]
-    return {"judge vs human": jobs, "per principle": principles, "per confidence bucket": buckets,
-            "inter-annotator": annotators}
+    tables = {"judge vs human": jobs, "per principle": principles, "per confidence bucket": buckets,
+              "inter-annotator": annotators}
+    if report.routed:
+        tables["routed pairs (picked by rank: left out above)"] = [dataclasses.asdict(r) for r in report.routed]
+    return tables
 
 
 def _interval(rate: Rate) -> str | None:

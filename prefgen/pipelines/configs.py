@@ -99,3 +99,22 @@ class MixConfig(BaseModel):
     seed: int = Field(default=0, description="Seed of subsampling, order and search folds.")
     judge: str | None = Field(default=None, description="Only AI preferences of this judge spec (or label job id).")
     size: int | None = Field(default=None, ge=1, description="At most this many rows (a shortfall is reported).")
+
+
+class RouteConfig(BaseModel):
+    """What `prefgen route` takes. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int = Field(ge=1, description="Pairs to send to annotators.")
+    format: Literal["label-studio", "argilla"] = Field(
+        description="label-studio: task JSON plus a labelling config beside it; argilla: v2 records JSON.")
+    out: Path = Field(description="The batch file to write.")
+    random_share: float = Field(default=0.15, ge=0.0, le=1.0,
+                                description="Share of the budget drawn at random: the unbiased sample that "
+                                            "agreement and calibration are measured on.")
+    seed: int = Field(default=0, description="Seed of the random slice, of ties in the ranking and of the order "
+                                             "responses are shown in.")
+    judge: str | None = Field(default=None, description="Only verdicts of this judge spec (or label job id).")
+    model: Path | None = Field(default=None, description="A reward-model ensemble (`train --ensemble K`): the "
+                                                         "spread of its members is one more signal.")

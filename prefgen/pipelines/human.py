@@ -136,22 +136,25 @@ class HumanRead:
     _consensus: dict[str, str] = field(default_factory=dict)
     _balance: Counter[str] = field(default_factory=Counter)
 
-    def add(self, pair: Pair, votes: Votes, labels: list[HumanLabel]) -> None:
-        """Keep the first occurrence of a pair; count later ones, and those whose label differs."""
+    def add(self, pair_id: str, file_votes: dict[str, str], labels: list[HumanLabel], pair: Pair | None = None) -> None:
+        """Keep the first occurrence of a pair; count later ones, and those whose label differs. `file_votes`
+        are in the file's (or the annotators' screen's) order; `pair` is stored when given (tool exports label
+        pairs the store already has)."""
         winner = labels[-1].winner  # the consensus row comes last
-        if pair.id in self._consensus:
+        if pair_id in self._consensus:
             self.report.duplicates += 1
-            self.report.conflicting += int(self._consensus[pair.id] != winner)
+            self.report.conflicting += int(self._consensus[pair_id] != winner)
             return
-        self._consensus[pair.id] = winner
-        self._balance[FILE_ORDER[consensus_of(votes.votes)]] += 1
-        self.pairs.append(pair)
+        self._consensus[pair_id] = winner
+        self._balance[FILE_ORDER[consensus_of(file_votes)]] += 1
+        if pair is not None:
+            self.pairs.append(pair)
         self.labels.extend(labels)
 
     def finish(self, path: str) -> HumanRead:
-        if not self.pairs:
+        if not self._consensus:
             raise InputError(path, "no labelled pairs to import", hint="the input is empty or every row was skipped")
-        self.report.pairs = len(self.pairs)
+        self.report.pairs = len(self._consensus)
         self.report.labels = len(self.labels)
         self.report.balance = {k: self._balance.get(k, 0) for k in ("first", "second", "tie")}
         self.report.annotators = sorted({label.annotator for label in self.labels})
@@ -404,7 +407,7 @@ def _canonical(votes: Votes, path: str, line: int, source: str) -> tuple[Pair, d
     return pair, {who: flip_winner(w, swapped) for who, w in votes.votes.items()}
 
 
-def _labels(pair_id: str, votes: dict[str, str], source: str, line: int, side: str | None, *,
+def labels_of(pair_id: str, votes: dict[str, str], source: str, line: int, side: str | None, *,
             pinned: bool = False) -> list[HumanLabel]:
     """One label per annotator and the consensus row ('label' for a single label, else 'majority')."""
     if list(votes) == [SINGLE]:
@@ -496,7 +499,8 @@ def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None
             report.skipped.append(exc.render())
             continue
         side = pin or (side_of(pair.prompt_id, *split) if split else None)
-        result.add(pair, votes, _labels(pair.id, canonical, source, row.line, side, pinned=pin is not None))
+        result.add(pair.id, votes.votes, labels_of(pair.id, canonical, source, row.line, side, pinned=pin is not None),
+                   pair)
     if isinstance(rows, JoinedRows):
         report.unlabelled_pairs = rows.unlabelled
         report.skipped.extend(rows.orphans)

@@ -42,6 +42,17 @@ from prefgen.storage.db import Store
 HUMAN = "human"
 AI = "ai"
 
+# Why rows of each side were left out, in words (the stored counts keep the short keys).
+LEFT_OUT_WHY = {
+    HUMAN: {"tie": "{n} human ties left out (a tie has no chosen side)"},
+    AI: {
+        "human_labelled": "{n} AI rows replaced by human labels for the same pair",
+        "heldout_prompt": "{n} AI rows left out: their prompt is held out",
+        "below_min_confidence": "{n} AI rows below --ai-min-confidence",
+        "duplicate": "{n} AI rows of pairs kept by another label job too (the most confident kept)",
+    },
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -75,7 +86,13 @@ class MixReport:
             f"(ratio {self.realised_ratio:.4f}, requested {self._requested()})",
             f"human: {human['available']} train pairs, left out {human['left_out'] or 'none'}",
             f"ai: {ai['available']} kept pairs, left out {ai['left_out'] or 'none'}",
+            *(f"  {LEFT_OUT_WHY[side][reason].format(n=n)}"
+              for side in (HUMAN, AI) for reason, n in self.counts[side]["left_out"].items()
+              if reason in LEFT_OUT_WHY[side]),
         ]
+        if ai["available"] and ai["left_out"].get("human_labelled", 0) == ai["available"]:
+            out.append("note: every kept AI pair also has a human label, so the mix is human-only; those AI "
+                       "preferences still count for calibration and `prefgen agreement`")
         if self.counts["capped_per_prompt"]:
             out.append(f"over the per-prompt cap: {self.counts['capped_per_prompt']}")
         if (self.rows and self.requested_ratio is not None

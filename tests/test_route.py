@@ -1,0 +1,334 @@
+"""Routing pairs to annotators, the Label Studio / Argilla round-trip, declared splits, labels beside pairs,
+and human labels feeding both calibration and the mix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from prefgen.cli import cli
+from prefgen.errors import InputError, PrefgenError
+from prefgen.pipelines.agreement import agreement_report
+from prefgen.pipelines.annotation import LABEL_STUDIO_CONFIG
+from prefgen.pipelines.configs import RouteConfig
+from prefgen.pipelines.human import import_human
+from prefgen.pipelines.mix import MixConfig, build_mix
+from prefgen.pipelines.route import PairSignals, choose, even_split, route
+from prefgen.pipelines.split import split_human
+from prefgen.records import make_pair
+from prefgen.storage.calibration import calibration_pairs
+from prefgen.storage.db import Store
+from prefgen.storage.labels import save_pairs
+from tests.test_agreement import save_ai_verdicts
+
+SURE = {"harmless": (0.95, 0.05), "helpful": (0.95, 0.05)}  # consistent, confidence 0.9, side a
+UNSURE = {"harmless": (0.6, 0.45), "helpful": (0.55, 0.4)}  # consistent but weak
+FLIPPED = {"harmless": (0.9, 0.9), "helpful": (0.95, 0.05)}  # harmless answers the first slot both times
+SPLIT = {"harmless": (0.9, 0.1), "helpful": (0.1, 0.9)}  # the principles pick opposite sides
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store(tmp_path / "r.duckdb") as s:
+        yield s
+
+
+def judged_pool(store: Store) -> dict[str, list[str]]:
+    """20 judged pairs, 5 of each kind; returns pair ids by kind."""
+    kinds = {"sure": SURE, "unsure": UNSURE, "flipped": FLIPPED, "split": SPLIT}
+    ids: dict[str, list[str]] = {k: [] for k in kinds}
+    verdicts = {}
+    pairs = []
+    for i in range(20):
+        kind = list(kinds)[i % 4]
+        pair, _ = make_pair(f"prompt {i}", f"alpha {i}", f"beta {i}", source="pool", source_id=f"id{i}")
+        pairs.append(pair)
+        ids[kind].append(pair.id)
+        verdicts[pair.id] = kinds[kind]
+    save_pairs(store, pairs)
+    save_ai_verdicts(store, "job-1", verdicts)
+    return ids
+
+
+def routed_batch(store: Store, tmp_path: Path, fmt: str = "label-studio", budget: int = 8, share: float = 0.25):
+    out = tmp_path / ("batch.json")
+    report = route(store, RouteConfig(budget=budget, format=fmt, out=out, random_share=share, seed=1))
+    return report, json.loads(out.read_text())
+
+
+def items(store: Store) -> list[dict]:
+    return store.dicts("SELECT * FROM route_items ORDER BY position")
+
+
+# -- ranking ---------------------------------------------------------------------------------------------
+
+
+def test_even_split_is_one_for_a_draw_and_zero_for_unanimity():
+    assert even_split(["a", "b"]) == 1.0
+    assert even_split(["a", "a", "tie"]) == 0.0
+    assert even_split(["a", "a", "b"]) == pytest.approx(2 / 3)
+
+
+def test_the_random_slice_is_drawn_first_and_the_rest_goes_to_the_highest_scores():
+    signals = [PairSignals(f"p{i}", f"q{i}", 0.5, i / 10, 0.0, 0.0, 0.0) for i in range(10)]
+    picked = choose(signals, budget=4, random_share=0.5, seed=0)
+    random = [s.pair_id for s, selection, _ in picked if selection == "random"]
+    routed = [s.pair_id for s, selection, _ in picked if selection == "routed"]
+    assert len(random) == 2 and len(routed) == 2
+    best_others = [s.pair_id for s in sorted(signals, key=lambda s: -s.uncertainty) if s.pair_id not in random]
+    assert routed == best_others[:2]
+
+
+def test_route_sends_the_doubtful_pairs_and_stores_why(store, tmp_path):
+    ids = judged_pool(store)
+    report, tasks = routed_batch(store, tmp_path)
+    stored = items(store)
+    assert len(tasks) == len(stored) == 8
+    routed = [i for i in stored if i["selection"] == "routed"]
+    assert len(routed) == 6 and report.selected == {"routed": 6, "random": 2}
+    assert not {i["pair_id"] for i in routed} & set(ids["sure"])  # the confident pairs are never routed by value
+    flipped = next(i for i in stored if i["pair_id"] in ids["flipped"])
+    assert flipped["inconsistency"] == 0.5 and "inconsistency" in flipped["reason"]
+    split = next(i for i in stored if i["pair_id"] in ids["split"])
+    assert split["principle_disagreement"] == 1.0 and split["judge_disagreement"] is None
+    batch = store.dicts("SELECT * FROM route_batches")[0]
+    assert json.loads(batch["label_jobs"]) == ["job-1"] and json.loads(batch["counts"])["candidates"] == 20
+    assert (tmp_path / "batch.label_config.xml").read_text() == LABEL_STUDIO_CONFIG
+
+
+def test_a_second_batch_never_repeats_a_pair(store, tmp_path):
+    judged_pool(store)
+    routed_batch(store, tmp_path)
+    route(store, RouteConfig(budget=8, format="argilla", out=tmp_path / "second.json", seed=2))
+    assert store.query("SELECT count(DISTINCT pair_id), count(*) FROM route_items")[1][0] == (16, 16)
+
+
+def test_tasks_show_each_pair_in_the_order_they_record(store, tmp_path):
+    judged_pool(store)
+    _, tasks = routed_batch(store, tmp_path)
+    texts = dict(store.query("SELECT id, response_a FROM pairs")[1])
+    for task in tasks:
+        data = task["data"]
+        first = data["response_1"] if data["shown"] == "ab" else data["response_2"]
+        assert first == texts[data["pair_id"]]
+    assert {t["data"]["shown"] for t in tasks} == {"ab", "ba"}
+
+
+def test_route_without_verdicts_says_to_label_first(store, tmp_path):
+    with pytest.raises(PrefgenError, match="prefgen label"):
+        route(store, RouteConfig(budget=3, format="argilla", out=tmp_path / "b.json"))
+
+
+# -- Label Studio and Argilla back -----------------------------------------------------------------------
+
+
+def label_studio_export(tasks: list[dict], answers: dict[str, list[tuple[object, str]]]) -> list[dict]:
+    """Label Studio's JSON export: tasks with `annotations` (answers: pair id -> [(completed_by, choice)])."""
+    out = []
+    for n, task in enumerate(tasks, start=1):
+        annotations = [{"id": 10 * n + k, "completed_by": who, "was_cancelled": False, "ground_truth": False,
+                        "result": [{"from_name": "preference", "to_name": "prompt", "type": "choices",
+                                    "value": {"choices": [choice]}, "origin": "manual"}]}
+                       for k, (who, choice) in enumerate(answers.get(task["data"]["pair_id"], []))]
+        out.append({"id": n, "data": task["data"], "annotations": annotations, "meta": {}, "project": 1})
+    return out
+
+
+def canonical_labels(store: Store, annotator: str | None = None) -> dict[str, str]:
+    sql = "SELECT pair_id, winner FROM human_labels WHERE annotator = ?"
+    return dict(store.query(sql, [annotator or "majority"])[1])
+
+
+def test_label_studio_export_maps_the_shown_order_ties_and_annotators_back(store, tmp_path):
+    judged_pool(store)
+    _, tasks = routed_batch(store, tmp_path)
+    one, two, three = (t["data"] for t in tasks[:3])
+    answers = {one["pair_id"]: [(1, "Response 1"), ({"id": 2, "email": "b@x.org"}, "Response 1")],
+               two["pair_id"]: [(1, "Tie")],
+               three["pair_id"]: [(1, "Response 2"), (2, "Response 1"), (3, "Response 2")]}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(label_studio_export(tasks, answers)))
+    report = import_human(store, export, fmt="label-studio")
+    assert report.pairs == 3 and report.rows == 8  # five tasks not labelled yet
+    first_shown = {"ab": "a", "ba": "b"}
+    majority = canonical_labels(store)
+    assert majority[one["pair_id"]] == first_shown[one["shown"]]
+    assert majority[two["pair_id"]] == "tie"
+    assert majority[three["pair_id"]] == {"a": "b", "b": "a"}[first_shown[three["shown"]]]
+    assert canonical_labels(store, "label-studio:b@x.org") == {one["pair_id"]: first_shown[one["shown"]]}
+    assert set(report.annotators) == {"label-studio:1", "label-studio:2", "label-studio:3", "label-studio:b@x.org",
+                                      "majority"}
+    before = store.query("SELECT count(*) FROM human_labels")[1][0][0]
+    import_human(store, export, fmt="label-studio")
+    assert store.query("SELECT count(*) FROM human_labels")[1][0][0] == before
+
+
+def test_cancelled_annotations_and_unknown_pairs(store, tmp_path):
+    judged_pool(store)
+    _, tasks = routed_batch(store, tmp_path)
+    export = label_studio_export(tasks[:2], {t["data"]["pair_id"]: [(1, "Response 1")] for t in tasks[:2]})
+    export[0]["annotations"][0]["was_cancelled"] = True
+    export[1]["data"]["pair_id"] = "not-a-pair"
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(export))
+    with pytest.raises(InputError, match="not in this store") as caught:
+        import_human(store, path, fmt="label-studio")
+    assert caught.value.line == 2
+
+
+def test_argilla_records_round_trip(store, tmp_path):
+    judged_pool(store)
+    _, records = routed_batch(store, tmp_path, fmt="argilla")
+    assert set(records[0]) >= {"id", "fields", "metadata", "responses", "suggestions", "vectors"}
+    assert set(records[0]["fields"]) == {"prompt", "response_1", "response_2"}
+    records[0]["responses"] = {"preference": [{"value": "response_1", "user_id": "u-1"},
+                                              {"value": "response_2", "user_id": "u-2", "status": "discarded"}]}
+    records[1]["responses"] = {"preference": [{"value": "tie", "user_id": "u-1", "status": "submitted"}]}
+    export = tmp_path / "argilla.json"
+    export.write_text(json.dumps(records))
+    report = import_human(store, export, fmt="argilla")
+    assert report.pairs == 2 and report.annotators == ["argilla:u-1", "majority"]
+    first = records[0]["metadata"]
+    assert canonical_labels(store)[first["pair_id"]] == {"ab": "a", "ba": "b"}[first["shown"]]
+    assert canonical_labels(store)[records[1]["metadata"]["pair_id"]] == "tie"
+
+
+def test_routed_pairs_are_left_out_of_agreement_and_calibration_but_enter_the_mix(store, tmp_path):
+    judged_pool(store)
+    _, tasks = routed_batch(store, tmp_path)
+    answers = {t["data"]["pair_id"]: [(1, "Response 2")] for t in tasks}
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(label_studio_export(tasks, answers)))
+    import_human(store, export, fmt="label-studio")
+    split_human(store, heldout=0.0)
+    selection = dict(store.query("SELECT pair_id, selection FROM route_items")[1])
+    random = {p for p, s in selection.items() if s == "random"}
+    report = agreement_report(store, n_resamples=50)
+    assert report.jobs[0].pairs == len(random) == 2
+    assert report.routed[0].pairs == 6
+    assert {r["pair_id"] for r in calibration_pairs(store)} == random
+    mix = build_mix(store, MixConfig(name="m", human_ratio=None))
+    assert mix.human == 8
+    ai_rows = {r[0] for r in store.query("SELECT pair_id FROM mix_rows WHERE source = 'ai'")[1]}
+    assert not ai_rows & set(selection)
+
+
+# -- declared splits -------------------------------------------------------------------------------------
+
+
+def pairwise_file(path: Path, prompts: range, winner: str = "a") -> Path:
+    path.write_text("".join(json.dumps({"prompt": f"prompt {i}", "response_a": f"alpha {i}",
+                                        "response_b": f"beta {i}", "winner": winner}) + "\n" for i in prompts))
+    return path
+
+
+def sides(store: Store, source: str) -> dict[str, int]:
+    return dict(store.query("SELECT split, count(*) FROM human_labels WHERE source = ? GROUP BY 1", [source])[1])
+
+
+def test_a_file_declared_heldout_stays_heldout_through_split(store, tmp_path):
+    import_human(store, pairwise_file(tmp_path / "heldout.jsonl", range(0, 40)), pin="heldout")
+    import_human(store, pairwise_file(tmp_path / "train.jsonl", range(40, 80)))
+    report = split_human(store, heldout=0.5, seed=3)
+    assert sides(store, "heldout") == {"heldout": 40}
+    assert report.origin["pinned"] == {"heldout": 40}
+    assert sum(report.origin["assigned"].values()) == 40 and len(report.origin["assigned"]) == 2
+    assert any(line.startswith("pinned (declared at import") for line in report.lines())
+
+
+def test_other_labels_of_a_pinned_prompt_follow_the_pin(store, tmp_path):
+    import_human(store, pairwise_file(tmp_path / "a.jsonl", range(0, 10)))
+    split_human(store, heldout=0.0)
+    other = tmp_path / "b.jsonl"
+    other.write_text("".join(json.dumps({"prompt": f"prompt {i}", "response_a": f"gamma {i}",
+                                         "response_b": f"delta {i}", "winner": "b"}) + "\n" for i in range(0, 5)))
+    import_human(store, other, pin="heldout")
+    assert sides(store, "a") == {"heldout": 5, "train": 5}
+    split_human(store, heldout=0.0)
+    assert sides(store, "a") == {"heldout": 5, "train": 5}
+
+
+def test_pinning_a_prompt_to_both_sides_is_refused(store, tmp_path):
+    import_human(store, pairwise_file(tmp_path / "a.jsonl", range(0, 5)), pin="train")
+    with pytest.raises(PrefgenError, match="already pinned to train by source 'a'"):
+        import_human(store, pairwise_file(tmp_path / "b.jsonl", range(3, 8), winner="b"), pin="heldout",
+                     source="b")
+
+
+def test_pinned_imports_need_no_split_before_mixing(store, tmp_path):
+    import_human(store, pairwise_file(tmp_path / "a.jsonl", range(0, 6)), pin="train")
+    assert build_mix(store, MixConfig(name="m", human_ratio=1.0)).human == 6
+
+
+# -- labels beside pairs ---------------------------------------------------------------------------------
+
+
+def pool_files(tmp_path: Path) -> tuple[Path, Path]:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"id": f"id{i}", "prompt": f"prompt {i}", "response_a": f"zeta {i}",
+                                        "response_b": f"alpha {i}"}) + "\n" for i in range(6)))
+    labels = tmp_path / "pool_labels.jsonl"
+    labels.write_text("".join(json.dumps({"id": f"id{i}", "human_winner": "ab"[i % 2]}) + "\n" for i in range(5)))
+    return pool, labels
+
+
+def test_a_label_file_joins_its_pair_file_by_id(store, tmp_path):
+    pool, labels = pool_files(tmp_path)
+    report = import_human(store, pool, labels=labels, on="id", columns={"winner": "human_winner"})
+    assert report.pairs == 5 and report.unlabelled_pairs == 1 and report.source == "pool_labels"
+    # file order a = "zeta", the canonical a is "alpha": the winner must come out flipped, text for text
+    rows = store.dicts("""SELECT p.response_a, p.response_b, h.winner FROM human_labels h
+                          JOIN pairs p ON p.id = h.pair_id WHERE p.prompt = 'prompt 0'""")
+    winner = rows[0]
+    assert winner["response_b"] == "zeta 0" and winner["winner"] == "b"
+
+
+def test_a_label_without_a_pair_is_an_error_naming_it(store, tmp_path):
+    pool, labels = pool_files(tmp_path)
+    labels.write_text(labels.read_text() + json.dumps({"id": "id99", "human_winner": "a"}) + "\n")
+    with pytest.raises(InputError, match="'id99' names no row") as caught:
+        import_human(store, pool, labels=labels, columns={"winner": "human_winner"})
+    assert caught.value.line == 6
+
+
+def test_auto_detect_error_lists_the_column_mapping_that_works(store, tmp_path):
+    pool, labels = pool_files(tmp_path)
+    with pytest.raises(InputError) as caught:
+        import_human(store, pool, labels=labels)
+    assert "--column winner=human_winner" in caught.value.render()
+    with pytest.raises(InputError) as alone:
+        import_human(store, labels)
+    assert "--labels THIS_FILE --on ID_COLUMN" in alone.value.render()
+
+
+def test_cli_import_with_labels_and_split(tmp_path):
+    pool, labels = pool_files(tmp_path)
+    db = tmp_path / "cli.duckdb"
+    result = CliRunner().invoke(cli, ["import-human", str(pool), "--labels", str(labels), "--column",
+                                      "winner=human_winner", "--split", "heldout", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "pinned to heldout" in result.output
+    with Store(db) as store:
+        assert sides(store, "pool_labels") == {"heldout": 5}
+
+
+# -- human labels feed both uses -------------------------------------------------------------------------
+
+
+def test_a_human_labelled_pair_keeps_its_ai_preference_for_calibration_while_the_human_wins_the_mix(store, tmp_path):
+    ids = judged_pool(store)
+    sure = ids["sure"]
+    labels = tmp_path / "h.jsonl"
+    pairs = dict(store.query("SELECT id, prompt FROM pairs")[1])
+    labels.write_text("".join(json.dumps({"prompt": pairs[p], "response_a": f"alpha {pairs[p].split()[1]}",
+                                          "response_b": f"beta {pairs[p].split()[1]}", "winner": "b"}) + "\n"
+                              for p in sure))
+    import_human(store, labels, pin="train")
+    assert {r["pair_id"] for r in calibration_pairs(store)} == set(sure)
+    mix = build_mix(store, MixConfig(name="m", human_ratio=None))
+    rows = dict(store.query("SELECT pair_id, chosen FROM mix_rows WHERE source = 'human'")[1])
+    assert rows == {p: "b" for p in sure}  # the judge said a; the humans' b wins
+    assert "5 AI rows replaced by human labels for the same pair" in "\n".join(mix.lines())
