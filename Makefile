@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo-out
 
-.PHONY: demo test install install-test bench clean
+.PHONY: demo test install install-test bench clean test-label-studio
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,19 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest -q -ra
+
+# Label Studio gets a virtual environment of its own: its pinned Django stack would fight prefgen's. Nothing in
+# prefgen imports it; the test drives its server over HTTP.
+LS_VENV      ?= .venv-labelstudio
+LABEL_STUDIO ?= label-studio==1.23.2
+
+$(LS_VENV)/bin/label-studio:
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q "$(LABEL_STUDIO)"
+
+test-label-studio: install-test $(LS_VENV)/bin/label-studio
+	PREFGEN_LABEL_STUDIO_VENV=$(abspath $(LS_VENV)) $(BIN)/python -m pytest -q -ra tests/test_label_studio.py
 
 bench: install-test
 	$(BIN)/python benchmarks/label_throughput.py

@@ -1,0 +1,167 @@
+"""Is a human label worth more on a routed pair than on a random one? Real HH-RLHF data, simulated judge.
+
+The HH pool (799 pairs) is labelled once through the real pipeline (`run_label`, openai backend over HTTP,
+two principles, both orders) by the loopback server's calibrated judge (`benchmarks/rm_quality_real.py`):
+per pair a confidence c drawn around q, right with probability c, reporting c, answering the first slot
+with probability b. `human_small.jsonl` (500 pairs) is imported pinned to train. Then, per seed, two copies
+of that store get a human budget of 100 pool pairs, answered with their real labels from `pool_labels.jsonl`
+as if annotators had, through the Argilla round-trip (records out, answered records back through
+`import-human --format argilla`):
+- routed: `prefgen route --budget 100` (the default 15% random slice, the rest by value);
+- random: the same command with `--random-share 1`, i.e. 100 pool pairs drawn uniformly.
+Each store then gets the default mix (`--every-row`, soft labels, calibration fitted on the unbiased
+pairs) and a reward model in the library's default regime (MiniLM, frozen base, trained head), scored on
+`human_heldout.jsonl` in memory. Reported: RM agreement (mean ± sd over seeds, and the paired difference),
+the label accuracy of the mix's pool rows against the real labels, and how many picked pairs were judge
+errors (the judge's unfiltered side differs from the humans', or is a tie) — for the routed arm, the
+precision of the routing.
+
+    .venv/bin/python benchmarks/route_value.py                       # q 0.75, b 0.3, seeds 0 1 2
+    .venv/bin/python benchmarks/route_value.py --seeds 0 --budget 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.agreement_real import DATA, write_inputs  # noqa: E402
+from benchmarks.rm_quality_real import behaviour, mean_sd, train_and_score  # noqa: E402
+from prefgen.judge.swap import side  # noqa: E402
+from prefgen.pipelines.configs import RouteConfig  # noqa: E402
+from prefgen.pipelines.human import import_human  # noqa: E402
+from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
+from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
+from prefgen.pipelines.reward import rows_from_file  # noqa: E402
+from prefgen.pipelines.route import RANDOM, ROUTED, route  # noqa: E402
+from prefgen.records import flip_winner, make_pair, normalise_text  # noqa: E402
+from prefgen.storage.db import Store  # noqa: E402
+from tests.loopback_server import LoopbackServer  # noqa: E402
+
+ARMS = {"routed": None, "random": 1.0}  # --random-share: the default slice, or every pair drawn at random
+
+
+def truth_by_pair(pool: list[dict], winners: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Canonical winner of every pool pair, and the text of the better response (how annotators answer)."""
+    truth, better = {}, {}
+    for row in pool:
+        pair, swapped = make_pair(row["prompt"], row["response_a"], row["response_b"])
+        truth[pair.id] = flip_winner(winners[row["id"]], swapped)
+        better[pair.id] = normalise_text(row["response_a" if winners[row["id"]] == "a" else "response_b"])
+    return truth, better
+
+
+def answer_batch(batch: Path, better: dict[str, str]) -> Path:
+    """The Argilla records, answered by an annotator who gives the real HH label."""
+    records = json.loads(batch.read_text())
+    for record in records:
+        fields = record["fields"]
+        first = normalise_text(fields["response_1"]) == better[record["metadata"]["pair_id"]]
+        record["responses"] = {"preference": [{"value": "response_1" if first else "response_2",
+                                               "user_id": "hh-annotator", "status": "submitted"}]}
+    answered = batch.with_name(batch.stem + ".answered.json")
+    answered.write_text(json.dumps(records))
+    return answered
+
+
+def label_pool(server: LoopbackServer, inputs: tuple, db: Path, q: float, b: float) -> float:
+    constitution, pairs, _, pool, winners = inputs
+    with Store(db) as store:
+        import_human(store, DATA / "human_small.jsonl", fmt="hh", source="human_small", pin="train")
+    server.reset(behaviour("calibrated", pool, winners, q, b))
+    started = time.perf_counter()
+    run_label(LabelConfig(constitution=constitution, pairs=str(pairs), judge="openai:loopback-judge", db=db,
+                          api_base=server.openai_base, api_key="loopback", concurrency=32, skip_bad=True,
+                          progress=False))
+    return time.perf_counter() - started
+
+
+def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, better, heldout) -> dict:
+    db = directory / f"{arm}-{seed}.duckdb"
+    shutil.copy(base, db)
+    batch = directory / f"{arm}-{seed}.json"
+    share = ARMS[arm] if ARMS[arm] is not None else args.random_share
+    with Store(db) as store:
+        route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed))
+        import_human(store, answer_batch(batch, better), fmt="argilla", source="annotators", pin="train")
+        picked = store.dicts("SELECT pair_id, selection, p_a FROM route_items")
+        build_mix(store, MixConfig(name="mix", human_ratio=None, seed=seed))
+        rows = store.dicts("SELECT pair_id, source, chosen FROM mix_rows WHERE mix_name = 'mix'")
+        agreement = train_and_score(store, "mix", heldout, seed)
+    pool_rows = [r for r in rows if r["pair_id"] in truth]
+    by_value = [p for p in picked if p["selection"] == ROUTED] or [p for p in picked if p["selection"] == RANDOM]
+    errors = sum(side(p["p_a"]) != truth[p["pair_id"]] for p in by_value)
+    return {
+        "agreement": agreement,
+        "mix_rows": len(rows),
+        "mix_pool_rows": len(pool_rows),
+        "mix_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows),
+        "ai_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows if r["source"] == "ai"),
+        "picked": len(by_value),
+        "judge_errors": errors,
+    }
+
+
+def print_table(results: dict[str, dict[int, dict]], seeds: list[int]) -> None:
+    print(f"\n{'arm':<8}{'RM agreement':>16}{'diff to random':>18}{'mix rows':>10}{'mix acc (pool)':>16}"
+          f"{'AI rows acc':>13}{'judge errors in picks':>24}")
+    for arm, by_seed in results.items():
+        values = [by_seed[s]["agreement"] for s in seeds]
+        diff = "" if arm == "random" else mean_sd([by_seed[s]["agreement"] - results["random"][s]["agreement"]
+                                                    for s in seeds])
+        picked = sum(by_seed[s]["picked"] for s in seeds)
+        errors = sum(by_seed[s]["judge_errors"] for s in seeds)
+        print(f"{arm:<8}{mean_sd(values):>16}{diff:>18}"
+              f"{statistics.mean(by_seed[s]['mix_rows'] for s in seeds):>10.0f}"
+              f"{mean_sd([by_seed[s]['mix_accuracy'] for s in seeds]):>16}"
+              f"{mean_sd([by_seed[s]['ai_accuracy'] for s in seeds]):>13}"
+              f"{f'{errors}/{picked} = {errors / picked:.2f}':>24}")
+    print("judge errors: for routed, of the pairs routed by value (the precision of the routing); for random, of "
+          "all 100 picks (the pool's base rate)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--q", type=float, default=0.75, help="the simulated judge's mean confidence = accuracy")
+    parser.add_argument("--b", type=float, default=0.3, help="the simulated judge's first-slot bias")
+    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--random-share", type=float, default=RouteConfig.model_fields["random_share"].default)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args(argv)
+    if not (DATA / "pool.jsonl").exists():
+        print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
+        return 1
+    heldout = [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
+    started = time.perf_counter()
+    results: dict[str, dict[int, dict]] = {arm: {} for arm in ARMS}
+    with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
+        directory = Path(tmp)
+        inputs = write_inputs(directory, None)
+        truth, better = truth_by_pair(inputs[3], inputs[4])
+        base = directory / "judged.duckdb"
+        seconds = label_pool(server, inputs, base, args.q, args.b)
+        print(f"labelled the pool in {seconds:.0f} s", flush=True)
+        for seed in args.seeds:
+            for arm in ARMS:
+                results[arm][seed] = run_arm(base, directory, arm, seed, args, truth, better, heldout)
+                r = results[arm][seed]
+                print(f"  seed {seed} {arm}: agreement {r['agreement']:.3f}, mix accuracy {r['mix_accuracy']:.3f}, "
+                      f"judge errors {r['judge_errors']}/{r['picked']}", flush=True)
+    print(f"\ncalibrated judge q = {args.q}, b = {args.b}; human budget {args.budget} pool pairs "
+          f"(+ human_small pinned to train); seeds {args.seeds}; RM agreement on human_heldout.jsonl")
+    print_table(results, args.seeds)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
