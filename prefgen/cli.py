@@ -225,7 +225,7 @@ def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
 @option_from_field(RouteConfig, "random_share", "--random-share")
 @option_from_field(RouteConfig, "seed", "--seed")
 @option_from_field(RouteConfig, "judge", "--judge")
-@option_from_field(RouteConfig, "model", "--model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@option_from_field(RouteConfig, "reward_model", "--model", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def route(db: Path, **options) -> None:
     """Send the pairs whose human label is worth most to annotators: rank judged pairs by order
     inconsistency, uncertainty, closeness to the keep threshold, principle and judge disagreement (and a

@@ -332,3 +332,33 @@ def test_a_human_labelled_pair_keeps_its_ai_preference_for_calibration_while_the
     rows = dict(store.query("SELECT pair_id, chosen FROM mix_rows WHERE source = 'human'")[1])
     assert rows == {p: "b" for p in sure}  # the judge said a; the humans' b wins
     assert "5 AI rows replaced by human labels for the same pair" in "\n".join(mix.lines())
+
+
+def test_cli_route_writes_the_batch_and_says_how_to_bring_it_back(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    with Store(db) as store:
+        judged_pool(store)
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(cli, ["route", "--db", str(db), "--budget", "5", "--format", "argilla",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "4 routed by value, 1 drawn at random" in result.output
+    assert "prefgen import-human EXPORT --format argilla" in result.output
+    assert len(json.loads(out.read_text())) == 5
+
+
+@pytest.mark.slow
+def test_a_reward_model_ensemble_adds_its_spread_as_a_signal(store, tmp_path):
+    from prefgen.train.config import TrainConfig
+    from prefgen.train.trainer import train_ensemble
+    from tests.test_train import polite_vs_rude
+
+    judged_pool(store)
+    model = tmp_path / "ensemble"
+    train_ensemble(polite_vs_rude(8), TrainConfig(out_dir=model, max_length=32, batch_size=4, max_steps=1,
+                                                  ensemble=2))
+    route(store, RouteConfig(budget=4, format="argilla", out=tmp_path / "b.json", reward_model=model))
+    spreads = [i["rm_spread"] for i in items(store)]
+    assert all(s is not None and 0.0 <= s <= 1.0 for s in spreads) and max(spreads) > 0.0
+    assert store.dicts("SELECT model_path FROM route_batches")[0]["model_path"] == str(model)
+

@@ -116,5 +116,5 @@ class RouteConfig(BaseModel):
     seed: int = Field(default=0, description="Seed of the random slice, of ties in the ranking and of the order "
                                              "responses are shown in.")
     judge: str | None = Field(default=None, description="Only verdicts of this judge spec (or label job id).")
-    model: Path | None = Field(default=None, description="A reward-model ensemble (`train --ensemble K`): the "
+    reward_model: Path | None = Field(default=None, description="A reward-model ensemble (`train --ensemble K`): the "
                                                          "spread of its members is one more signal.")

@@ -179,8 +179,8 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
                            f"{' by ' + config.judge if config.judge else ''}, or every one already has a human "
                            "label, a held-out prompt or a place in an earlier batch); run `prefgen label` first")
     signals = pair_signals(rows)
-    if config.model is not None:
-        spread = ensemble_spread(store, config.model, [s.pair_id for s in signals])
+    if config.reward_model is not None:
+        spread = ensemble_spread(store, config.reward_model, [s.pair_id for s in signals])
         for s in signals:
             s.rm_spread = spread[s.pair_id]
     picked = choose(signals, config.budget, config.random_share, config.seed)
@@ -196,7 +196,7 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
     batch = {"batch_id": batch_id, "label_jobs": sorted({r["job_id"] for r in rows}), "judge": config.judge,
              "budget": config.budget, "random_share": config.random_share, "seed": config.seed,
              "format": config.format, "out_path": str(config.out),
-             "model_path": str(config.model) if config.model else None, "weights": WEIGHTS,
+             "model_path": str(config.reward_model) if config.reward_model else None, "weights": WEIGHTS,
              "counts": {"candidates": len(signals), **selected}}
     db.save_batch(store, batch, items)
     return RouteReport(batch_id, len(signals), selected, [str(f) for f in files], config.format,
