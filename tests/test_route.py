@@ -253,9 +253,10 @@ def test_other_labels_of_a_pinned_prompt_follow_the_pin(store, tmp_path):
 
 def test_pinning_a_prompt_to_both_sides_is_refused(store, tmp_path):
     import_human(store, pairwise_file(tmp_path / "a.jsonl", range(0, 5)), pin="train")
-    with pytest.raises(PrefgenError, match="already pinned to train by source 'a'"):
+    with pytest.raises(PrefgenError, match="2 prompt.s. would have labels pinned to both sides .*a:train, b:heldout"):
         import_human(store, pairwise_file(tmp_path / "b.jsonl", range(3, 8), winner="b"), pin="heldout",
                      source="b")
+    assert store.query("SELECT count(*) FROM human_labels WHERE source = 'b'")[1][0][0] == 0
 
 
 def test_pinned_imports_need_no_split_before_mixing(store, tmp_path):

@@ -508,17 +508,9 @@ def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None
 
 
 def store_labels(store: Store, read: HumanRead, pin: str | None) -> ImportReport:
-    """Replace the import's labels in one transaction, refusing a pin that contradicts another source's."""
+    """Replace the import's labels in one transaction (refused, with nothing written, when a pin would put a
+    prompt's labels on both sides)."""
     report = read.report
-    if pin is not None:
-        prompt_sides = {pair.prompt_id: pin for pair in read.pairs}
-        conflicts = human_sql.pin_conflicts(store, report.source, prompt_sides)
-        if conflicts:
-            first = conflicts[0]
-            raise PrefgenError(
-                f"{len(conflicts)} prompt(s) of this import are already pinned to {first['other_side']} by "
-                f"source {first['other_source']!r} (e.g. prompt {first['prompt_id'][:12]}); a prompt's labels "
-                "must all be on one side: drop those rows, or re-import the other source without --split")
     report.pinned = pin
     report.new_pairs = human_sql.replace_source_labels(store, report.source, read.pairs, read.labels)
     split = human_sql.split_settings(store)

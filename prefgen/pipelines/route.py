@@ -64,10 +64,14 @@ class PairSignals:
     def present(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in SIGNALS if getattr(self, name) is not None}
 
-    def reason(self) -> str:
-        """The signals that contributed most, strongest first, e.g. 'uncertainty 0.92, inconsistency 0.50'."""
+    def contributions(self) -> list[tuple[str, float]]:
+        """(signal, value) of the signals that added to the score, the largest contribution first."""
         parts = sorted(((WEIGHTS[k] * v, k, v) for k, v in self.present().items() if v > 0), reverse=True)
-        return ", ".join(f"{name} {value:.2f}" for _, name, value in parts[:3]) or "no warning sign"
+        return [(name, value) for _, name, value in parts]
+
+    def reason(self) -> str:
+        """The signals that contributed most, e.g. 'uncertainty 0.92, inconsistency 0.50'."""
+        return ", ".join(f"{name} {value:.2f}" for name, value in self.contributions()[:3]) or "no warning sign"
 
 
 def even_split(sides: Sequence[str]) -> float:
@@ -204,7 +208,8 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
 
 
 def _reasons(picked: Sequence[tuple[PairSignals, str, int]]) -> dict[str, int]:
-    strongest = Counter(s.reason().split(" ")[0] for s, selection, _ in picked if selection == ROUTED)
+    strongest = Counter((s.contributions() or [("no warning sign", 0.0)])[0][0]
+                        for s, selection, _ in picked if selection == ROUTED)
     return dict(strongest.most_common())
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from prefgen.errors import PrefgenError
 from prefgen.records import Pair
 from prefgen.storage.db import Store
 from prefgen.storage.labels import save_pairs
@@ -46,6 +47,12 @@ def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labe
         new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
         store.con.execute("DELETE FROM human_labels WHERE source = ?", [source])
         store.insert_rows("human_labels", labels, on_conflict="error")
+        conflicts = pin_conflicts(store)
+        if conflicts:  # raised inside the transaction: nothing of this import is kept
+            raise PrefgenError(
+                f"{len(conflicts)} prompt(s) would have labels pinned to both sides (e.g. prompt "
+                f"{conflicts[0]['prompt_id'][:12]}: {', '.join(conflicts[0]['pins'])}); a prompt's labels must "
+                "all be on one side: drop those rows, or re-import the other source without --split")
         follow_pins(store)
     return new_pairs
 
@@ -59,19 +66,13 @@ def pinned_sides(store: Store) -> dict[str, str]:
     return dict(rows)
 
 
-def pin_conflicts(store: Store, source: str, prompt_sides: Mapping[str, str]) -> list[dict[str, Any]]:
-    """Prompts of an import pinned to one side that another source already pinned to the other side."""
-    batch = pa.table({"prompt_id": list(prompt_sides), "side": list(prompt_sides.values())})
-    store.con.register("_pins", batch)
-    try:
-        return store.dicts(
-            """SELECT DISTINCT n.prompt_id, n.side, h.split AS other_side, h.source AS other_source
-               FROM _pins n JOIN pairs p ON p.prompt_id = n.prompt_id JOIN human_labels h ON h.pair_id = p.id
-               WHERE h.pinned AND h.source <> ? AND h.split <> n.side ORDER BY 1""",
-            [source],
-        )
-    finally:
-        store.con.unregister("_pins")
+def pin_conflicts(store: Store) -> list[dict[str, Any]]:
+    """Prompts with labels pinned to both sides (by different imports), and the imports that pinned them."""
+    return store.dicts(
+        """SELECT p.prompt_id, list(DISTINCT h.source || ':' || h.split ORDER BY h.source || ':' || h.split) AS pins
+           FROM human_labels h JOIN pairs p ON p.id = h.pair_id
+           WHERE h.pinned GROUP BY p.prompt_id HAVING count(DISTINCT h.split) > 1 ORDER BY 1"""
+    )
 
 
 def follow_pins(store: Store) -> None:
