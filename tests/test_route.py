@@ -363,3 +363,16 @@ def test_a_reward_model_ensemble_adds_its_spread_as_a_signal(store, tmp_path):
     assert all(s is not None and 0.0 <= s <= 1.0 for s in spreads) and max(spreads) > 0.0
     assert store.dicts("SELECT model_path FROM route_batches")[0]["model_path"] == str(model)
 
+
+
+def test_a_mix_made_human_only_by_labels_on_every_judged_pair_says_so(store, tmp_path):
+    judged_pool(store)
+    labels = tmp_path / "all.jsonl"
+    labels.write_text("".join(json.dumps({"prompt": f"prompt {i}", "response_a": f"alpha {i}",
+                                          "response_b": f"beta {i}", "winner": "a"}) + "\n" for i in range(20)))
+    import_human(store, labels, pin="train")
+    mix = build_mix(store, MixConfig(name="m", human_ratio=None))
+    text = "\n".join(mix.lines())
+    assert mix.ai == 0 and "so the mix is human-only" in text
+    assert f"{mix.counts['ai']['available']} AI rows replaced by human labels for the same pair" in text
+    assert len(calibration_pairs(store)) == 20
