@@ -18,6 +18,7 @@ precision of the routing.
 
     .venv/bin/python benchmarks/route_value.py                       # q 0.75, b 0.3, seeds 0 1 2
     .venv/bin/python benchmarks/route_value.py --seeds 0 --budget 50
+    .venv/bin/python benchmarks/route_value.py --no-rm                # routing and mix figures only (a minute)
 """
 
 from __future__ import annotations
@@ -93,13 +94,14 @@ def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, bette
     with Store(db) as store:
         route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed))
         import_human(store, answer_batch(batch, better), fmt="argilla", source="annotators", pin="train")
-        picked = store.dicts("SELECT pair_id, selection, p_a FROM route_items")
+        picked = store.dicts("""SELECT r.pair_id, r.selection, r.p_a, coalesce(pp.kept, false) AS kept
+                                FROM route_items r LEFT JOIN pair_preferences pp USING (pair_id)""")
         build_mix(store, MixConfig(name="mix", human_ratio=None, seed=seed))
         rows = store.dicts("SELECT pair_id, source, chosen FROM mix_rows WHERE mix_name = 'mix'")
-        agreement = train_and_score(store, "mix", heldout, seed)
+        agreement = None if args.no_rm else train_and_score(store, "mix", heldout, seed)
     pool_rows = [r for r in rows if r["pair_id"] in truth]
     by_value = [p for p in picked if p["selection"] == ROUTED] or [p for p in picked if p["selection"] == RANDOM]
-    errors = sum(side(p["p_a"]) != truth[p["pair_id"]] for p in by_value)
+    sides = [side(p["p_a"]) for p in by_value]
     return {
         "agreement": agreement,
         "mix_rows": len(rows),
@@ -107,26 +109,34 @@ def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, bette
         "mix_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows),
         "ai_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows if r["source"] == "ai"),
         "picked": len(by_value),
-        "judge_errors": errors,
+        "judge_errors": sum(s != truth[p["pair_id"]] for s, p in zip(sides, by_value)),
+        "wrong_side": sum(s not in ("tie", truth[p["pair_id"]]) for s, p in zip(sides, by_value)),
+        "kept": sum(bool(p["kept"]) for p in by_value),  # picks whose AI row was in the mix before
+        "kept_wrong": sum(bool(p["kept"]) and s != truth[p["pair_id"]] for s, p in zip(sides, by_value)),
     }
 
 
 def print_table(results: dict[str, dict[int, dict]], seeds: list[int]) -> None:
-    print(f"\n{'arm':<8}{'RM agreement':>16}{'diff to random':>18}{'mix rows':>10}{'mix acc (pool)':>16}"
-          f"{'AI rows acc':>13}{'judge errors in picks':>24}")
+    print(f"\n{'arm':<8}{'RM agreement':>16}{'diff to random':>18}{'mix rows':>10}{'mix acc (pool)':>17}"
+          f"{'AI rows acc':>15}{'judge errors':>15}{'wrong side':>12}{'kept in mix':>13}{'kept+wrong':>12}")
     for arm, by_seed in results.items():
-        values = [by_seed[s]["agreement"] for s in seeds]
-        diff = "" if arm == "random" else mean_sd([by_seed[s]["agreement"] - results["random"][s]["agreement"]
-                                                    for s in seeds])
+        scored = all(by_seed[s]["agreement"] is not None for s in seeds)
+        agreement = mean_sd([by_seed[s]["agreement"] for s in seeds]) if scored else "-"
+        diff = "" if arm == "random" or not scored else mean_sd(
+            [by_seed[s]["agreement"] - results["random"][s]["agreement"] for s in seeds])
         picked = sum(by_seed[s]["picked"] for s in seeds)
-        errors = sum(by_seed[s]["judge_errors"] for s in seeds)
-        print(f"{arm:<8}{mean_sd(values):>16}{diff:>18}"
-              f"{statistics.mean(by_seed[s]['mix_rows'] for s in seeds):>10.0f}"
-              f"{mean_sd([by_seed[s]['mix_accuracy'] for s in seeds]):>16}"
-              f"{mean_sd([by_seed[s]['ai_accuracy'] for s in seeds]):>13}"
-              f"{f'{errors}/{picked} = {errors / picked:.2f}':>24}")
-    print("judge errors: for routed, of the pairs routed by value (the precision of the routing); for random, of "
-          "all 100 picks (the pool's base rate)")
+
+        def share(key: str) -> str:
+            n = sum(by_seed[s][key] for s in seeds)
+            return f"{n}/{picked}={n / picked:.2f}"
+
+        print(f"{arm:<8}{agreement:>16}{diff:>18}{statistics.mean(by_seed[s]['mix_rows'] for s in seeds):>10.0f}"
+              f"{mean_sd([by_seed[s]['mix_accuracy'] for s in seeds]):>17}"
+              f"{mean_sd([by_seed[s]['ai_accuracy'] for s in seeds]):>15}"
+              f"{share('judge_errors'):>15}{share('wrong_side'):>12}{share('kept'):>13}{share('kept_wrong'):>12}")
+    print("picks: for routed, the pairs routed by value (judge errors = the precision of the routing); for random, "
+          "all picks (the base rate). judge errors: the judge's unfiltered side is not the humans' (wrong side) or "
+          "is a tie; kept in mix: the pick's AI row passed the filter; kept+wrong: an AI error the label fixed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=100)
     parser.add_argument("--random-share", type=float, default=RouteConfig.model_fields["random_share"].default)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--no-rm", action="store_true", help="skip the reward models: routing and mix figures only")
     args = parser.parse_args(argv)
     if not (DATA / "pool.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
@@ -154,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             for arm in ARMS:
                 results[arm][seed] = run_arm(base, directory, arm, seed, args, truth, better, heldout)
                 r = results[arm][seed]
-                print(f"  seed {seed} {arm}: agreement {r['agreement']:.3f}, mix accuracy {r['mix_accuracy']:.3f}, "
+                scored = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
+                print(f"  seed {seed} {arm}: agreement {scored}, mix accuracy {r['mix_accuracy']:.3f}, "
                       f"judge errors {r['judge_errors']}/{r['picked']}", flush=True)
     print(f"\ncalibrated judge q = {args.q}, b = {args.b}; human budget {args.budget} pool pairs "
           f"(+ human_small pinned to train); seeds {args.seeds}; RM agreement on human_heldout.jsonl")
