@@ -226,7 +226,8 @@ def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
 @option_from_field(RouteConfig, "seed", "--seed")
 @option_from_field(RouteConfig, "judge", "--judge")
 @option_from_field(RouteConfig, "reward_model", "--model", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def route(db: Path, **options) -> None:
+@JSON_OPTION
+def route(db: Path, as_json: bool, **options) -> None:
     """Send the pairs whose human label is worth most to annotators: rank judged pairs by order
     inconsistency, uncertainty, closeness to the keep threshold, principle and judge disagreement (and a
     reward-model ensemble's spread), draw a random slice for unbiased measurement, write a Label Studio or
@@ -236,7 +237,7 @@ def route(db: Path, **options) -> None:
 
     with Store(db) as store:
         report = run_route(store, config_from_options(RouteConfig, **options))
-    click.echo("\n".join(report.lines()))
+    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
 @cli.command()
