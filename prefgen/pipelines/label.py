@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefgen.constitution import Constitution, load_constitution, sample_principles
@@ -37,7 +38,13 @@ from prefgen.pipelines.sync import run_coroutine
 from prefgen.records import Answer, Judgement, Pair, SwapResult
 from prefgen.redact import redact
 from prefgen.storage import labels as labels_sql
-from prefgen.storage.db import Store
+from prefgen.storage.db import LOCK_WAIT_S, Store, StoreBusy
+
+
+# After a write found the store held by another process (a reader between two batches), try again this soon.
+_BUSY_RETRY_S = 0.05
+# The run's last writes wait longer for a reader to let go: what they hold would otherwise be asked again.
+_FINAL_WAIT_S = 8 * LOCK_WAIT_S
 
 log = logging.getLogger("prefgen.label")
 
@@ -227,6 +234,7 @@ class LabelRun:
         for task in self.tasks:
             self._order_hashes.setdefault((task.pair_id, task.principle_id), {})[task.ordering] = task.request_hash
         self.progress: LabelProgress | None = None
+        self._busy_until = 0.0  # a write found the store held by a reader: no new try before then
 
     # -- planning -----------------------------------------------------------------------------------------
     def tasks_to_send(self) -> list[Task]:
@@ -247,10 +255,9 @@ class LabelRun:
         async def flush_on_time() -> None:
             # Answers are durable within flush_interval_s however the calls finish: a burst of answers right
             # after a write would otherwise wait for the next answer (or batch) to be written, and a kill would
-            # send them again.
+            # send them again. A write that found the file held by a reader is tried again shortly.
             while True:
-                await asyncio.sleep(self.config.flush_interval_s)
-                self.flush()
+                await asyncio.sleep(self.config.flush_interval_s if self.flush() else _BUSY_RETRY_S)
 
         workers = min(self.config.concurrency, max(len(todo), 1))
         first_batch = self.first_batch = FirstBatch(workers)
@@ -334,12 +341,28 @@ class LabelRun:
             self.decided += 1
             self.kept += int(result.kept)
 
-    def flush(self) -> None:
+    def flush(self, wait_s: float = 0.0) -> bool:
         """Write the answered calls, and this run's count and spend with them (one transaction): a run killed
-        later has its spend up to here on record."""
-        if self.buffer:
-            labels_sql.save_judgements(self.store, self.buffer, run=(self.run_id, self.sent, self.budget.spent))
-            self.buffer = []
+        later has its spend up to here on record.
+
+        While sending, the store is released and held only for this write (see `Store.released`); if a reader
+        holds it, the answers stay buffered and False is returned (the ticker tries again shortly). With
+        `wait_s`, wait that long for the file instead.
+        """
+        if not self.buffer:
+            return True
+        if not wait_s and time.monotonic() < self._busy_until:
+            return False
+        try:
+            with self.store.briefly(wait_s):
+                labels_sql.save_judgements(self.store, self.buffer, run=(self.run_id, self.sent, self.budget.spent))
+        except StoreBusy:
+            if wait_s:
+                raise
+            self._busy_until = time.monotonic() + _BUSY_RETRY_S
+            return False
+        self.buffer = []
+        return True
 
     # -- deriving -----------------------------------------------------------------------------------------
     def _swap(self, hashes: dict[str, str]) -> SwapResult:
@@ -457,6 +480,7 @@ async def label_async(config: LabelConfig) -> LabelSummary:
     # A dry run against a store that does not exist yet uses an empty one in memory: nothing is cached.
     dry_and_new = config.dry_run and not config.db.exists()
     store = Store(":memory:" if dry_and_new else config.db)
+    run_lock = None
     try:
         run = LabelRun(config, store, client, constitution, read.pairs, job_id)
         todo = run.tasks_to_send()
@@ -465,8 +489,9 @@ async def label_async(config: LabelConfig) -> LabelSummary:
                  len(read.pairs), len(run.tasks), cached, len(todo), config.concurrency)
         if config.dry_run:
             return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo), read=read)
+        run_lock = hold_run_lock(config.db)
         _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))
-        labels_sql.mark_interrupted_runs(store)  # a run still 'running' in a file we can write to was killed
+        labels_sql.mark_interrupted_runs(store)  # a run still 'running' while we hold the run lock was killed
         labels_sql.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
                      args=config.model_dump(mode="json", exclude={"api_key"}))
         status = "failed"
@@ -474,13 +499,16 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         try:
             with LabelProgress(len(todo), enabled=config.progress, priced=client.price is not None) as progress:
                 run.progress = progress
-                status = await run.send_all(todo) if todo else "finished"
+                # Other processes (stats, sql, agreement) may open the store while the judge is asked; each
+                # batch holds it only while it commits. Reopened at the end to derive the preferences.
+                with store.released(wait_s=_FINAL_WAIT_S):
+                    status = await run.send_all(todo) if todo else "finished"
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"  # a second Ctrl-C: what was answered is still written below
             raise
         finally:
             ctrl_c.finishing = True
-            run.flush()
+            run.flush(wait_s=_FINAL_WAIT_S)
             run.derive_preferences()
             labels_sql.finish_run(store, run.run_id, status=status, n_pairs=len(read.pairs),
                           n_calls_planned=len(run.tasks), n_calls_cached=cached, n_calls_sent=run.sent,
@@ -492,6 +520,24 @@ async def label_async(config: LabelConfig) -> LabelSummary:
     finally:
         await client.backend.aclose()
         store.close()
+        if run_lock is not None:
+            run_lock.release()
+
+
+def hold_run_lock(db: Path) -> Any:
+    """One label run per store at a time. The store itself is let go of between batches (readers get in), so
+    the DuckDB lock no longer keeps a second run out: a lock file next to the store does (`DB.label.lock`,
+    released by the OS if the process dies). Holding it is also what lets a run mark the 'running' runs it
+    finds as killed."""
+    import filelock
+
+    lock = filelock.FileLock(f"{db}.label.lock", timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise PrefgenError(f"{db}: another `prefgen label` is writing this store; let it finish (follow it with "
+                           "`prefgen stats`), or stop it with Ctrl-C first") from None
+    return lock
 
 
 def start_warnings(config: LabelConfig, mode: str, spec_text: str) -> list[str]:

@@ -6,12 +6,24 @@ INSTALL/LOAD of extensions, no SET (the configuration is locked). Inputs and exp
 Python instead. A store is a file others may hand you, so the views it carries are not trusted either:
 prefgen's own views are checked against their definitions on open and restored (writers) or shadowed by a
 temporary view of the right definition (readers).
+
+Reading while a label run writes. DuckDB lets one process hold a file for writing, and while it does no other
+process may open it at all, not even read-only (measured with DuckDB 2.0: "Could not set lock on file ...
+Conflicting lock is held"); a read-only connection in turn keeps writers out. So a label run does not hold the
+store while it waits on the judge: it releases the file while sending (`Store.released`) and holds it only
+for the moment each batch commits (`Store.briefly`, tens of milliseconds), and every open, reader or writer,
+retries a lock conflict for a bounded time (`LOCK_WAIT_S`) with a short random back-off. `stats`, `sql` and
+`agreement` therefore get in between two batches. A reader that holds the file delays the run's next write,
+not its calls: the batch waits in memory and is written as soon as the file is free. A reader snapshot (a
+copy of the file) was the other option; it is not taken, because a copy made while a batch commits can be
+torn, and the copy costs as much as the store is large.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -19,6 +31,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from prefgen.errors import PrefgenError
 from prefgen.storage.migrations import migrate
@@ -34,18 +48,47 @@ LOCKED_DOWN = {
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
+# How long an open waits for another process to let go of the file. A label run holds it for one batch
+# commit at a time (tens of ms); what holds it longer (train, mix --auto) is asked to finish first.
+LOCK_WAIT_S = 15.0
+_LOCK_BACKOFF_S = (0.02, 0.12)  # random, so that several waiting readers do not retry in step
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """A locked-down DuckDB connection to `path` (":memory:" for none), or a one-line PrefgenError."""
+class StoreBusy(PrefgenError):
+    """Another process held the store for longer than the open was willing to wait."""
+
+
+def _is_lock_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.IOException) and "Conflicting lock" in str(exc)
+
+
+def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
+    """A locked-down DuckDB connection to `path` (":memory:" for none), or a one-line PrefgenError.
+
+    While another process holds the file, the open is retried for up to `wait_s` seconds (0: one try), then
+    fails with `StoreBusy` naming the holder's PID.
+    """
     path = str(path)
     if path != ":memory:":
         _check_is_duckdb(Path(path))
+    retrying = Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(wait_s),
+                        wait=wait_random(*_LOCK_BACKOFF_S), reraise=True)
     try:
-        return duckdb.connect(path, read_only=read_only, config=dict(LOCKED_DOWN))
+        return retrying(duckdb.connect, path, read_only=read_only, config=dict(LOCKED_DOWN))
     except (duckdb.IOException, duckdb.PermissionException, duckdb.InvalidInputException) as exc:
+        if _is_lock_conflict(exc):
+            raise _busy(path, str(exc), wait_s) from None
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PrefgenError(f"{path}: cannot open the database ({first_line})") from None
+
+
+def _busy(path: str, message: str, wait_s: float) -> StoreBusy:
+    holder = _LOCK_HOLDER.search(message)
+    who = f"process {holder[2]} ({Path(holder[1]).name})" if holder else "another process"
+    return StoreBusy(f"{path}: {who} has held the store for the last {wait_s:g} s (a `prefgen train`, `mix "
+                     "--auto` or a long query holds it throughout; a label run only while it writes a batch); "
+                     "run this again when it is done")
 
 
 def _check_is_duckdb(path: Path) -> None:
@@ -68,9 +111,10 @@ class Store:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only
         if read_only and not Path(self.path).exists():
             raise PrefgenError(f"{self.path}: no such database (run `prefgen label` first, or check --db)")
-        self.con = connect(self.path, read_only=read_only)
+        self.con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
         try:
             if not read_only:
                 migrate(self.con)
@@ -81,7 +125,41 @@ class Store:
             raise
 
     def close(self) -> None:
-        self.con.close()
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def _reopen(self, wait_s: float) -> None:
+        # No migration or guard: they ran when the store was first opened, and the writes made in between
+        # (INSERTs of prefgen's own rows) read no view or function that a file could have redefined.
+        self.con = connect(self.path, read_only=self.read_only, wait_s=wait_s)
+
+    @contextlib.contextmanager
+    def released(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+        """Let go of the file for the duration, so that other processes can open it; `briefly` holds it for
+        one write meanwhile. Reopened at the end (waiting up to `wait_s` for a reader to finish)."""
+        if self.path == ":memory:":
+            yield  # nobody else can open it, and closing would lose it
+            return
+        self.close()
+        try:
+            yield
+        finally:
+            if self.con is None:
+                self._reopen(wait_s)
+
+    @contextlib.contextmanager
+    def briefly(self, wait_s: float = 0.0) -> Iterator[None]:
+        """Inside `released`: hold the file for one write. Raises StoreBusy when it stays held by another
+        process for `wait_s` seconds (0: one try); outside `released` the open connection is used."""
+        if self.con is not None:
+            yield
+            return
+        self._reopen(wait_s)
+        try:
+            yield
+        finally:
+            self.close()
 
     def __enter__(self) -> Store:
         return self
