@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo-out
 
-.PHONY: demo test install install-test bench clean test-label-studio
+.PHONY: demo test install install-test bench clean test-label-studio browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,15 @@ install-test: $(VENV)/.installed-test
 demo: install
 	PREFGEN_DEMO_OUT=$(DEMO) bash examples/demo.sh
 
+# Chromium from the system packages, for the tests that render pages in a real browser (Playwright drives
+# it; Playwright's own browser download is not used). Best-effort in `make test`: without it those tests skip.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ command -v apt-get >/dev/null && (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "browser: could not install chromium (apt-get, as root); the browser tests will skip"; }
+
 test: install-test
+	-@$(MAKE) --no-print-directory browser
 	$(BIN)/python -m pytest -q -ra
 
 # Label Studio gets a virtual environment of its own: its pinned Django stack would fight prefgen's. Nothing in

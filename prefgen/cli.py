@@ -421,6 +421,24 @@ def score(model_dir: Path, spec: str | None, responses: str | None, out: str | N
     emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
 
 
+# --- reading a store (issue 10) ---
+
+
+@cli.command()
+@DB_OPTION
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (one self-contained page).")
+def report(db: Path, out: Path) -> None:
+    """One HTML page about the store: jobs, cost, calls/s, position bias, consistency, drops, confidence,
+    agreement with humans and calibration, mixes, reward models and their evaluations (plots inlined).
+    Reads only, so it works while a label run writes."""
+    from prefgen.pipelines.report_page import write_report
+
+    page = write_report(db, out)
+    empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
+    click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})")
+
+
 def main() -> None:
     cli()
 
