@@ -439,6 +439,27 @@ def report(db: Path, out: Path) -> None:
     click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})")
 
 
+@cli.command()
+@click.argument("judgement_id")
+@DB_OPTION
+@click.option("--wire", is_flag=True,
+              help="Print only the request body as JSON: for openai judges, byte for byte what was posted.")
+def show(judgement_id: str, db: Path, wire: bool) -> None:
+    """The request a judgement sent (system and user messages, sampling), rebuilt from the store and checked
+    against its request hash, and the answer it got. JUDGEMENT_ID is a request_hash or a unique prefix."""
+    from prefgen.pipelines.show import judgement_lines, show_judgement
+    from prefgen.storage.db import Store
+
+    with Store(db, read_only=True) as store:
+        shown = show_judgement(store, judgement_id)
+    if not wire:
+        click.echo("\n".join(judgement_lines(shown)))
+        return
+    if not shown.verified:
+        click.secho("warning: the rebuilt request does not hash to the stored request_hash", fg="yellow", err=True)
+    click.echo(shown.wire_bytes())
+
+
 def main() -> None:
     cli()
 

@@ -115,6 +115,7 @@ class SeenRequest:
     body: dict[str, Any]
     key: str
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""  # the body's bytes as received
 
 
 @dataclass(slots=True)
@@ -260,8 +261,9 @@ class LoopbackServer:
             protocol = "anthropic"
         else:
             return _error(404, f"no route for POST {path}", "not_found_error", "openai")
+        raw = await request.read()
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
         if not isinstance(body, dict):
@@ -270,7 +272,7 @@ class LoopbackServer:
         key = hashlib.blake2b("\x00".join(turns).encode(), digest_size=8).hexdigest()
         self.received += 1
         if self.record:
-            self.requests.append(SeenRequest(path, body, key, dict(request.headers)))
+            self.requests.append(SeenRequest(path, body, key, dict(request.headers), raw))
         behaviour = self.behaviour
         if behaviour.api_key is not None and behaviour.api_key not in (
             request.headers.get("x-api-key"), request.headers.get("Authorization", "").removeprefix("Bearer ")

@@ -122,6 +122,10 @@ class Template:
     body: str = BODY
     mode: str = "direct"
     custom: bool = False
+    # The system prompt and the answer instructions: the code's wording unless rebuilt from a stored job's
+    # record (`record`), so that a request made before a wording change is shown as it was sent.
+    system: str = SYSTEM
+    instructions: str | None = None  # None: INSTRUCTIONS[mode]
 
     @property
     def version(self) -> str:
@@ -150,8 +154,17 @@ class Template:
         # One pass over the template, so placeholders that appear inside the data are never expanded.
         body = _PLACEHOLDER.sub(lambda m: values[m[1]], self.body)
         # The answer format is always ours, custom body or not: parsing depends on it.
-        user = f"{body}\n{INSTRUCTIONS[self.mode]}"
-        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+        user = f"{body}\n{self.answer_instructions}"
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
+
+    @property
+    def answer_instructions(self) -> str:
+        return INSTRUCTIONS[self.mode] if self.instructions is None else self.instructions
+
+    def record(self) -> dict[str, object]:
+        """Everything `render` uses besides the comparison: stored once per label job (label_jobs.template)."""
+        return {"body": self.body, "mode": self.mode, "custom": self.custom, "system": self.system,
+                "instructions": self.answer_instructions}
 
 
 @functools.lru_cache(maxsize=64)

@@ -130,6 +130,7 @@ def job_record(job_id: str, constitution: Constitution, spec_text: str, client: 
         "template_version": client.template.version,
         "confidence_mode": confidence_mode,
         "sampling": client.params.as_dict(),
+        "template": client.template.record(),  # with the store's texts, rebuilds every request (prefgen show)
     }
 
 

@@ -49,7 +49,8 @@ def save_pairs(store: Store, pairs: Iterable[Pair]) -> int:
 
 
 def save_job(store: Store, job: dict[str, Any]) -> None:
-    store.insert_rows("label_jobs", [{**job, "sampling": json.dumps(job["sampling"])}], on_conflict="ignore")
+    encoded = {key: json.dumps(job[key]) for key in ("sampling", "template") if key in job}
+    store.insert_rows("label_jobs", [{**job, **encoded}], on_conflict="ignore")
 
 
 def start_run(store: Store, *, run_id: str, job_id: str | None, command: str, args: dict[str, Any]) -> None:

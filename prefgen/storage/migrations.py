@@ -363,6 +363,14 @@ def m006_soft_labels_calibration_and_mix_search(con: duckdb.DuckDBPyConnection) 
 
 
 @migration
+def m008_judge_template_on_record(con: duckdb.DuckDBPyConnection) -> None:
+    # What a label job's requests were rendered from, beyond the store's texts: the template body, mode, system
+    # prompt and answer instructions (a few hundred bytes per job, not per call). With the pair, the principle,
+    # the order and the sampling, `prefgen show` rebuilds each request exactly; NULL for jobs recorded before.
+    con.execute("ALTER TABLE label_jobs ADD COLUMN template JSON")
+
+
+@migration
 def m009_routing_and_declared_splits(con: duckdb.DuckDBPyConnection) -> None:
     # `pinned`: the side was declared at import (`import-human --split`); `prefgen split` never moves it, and
     # every other label of the same prompt follows it (a prompt stays on one side).
