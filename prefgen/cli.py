@@ -379,11 +379,15 @@ def train(db: Path, mix_name: str, quick: bool, as_json: bool, **options) -> Non
               type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]), help="Format of --pairs.")
 @click.option("--skip-bad", is_flag=True, help="Skip invalid rows of --pairs (reported) instead of failing.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for eval.html, eval.json and the plots (default: a new MODEL/evals/<UTC time>).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while scoring.")
 @JSON_OPTION
 def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: str, skip_bad: bool,
-          batch_size: int, as_json: bool) -> None:
+          batch_size: int, out: Path | None, progress: bool, as_json: bool) -> None:
     """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
-    length bias, per-source accuracy; writes PNG plots and eval.html next to the model."""
+    length bias, per-source accuracy; writes PNG plots and eval.html into a folder of their own (earlier
+    evaluations are kept; the model card lists them all)."""
     from prefgen.pipelines.report import print_eval
     from prefgen.pipelines.reward import evaluate
     from prefgen.storage.db import Store
@@ -393,9 +397,10 @@ def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: 
     if db is not None:
         with Store(db) as store:
             report = evaluate(store, model_dir, split=split, pairs=pairs, fmt=fmt, skip_bad=skip_bad,
-                              batch_size=batch_size)
+                              batch_size=batch_size, out=out, progress=progress)
     else:
-        report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, skip_bad=skip_bad, batch_size=batch_size)
+        report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, skip_bad=skip_bad, batch_size=batch_size,
+                          out=out, progress=progress)
     summary = {k: v for k, v in dataclasses.asdict(report).items() if k not in ("r_chosen", "r_rejected")}
     emit(summary, as_json, lambda: print_eval(report))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.train.common import pick_device
+from tests import chromium
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +68,46 @@ def test_eval_stores_metrics_and_writes_the_html_report(trained):
     con.close()
     assert 0.0 <= metrics["accuracy"] <= 1.0 and "calibration.ece" in metrics
     assert run_ids == [(True,)]
-    html = (out / "eval.html").read_text()
+    pages = list((out / "evals").glob("*/eval.html"))
+    assert len(pages) == 1 and f"full report: {pages[0]}" in " ".join(result.output.split())
+    html = pages[0].read_text()
     assert "<img" in html and "agreement with humans" in html
     assert "Evaluation" in (out / "README.md").read_text()
+    assert "calibration.ece" not in result.output and "expected calibration error" in result.output
+
+
+def test_each_eval_keeps_its_own_folder_and_the_card_lists_them_newest_first(trained, tmp_path):
+    db, out, _ = trained
+    runner = CliRunner()
+    first = runner.invoke(cli, ["eval", "--model", str(out), "--db", str(db), "--out", str(tmp_path / "first")])
+    second = runner.invoke(cli, ["eval", "--model", str(out), "--db", str(db), "--no-progress"])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert (tmp_path / "first" / "eval.html").is_file() and (tmp_path / "first" / "eval.json").is_file()
+    history = json.loads((out / "prefgen_evals.json").read_text())
+    assert history[1]["html"] == str((tmp_path / "first" / "eval.html").resolve())
+    assert all(Path(e["html"]).is_file() for e in history)  # nothing overwritten
+    card = (out / "README.md").read_text()
+    listed = card[card.index("Every evaluation (newest first)"):]
+    newest = Path(history[0]["html"]).relative_to(out.resolve()).as_posix()
+    assert listed.index(newest) < listed.index(str(tmp_path / "first" / "eval.html"))
+
+
+def test_eval_page_gives_model_training_data_and_eval_set_context_and_import_sources(trained, tmp_path):
+    db, out, _ = trained
+    result = CliRunner().invoke(cli, ["eval", "--model", str(out), "--db", str(db), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "eval.html").read_text()
+    for heading in ("<h2>Model</h2>", "<h2>Training data</h2>", "<h2>Evaluation set</h2>",
+                    "Agreement per import source of the human labels"):
+        assert heading in page, heading
+    assert "<td>h</td>" in page and "<td>human</td>" not in page  # the import (h.jsonl), not 'human'
+    assert "mix" in page and str(db) in page
+    context = json.loads((tmp_path / "eval.json").read_text())["context"]
+    held_out = context["evaluation set"]["pairs"]
+    assert context["training data"]["mix"] == "m" and context["evaluation set"]["import sources"] == {"h": held_out}
+    rendered = chromium.render(tmp_path / "eval.html", "eval.png")
+    assert rendered.console_errors == [] and len(rendered.images) == 3
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in rendered.images)
 
 
 def test_score_writes_rewards_next_to_the_input(trained):

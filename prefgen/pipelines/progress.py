@@ -1,4 +1,4 @@
-"""A rich progress bar for labelling: calls/s, kept rate and cost as the run goes."""
+"""Rich progress bars: labelling (calls/s, kept rate and cost as the run goes) and scoring pairs in `eval`."""
 
 from __future__ import annotations
 
@@ -45,3 +45,23 @@ class LabelProgress:
 
     def _cost(self, cost: float) -> str:
         return f"${cost:.4f}" if self.priced else "cost unknown"
+
+
+class ScoringProgress:
+    """A rich progress bar (on stderr) while the evaluation scores pairs."""
+
+    def __init__(self, total: int, *, enabled: bool = True) -> None:
+        self.enabled = enabled and total > 0
+        self._progress = Progress(TextColumn("[bold]scoring pairs"), BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=Console(stderr=True), disable=not self.enabled)
+        self._task = self._progress.add_task("score", total=total)
+
+    def __enter__(self) -> ScoringProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)

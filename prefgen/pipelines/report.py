@@ -305,20 +305,13 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
 
 
 def print_eval(report: Any, console: Console | None = None) -> None:
-    """The headline numbers of a reward-model evaluation, and where the full report is."""
+    """The headline numbers of a reward-model evaluation, named as on its page, and where the page is."""
+    from prefgen.train.eval_page import summary_rows
+
     console = console or make_console()
-    m = report.metrics
-    accuracy = m.get("accuracy")
-    low, high = (m.get("accuracy_ci95") or [None, None])[:2]
-    rows = [
-        {"": "pairs", "value": report.n_pairs},
-        {"": "agreement with held-out humans", "value":
-            f"{accuracy:.3f} (95% CI {low:.3f}-{high:.3f})" if accuracy is not None and low is not None
-            else _fmt(accuracy)},
-    ]
-    rows += [{"": name, "value": _fmt(value)} for name, value in report.flat_metrics().items()
-             if name.split(".")[0] in ("ties", "mean_margin", "calibration", "length_bias")
-             and not name.startswith("calibration.bins")]
+    rows = [{"": "pairs", "value": report.n_pairs}]
+    rows += [{"": "agreement with held-out humans" if label == "agreement with humans" else label, "value": value}
+             for label, value in summary_rows(report.metrics) if not label.startswith("pairs")]
     print_table(console, rows, f"reward model {report.model_dir}")
     console.print(f"full report: {report.html_path}")
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefgen.pipelines import plots
+from prefgen import plots
 from prefgen.storage import report as rq
 from prefgen.storage import stats as st
 from prefgen.storage.db import Store

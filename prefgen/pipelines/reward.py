@@ -138,11 +138,16 @@ def rows_from_file(spec: str, fmt: str, *, skip_bad: bool = False) -> list[dict[
 
 
 def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldout", pairs: str | None = None,
-             fmt: str = "auto", skip_bad: bool = False, batch_size: int = 16):
-    """Evaluate a model (or ensemble) against held-out human labels (or a labelled file); store the metrics."""
+             fmt: str = "auto", skip_bad: bool = False, batch_size: int = 16, out: str | Path | None = None,
+             progress: bool = True):
+    """Evaluate a model (or ensemble) against held-out human labels (or a labelled file); store the metrics.
+
+    The page, plots and eval.json go to `out` (default: a new `MODEL/evals/<time>` folder), so an evaluation
+    never overwrites an earlier one; the model card shows the newest in full and lists them all.
+    """
     from prefgen.train.card import write_model_card
     from prefgen.train.common import TRAIN_RECORD
-    from prefgen.train.evaluate import evaluate_model
+    from prefgen.train.evaluate import evaluate_model, new_eval_dir
 
     if pairs is not None:
         rows, split_name = rows_from_file(pairs, fmt, skip_bad=skip_bad), Path(pairs).name
@@ -151,20 +156,68 @@ def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldou
             raise PrefgenError("evaluating on the held-out split needs --db")
         if split != "heldout":
             raise PrefgenError(f"--split {split!r}: evaluation is on held-out human labels (or use --pairs FILE)")
-        rows, split_name = heldout_rows(store, include_ties=True), "heldout"
-    report = evaluate_model(model_dir, rows, batch_size=batch_size)
+        rows, split_name = heldout_rows(store, include_ties=True, import_source=True), "heldout"
     model_path = str(Path(model_dir).resolve())
+    record_path = Path(model_dir) / TRAIN_RECORD
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    context = eval_context(store, model_path, record, rows, split_name, evaluated_on=pairs or store.path)
+    out_dir = Path(out) if out is not None else new_eval_dir(model_dir)
+    from prefgen.pipelines.progress import ScoringProgress
+
+    with ScoringProgress(len(rows), enabled=progress) as bar:
+        report = evaluate_model(model_dir, rows, out_dir, batch_size=batch_size, context=context,
+                                on_progress=bar.update if bar.enabled else None)
     if store is not None:
         run_id = db.rm_run_for_checkpoint(store, model_path)
         db.save_rm_eval(store, eval_id=f"ev-{uuid.uuid4().hex[:12]}", run_id=run_id, model_path=model_path,
                         split=split_name, metrics=sorted(report.flat_metrics().items()), n=report.n_pairs)
-    record_path = Path(model_dir) / TRAIN_RECORD
+    history = record_evaluation(model_dir, report, split_name)
     readme = Path(model_dir) / "README.md"
-    if record_path.is_file() and readme.is_file():  # add the evaluation to the card prefgen wrote
-        write_model_card(model_dir, train=json.loads(record_path.read_text()),
-                         data=_card_data_from_existing(store, model_path),
-                         evaluation={**report.metrics, "split": split_name})
+    if record and readme.is_file():  # add the evaluation to the card prefgen wrote
+        write_model_card(model_dir, train=record, data=_card_data_from_existing(store, model_path),
+                         evaluation={**report.metrics, "split": split_name}, evaluations=history)
     return report
+
+
+EVALS_RECORD = "prefgen_evals.json"  # every evaluation of the model, newest first: what the card lists
+
+
+def record_evaluation(model_dir: str | Path, report: Any, split_name: str) -> list[dict[str, Any]]:
+    """Add this evaluation to MODEL/prefgen_evals.json; returns every evaluation, newest first."""
+    from datetime import UTC, datetime
+
+    path = Path(model_dir) / EVALS_RECORD
+    history = json.loads(path.read_text()) if path.is_file() else []
+    entry = {"at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), "split": split_name,
+             "n_pairs": report.n_pairs, "accuracy": report.metrics.get("accuracy"),
+             "ci95": report.metrics.get("accuracy_ci95"), "html": str(Path(report.html_path).resolve())}
+    history = [entry, *history]
+    path.write_text(json.dumps(history, indent=2, default=str))
+    return history
+
+
+def eval_context(store: Store | None, model_path: str, record: dict[str, Any], rows: list[dict[str, Any]],
+                 split_name: str, *, evaluated_on: str) -> dict[str, dict[str, Any]]:
+    """What the evaluation page opens with: the model, the data it was trained on, the labels it is judged by."""
+    from collections import Counter
+
+    from prefgen.train.evaluate import is_tie
+
+    run = db.rm_run_details(store, model_path) if store is not None else None
+    run = run or {}
+    config = record.get("config") or {}
+    card = _card_data_from_existing(store, model_path) or {}
+    model = {"path": model_path, "base": record.get("base") or run.get("base_model"),
+             "method": config.get("method"), "loss": config.get("loss"), "trained at": record.get("created_at"),
+             "training run": run.get("run_id"), "final training loss": run.get("final_loss")}
+    if not record and not run:
+        model["note"] = "not trained by prefgen (no prefgen_train.json): training details unknown"
+    training = {"mix": run.get("mix_name"), "pairs": card.get("n_pairs") or run.get("n_train"),
+                "sources": card.get("sources"), "judge agreement with humans": card.get("judge_agreement") or None}
+    evaluation = {"labels": f"{split_name} ({evaluated_on})", "pairs": len(rows),
+                  "human ties": sum(is_tie(row) for row in rows),
+                  "import sources": dict(Counter(str(row.get("source") or "unknown") for row in rows).most_common())}
+    return {"model": model, "training data": training, "evaluation set": evaluation}
 
 
 def _card_data_from_existing(store: Store | None, model_path: str) -> dict[str, Any] | None:

@@ -112,12 +112,14 @@ def training_rows_for(store: Store, records: Sequence[dict[str, Any]]) -> list[d
     return _training_rows(rows, ["p_chosen", "weight"])
 
 
-def heldout_rows(store: Store, *, include_ties: bool = False) -> list[dict[str, Any]]:
+def heldout_rows(store: Store, *, include_ties: bool = False, import_source: bool = False) -> list[dict[str, Any]]:
     """Held-out human pairs as TRL preference dicts, by pair id. Ties have no chosen side: they are left out,
-    or (for evaluation) included with `tie: True`."""
+    or (for evaluation) included with `tie: True`. `source` is 'human', or with `import_source` the import(s)
+    the label came from (an evaluation reports agreement per import)."""
     winners = "('a', 'b', 'tie')" if include_ties else "('a', 'b')"
+    source = "h.sources" if import_source else "'human'"
     records = store.dicts(
-        f"""SELECT h.pair_id, 'human' AS source, h.winner AS chosen, {_PAIR_COLUMNS}
+        f"""SELECT h.pair_id, {source} AS source, h.winner AS chosen, {_PAIR_COLUMNS}
             FROM human_pair_labels h JOIN pairs p ON p.id = h.pair_id
             WHERE h.split = 'heldout' AND h.winner IN {winners} ORDER BY h.pair_id""",
         [],

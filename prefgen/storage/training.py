@@ -39,6 +39,16 @@ def rm_run_for_checkpoint(store: Store, checkpoint_path: str) -> str | None:
     return row[0] if row else None
 
 
+def rm_run_details(store: Store, checkpoint_path: str) -> dict[str, Any] | None:
+    """The newest finished training run that wrote this checkpoint: what an evaluation page says of the model."""
+    rows = store.dicts(
+        """SELECT run_id, mix_name, base_model, n_train, final_loss, device FROM rm_runs
+           WHERE checkpoint_path = ? AND status = 'finished' ORDER BY started_at DESC LIMIT 1""",
+        [checkpoint_path],
+    )
+    return rows[0] if rows else None
+
+
 def save_rm_eval(store: Store, *, eval_id: str, run_id: str | None, model_path: str, split: str,
                  metrics: Sequence[tuple[str, float | None]], n: int) -> None:
     rows = [{"eval_id": eval_id, "run_id": run_id, "model_path": model_path, "split": split,

@@ -32,13 +32,15 @@ def write_model_card(
     train: Mapping[str, Any],
     data: Mapping[str, Any] | None = None,
     evaluation: Mapping[str, Any] | None = None,
+    evaluations: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     """Write out_dir/README.md.
 
     `train` is the content of `prefgen_train.json`. `data` may hold `n_pairs`, `sources` (name -> count),
     `categories`, `judge_agreement` (a number, or judge -> number), `principles` (names, or dicts with
     `name`, `text`, `weight`) and `mix` (the mix manifest). `evaluation` is a `compute_metrics` dict,
-    optionally with a `split` name.
+    optionally with a `split` name: the newest evaluation, shown in full. `evaluations` lists every evaluation
+    of the model, newest first (`at`, `split`, `n_pairs`, `accuracy`, `ci95`, `html`), each linked to its page.
     """
     out = Path(out_dir)
     sections = [
@@ -47,6 +49,7 @@ def write_model_card(
         _data_section(train, data or {}),
         _mix_search_section((data or {}).get("mix") or {}),
         _evaluation_section(evaluation),
+        _evaluations_list(out, evaluations),
         _usage_section(out, train),
         _training_section(train),
     ]
@@ -151,7 +154,7 @@ def _mix_search_section(mix: Mapping[str, Any]) -> str:
 def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
     if not evaluation:
         return ""
-    from prefgen.train.evaluate import summary_rows
+    from prefgen.train.eval_page import summary_rows
 
     split = evaluation.get("split", "held-out human labels")
     lines = [f"## Evaluation ({split})", "", "| metric | value |", "|---|---|"]
@@ -159,6 +162,21 @@ def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
     for name, groups in evaluation.get("groups", {}).items():
         lines += ["", f"Agreement per {name}:", "", f"| {name} | pairs | agreement |", "|---|---|---|"]
         lines += [f"| {g} | {v['n']} | {v['accuracy']:.3f} |" for g, v in groups.items()]
+    return "\n".join(lines)
+
+
+def _evaluations_list(out: Path, evaluations: Sequence[Mapping[str, Any]]) -> str:
+    if not evaluations:
+        return ""
+    lines = ["### Every evaluation (newest first)", "", "| when | labels | pairs | agreement (95% CI) | report |",
+             "|---|---|---|---|---|"]
+    for e in evaluations:
+        page = Path(e["html"])
+        link = page.relative_to(out.resolve()) if page.is_relative_to(out.resolve()) else page
+        ci = e.get("ci95") or [None, None]
+        agreement = (f"{e['accuracy']:.3f} ({ci[0]:.3f}-{ci[1]:.3f})" if e.get("accuracy") is not None
+                     and None not in ci else "n/a")
+        lines.append(f"| {e['at']} | {e['split']} | {e['n_pairs']} | {agreement} | [{link.as_posix()}]({link.as_posix()}) |")
     return "\n".join(lines)
 
 

@@ -3,17 +3,16 @@
 The metric functions are pure: they take arrays of rewards of the human-chosen and human-rejected
 responses (and optional tie flags, lengths and group labels) and need no model, so they are tested on
 hand-made numbers. `evaluate_model` scores rows with a trained model, computes all of them, and writes
-plots and a single `eval.html` next to the model.
+plots and a single `eval.html` (train/eval_page.py) into a folder of its own.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,10 @@ import numpy as np
 from prefgen.bootstrap import mean_interval
 
 DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
+EVALS_DIR = "evals"  # MODEL/evals/<time>/: one folder per evaluation
+# Progress is reported per chunk of this many batches: length-sorted batching works within a chunk, so
+# chunks are large enough to keep that gain.
+_CHUNK_BATCHES = 8
 PLOT_FILES = {
     "reliability": "eval_reliability.png",
     "rewards": "eval_rewards.png",
@@ -205,6 +208,7 @@ class EvalReport:
     plots: dict[str, str] = field(default_factory=dict)
     html_path: str = ""
     json_path: str = ""
+    context: dict[str, dict[str, Any]] = field(default_factory=dict)  # model, training data, evaluation set
 
     def flat_metrics(self) -> dict[str, float]:
         """Scalar metrics under dotted names (`ties.share_within_margin`), e.g. one row each in a table."""
@@ -233,6 +237,17 @@ def response_length(response: Any) -> int:
     return len(response or "")
 
 
+def new_eval_dir(model_dir: str | Path) -> Path:
+    """A new folder for one evaluation, `MODEL/evals/<UTC time>`: an evaluation never overwrites another."""
+    root = Path(model_dir) / EVALS_DIR
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S")
+    out, n = root / stamp, 1
+    while out.exists():
+        n += 1
+        out = root / f"{stamp}-{n}"
+    return out
+
+
 def evaluate_model(
     model_dir: str | Path,
     rows: Sequence[dict[str, Any]],
@@ -243,13 +258,20 @@ def evaluate_model(
     tie_margin: float = DEFAULT_TIE_MARGIN,
     seed: int = 0,
     plots: bool = True,
+    context: Mapping[str, Mapping[str, Any]] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """Score TRL preference rows with a model (or ensemble) and write eval.json, PNG plots (unless
-    `plots=False`, for benchmarks) and eval.html to `out_dir` (default: next to the model)."""
-    from prefgen.train.score import RewardEnsemble, load_reward_model, score_pairs
+    `plots=False`, for benchmarks) and eval.html to `out_dir` (default: a new `MODEL/evals/<time>` folder).
+
+    `context` (section -> label -> value: the model, its training data, the evaluation set) heads the page and
+    is kept in eval.json; `on_progress(done, total)` is called as pairs are scored.
+    """
+    from prefgen.train.eval_page import write_html, write_plots
+    from prefgen.train.score import RewardEnsemble, load_reward_model
 
     model = load_reward_model(model_dir)
-    chosen, rejected = score_pairs(model, rows, batch_size)
+    chosen, rejected = _score_in_chunks(model, rows, batch_size, on_progress)
     ties = np.array([is_tie(row) for row in rows], dtype=bool)
     groups = {key: [row.get(key) for row in rows] for key in ("source", "category") if any(key in r for r in rows)}
     metrics = compute_metrics(
@@ -260,14 +282,35 @@ def evaluate_model(
     )
     if isinstance(model, RewardEnsemble):
         metrics["ensemble"] = ensemble_metrics(chosen.members, rejected.members, ties)
-    out = Path(out_dir) if out_dir is not None else Path(model_dir)
+    out = Path(out_dir) if out_dir is not None else new_eval_dir(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = EvalReport(str(model_dir), len(rows), metrics, chosen.mean.tolist(), rejected.mean.tolist())
+    report = EvalReport(str(model_dir), len(rows), metrics, chosen.mean.tolist(), rejected.mean.tolist(),
+                        context={k: dict(v) for k, v in (context or {}).items()})
     report.plots = write_plots(out, chosen.mean, rejected.mean, metrics["calibration"], rows) if plots else {}
     report.json_path = str(out / "eval.json")
-    Path(report.json_path).write_text(json.dumps(_json_safe(metrics), indent=2))
+    Path(report.json_path).write_text(json.dumps(_json_safe({"context": report.context, **metrics}), indent=2,
+                                                 default=str))
     report.html_path = str(write_html(out / "eval.html", report))
     return report
+
+
+def _score_in_chunks(model: Any, rows: Sequence[dict[str, Any]], batch_size: int,
+                     on_progress: Callable[[int, int], None] | None) -> tuple[Any, Any]:
+    """score_pairs over chunks of rows, reporting progress after each; one call when nobody watches."""
+    from prefgen.train.score import aggregate_member_scores, score_pairs
+
+    if on_progress is None:
+        return score_pairs(model, rows, batch_size)
+    step = max(batch_size * _CHUNK_BATCHES, 1)
+    chosen, rejected = [], []
+    on_progress(0, len(rows))
+    for start in range(0, len(rows), step):
+        c, r = score_pairs(model, rows[start:start + step], batch_size)
+        chosen.append(c.members)
+        rejected.append(r.members)
+        on_progress(min(start + step, len(rows)), len(rows))
+    return (aggregate_member_scores(np.concatenate(chosen, axis=1)),
+            aggregate_member_scores(np.concatenate(rejected, axis=1)))
 
 
 def ensemble_metrics(chosen_members: np.ndarray, rejected_members: np.ndarray, ties: Any) -> dict[str, Any]:
@@ -290,121 +333,3 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
-
-
-def write_plots(
-    out: Path, r_chosen: np.ndarray, r_rejected: np.ndarray, calib: dict[str, Any], rows: Sequence[dict[str, Any]]
-) -> dict[str, str]:
-    """Reliability curve, reward histograms (chosen vs rejected), and length vs reward."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never open a window, works without a display
-    import matplotlib.pyplot as plt
-
-    paths = {name: str(out / filename) for name, filename in PLOT_FILES.items()}
-    _plot_reliability(plt, calib, paths["reliability"])
-    _plot_rewards(plt, r_chosen, r_rejected, paths["rewards"])
-    lengths_c = [response_length(row["chosen"]) for row in rows]
-    lengths_r = [response_length(row["rejected"]) for row in rows]
-    _plot_length(plt, lengths_c, lengths_r, r_chosen, r_rejected, paths["length"])
-    return paths
-
-
-def _plot_reliability(plt: Any, calib: dict[str, Any], path: str) -> None:
-    filled = [b for b in calib["bins"] if b["n"]]
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.plot([0.5, 1], [0.5, 1], linestyle="--", color="grey", label="perfect")
-    ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", label="model")
-    ax.set(xlabel="confidence max(p, 1-p)", ylabel="accuracy", xlim=(0.5, 1), ylim=(0, 1.02),
-           title=f"Reliability (ECE {calib['ece']:.3f})")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _plot_rewards(plt: Any, r_chosen: np.ndarray, r_rejected: np.ndarray, path: str) -> None:
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    bins = np.histogram_bin_edges(np.concatenate([r_chosen, r_rejected]), bins=30)
-    ax.hist(r_chosen, bins=bins, alpha=0.6, label="chosen")
-    ax.hist(r_rejected, bins=bins, alpha=0.6, label="rejected")
-    ax.set(xlabel="reward", ylabel="responses", title="Rewards: human-chosen vs rejected")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _plot_length(
-    plt: Any, len_c: list[int], len_r: list[int], r_chosen: np.ndarray, r_rejected: np.ndarray, path: str
-) -> None:
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.scatter(len_c, r_chosen, s=8, alpha=0.6, label="chosen")
-    ax.scatter(len_r, r_rejected, s=8, alpha=0.6, label="rejected")
-    ax.set(xlabel="response length (characters)", ylabel="reward", title="Length vs reward")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
-
-
-def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The headline metrics as (label, value) rows, shared by eval.html and the model card."""
-    lo, hi = metrics["accuracy_ci95"]
-    rows = [
-        ("pairs (scored / total)", f"{metrics['n_scored']} / {metrics['n_pairs']}"),
-        ("agreement with humans", f"{_fmt(metrics['accuracy'])} (95% CI {_fmt(lo)}-{_fmt(hi)})"),
-        ("mean margin r(chosen) - r(rejected)", _fmt(metrics["mean_margin"])),
-        ("expected calibration error", _fmt(metrics["calibration"]["ece"])),
-        ("human ties", _fmt(metrics["ties"]["n_ties"])),
-        (f"ties rated within {metrics['ties']['tie_margin']}", _fmt(metrics["ties"]["share_within_margin"])),
-    ]
-    bias = metrics.get("length_bias")
-    if bias:
-        rows += [
-            ("corr(reward, length)", _fmt(bias["pearson_reward_length"])),
-            ("longer response wins: model", _fmt(bias["longer_wins_model"])),
-            ("longer response wins: humans", _fmt(bias["longer_wins_human"])),
-        ]
-    ensemble = metrics.get("ensemble")
-    if ensemble:
-        rows += [
-            ("ensemble members", _fmt(ensemble["n_members"])),
-            ("agreement, conservative (min) reward", _fmt(ensemble["accuracy_min_reward"])),
-            ("mean disagreement (std)", _fmt(ensemble["mean_std"])),
-        ]
-    return rows
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def write_html(path: Path, report: EvalReport) -> Path:
-    """One self-contained page: metrics tables and the plots embedded as base64 PNGs."""
-    metrics = report.metrics
-    sections = [f"<h1>Reward model evaluation</h1><p>{html.escape(report.model_dir)}</p>",
-                _table(["metric", "value"], [(html.escape(k), v) for k, v in summary_rows(metrics)])]
-    dist = metrics["rewards"]
-    sections.append("<h2>Reward distributions</h2>" + _table(
-        ["side", *dist["chosen"].keys()], [(side, *map(_fmt, stats.values())) for side, stats in dist.items()]))
-    for name, groups in metrics["groups"].items():
-        cells = [(html.escape(g), _fmt(v["n"]), _fmt(v["accuracy"])) for g, v in groups.items()]
-        sections.append(f"<h2>Agreement per {html.escape(name)}</h2>" + _table([name, "pairs", "agreement"], cells))
-    images = "".join(
-        f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}">'
-        for name, p in report.plots.items())
-    sections.append(f"<h2>Plots</h2><div>{images}</div>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:72em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}img{margin:.5em;max-width:30em}")
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Reward model evaluation</title>"
-                    f"<style>{style}</style></head><body>{''.join(sections)}</body></html>")
-    return path
