@@ -156,6 +156,8 @@ def sql(query: str, db: Path, **options) -> None:
 @JSON_OPTION
 def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
+    # Loaded before the store is opened: a label run cannot write while a reader holds the file.
+    import prefgen.pipelines.agreement  # noqa: F401
     from prefgen.pipelines.report import print_tables, stats_tables
     from prefgen.storage.db import Store
 

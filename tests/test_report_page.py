@@ -67,7 +67,7 @@ def test_every_section_of_a_full_store_has_data_and_its_plots(full_store, tmp_pa
     page = write_report(full_store, tmp_path / "page.html")
     text = page.path.read_text(encoding="utf-8")
     assert page.empty == []
-    assert page.sections == [title for _, title, _ in SECTIONS]
+    assert page.sections == [title for _, title, _, _ in SECTIONS]
     assert page.plots == 8  # calls/s, bias, consistency, drops, confidence, calibration, auto, rm agreement
     for needle in ("team-a", "human_only", "no mix with AI rows beats human-only", "rm-1", "ev-1",
                    "calls_per_s", "first_slot_share", "0.0003"):
@@ -107,3 +107,14 @@ def test_page_renders_in_headless_chromium_with_every_plot_decoded_and_no_consol
     assert broken == []
     assert rendered.title.startswith("prefgen report")
     assert rendered.screenshot.stat().st_size > 10_000
+
+
+def test_a_store_from_before_a_table_existed_says_so_instead_of_failing(full_store, tmp_path):
+    import shutil
+
+    old = tmp_path / "old.duckdb"
+    shutil.copy(full_store, old)
+    with Store(old) as store:
+        store.con.execute("DROP TABLE mix_trials")  # as a store written before `mix --auto` existed
+    page = write_report(old, tmp_path / "page.html")
+    assert "not in this store" in page.path.read_text(encoding="utf-8") and "Reward models and evaluations" in page.sections

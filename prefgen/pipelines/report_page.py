@@ -104,8 +104,8 @@ def _judge(row: dict[str, Any]) -> str:
 # -- sections -------------------------------------------------------------------------------------------
 
 
-def jobs_section(store: Store) -> str:
-    jobs, runs = st.jobs(store), rq.runs(store)
+def jobs_section(d: dict[str, Any]) -> str:
+    jobs, runs = d["jobs"], d["runs"]
     if not jobs and not runs:
         return NO_DATA
     parts = ["<h3>Label jobs and cost</h3>", table(jobs), "<h3>Runs</h3>", table(runs)]
@@ -116,15 +116,15 @@ def jobs_section(store: Store) -> str:
                                  title="Judge calls per second, per label run",
                                  xlabel="calls/s (n = calls sent in the run)")
         parts.append(image(chart, "calls per second per run"))
-    parts += ["<h3>Judge calls: latency, retries, errors</h3>", table(rq.judge_latency(store))]
-    errors = rq.error_reasons(store)
+    parts += ["<h3>Judge calls: latency, retries, errors</h3>", table(d["judge_latency"])]
+    errors = d["error_reasons"]
     if errors:
         parts += ["<h3>Most frequent call failures</h3>", table(errors)]
     return "".join(parts)
 
 
-def position_bias_section(store: Store) -> str:
-    rows = st.position_bias(store)
+def position_bias_section(d: dict[str, Any]) -> str:
+    rows = d["position_bias"]
     if not rows:
         return NO_DATA
     labels = [f"{_judge(r)} / {r['principle_id']}" for r in rows]
@@ -135,8 +135,8 @@ def position_bias_section(store: Store) -> str:
             "judge names the first slot half the time.</p>" + image(chart, "position bias") + table(rows))
 
 
-def consistency_section(store: Store) -> str:
-    rows = st.consistency(store)
+def consistency_section(d: dict[str, Any]) -> str:
+    rows = d["consistency"]
     if not rows:
         return NO_DATA
     labels = [f"{_judge(r)} / {r['principle_id']}" for r in rows]
@@ -146,8 +146,8 @@ def consistency_section(store: Store) -> str:
     return image(chart, "consistency across orders") + table(rows)
 
 
-def drops_section(store: Store) -> str:
-    rows = st.drop_reasons(store)
+def drops_section(d: dict[str, Any]) -> str:
+    rows = d["drop_reasons"]
     if not rows:
         return NO_DATA
     several = len({r["job_id"] for r in rows}) > 1
@@ -157,8 +157,8 @@ def drops_section(store: Store) -> str:
     return image(chart, "drop reasons") + table(rows)
 
 
-def confidence_section(store: Store) -> str:
-    rows = st.confidence_histogram(store)
+def confidence_section(d: dict[str, Any]) -> str:
+    rows = d["confidence_histogram"]
     if not rows:
         return NO_DATA
     parts = []
@@ -171,21 +171,19 @@ def confidence_section(store: Store) -> str:
     return "".join(parts) + table(rows)
 
 
-def agreement_section(store: Store) -> str:
-    from prefgen.pipelines.agreement import agreement_summary
-
-    humans = rq.human_overview(store)
+def agreement_section(d: dict[str, Any]) -> str:
+    humans = d["human_overview"]
     if not humans:
         return NO_DATA
     parts = ["<h3>Human labels</h3>", table(humans)]
-    summary = agreement_summary(store) or {}
+    summary = d["agreement"] or {}
     for title, rows in summary.items():
         if rows:
             parts += [f"<h3>{html.escape(title)}</h3>", table(rows)]
     if not any(summary.values()):
         parts.append('<p class="empty">no pair has both a judge verdict and a human label yet</p>')
     parts.append("<h3>Calibration (judge P to how often humans agree, human train split)</h3>")
-    calibrations = rq.calibrations(store)
+    calibrations = d["calibrations"]
     if not calibrations:
         parts.append('<p class="empty">no calibration fitted yet (run `prefgen agreement` or `prefgen mix`)</p>')
     for c in calibrations:
@@ -200,13 +198,13 @@ def agreement_section(store: Store) -> str:
     return "".join(parts)
 
 
-def mixes_section(store: Store) -> str:
-    mixes = rq.mixes(store)
+def mixes_section(d: dict[str, Any]) -> str:
+    mixes = d["mixes"]
     if not mixes:
         return NO_DATA
     parts = [table(mixes, ["name", "n_rows", "human_rows", "ai_rows", "human_ratio", "realised_ratio", "seed",
                            "created_at"])]
-    trials = rq.mix_trials(store)
+    trials = d["mix_trials"]
     for mix in mixes:
         auto = mix.get("auto")
         if not auto:
@@ -229,8 +227,8 @@ def mixes_section(store: Store) -> str:
     return "".join(parts)
 
 
-def reward_models_section(store: Store) -> str:
-    runs, evals = rq.rm_runs(store), rq.rm_evals(store)
+def reward_models_section(d: dict[str, Any]) -> str:
+    runs, evals = d["rm_runs"], d["rm_evals"]
     if not runs and not evals:
         return NO_DATA
     parts = ["<h3>Training runs</h3>", table(runs), "<h3>Evaluations (newest first)</h3>", table(evals)]
@@ -244,29 +242,56 @@ def reward_models_section(store: Store) -> str:
     return "".join(parts)
 
 
-SECTIONS: tuple[tuple[str, str, Callable[[Store], str]], ...] = (
-    ("jobs", "Jobs, runs and cost", jobs_section),
-    ("position-bias", "Position bias per judge and principle", position_bias_section),
-    ("consistency", "Consistency across orders", consistency_section),
-    ("drops", "Drop reasons", drops_section),
-    ("confidence", "Confidence histogram", confidence_section),
-    ("agreement", "Judge vs human agreement and calibration", agreement_section),
-    ("mixes", "Training mixes", mixes_section),
-    ("reward-models", "Reward models and evaluations", reward_models_section),
+def _agreement(store: Store) -> dict[str, list[dict[str, Any]]] | None:
+    from prefgen.pipelines.agreement import agreement_summary
+
+    return agreement_summary(store)
+
+
+# Everything the page shows, read in one go: the store is held only while these run, not while plots are drawn.
+QUERIES: dict[str, Callable[[Store], Any]] = {
+    "overview": st.overview, "jobs": st.jobs, "runs": rq.runs, "judge_latency": rq.judge_latency,
+    "error_reasons": rq.error_reasons, "position_bias": st.position_bias, "consistency": st.consistency,
+    "drop_reasons": st.drop_reasons, "confidence_histogram": st.confidence_histogram,
+    "human_overview": rq.human_overview, "agreement": _agreement, "calibrations": rq.calibrations,
+    "mixes": rq.mixes, "mix_trials": rq.mix_trials, "rm_runs": rq.rm_runs, "rm_evals": rq.rm_evals,
+}
+_MISSING = object()  # the query's table is not in this store
+
+SECTIONS: tuple[tuple[str, str, tuple[str, ...], Callable[[dict[str, Any]], str]], ...] = (
+    ("jobs", "Jobs, runs and cost", ("jobs", "runs", "judge_latency", "error_reasons"), jobs_section),
+    ("position-bias", "Position bias per judge and principle", ("position_bias",), position_bias_section),
+    ("consistency", "Consistency across orders", ("consistency",), consistency_section),
+    ("drops", "Drop reasons", ("drop_reasons",), drops_section),
+    ("confidence", "Confidence histogram", ("confidence_histogram",), confidence_section),
+    ("agreement", "Judge vs human agreement and calibration", ("human_overview", "agreement", "calibrations"),
+     agreement_section),
+    ("mixes", "Training mixes", ("mixes", "mix_trials"), mixes_section),
+    ("reward-models", "Reward models and evaluations", ("rm_runs", "rm_evals"), reward_models_section),
 )
 
 
-def build_sections(store: Store) -> list[Section]:
+def collect(store: Store) -> dict[str, Any]:
+    """Run every query of the page; a table a store does not have yet is marked missing, not an error."""
     import duckdb
 
-    sections = []
-    for anchor, title, build in SECTIONS:
+    data = {}
+    for name, query in QUERIES.items():
         try:
-            body = build(store)
-        except duckdb.CatalogException:
-            # A store written by an older prefgen and opened read-only lacks the newer tables.
+            data[name] = query(store)
+        except duckdb.CatalogException:  # a store written by an older prefgen, opened read-only
+            data[name] = _MISSING
+    return data
+
+
+def build_sections(data: dict[str, Any]) -> list[Section]:
+    sections = []
+    for anchor, title, needs, build in SECTIONS:
+        if any(data[name] is _MISSING for name in needs):
             body = ('<p class="empty">not in this store (written by an older prefgen: open it once with a writing '
                     "command, e.g. prefgen split, to upgrade it)</p>")
+        else:
+            body = build(data)
         sections.append(Section(anchor, title, body))
     return sections
 
@@ -290,9 +315,9 @@ def render(db_label: str, overview: dict[str, Any], sections: Sequence[Section])
 def write_report(db: Path, out: Path) -> ReportPage:
     """Write the page for store `db` to `out`; the store is only read."""
     with Store(db, read_only=True) as store:
-        overview = st.overview(store)
-        sections = build_sections(store)
-    text = render(Path(db).name, overview, sections)
+        data = collect(store)
+    sections = build_sections(data)  # plots are drawn after the store is let go of
+    text = render(Path(db).name, data["overview"], sections)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return ReportPage(out, [s.title for s in sections], text.count('<img class="plot"'),
