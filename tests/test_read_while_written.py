@@ -17,8 +17,9 @@ from tests.test_label_pipeline import files, label_command, query, truth, write_
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = 60
-CALLS = PAIRS * 2 * 2  # 2 principles, 2 orders: at 4 in flight and 0.25 s each, about 15 s of labelling,
-# long enough for the three readers (a few seconds each on 2 busy cores) to overlap it
+CALLS = PAIRS * 2 * 2  # 2 principles, 2 orders
+# The judge answers slowly while the readers run (a few seconds each on 2 busy cores), then at full speed.
+SLOW = Behaviour(truth=truth, latency_s=0.5)
 READS = {"stats": ["stats"], "agreement": ["agreement"],
          "sql": ["sql", "SELECT count(*) AS n FROM judgements", "--format", "csv"]}
 
@@ -48,7 +49,7 @@ def test_stats_sql_and_agreement_work_while_label_writes_and_the_store_ends_comp
     write_pairs(pairs, PAIRS)
     assert prefgen("import-human", str(write_human_labels(pairs, tmp_path / "human.jsonl", 30)),
                    "--format", "pairwise", "--db", str(db)).returncode == 0
-    loopback.behaviour = Behaviour(truth=truth, latency_s=0.25)
+    loopback.behaviour = SLOW
     label = subprocess.Popen(label_command(files, loopback), cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -56,7 +57,7 @@ def test_stats_sql_and_agreement_work_while_label_writes_and_the_store_ends_comp
         time.sleep(0.05)
 
     counts, overlapped = [], 0
-    while label.poll() is None and overlapped < 5:
+    while label.poll() is None and overlapped < 2:
         readers = {name: reader(*args, "--db", str(db)) for name, args in READS.items()}  # all three at once
         for name, proc in readers.items():
             out, err = proc.communicate(timeout=120)
@@ -64,10 +65,11 @@ def test_stats_sql_and_agreement_work_while_label_writes_and_the_store_ends_comp
             if name == "sql":
                 counts.append(int(out.split()[-1]))
         overlapped += label.poll() is None  # the label run was still writing when these reads ended
+    loopback.behaviour = Behaviour(truth=truth)
     out, err = label.communicate(timeout=120)
 
     assert label.returncode == 0, err
-    assert overlapped >= 1, "the label run ended before the readers could overlap it; slow the judge down"
+    assert overlapped == 2, "the label run ended before the readers could overlap it; slow the judge down"
     assert 0 < counts[0] < CALLS and counts == sorted(counts)  # each read saw the batches written so far
     assert query(db, "SELECT count(*), count(DISTINCT request_hash) FROM judgements") == [(CALLS, CALLS)]
     assert query(db, "SELECT count(*) FROM preferences WHERE drop_reason = 'pending'") == [(0,)]
@@ -78,14 +80,17 @@ def test_stats_sql_and_agreement_work_while_label_writes_and_the_store_ends_comp
 def test_a_second_label_run_on_the_same_store_is_refused_while_the_first_runs(files, loopback):
     constitution, pairs, db = files
     write_pairs(pairs, PAIRS)
-    loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
+    loopback.behaviour = SLOW
     first = subprocess.Popen(label_command(files, loopback), cwd=REPO, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while loopback.request_count < 20 and time.monotonic() < deadline:
+    while loopback.request_count < 8 and time.monotonic() < deadline:
         time.sleep(0.05)
     second = subprocess.run(label_command(files, loopback), cwd=REPO, capture_output=True, text=True, timeout=120)
+    still_running = first.poll() is None
+    loopback.behaviour = Behaviour(truth=truth)
     out, err = first.communicate(timeout=120)
+    assert still_running
     assert second.returncode != 0 and "another `prefgen label` is writing this store" in second.stderr
     assert first.returncode == 0, err
     assert query(db, "SELECT status FROM runs") == [("finished",)]  # not marked killed by the refused run

@@ -346,11 +346,12 @@ class LabelRun:
         """Write the answered calls, and this run's count and spend with them (one transaction): a run killed
         later has its spend up to here on record.
 
-        While sending, the store is released and held only for this write (see `Store.released`); if a reader
-        holds it, the answers stay buffered and False is returned (the ticker tries again shortly). With
-        `wait_s`, wait that long for the file instead.
+        While sending, the store is shared (see `Store.shared`): when a reader waits for it, it is let go of
+        after this write, and reopened for the next; if a reader holds it, the answers stay buffered and False
+        is returned (the ticker tries again shortly). With `wait_s`, wait that long for the file instead.
         """
         if not self.buffer:
+            self.store.let_go_if_wanted()  # a reader waits, and there is nothing to write: let it in now
             return True
         if not wait_s and time.monotonic() < self._busy_until:
             return False
@@ -500,9 +501,9 @@ async def label_async(config: LabelConfig) -> LabelSummary:
         try:
             with LabelProgress(len(todo), enabled=config.progress, priced=client.price is not None) as progress:
                 run.progress = progress
-                # Other processes (stats, sql, agreement) may open the store while the judge is asked; each
-                # batch holds it only while it commits. Reopened at the end to derive the preferences.
-                with store.released(wait_s=_FINAL_WAIT_S):
+                # Other processes (stats, sql, agreement) may open the store while the judge is asked: once one
+                # waits, each batch holds it only while it commits. Held again at the end to derive preferences.
+                with store.shared(wait_s=_FINAL_WAIT_S):
                     status = await run.send_all(todo) if todo else "finished"
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"  # a second Ctrl-C: what was answered is still written below

@@ -9,14 +9,17 @@ temporary view of the right definition (readers).
 
 Reading while a label run writes. DuckDB lets one process hold a file for writing, and while it does no other
 process may open it at all, not even read-only (measured with DuckDB 2.0: "Could not set lock on file ...
-Conflicting lock is held"); a read-only connection in turn keeps writers out. So a label run does not hold the
-store while it waits on the judge: it releases the file while sending (`Store.released`) and holds it only
-for the moment each batch commits (`Store.briefly`, tens of milliseconds), and every open, reader or writer,
-retries a lock conflict for a bounded time (`LOCK_WAIT_S`) with a short random back-off. `stats`, `sql` and
-`agreement` therefore get in between two batches. A reader that holds the file delays the run's next write,
-not its calls: the batch waits in memory and is written as soon as the file is free. A reader snapshot (a
-copy of the file) was the other option; it is not taken, because a copy made while a batch commits can be
-torn, and the copy costs as much as the store is large.
+Conflicting lock is held"); a read-only connection in turn keeps writers out. So every open, reader or writer,
+retries a lock conflict for a bounded time (`LOCK_WAIT_S`) with a short random back-off, and while it waits it
+leaves a note beside the store (`DB.wanted`, its modification time renewed at every retry). A label run
+shares the file (`Store.shared`): it holds it while nobody waits, and once the note is fresh it lets go of
+the file after each batch commit and whenever its once-a-second write finds nothing to write, reopening it
+only for the commit itself (tens of milliseconds). `stats`, `sql`, `agreement`, `report` and `show`
+therefore get in within about a second. A reader that holds the file delays the run's next write, not its
+calls: the batch waits in memory and is written as soon as the file is free. Letting go of the file always
+(not only when asked) was measured first: reopening it for every batch cost about a fifth of the send rate
+on 2 busy cores. A reader snapshot (a copy of the file) was the other option; it is not taken, because a
+copy made while a batch commits can be torn, and the copy costs as much as the store is large.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -31,7 +35,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from prefgen.errors import PrefgenError
@@ -52,6 +55,8 @@ _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
 # commit at a time (tens of ms); what holds it longer (train, mix --auto) is asked to finish first.
 LOCK_WAIT_S = 15.0
 _LOCK_BACKOFF_S = (0.02, 0.12)  # random, so that several waiting readers do not retry in step
+# A waiting process renews its note at every retry; a label run treats a note this old as gone.
+WANTED_FRESH_S = 2.0
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
@@ -73,7 +78,8 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
     if path != ":memory:":
         _check_is_duckdb(Path(path))
     retrying = Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(wait_s),
-                        wait=wait_random(*_LOCK_BACKOFF_S), reraise=True)
+                        wait=wait_random(*_LOCK_BACKOFF_S), reraise=True,
+                        before_sleep=lambda _: note_wanted(path))
     try:
         return retrying(duckdb.connect, path, read_only=read_only, config=dict(LOCKED_DOWN))
     except (duckdb.IOException, duckdb.PermissionException, duckdb.InvalidInputException) as exc:
@@ -81,6 +87,26 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
             raise _busy(path, str(exc), wait_s) from None
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise PrefgenError(f"{path}: cannot open the database ({first_line})") from None
+
+
+def wanted_note(path: str) -> Path:
+    return Path(f"{path}.wanted")
+
+
+def note_wanted(path: str) -> None:
+    """Tell a label run holding the store that this process waits for it (the note's time is what counts)."""
+    try:
+        wanted_note(path).touch()
+    except OSError:
+        pass  # a store in a folder we cannot write to: the run lets go of the file only between its batches
+
+
+def is_wanted(path: str) -> bool:
+    """Whether a process asked for the file within the last WANTED_FRESH_S seconds."""
+    try:
+        return time.time() - wanted_note(path).stat().st_mtime < WANTED_FRESH_S
+    except OSError:
+        return False
 
 
 def _busy(path: str, message: str, wait_s: float) -> StoreBusy:
@@ -114,6 +140,7 @@ class Store:
         self.read_only = read_only
         if read_only and not Path(self.path).exists():
             raise PrefgenError(f"{self.path}: no such database (run `prefgen label` first, or check --db)")
+        self._sharing = False
         self.con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
         try:
             if not read_only:
@@ -135,31 +162,35 @@ class Store:
         self.con = connect(self.path, read_only=self.read_only, wait_s=wait_s)
 
     @contextlib.contextmanager
-    def released(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-        """Let go of the file for the duration, so that other processes can open it; `briefly` holds it for
-        one write meanwhile. Reopened at the end (waiting up to `wait_s` for a reader to finish)."""
-        if self.path == ":memory:":
-            yield  # nobody else can open it, and closing would lose it
-            return
-        self.close()
+    def shared(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+        """For the duration, hold the file only while no other process waits to open it: once one does (it
+        leaves a note, `wanted_note`), the file is let go of after each write (`briefly`) and when idle
+        (`let_go_if_wanted`), and held again by the first write after the note has gone stale. Held again at
+        the end (waiting up to `wait_s` for a reader to finish)."""
+        self._sharing = self.path != ":memory:"  # nobody else can open that, and closing would lose it
         try:
             yield
         finally:
+            self._sharing = False
             if self.con is None:
                 self._reopen(wait_s)
 
+    def let_go_if_wanted(self) -> None:
+        """Inside `shared`: close the file if another process is waiting to open it."""
+        if self._sharing and self.con is not None and is_wanted(self.path):
+            self.close()
+
     @contextlib.contextmanager
     def briefly(self, wait_s: float = 0.0) -> Iterator[None]:
-        """Inside `released`: hold the file for one write. Raises StoreBusy when it stays held by another
-        process for `wait_s` seconds (0: one try); outside `released` the open connection is used."""
-        if self.con is not None:
-            yield
-            return
-        self._reopen(wait_s)
+        """Inside `shared`: hold the file for one write (reopening it if it was let go of; StoreBusy when another
+        process keeps it for `wait_s` seconds, 0: one try), then let go of it if someone waits. Outside `shared`
+        the open connection is used as it is."""
+        if self.con is None:
+            self._reopen(wait_s)
         try:
             yield
         finally:
-            self.close()
+            self.let_go_if_wanted()
 
     def __enter__(self) -> Store:
         return self
