@@ -121,3 +121,16 @@ def test_score_writes_rewards_next_to_the_input(trained):
     rows = [json.loads(line) for line in (tmp / "candidates.scored.jsonl").read_text().splitlines()]
     assert len(rows[0]["rewards"]) == 2 and rows[0]["best"] in (0, 1)
     assert {"reward_a", "reward_b", "preferred"} <= set(rows[1])
+
+
+def test_scoring_reports_its_progress_chunk_by_chunk_with_the_same_metrics(trained, tmp_path):
+    from prefgen.train.evaluate import evaluate_model
+
+    _, out, _ = trained
+    rows = [{"prompt": f"question {i}?", "chosen": POLITE[i % 4], "rejected": RUDE[i % 4]} for i in range(20)]
+    seen = []
+    watched = evaluate_model(out, rows, tmp_path / "watched", batch_size=2, plots=False,
+                             on_progress=lambda done, total: seen.append((done, total)))
+    plain = evaluate_model(out, rows, tmp_path / "plain", batch_size=2, plots=False)
+    assert seen == [(0, 20), (16, 20), (20, 20)]
+    assert watched.r_chosen == pytest.approx(plain.r_chosen) and watched.metrics["accuracy"] == plain.metrics["accuracy"]

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from prefgen import plots
+# At import, not inside a query: scipy and scikit-learn load before the store is held.
+from prefgen.pipelines.agreement import agreement_summary
 from prefgen.storage import report as rq
 from prefgen.storage import stats as st
 from prefgen.storage.db import Store
@@ -242,18 +244,12 @@ def reward_models_section(d: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _agreement(store: Store) -> dict[str, list[dict[str, Any]]] | None:
-    from prefgen.pipelines.agreement import agreement_summary
-
-    return agreement_summary(store)
-
-
 # Everything the page shows, read in one go: the store is held only while these run, not while plots are drawn.
 QUERIES: dict[str, Callable[[Store], Any]] = {
     "overview": st.overview, "jobs": st.jobs, "runs": rq.runs, "judge_latency": rq.judge_latency,
     "error_reasons": rq.error_reasons, "position_bias": st.position_bias, "consistency": st.consistency,
     "drop_reasons": st.drop_reasons, "confidence_histogram": st.confidence_histogram,
-    "human_overview": rq.human_overview, "agreement": _agreement, "calibrations": rq.calibrations,
+    "human_overview": rq.human_overview, "agreement": agreement_summary, "calibrations": rq.calibrations,
     "mixes": rq.mixes, "mix_trials": rq.mix_trials, "rm_runs": rq.rm_runs, "rm_evals": rq.rm_evals,
 }
 _MISSING = object()  # the query's table is not in this store

@@ -11,15 +11,16 @@ Reading while a label run writes. DuckDB lets one process hold a file for writin
 process may open it at all, not even read-only (measured with DuckDB 2.0: "Could not set lock on file ...
 Conflicting lock is held"); a read-only connection in turn keeps writers out. So every open, reader or writer,
 retries a lock conflict for a bounded time (`LOCK_WAIT_S`) with a short random back-off, and while it waits it
-leaves a note beside the store (`DB.wanted`, its modification time renewed at every retry). A label run
-shares the file (`Store.shared`): it holds it while nobody waits, and once the note is fresh it lets go of
-the file after each batch commit and whenever its once-a-second write finds nothing to write, reopening it
-only for the commit itself (tens of milliseconds). `stats`, `sql`, `agreement`, `report` and `show`
-therefore get in within about a second. A reader that holds the file delays the run's next write, not its
-calls: the batch waits in memory and is written as soon as the file is free. Letting go of the file always
-(not only when asked) was measured first: reopening it for every batch cost about a fifth of the send rate
-on 2 busy cores. A reader snapshot (a copy of the file) was the other option; it is not taken, because a
-copy made while a batch commits can be torn, and the copy costs as much as the store is large.
+leaves a note beside the store (`DB.wanted`, its modification time renewed at every retry). A label run shares
+the file (`Store.shared`): it holds it while nobody waits, and once the note is fresh it lets go of the file
+after each batch commit and whenever its once-a-second write finds nothing to write, reopening it only for the
+commit itself (open, insert, commit, close: a median 0.36 s per 512 answers on 2 cores at load 8, measured).
+`stats`, `sql`, `agreement`, `report` and `show` therefore get in within about a second. A reader that holds the
+file delays the run's next write, not its calls: the batch waits in memory and is written as soon as the file is
+free. Letting go of the file always (not only when asked) was measured first: reopening it for every batch cost
+about a fifth of the send rate on 2 busy cores. A reader snapshot (a copy of the file) was the other option; it
+is not taken, because a copy made while a batch commits can be torn, and the copy costs as much as the store is
+large.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ LOCKED_DOWN = {
 }
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
-# How long an open waits for another process to let go of the file. A label run holds it for one batch
-# commit at a time (tens of ms); what holds it longer (train, mix --auto) is asked to finish first.
+# How long an open waits for another process to let go of the file. A label run lets go within about a second
+# of being asked; what holds it throughout (train, mix --auto) is asked to finish first.
 LOCK_WAIT_S = 15.0
 _LOCK_BACKOFF_S = (0.02, 0.12)  # random, so that several waiting readers do not retry in step
 # A waiting process renews its note at every retry; a label run treats a note this old as gone.
