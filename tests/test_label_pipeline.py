@@ -287,10 +287,10 @@ def test_litellm_judge_labels_through_the_pipeline(files, loopback):
     assert query(files[2], "SELECT DISTINCT backend, confidence_source FROM judgements") == [("litellm", "logprobs")]
 
 
-def label_in_flight(files, loopback, *, pairs: int = 60, requests: int = 40):
+def label_in_flight(files, loopback, *, pairs: int = 60, requests: int = 40, latency_s: float = 0.05):
     """`prefgen label` started as a subprocess, returned once the server has seen `requests` calls."""
     write_pairs(files[1], pairs)
-    loopback.behaviour = Behaviour(truth=truth, latency_s=0.05)
+    loopback.behaviour = Behaviour(truth=truth, latency_s=latency_s)
     command = label_command(files, loopback)
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

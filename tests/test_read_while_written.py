@@ -13,13 +13,14 @@ import pytest
 
 from prefgen.storage.db import Store, StoreBusy, connect
 from tests.loopback_server import Behaviour
-from tests.test_label_pipeline import files, label_command, query, truth, write_pairs  # noqa: F401 (files: a fixture)
+from tests.test_label_pipeline import files, label_in_flight, query, truth, write_pairs  # noqa: F401 (files: a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = 60
 CALLS = PAIRS * 2 * 2  # 2 principles, 2 orders
-# The judge answers slowly while the readers run (a few seconds each on 2 busy cores), then at full speed.
-SLOW = Behaviour(truth=truth, latency_s=0.5)
+# The judge answers slowly while the readers run (seconds each on 2 busy cores, tens under heavy load), then
+# at full speed: 4 calls in flight at 2 s each leave the readers up to 2 minutes.
+SLOW_S = 2.0
 READS = {"stats": ["stats"], "agreement": ["agreement"],
          "sql": ["sql", "SELECT count(*) AS n FROM judgements", "--format", "csv"]}
 
@@ -49,12 +50,8 @@ def test_stats_sql_and_agreement_work_while_label_writes_and_the_store_ends_comp
     write_pairs(pairs, PAIRS)
     assert prefgen("import-human", str(write_human_labels(pairs, tmp_path / "human.jsonl", 30)),
                    "--format", "pairwise", "--db", str(db)).returncode == 0
-    loopback.behaviour = SLOW
-    label = subprocess.Popen(label_command(files, loopback), cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while loopback.request_count < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    label, _ = label_in_flight(files, loopback, pairs=PAIRS, requests=12, latency_s=SLOW_S)
+    time.sleep(1.5)  # the first answers are written (at least once a second)
 
     counts, overlapped = [], 0
     while label.poll() is None and overlapped < 2:
@@ -79,14 +76,8 @@ def test_stats_sql_and_agreement_work_while_label_writes_and_the_store_ends_comp
 
 def test_a_second_label_run_on_the_same_store_is_refused_while_the_first_runs(files, loopback):
     constitution, pairs, db = files
-    write_pairs(pairs, PAIRS)
-    loopback.behaviour = SLOW
-    first = subprocess.Popen(label_command(files, loopback), cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while loopback.request_count < 8 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    second = subprocess.run(label_command(files, loopback), cwd=REPO, capture_output=True, text=True, timeout=120)
+    first, command = label_in_flight(files, loopback, pairs=PAIRS, requests=8, latency_s=SLOW_S)
+    second = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     still_running = first.poll() is None
     loopback.behaviour = Behaviour(truth=truth)
     out, err = first.communicate(timeout=120)
