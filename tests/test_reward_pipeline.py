@@ -133,4 +133,6 @@ def test_scoring_reports_its_progress_chunk_by_chunk_with_the_same_metrics(train
                              on_progress=lambda done, total: seen.append((done, total)))
     plain = evaluate_model(out, rows, tmp_path / "plain", batch_size=2, plots=False)
     assert seen == [(0, 20), (16, 20), (20, 20)]
-    assert watched.r_chosen == pytest.approx(plain.r_chosen) and watched.metrics["accuracy"] == plain.metrics["accuracy"]
+    # Chunks pad batches differently: the same rewards up to float noise.
+    assert watched.r_chosen == pytest.approx(plain.r_chosen, abs=1e-6)
+    assert watched.metrics["accuracy"] == plain.metrics["accuracy"]
