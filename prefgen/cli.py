@@ -435,7 +435,8 @@ def score(model_dir: Path, spec: str | None, responses: str | None, out: str | N
 @DB_OPTION
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write (one self-contained page).")
-def report(db: Path, out: Path) -> None:
+@JSON_OPTION
+def report(db: Path, out: Path, as_json: bool) -> None:
     """One HTML page about the store: jobs, cost, calls/s, position bias, consistency, drops, confidence,
     agreement with humans and calibration, mixes, reward models and their evaluations (plots inlined).
     Reads only, so it works while a label run writes."""
@@ -443,7 +444,8 @@ def report(db: Path, out: Path) -> None:
 
     page = write_report(db, out)
     empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
-    click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})")
+    emit(page, as_json,
+         lambda: click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
 
 
 @cli.command()
@@ -451,7 +453,8 @@ def report(db: Path, out: Path) -> None:
 @DB_OPTION
 @click.option("--wire", is_flag=True,
               help="Print only the request body as JSON: for openai judges, byte for byte what was posted.")
-def show(judgement_id: str, db: Path, wire: bool) -> None:
+@JSON_OPTION
+def show(judgement_id: str, db: Path, wire: bool, as_json: bool) -> None:
     """The request a judgement sent (system and user messages, sampling), rebuilt from the store and checked
     against its request hash, and the answer it got. JUDGEMENT_ID is a request_hash or a unique prefix."""
     from prefgen.pipelines.show import judgement_lines, show_judgement
@@ -460,7 +463,7 @@ def show(judgement_id: str, db: Path, wire: bool) -> None:
     with Store(db, read_only=True) as store:
         shown = show_judgement(store, judgement_id)
     if not wire:
-        click.echo("\n".join(judgement_lines(shown)))
+        emit(shown.record(), as_json, lambda: click.echo("\n".join(judgement_lines(shown))))
         return
     if not shown.verified:
         click.secho("warning: the rebuilt request does not hash to the stored request_hash", fg="yellow", err=True)

@@ -106,3 +106,13 @@ def test_an_unknown_or_too_short_judgement_id_is_one_clear_error(tmp_path, loopb
             show_judgement(store, "ab")
         with pytest.raises(PrefgenError, match="no judgement whose request_hash starts with 'ffffffffff'"):
             show_judgement(store, "ffffffffff")
+
+
+def test_show_json_carries_the_row_the_request_and_the_check(tmp_path, loopback):
+    db = label(tmp_path, loopback, CONSTITUTION, write_pairs(tmp_path / "p.jsonl", 1))
+    first = hashes(db)[0]
+    result = CliRunner().invoke(cli, ["show", first, "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["request_hash"] == first and data["verified"] is True
+    assert json.dumps(data["request"]).encode() in [json.dumps(json.loads(r.raw)).encode() for r in loopback.requests]

@@ -32,6 +32,11 @@ class ShownJudgement:
     params: SamplingParams
     verified: bool  # the rebuilt request hashes to the stored request_hash
 
+    def record(self) -> dict[str, Any]:
+        """For --json: the judgement row, the rebuilt request and whether it hashes to the stored one."""
+        row = {k: v for k, v in self.row.items() if k not in ("constitution", "template")}
+        return {**row, "verified": self.verified, "request": self.wire_body()}
+
     def wire_body(self) -> dict[str, Any]:
         """The JSON body of the request: for `openai` judges exactly what the HTTP transport posts; for the
         other backends the same model, messages and sampling (their SDKs arrange the fields their own way)."""
