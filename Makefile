@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -q -e ".[api,local,test]" "$(TORCH)"
+	$(PIP) install -q -e ".[api,local,test,ray]" "$(TORCH)"
 	touch $@
 
 install: $(VENV)/.installed

@@ -88,7 +88,7 @@ def cli() -> None:
 @option_from_field(LabelConfig, "pairs", "--pairs", "-p")
 @option_from_field(LabelConfig, "judge", "--judge", "-j")
 @DB_OPTION
-@option_from_field(LabelConfig, "api_base", "--api-base")
+@option_from_field(LabelConfig, "api_base", "--api-base", multiple=True)
 @option_from_field(LabelConfig, "api_key", "--api-key", envvar="PREFGEN_API_KEY")
 @option_from_field(LabelConfig, "allow_http_key", "--allow-http-key")
 @option_from_field(LabelConfig, "concurrency", "--concurrency")
@@ -106,6 +106,11 @@ def cli() -> None:
 @option_from_field(LabelConfig, "skip_bad", "--skip-bad")
 @option_from_field(LabelConfig, "dry_run", "--dry-run")
 @option_from_field(LabelConfig, "progress", "--progress")
+@option_from_field(LabelConfig, "chunk_pairs", "--chunk-pairs")
+@option_from_field(LabelConfig, "engine", "--engine")
+@option_from_field(LabelConfig, "address", "--address")
+@option_from_field(LabelConfig, "workers", "--workers")
+@option_from_field(LabelConfig, "shards", "--shards")
 @JSON_OPTION
 def label(as_json: bool, **options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
@@ -125,6 +130,19 @@ def label(as_json: bool, **options) -> None:
     else:
         print_label_summary(summary)
     sys.exit(int(summary.exit_code))
+
+
+@cli.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@DB_OPTION
+def ingest(shards: tuple[Path, ...], db: Path) -> None:
+    """Merge Parquet shards of judgements (files or directories, from `label --engine ray`) into the store by
+    request hash, and derive the preferences of the pairs they answered. Ingesting twice changes nothing."""
+    from prefgen.pipelines.ingest import ingest as ingest_shards
+
+    summary = ingest_shards(db, list(shards))
+    click.echo(f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
+               f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)")
 
 
 @cli.command()
@@ -356,18 +374,26 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @option_from_field(TrainConfig, "ensemble", "--ensemble")
 @option_from_field(TrainConfig, "logging_steps", "--logging-steps")
 @option_from_field(TrainConfig, "seed", "--seed")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel on this many processes of this machine (GPUs, or CPU with gloo) under "
+                   "accelerate; worth it with --method full or lora (the head method gains nothing).")
+@click.option("--config-json", hidden=True, default=None, help="The whole config as JSON (used by --processes).")
 @JSON_OPTION
-def train(db: Path, mix_name: str, quick: bool, as_json: bool, **options) -> None:
+def train(db: Path, mix_name: str, quick: bool, processes: int, config_json: str | None, as_json: bool,
+          **options) -> None:
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
     there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
+    from prefgen.pipelines.parallel_train import run_training
     from prefgen.pipelines.report import train_summary_lines
-    from prefgen.pipelines.reward import train_from_mix
-    from prefgen.storage.db import Store
 
-    config = config_from_options(TrainConfig, **{**options, **({"method": "full", "pooling": "model"} if quick else {})})
-    with Store(db) as store:
-        outcome = train_from_mix(store, mix_name, config)
-    emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
+    if config_json is not None:
+        config = TrainConfig.model_validate_json(config_json)
+    else:
+        config = config_from_options(TrainConfig, **{**options, **({"method": "full", "pooling": "model"}
+                                                                    if quick else {})})
+    outcome = run_training(db, mix_name, config, processes)
+    if outcome is not None:  # None in the launching process and in every process but the first
+        emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
 
 
 @cli.command("eval")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from prefgen.judge.swap import DEFAULT_THRESHOLD
 
@@ -28,7 +28,9 @@ class LabelConfig(BaseModel):
     db: Path = Field(default=Path("prefgen.duckdb"),
                      description="DuckDB file holding every judgement, label, mix and run.")
     api_base: str | None = Field(default=None,
-                                 description="Base URL of an OpenAI-compatible or Anthropic-compatible server.")
+                                 description="Base URL of an OpenAI-compatible or Anthropic-compatible server; "
+                                             "repeat it (or give a comma-separated list) to use a fleet of "
+                                             "servers of one model in turn.")
     api_key: str | None = Field(default=None, description="API key (default: the provider's usual environment "
                                                           "variable).")
     concurrency: int = Field(default=16, ge=1, description="Judge calls in flight at once.")
@@ -59,6 +61,24 @@ class LabelConfig(BaseModel):
     skip_bad: bool = Field(default=False, description="Skip invalid rows (reported) instead of failing.")
     dry_run: bool = Field(default=False, description="Estimate calls, tokens and cost; send nothing.")
     progress: bool = Field(default=True, description="Show a progress bar.")
+    chunk_pairs: int = Field(default=2048, ge=1, description="Pairs planned, sent and written at a time: what "
+                                                            "bounds memory, whatever the size of the input.")
+    engine: Literal["local", "ray"] = Field(default="local", description="local: one process (asyncio); ray: "
+                                            "Ray workers write Parquet shards, merged into --db at the end.")
+    address: str | None = Field(default=None, description="Ray cluster address (--engine ray; default: start a "
+                                                          "local Ray instance).")
+    workers: int = Field(default=2, ge=1, description="Ray workers (--engine ray), each with --concurrency calls "
+                                                      "in flight.")
+    shards: Path | None = Field(default=None, description="Directory of the Parquet shards (--engine ray; "
+                                                          "default: DB.shards/ beside the store).")
+
+    @field_validator("api_base", mode="before")
+    @classmethod
+    def _one_or_many_api_bases(cls, value: object) -> object:
+        # --api-base given several times arrives as a tuple: kept as one comma-separated list.
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value) or None
+        return value
 
 
 class QueryOutput(BaseModel):

@@ -2,12 +2,14 @@
 
 Every reader yields (location, row) so that an error can name the line (or row) it came from.
 Files are read and validated whole before anything is written, so bad input never half-writes a store.
+Readers stream (a line, a Parquet row group, a fetch of rows at a time), so a pass over millions of pairs
+holds one batch in memory, not the file; only a JSON array is parsed whole (use JSON Lines for large inputs).
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +75,22 @@ def _decode(path: Path) -> str:
                          hint="re-encode the file as UTF-8") from None
 
 
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file, one line at a time (a byte-order mark is dropped)."""
+    offset = 0
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(path, f"not UTF-8 (invalid byte at offset {offset + exc.start})", line=number,
+                                 hint="re-encode the file as UTF-8") from None
+            offset += len(raw)
+            yield number, text.rstrip("\r\n")
+
+
 def _jsonl_rows(path: Path) -> Iterator[Row]:
-    for number, line in enumerate(_decode(path).splitlines(), start=1):
+    for number, line in _text_lines(path):
         if not line.strip():
             continue
         try:
@@ -89,12 +105,13 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
 
 def _json_rows(path: Path) -> Iterator[Row]:
     """A .json file is a JSON array of objects (rows numbered from 1), or JSON Lines under another name."""
-    text = _decode(path)
-    if not text.lstrip().startswith("["):
+    with path.open("rb") as f:
+        is_array = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+    if not is_array:
         yield from _jsonl_rows(path)
         return
     try:
-        data = orjson.loads(text)
+        data = orjson.loads(_decode(path))
     except orjson.JSONDecodeError as exc:
         raise InputError(path, f"not valid JSON ({exc})", hint="a .json file holds one array of objects") from None
     for number, item in enumerate(data, start=1):
@@ -108,21 +125,30 @@ _EXTRA_FIELDS = "\x00extra"
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
-    reader = csv.DictReader(io.StringIO(_decode(path), newline=""), restkey=_EXTRA_FIELDS)
-    for row in reader:
-        if _EXTRA_FIELDS in row:
-            extra = len(row[_EXTRA_FIELDS])
-            raise InputError(path, f"{extra} more field(s) than the header's {len(reader.fieldnames or ())}",
-                             line=reader.line_num, hint="quote fields that contain commas, or fix the header")
-        yield Row(reader.line_num, dict(row))
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f, restkey=_EXTRA_FIELDS)
+        try:
+            for row in reader:
+                if _EXTRA_FIELDS in row:
+                    extra = len(row[_EXTRA_FIELDS])
+                    raise InputError(path, f"{extra} more field(s) than the header's {len(reader.fieldnames or ())}",
+                                     line=reader.line_num, hint="quote fields that contain commas, or fix the header")
+                yield Row(reader.line_num, dict(row))
+        except UnicodeDecodeError:
+            raise InputError(path, "not UTF-8", line=reader.line_num + 1, hint="re-encode the file as UTF-8") from None
+
+
+_READ_BATCH = 4096  # rows per Parquet batch or DuckDB fetch
 
 
 def _parquet_rows(path: Path) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    for number, data in enumerate(table.to_pylist(), start=1):
-        yield Row(number, data)
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_READ_BATCH):
+        for data in batch.to_pylist():
+            number += 1
+            yield Row(number, data)
 
 
 def _dataset_rows(path: Path) -> Iterator[Row]:
@@ -156,9 +182,14 @@ def _duckdb_rows(path: Path, table: str) -> Iterator[Row]:
     except duckdb.CatalogException as exc:
         raise InputError(path, f"no table {table!r} ({exc})") from None
     names = [d[0] for d in cur.description]
-    for number, values in enumerate(cur.fetchall(), start=1):
-        yield Row(number, dict(zip(names, values)))
-    con.close()
+    number = 0
+    try:
+        while rows := cur.fetchmany(_READ_BATCH):
+            for values in rows:
+                number += 1
+                yield Row(number, dict(zip(names, values)))
+    finally:
+        con.close()
 
 
 CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -191,6 +222,46 @@ class PairsRead:
     pairs: list[Pair]
     duplicates: int = 0
     skipped: list[str] = field(default_factory=list)  # rendered errors of rows skipped with --skip-bad
+    count: int = 0  # unique valid pairs seen (a streamed read keeps the count, not the pairs)
+    last_line: int | None = None  # with a limit: the row where it was reached
+
+
+class SeenIds:
+    """The content-hash ids met so far, at 16 bytes each: a sorted numpy array, merged a batch at a time.
+
+    A Python set of id strings costs about 150 bytes an id, which at millions of pairs is the largest thing
+    a streamed read would hold. Ids are digested to 128 bits (as the ids themselves are), so a false
+    duplicate is as unlikely as a collision of the ids.
+    """
+
+    _MERGE_EVERY = 8192
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self._np = np
+        self._sorted = np.empty(0, dtype="S16")
+        self._recent: set[bytes] = set()
+
+    def add(self, pair_id: str) -> bool:
+        """Record `pair_id`; False when it was met before."""
+        key = hashlib.blake2b(pair_id.encode(), digest_size=16).digest()
+        if key in self._recent or self._in_sorted(key):
+            return False
+        self._recent.add(key)
+        if len(self._recent) >= self._MERGE_EVERY:
+            self._merge()
+        return True
+
+    def _in_sorted(self, key: bytes) -> bool:
+        i = int(self._np.searchsorted(self._sorted, key))
+        return i < len(self._sorted) and self._sorted[i] == key
+
+    def _merge(self) -> None:
+        np = self._np
+        new = np.sort(np.array(list(self._recent), dtype="S16"))
+        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, new), new)
+        self._recent.clear()
 
 
 def pair_from_row(row: Row, path: str, source: str) -> Pair:
@@ -226,27 +297,48 @@ def _jsonable(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value, default=str))
 
 
-def read_pairs(spec: str | Path, *, limit: int | None = None, skip_bad: bool = False) -> PairsRead:
-    """All pairs of an input, validated, canonicalised and de-duplicated (first occurrence wins)."""
+def iter_pairs(spec: str | Path, tally: PairsRead, *, limit: int | None = None,
+               skip_bad: bool = False) -> Iterator[Pair]:
+    """The valid pairs of an input, canonicalised and de-duplicated (first occurrence wins), one at a time;
+    `tally` counts them, the duplicates and the skipped rows as they go by."""
     path = str(spec)
     source = Path(path).name
-    result = PairsRead([])
-    seen: set[str] = set()
+    seen = SeenIds()
     for row in read_rows(spec):
         try:
             pair = pair_from_row(row, path, source)
         except InputError as exc:
             if not skip_bad:
                 raise
-            result.skipped.append(exc.render())
+            tally.skipped.append(exc.render())
             continue
-        if pair.id in seen:
-            result.duplicates += 1
+        if not seen.add(pair.id):
+            tally.duplicates += 1
             continue
-        seen.add(pair.id)
-        result.pairs.append(pair)
-        if limit is not None and len(result.pairs) >= limit:
+        tally.count += 1
+        yield pair
+        if limit is not None and tally.count >= limit:
+            tally.last_line = row.line
             break
-    if not result.pairs:
+    if not tally.count:
         raise InputError(path, "no pairs to label", hint="the input is empty or every row was skipped")
+
+
+def pair_batches(spec: str | Path, tally: PairsRead, size: int, *, limit: int | None = None,
+                 skip_bad: bool = False) -> Iterator[list[Pair]]:
+    """`iter_pairs` in lists of `size`: what a pipeline plans, sends and writes at a time."""
+    batch: list[Pair] = []
+    for pair in iter_pairs(spec, tally, limit=limit, skip_bad=skip_bad):
+        batch.append(pair)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def read_pairs(spec: str | Path, *, limit: int | None = None, skip_bad: bool = False) -> PairsRead:
+    """All pairs of an input in a list (for inputs that fit in memory; pipelines stream `pair_batches`)."""
+    result = PairsRead([])
+    result.pairs = list(iter_pairs(spec, result, limit=limit, skip_bad=skip_bad))
     return result

@@ -1,9 +1,10 @@
 """`prefgen label`: judge every (pair, principle) in both orders, store every call, derive preferences.
 
-Flow: read and validate everything first (nothing is written for bad input) -> plan every request and its
-hash -> skip what the store already answered -> send the rest with bounded concurrency, a cost budget and
-retries -> write judgements in batches -> derive per-principle and per-pair preferences from the answers.
-Re-running the same command resumes: a stored answer is never asked (or paid for) twice.
+Flow: read and validate everything first (nothing is written for bad input) -> then, a chunk of pairs at a
+time: plan every request and its hash -> skip what the store already answered -> send the rest with bounded
+concurrency, a cost budget and retries -> write judgements in batches -> derive per-principle and per-pair
+preferences from the answers. Re-running the same command resumes: a stored answer is never asked (or paid
+for) twice. Both passes stream the input, so memory holds one chunk (`--chunk-pairs`), not the input.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,17 @@ from prefgen.errors import ExitCode, PrefgenError
 from prefgen.hashing import content_hash
 from prefgen.judge.base import JUDGE_ERROR, PARSE_ERROR, SOURCE_VERDICT, Verdict
 from prefgen.judge.core import JudgeClient
+from prefgen.judge.fleet import Fleet, split_api_bases
 from prefgen.judge.diagnose import failure_kind, what_to_check
 from prefgen.judge.pricing import resolve_price
 from prefgen.judge.prompts import make_template
 from prefgen.judge.registry import make_backend, parse_spec
 from prefgen.judge.swap import both_orders, pair_preference, preference, swap_answers
 from prefgen.pipelines.configs import LabelConfig
-from prefgen.pipelines.inputs import PairsRead, read_pairs
+from prefgen.pipelines.inputs import PairsRead, iter_pairs, pair_batches
 from prefgen.pipelines.progress import LabelProgress
 from prefgen.pipelines.sync import run_coroutine
-from prefgen.records import Answer, Judgement, Pair, SwapResult
+from prefgen.records import Answer, Judgement, Pair, PairPreference, Preference, SwapResult
 from prefgen.redact import redact
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import LOCK_WAIT_S, Store, StoreBusy
@@ -205,23 +207,29 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
 
 
 class LabelRun:
-    """One invocation of the label pipeline over an open store."""
+    """One invocation of the label pipeline over an open store, fed a chunk of pairs at a time (`plan`).
 
-    def __init__(self, config: LabelConfig, store: Store, client: JudgeClient, constitution: Constitution,
-                 pairs: list[Pair], job_id: str) -> None:
+    `write` stores a batch of judgement rows with the run's progress (calls sent, spend): the store by
+    default, Parquet shards in a Ray worker. `budget` is the job's `Budget` (a Ray worker's draws on a budget
+    shared by every worker)."""
+
+    def __init__(self, config: LabelConfig, store: Store | None, client: JudgeClient, constitution: Constitution,
+                 job_id: str, *, run_id: str | None = None, budget: Budget | None = None,
+                 write: Callable[[list[Judgement], tuple[str, int, float]], object] | None = None) -> None:
         self.config = config
         self.store = store
         self.client = client
         self.constitution = constitution
         self._constitution_id = constitution.id  # a content hash over the whole model: once, not per judgement
-        self.pairs = pairs
         self.job_id = job_id
-        self.run_id = f"run-{uuid.uuid4().hex[:12]}"
-        self.tasks = plan_tasks(client, constitution, pairs)
-        self.answers: dict[str, Answer] = {}
-        self.buffer: list[Judgement] = []
-        self.budget = Budget(config.max_cost, already=labels_sql.job_spend(store, job_id))
+        self.run_id = run_id or f"run-{uuid.uuid4().hex[:12]}"
+        self.write = write or (lambda rows, progress: labels_sql.save_judgements(store, rows, run=progress))
+        self.budget = budget or Budget(config.max_cost, already=labels_sql.job_spend(store, job_id))
         self.stop = asyncio.Event()
+        self.buffer: list[Judgement] = []
+        self.pairs = 0
+        self.planned = 0
+        self.cached = 0
         self.sent = 0
         self.errors = 0
         self.parse_errors = 0
@@ -230,16 +238,31 @@ class LabelRun:
         self.tokens_out = 0
         self.kept = 0
         self.decided = 0
-        self._pending_orders: dict[tuple[str, str], int] = {}
-        self._order_hashes: dict[tuple[str, str], dict[str, str]] = {}
-        for task in self.tasks:
-            self._order_hashes.setdefault((task.pair_id, task.principle_id), {})[task.ordering] = task.request_hash
         self.progress: LabelProgress | None = None
         self._busy_until = 0.0  # a write found the store held by a reader: no new try before then
+        self._chunk_done = True
+        self.tasks: list[Task] = []
+        self.answers: dict[str, Answer] = {}
+        self._order_hashes: dict[tuple[str, str], dict[str, str]] = {}
 
     # -- planning -----------------------------------------------------------------------------------------
-    def tasks_to_send(self) -> list[Task]:
-        stored = labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks])
+    def plan(self, pairs: list[Pair]) -> list[Task]:
+        """Plan the calls of one chunk of pairs; the previous chunk's tasks and answers are let go."""
+        self.tasks = plan_tasks(self.client, self.constitution, pairs)
+        self.answers = {}
+        self._order_hashes = {}
+        for task in self.tasks:
+            self._order_hashes.setdefault((task.pair_id, task.principle_id), {})[task.ordering] = task.request_hash
+        self.pairs += len(pairs)
+        self.planned += len(self.tasks)
+        self._chunk_done = False
+        return self.tasks
+
+    def tasks_to_send(self, stored: dict[str, Answer] | None = None) -> list[Task]:
+        """The chunk's calls that have no answer yet. `stored`: the answers known for its hashes (default: the
+        store's)."""
+        if stored is None:
+            stored = labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks])
         for h, answer in stored.items():
             if answer.status != JUDGE_ERROR:  # a stored judge error is asked again; any answer is not
                 self.answers[h] = answer
@@ -247,7 +270,32 @@ class LabelRun:
         for task in self.tasks:
             if task.request_hash not in self.answers:
                 unique.setdefault(task.request_hash, task)
+        self.cached += len(self.tasks) - len(unique)
+        if self.progress:
+            self.progress.discount(len(self.tasks) - len(unique))
         return list(unique.values())
+
+    async def label_chunks(self, chunks: Iterable[list[Pair]]) -> str:
+        """Plan, send, write and derive each chunk in turn; stops at the chunk where the budget ran out or the
+        user pressed Ctrl-C (its answers are written and its preferences derived by `finish_chunk`)."""
+        for pairs in chunks:
+            self.plan(pairs)
+            with self.store.briefly(_FINAL_WAIT_S):  # a reader may hold the store between batches
+                labels_sql.save_pairs(self.store, pairs)
+                todo = self.tasks_to_send()
+            status = await self.send_all(todo) if todo else "finished"
+            if status != "finished":
+                return status
+            self.finish_chunk()
+        return "finished"
+
+    def finish_chunk(self) -> None:
+        """Write what is answered and derive the chunk's preferences (once)."""
+        self.flush(wait_s=_FINAL_WAIT_S)
+        if not self._chunk_done:
+            with self.store.briefly(_FINAL_WAIT_S):
+                self.derive_preferences()
+            self._chunk_done = True
 
     # -- sending ------------------------------------------------------------------------------------------
     async def send_all(self, todo: list[Task]) -> str:
@@ -357,7 +405,7 @@ class LabelRun:
             return False
         try:
             with self.store.briefly(wait_s):
-                labels_sql.save_judgements(self.store, self.buffer, run=(self.run_id, self.sent, self.budget.spent))
+                self.write(self.buffer, (self.run_id, self.sent, self.budget.spent))
         except StoreBusy:
             if wait_s:
                 raise
@@ -377,16 +425,27 @@ class LabelRun:
             h: a for h, a in labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks]).items()
             if a.status == JUDGE_ERROR
         } | self.answers
-        prefs = []
-        by_pair: dict[str, list[tuple[SwapResult, float]]] = {}
-        for (pair_id, principle_id), hashes in self._order_hashes.items():
-            pref = preference(self.job_id, pair_id, principle_id, answers.get(hashes["ab"]), answers.get(hashes["ba"]),
-                              self.config.threshold)
-            prefs.append(pref)
-            by_pair.setdefault(pair_id, []).append((pref, self.constitution.principle(principle_id).weight))
-        pair_prefs = [pair_preference(self.job_id, pair_id, results, self.config.threshold)
-                      for pair_id, results in by_pair.items()]
+        orders = {key: (answers.get(hashes["ab"]), answers.get(hashes["ba"]))
+                  for key, hashes in self._order_hashes.items()}
+        prefs, pair_prefs = preferences_from_answers(
+            self.job_id, orders, lambda principle_id: self.constitution.principle(principle_id).weight,
+            self.config.threshold)
         labels_sql.save_preferences(self.store, prefs, pair_prefs)
+
+
+def preferences_from_answers(job_id: str, orders: dict[tuple[str, str], tuple[Answer | None, Answer | None]],
+                             weight: Callable[[str], float], threshold: float
+                             ) -> tuple[list[Preference], list[PairPreference]]:
+    """The preferences of (pair, principle) -> (answer A/B, answer B/A), and of each pair over its principles
+    (weighted by `weight(principle_id)`): what a run derives, and `prefgen ingest` too."""
+    prefs = []
+    by_pair: dict[str, list[tuple[SwapResult, float]]] = {}
+    for (pair_id, principle_id), (ab, ba) in orders.items():
+        pref = preference(job_id, pair_id, principle_id, ab, ba, threshold)
+        prefs.append(pref)
+        by_pair.setdefault(pair_id, []).append((pref, weight(principle_id)))
+    pair_prefs = [pair_preference(job_id, pair_id, results, threshold) for pair_id, results in by_pair.items()]
+    return prefs, pair_prefs
 
 
 class _CtrlC:
@@ -433,9 +492,13 @@ class _CtrlC:
 def build_client(config: LabelConfig, constitution: Constitution) -> tuple[JudgeClient, str]:
     spec = parse_spec(config.judge)
     # Every setting on offer; each backend takes the ones it declares (`Backend.options`).
-    backend = make_backend(spec, api_base=config.api_base, api_key=config.api_key, timeout=config.timeout_s,
-                           concurrency=config.concurrency, transport=config.transport, batch_size=config.batch_size,
-                           allow_http_key=config.allow_http_key)
+    settings = dict(api_key=config.api_key, timeout=config.timeout_s, concurrency=config.concurrency,
+                    transport=config.transport, batch_size=config.batch_size, allow_http_key=config.allow_http_key)
+    bases = split_api_bases(config.api_base)
+    if len(bases) > 1:
+        backend = Fleet([make_backend(spec, api_base=base, **settings) for base in bases])
+    else:
+        backend = make_backend(spec, api_base=config.api_base, **settings)
     template = make_template(constitution.judge_template, config.mode)
     params = template.sampling(samples=config.samples)
     if not backend.supports_logprobs and params.logprobs:
@@ -451,72 +514,104 @@ def build_client(config: LabelConfig, constitution: Constitution) -> tuple[Judge
     return client, spec.text
 
 
-def load_inputs(config: LabelConfig) -> tuple[Constitution, PairsRead]:
+def count_planned_calls(config: LabelConfig, constitution: Constitution) -> tuple[PairsRead, int]:
+    """The first pass: every row validated (so bad input writes nothing) and the calls counted, for the
+    progress bar's total, without keeping the pairs."""
+    tally = PairsRead([])
+    calls = 0
+    for pair in iter_pairs(config.pairs, tally, limit=config.limit, skip_bad=config.skip_bad):
+        calls += 2 * len(sample_principles(constitution, pair.id))
+    return tally, calls
+
+
+def chunks_of(config: LabelConfig, tally: PairsRead) -> Iterator[list[Pair]]:
+    return pair_batches(config.pairs, tally, config.chunk_pairs, limit=config.limit, skip_bad=config.skip_bad)
+
+
+@dataclass
+class DryRunEstimate:
+    """Calls, tokens and cost of what a run would send, added up a chunk at a time."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_max: float = 0.0
+
+    def add(self, client: JudgeClient, todo: list[Task]) -> None:
+        self.calls += len(todo)
+        self.tokens_in += sum(estimate_tokens(t.messages) for t in todo)
+        self.tokens_out += len(todo) * client.params.max_tokens * client.params.n
+        if client.price:
+            self.cost_max += sum(client.upper_bound_cost(t.messages) for t in todo)
+
+    def as_dict(self, client: JudgeClient) -> dict[str, Any]:
+        price = client.price
+        return {
+            "calls": self.calls,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost": price.cost(self.tokens_in, self.tokens_out) if price else None,
+            # What --max-cost reserves: the most these calls can cost (one token per byte in, max_tokens out).
+            "cost_max": self.cost_max if price else None,
+            "priced": price is not None,
+        }
+
+
+def label_identity(config: LabelConfig) -> tuple[Constitution, JudgeClient, str, str, str]:
+    """(constitution, client, judge spec, confidence mode, job id): what the single-process and Ray paths share."""
     constitution = load_constitution(config.constitution)
-    return constitution, read_pairs(config.pairs, limit=config.limit, skip_bad=config.skip_bad)
-
-
-def dry_run_estimate(run: LabelRun, todo: list[Task]) -> dict[str, Any]:
-    tokens_in = sum(estimate_tokens(t.messages) for t in todo)
-    tokens_out = len(todo) * run.client.params.max_tokens * run.client.params.n
-    price = run.client.price
-    return {
-        "calls": len(todo),
-        "tokens_in": tokens_in,
-        "tokens_out": tokens_out,
-        "cost": price.cost(tokens_in, tokens_out) if price else None,
-        # What --max-cost reserves: the most these calls can cost (one token per byte in, max_tokens out).
-        "cost_max": sum(run.client.upper_bound_cost(t.messages) for t in todo) if price else None,
-        "priced": price is not None,
-    }
-
-
-async def label_async(config: LabelConfig) -> LabelSummary:
-    constitution, read = load_inputs(config)
     client, spec_text = build_client(config, constitution)
     mode = confidence_mode(config, client.backend.supports_logprobs)
     job_id = content_hash(["label-job", constitution.id, client.identity, mode], length=16)
+    return constitution, client, spec_text, mode, job_id
+
+
+async def label_async(config: LabelConfig) -> LabelSummary:
+    constitution, client, spec_text, mode, job_id = label_identity(config)
     for warning in start_warnings(config, mode, spec_text):
         log.warning(warning)
     started = time.perf_counter()
+    first, calls = (None, 0) if config.dry_run else count_planned_calls(config, constitution)
     # A dry run against a store that does not exist yet uses an empty one in memory: nothing is cached.
     dry_and_new = config.dry_run and not config.db.exists()
     store = Store(":memory:" if dry_and_new else config.db)
     run_lock = None
     try:
-        run = LabelRun(config, store, client, constitution, read.pairs, job_id)
-        todo = run.tasks_to_send()
-        cached = len(run.tasks) - len(todo)
-        log.info("job %s: %d pairs, %d calls planned, %d already stored, %d to send (concurrency %d)", job_id,
-                 len(read.pairs), len(run.tasks), cached, len(todo), config.concurrency)
+        run = LabelRun(config, store, client, constitution, job_id)
+        read = PairsRead([])
         if config.dry_run:
-            return _summary(run, "dry_run", cached, started, estimated=dry_run_estimate(run, todo), read=read)
+            estimate = DryRunEstimate()
+            for pairs in chunks_of(config, read):
+                run.plan(pairs)
+                estimate.add(client, run.tasks_to_send())
+            return label_summary(run, "dry_run", started, estimated=estimate.as_dict(client), read=read)
+        log.info("job %s: %d pairs, %d calls planned (concurrency %d)", job_id, first.count, calls,
+                 config.concurrency)
         run_lock = hold_run_lock(config.db)
-        _save_inputs(store, config, constitution, read.pairs, job_record(job_id, constitution, spec_text, client, mode))
+        save_inputs(store, config, constitution, job_record(job_id, constitution, spec_text, client, mode))
         labels_sql.mark_interrupted_runs(store)  # a run still 'running' while we hold the run lock was killed
         labels_sql.start_run(store, run_id=run.run_id, job_id=job_id, command="label",
                      args=config.model_dump(mode="json", exclude={"api_key"}))
         status = "failed"
         ctrl_c = _CtrlC(run.stop).install()
         try:
-            with LabelProgress(len(todo), enabled=config.progress, priced=client.price is not None) as progress:
+            with LabelProgress(calls, enabled=config.progress, priced=client.price is not None) as progress:
                 run.progress = progress
                 # Other processes (stats, sql, agreement) may open the store while the judge is asked: once one
                 # waits, each batch holds it only while it commits. Held again at the end to derive preferences.
                 with store.shared(wait_s=_FINAL_WAIT_S):
-                    status = await run.send_all(todo) if todo else "finished"
+                    status = await run.label_chunks(chunks_of(config, read))
         except (KeyboardInterrupt, asyncio.CancelledError):
             status = "interrupted"  # a second Ctrl-C: what was answered is still written below
             raise
         finally:
             ctrl_c.finishing = True
-            run.flush(wait_s=_FINAL_WAIT_S)
-            run.derive_preferences()
-            labels_sql.finish_run(store, run.run_id, status=status, n_pairs=len(read.pairs),
-                          n_calls_planned=len(run.tasks), n_calls_cached=cached, n_calls_sent=run.sent,
+            run.finish_chunk()
+            labels_sql.finish_run(store, run.run_id, status=status, n_pairs=first.count,
+                          n_calls_planned=calls, n_calls_cached=run.cached, n_calls_sent=run.sent,
                           cost=run.budget.spent)
         try:
-            return _summary(run, status, cached, started, read=read)
+            return label_summary(run, status, started, read=first, planned=calls)
         finally:
             ctrl_c.remove()
     finally:
@@ -572,27 +667,26 @@ def outcome_warnings(config: LabelConfig, mode: str, sources: dict[str, int], pa
     return warnings
 
 
-def _save_inputs(store: Store, config: LabelConfig, constitution: Constitution, pairs: list[Pair],
-                 job: dict[str, Any]) -> None:
+def save_inputs(store: Store, config: LabelConfig, constitution: Constitution, job: dict[str, Any]) -> None:
     labels_sql.save_constitution(
         store, cid=constitution.id, name=constitution.name, version=str(constitution.version),
         source=str(config.constitution), body=constitution.model_dump(mode="json"),
         principles=[p.model_dump() | {"principle_id": p.id} for p in constitution.principles],
     )
-    labels_sql.save_pairs(store, pairs)
     labels_sql.save_job(store, job)
 
 
-def _summary(run: LabelRun, status: str, cached: int, started: float,
-             estimated: dict[str, Any] | None = None, read: PairsRead | None = None) -> LabelSummary:
+def label_summary(run: LabelRun, status: str, started: float, estimated: dict[str, Any] | None = None,
+             read: PairsRead | None = None, planned: int | None = None) -> LabelSummary:
     counts = labels_sql.job_summary(run.store, run.job_id) if estimated is None else {}
     bias = labels_sql.job_position_stats(run.store, run.job_id) if estimated is None else {}
     failures = labels_sql.run_failures(run.store, run.run_id) if estimated is None else []
     sources = labels_sql.run_confidence_sources(run.store, run.run_id) if estimated is None else {}
     mode = confidence_mode(run.config, run.client.backend.supports_logprobs)
     return LabelSummary(
-        run_id=run.run_id, job_id=run.job_id, status=status, pairs=len(run.pairs),
-        calls_planned=len(run.tasks), calls_cached=cached, calls_sent=run.sent, judge_errors=run.errors,
+        run_id=run.run_id, job_id=run.job_id, status=status, pairs=read.count if read else run.pairs,
+        calls_planned=run.planned if planned is None else planned, calls_cached=run.cached,
+        calls_sent=run.sent, judge_errors=run.errors,
         tokens_in=run.tokens_in, tokens_out=run.tokens_out, cost=run.budget.spent,
         elapsed_s=time.perf_counter() - started, kept_pairs=counts.get("kept_pairs", 0),
         kept_preferences=counts.get("kept_preferences", 0), preferences=counts.get("preferences", 0),
@@ -624,6 +718,10 @@ def run_label(config: LabelConfig) -> LabelSummary:
     """Synchronous entry point (the CLI, tests and notebooks call this). A second Ctrl-C ends in
     KeyboardInterrupt after everything answered is written. Inside a running event loop (Jupyter) the run
     gets its own loop in a worker thread; `await label_async(config)` is the async variant."""
+    if config.engine == "ray":
+        from prefgen.pipelines.label_ray import run_label_ray
+
+        return run_label_ray(config)
     try:
         return run_coroutine(label_async(config))
     except asyncio.CancelledError:

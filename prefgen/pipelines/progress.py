@@ -36,6 +36,12 @@ class LabelProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
+    def discount(self, calls: int) -> None:
+        """Calls found answered already (known a chunk at a time): they leave the total."""
+        if self.enabled and calls:
+            self.total -= calls
+            self._progress.update(self._task, total=self.total)
+
     def advance(self, sent: int, cost: float, kept: int, decided: int) -> None:
         if not self.enabled:
             return

@@ -212,3 +212,30 @@ def run_confidence_sources(store: Store, run_id: str) -> dict[str, int]:
         "SELECT confidence_source, count(*) FROM judgements WHERE run_id = ? AND status = 'ok' GROUP BY 1",
         [run_id],
     ).fetchall())
+
+
+def job_threshold(store: Store, job_id: str) -> float | None:
+    """The --threshold of the job's latest label run (its stored arguments), or None."""
+    rows = store.con.execute(
+        """SELECT TRY_CAST(json_extract_string(args, '$.threshold') AS DOUBLE) FROM runs
+           WHERE job_id = ? AND command = 'label' ORDER BY started_at DESC LIMIT 1""",
+        [job_id],
+    ).fetchall()
+    return rows[0][0] if rows else None
+
+
+def job_pair_answers(store: Store, job_id: str, pair_ids: Sequence[str]) -> list[tuple[str, str, str, float, Answer]]:
+    """(pair, principle, order, principle weight, answer) of every stored judgement of the job for these pairs."""
+    store.con.register("_wanted_pairs", pa.table({"pair_id": pa.array(pair_ids, pa.string())}))
+    try:
+        rows = store.con.execute(
+            """SELECT j.pair_id, j.principle_id, j.ordering, p.weight, j.status, j.p_first, j.confidence_source
+               FROM judgements j JOIN _wanted_pairs USING (pair_id)
+               JOIN principles p ON p.constitution_id = j.constitution_id AND p.principle_id = j.principle_id
+               WHERE j.job_id = ?""",
+            [job_id],
+        ).fetchall()
+    finally:
+        store.con.unregister("_wanted_pairs")
+    return [(pair, principle, order, weight, Answer(status, p, src))
+            for pair, principle, order, weight, status, p, src in rows]

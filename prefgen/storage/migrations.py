@@ -417,3 +417,9 @@ def m009_routing_and_declared_splits(con: duckdb.DuckDBPyConnection) -> None:
             FROM route_items GROUP BY pair_id;
         """
     )
+
+
+@migration
+def m010_rm_run_world_size(con: duckdb.DuckDBPyConnection) -> None:
+    # Processes that trained the model data-parallel (`prefgen train --processes N`, `accelerate launch`).
+    con.execute("ALTER TABLE rm_runs ADD COLUMN world_size INTEGER DEFAULT 1")

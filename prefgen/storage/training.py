@@ -77,3 +77,7 @@ def card_data_of_checkpoint(store: Store, checkpoint_path: str) -> dict[str, Any
         "ORDER BY started_at DESC LIMIT 1", [checkpoint_path]
     ).fetchone()
     return (json.loads(row[0]) or {}).get("card") if row and row[0] else None
+
+
+def record_world_size(store: Store, run_id: str, world_size: int) -> None:
+    store.con.execute("UPDATE rm_runs SET world_size = ? WHERE run_id = ?", [world_size, run_id])

@@ -48,6 +48,7 @@ class TrainResult:
     config: dict[str, Any]
     scores: list[tuple[float, float]] | None = field(default=None, repr=False)  # of `score_rows`
     record: dict[str, Any] = field(default_factory=dict, repr=False)  # what prefgen_train.json holds
+    world_size: int = 1  # processes that trained data-parallel (accelerate launch)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -440,6 +441,7 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         pairs_per_s=round(pairs_seen / runtime, 3) if runtime else 0.0,
         config=config.to_dict(),
         scores=scores,
+        world_size=trainer.args.world_size,
     )
     result.record = train_record(result, base, tokenizer)
     if save:

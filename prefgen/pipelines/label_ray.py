@@ -1,0 +1,325 @@
+"""`prefgen label --engine ray`: the same judging, fanned out over Ray workers that write Parquet shards.
+
+The driver validates the input (nothing is written for bad input), merges shards an earlier killed run left,
+records the run, and closes the store. The pairs are then read as a Ray Dataset and `map_batches` hands each
+chunk of `--chunk-pairs` rows to a `ShardJudge` actor (`--workers` of them): it plans the chunk with the
+single-process code (`LabelRun`), skips what the store (opened read-only) or the chunk's own shards answered
+already, sends the rest with `--concurrency` calls in flight, and writes each flush as a Parquet shard. Ray
+restarts a killed worker and retries its chunk, which then skips what the dead worker flushed. At the end the
+driver merges the shards (`ingest_shards`, by request hash) and derives the preferences with `LabelRun`, exactly
+as a single-process run does. `--max-cost` holds across workers: each leases slices of the job's budget from
+one small `Ledger` actor, which also gathers the counts the progress bar shows.
+
+On a cluster, the store, the shards directory and the input must be on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from prefgen.constitution import Constitution
+from prefgen.errors import PrefgenError
+from prefgen.hashing import content_hash
+from prefgen.judge.core import JudgeClient
+from prefgen.pipelines.configs import LabelConfig
+from prefgen.pipelines.inputs import PairsRead, Row, SeenIds, pair_from_row, read_rows
+from prefgen.pipelines.label import (
+    Budget,
+    LabelRun,
+    LabelSummary,
+    build_client,
+    chunks_of,
+    count_planned_calls,
+    job_record,
+    label_identity,
+    save_inputs,
+    label_summary,
+)
+from prefgen.pipelines.progress import LabelProgress
+from prefgen.records import Answer, Judgement, Pair
+from prefgen.storage import labels as labels_sql
+from prefgen.storage.db import Store
+from prefgen.storage.shards import IngestCount, ingest_shards, remove_shards, shard_paths, sharded_answers, write_shard
+
+# Each worker mostly waits on the network: half a CPU each leaves room for Ray Data's read tasks on a small node.
+WORKER_CPUS = 0.5
+# A worker leases budget in slices of this share of the job's limit, so that the ledger is asked rarely.
+LEASE_SHARE = 0.02
+
+
+class Ledger:
+    """The job's budget and counts, shared by every worker (a Ray actor with no CPU of its own)."""
+
+    def __init__(self, limit: float | None, already: float) -> None:
+        self.room = None if limit is None else limit - already
+        self.sent = 0
+        self.cached = 0
+        self.spent = 0.0
+
+    def lease(self, want: float, need: float) -> float:
+        """Up to `want` of the budget, or nothing when less than `need` is left."""
+        if self.room is None:
+            return want
+        if self.room < need:
+            return 0.0
+        granted = min(want, self.room)
+        self.room -= granted
+        return granted
+
+    def give_back(self, unused: float) -> None:
+        if self.room is not None:
+            self.room += unused
+
+    def report(self, sent: int, spent: float, cached: int = 0) -> None:
+        self.sent += sent
+        self.spent += spent
+        self.cached += cached
+
+    def totals(self) -> tuple[int, float, int]:
+        return self.sent, self.spent, self.cached
+
+
+class LeasedBudget(Budget):
+    """A worker's part of the job's budget: it reserves from slices leased from the `Ledger` and gives back
+    what it did not spend. The slices never add up past the limit, so neither can the workers' spend."""
+
+    def __init__(self, ledger: Any, limit: float | None) -> None:
+        super().__init__(limit)
+        self.ledger = ledger
+        self.leased = 0.0
+
+    def reserve(self, bound: float) -> bool:
+        if self.limit is None:
+            self.reserved += bound
+            return True
+        need = self.spent + self.reserved + bound - self.leased
+        if need > 0:
+            import ray
+
+            granted = ray.get(self.ledger.lease.remote(max(need, self.limit * LEASE_SHARE), need))
+            self.leased += granted
+            if granted < need:
+                self.exhausted = True
+                return False
+        self.reserved += bound
+        return True
+
+    def give_back(self) -> None:
+        unused = self.leased - self.spent - self.reserved
+        if self.limit is not None and unused > 0:
+            self.ledger.give_back.remote(unused)
+            self.leased -= unused
+
+
+class ShardJudge:
+    """A Ray Data worker: judges the chunks of pairs it is handed and writes their answers as shards."""
+
+    def __init__(self, config: LabelConfig, constitution: Constitution, job_id: str, run_id: str, shards: str,
+                 ledger: Any) -> None:
+        self.config = config
+        self.constitution = constitution
+        self.job_id = job_id
+        self.run_id = run_id
+        self.shards = Path(shards)
+        self.ledger = ledger
+        self.loop = asyncio.new_event_loop()
+        self.client, _ = build_client(config, constitution)
+        self.source = Path(config.pairs).name
+
+    def __call__(self, batch: Any) -> dict[str, list]:
+        pairs = self._pairs(batch.to_pylist())
+        key = content_hash(["shard-chunk", self.job_id, [p.id for p in pairs]], length=24)
+        reported = {"sent": 0, "spent": 0.0}
+
+        def write(rows: list[Judgement], progress: tuple[str, int, float]) -> None:
+            write_shard(self.shards, key, rows)
+            _, sent, spent = progress
+            self.ledger.report.remote(sent - reported["sent"], spent - reported["spent"])
+            reported.update(sent=sent, spent=spent)
+
+        budget = LeasedBudget(self.ledger, self.config.max_cost)
+        run = LabelRun(self.config, None, self.client, self.constitution, self.job_id, run_id=self.run_id,
+                       budget=budget, write=write)
+        run.plan(pairs)
+        todo = run.tasks_to_send(self._known(run, key))
+        self.ledger.report.remote(0, 0.0, run.cached)
+        status = self.loop.run_until_complete(run.send_all(todo)) if todo else "finished"
+        budget.give_back()
+        return {"pairs": [len(pairs)], "cached": [run.cached], "sent": [run.sent], "errors": [run.errors],
+                "tokens_in": [run.tokens_in], "tokens_out": [run.tokens_out], "cost": [run.budget.spent],
+                "status": [status]}
+
+    def _pairs(self, rows: list[dict[str, Any]]) -> list[Pair]:
+        """The chunk's valid pairs, de-duplicated within it (the driver reported the invalid rows already)."""
+        pairs, seen = [], SeenIds()
+        for data in rows:
+            if set(data) == {"text"}:  # a JSON Lines input read as lines of text
+                if not data["text"].strip():
+                    continue
+                data = orjson.loads(data["text"])
+            try:
+                pair = pair_from_row(Row(0, data), self.config.pairs, self.source)
+            except PrefgenError:
+                continue
+            if seen.add(pair.id):
+                pairs.append(pair)
+        return pairs
+
+    def _known(self, run: LabelRun, key: str) -> dict[str, Answer]:
+        """Answers the store holds (opened read-only: the driver has closed it) or the chunk's shards hold."""
+        with Store(self.config.db, read_only=True) as store:
+            known = labels_sql.stored_answers(store, [t.request_hash for t in run.tasks])
+        return known | sharded_answers(self.shards, key)
+
+    def __del__(self) -> None:
+        try:
+            self.loop.run_until_complete(self.client.backend.aclose())
+        except Exception:  # noqa: BLE001 - an actor going away: nothing to tell anyone
+            pass
+
+
+def shards_dir(config: LabelConfig) -> Path:
+    return config.shards or Path(f"{config.db}.shards")
+
+
+def pairs_dataset(config: LabelConfig, read: PairsRead):
+    """The input as a Ray Dataset: JSON Lines and Parquet files are read by Ray itself (in parallel, on a
+    cluster by the nodes); other inputs, or a --limit, go through the driver's own reader."""
+    import ray.data
+
+    suffix = Path(config.pairs).suffix.lower()
+    if config.limit is None and suffix in (".jsonl", ".ndjson"):
+        return ray.data.read_text(config.pairs)
+    if config.limit is None and suffix == ".parquet":
+        return ray.data.read_parquet(config.pairs)
+    rows = []
+    for row in read_rows(config.pairs):
+        if read.last_line is not None and row.line > read.last_line:
+            break
+        rows.append(row.data)
+    return ray.data.from_items(rows)
+
+
+def _start_ray(config: LabelConfig) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise PrefgenError("--engine ray needs Ray: pip install 'prefgen[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=config.address, include_dashboard=False, log_to_driver=False, logging_level="warning")
+    import ray.data
+
+    # prefgen draws its own progress bar; Ray Data's would fight it for the terminal.
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def run_label_ray(config: LabelConfig) -> LabelSummary:
+    import ray
+    import ray.data
+
+    if config.dry_run:
+        raise PrefgenError("--dry-run runs in one process: leave out --engine ray")
+    constitution, client, spec_text, mode, job_id = label_identity(config)
+    started = time.perf_counter()
+    read, calls = count_planned_calls(config, constitution)
+    shards = shards_dir(config)
+    with Store(config.db) as store:
+        merge_shards(store, shard_paths(shards))  # what a killed run left: stored now, so not asked again
+        save_inputs(store, config, constitution, job_record(job_id, constitution, spec_text, client, mode))
+        labels_sql.mark_interrupted_runs(store)
+        already = labels_sql.job_spend(store, job_id)
+        run_id = f"run-{uuid.uuid4().hex[:12]}"
+        labels_sql.start_run(store, run_id=run_id, job_id=job_id, command="label",
+                             args=config.model_dump(mode="json", exclude={"api_key"}))
+        for pairs in chunks_of(config, PairsRead([])):  # so that shards merged later by `ingest` have their pairs
+            labels_sql.save_pairs(store, pairs)
+    _start_ray(config)
+    ledger = ray.remote(num_cpus=0)(Ledger).remote(config.max_cost, already)
+    totals = {"pairs": 0, "cached": 0, "sent": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
+    status = "failed"
+    try:
+        results = pairs_dataset(config, read).map_batches(
+            ShardJudge, batch_size=config.chunk_pairs, batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=config.workers), num_cpus=WORKER_CPUS,
+            fn_constructor_kwargs=dict(config=config, constitution=constitution, job_id=job_id, run_id=run_id,
+                                       shards=str(shards), ledger=ledger),
+        )
+        statuses = set()
+        with LabelProgress(calls, enabled=config.progress) as progress, _Watch(ledger, progress):
+            for row in results.iter_rows():
+                for name in totals:
+                    totals[name] += row[name]
+                statuses.add(row["status"])
+        status = "budget_stopped" if "budget_stopped" in statuses else "finished"
+    finally:
+        spent = ray.get(ledger.totals.remote())[1]
+        with Store(config.db) as store:
+            merge_shards(store, shard_paths(shards))
+            run = derive_preferences(config, store, client, constitution, job_id, run_id)
+            labels_sql.finish_run(store, run_id, status=status, n_pairs=read.count, n_calls_planned=calls,
+                                  n_calls_cached=totals["cached"], n_calls_sent=totals["sent"], cost=spent)
+            run.budget = Budget(config.max_cost, already=already)
+            run.budget.spent = spent
+            run.cached, run.sent, run.errors = totals["cached"], totals["sent"], totals["errors"]
+            run.tokens_in, run.tokens_out = totals["tokens_in"], totals["tokens_out"]
+            summary = label_summary(run, status, started, read=read, planned=calls)
+        asyncio.run(client.backend.aclose())
+    return summary
+
+
+def merge_shards(store: Store, paths: list) -> IngestCount:
+    """Merge shards this engine wrote, then remove them: their rows are in the store."""
+    count = ingest_shards(store, paths)
+    remove_shards(paths)
+    return count
+
+
+def derive_preferences(config: LabelConfig, store: Store, client: JudgeClient, constitution: Constitution,
+                       job_id: str, run_id: str) -> LabelRun:
+    """The preferences of every pair from the stored answers: the single-process run's own code, a chunk at
+    a time."""
+    run = LabelRun(config, store, client, constitution, job_id, run_id=run_id, budget=Budget(None))
+    for pairs in chunks_of(config, PairsRead([])):
+        run.plan(pairs)
+        run.tasks_to_send()
+        run.derive_preferences()
+    return run
+
+
+class _Watch:
+    """Updates the progress bar from the ledger's counts twice a second while the workers run."""
+
+    def __init__(self, ledger: Any, progress: LabelProgress) -> None:
+        self.ledger = ledger
+        self.progress = progress
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self._cached = 0
+
+    def __enter__(self) -> _Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _poll(self) -> None:
+        import ray
+
+        while not self.done.wait(0.5):
+            sent, spent, cached = ray.get(self.ledger.totals.remote())
+            self.progress.discount(cached - self._cached)
+            self._cached = cached
+            self.progress.advance(sent, spent, 0, 0)

@@ -1,0 +1,113 @@
+"""`label --engine ray` on a local Ray instance (2 CPUs) against the loopback judge: the store it builds equals
+the single-process store, a worker killed mid-run loses nothing and costs no second request for anything it had
+written, and --max-cost holds across workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from prefgen.constitution import load_constitution
+from prefgen.pipelines.label import build_client, run_label
+from prefgen.storage.shards import shard_paths
+from tests.loopback_server import Behaviour
+from tests.test_label_pipeline import truth
+from tests.test_scale import label_config, stored
+
+pytestmark = pytest.mark.slow  # a Ray instance and its workers take seconds to start on 2 cores
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def worker_pids() -> list[int]:
+    """The processes of the Ray Data workers that judge (Ray names them in their command line)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"ShardJudge" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def sharded_hashes(directory: Path) -> set[str]:
+    return {h for path in shard_paths(directory)
+            for h in pq.read_table(path, columns=["request_hash"]).column(0).to_pylist()}
+
+
+class KillOneWorker(threading.Thread):
+    """Once a few shards are written, SIGKILLs one worker, then notes what the shards held at that moment and
+    how many requests the server had received by then: none of those answers may be asked for again."""
+
+    def __init__(self, shards: Path, server) -> None:
+        super().__init__(daemon=True)
+        self.shards, self.server = shards, server
+        self.killed: int | None = None
+        self.flushed: set[str] = set()
+        self.requests_before = 0
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.killed is None:
+            pids = worker_pids()
+            if len(shard_paths(self.shards)) >= 3 and pids:
+                os.kill(pids[0], signal.SIGKILL)
+                self.killed = pids[0]
+                self.flushed = sharded_hashes(self.shards)
+                self.requests_before = self.server.request_count
+            time.sleep(0.05)
+
+
+def test_ray_store_equals_single_process_store_and_a_killed_worker_loses_and_repeats_nothing(
+        tmp_path, loopback, ray_instance):
+    loopback.behaviour = Behaviour(truth=truth)
+    reference = run_label(label_config(tmp_path, "one.duckdb", loopback.openai_base, n=300))
+    assert reference.calls_sent == 1200
+
+    loopback.reset(Behaviour(truth=truth, latency_s=0.02))
+    shards = tmp_path / "shards"
+    config = label_config(tmp_path, "ray.duckdb", loopback.openai_base, engine="ray", workers=2, concurrency=4,
+                          chunk_pairs=40, write_batch=20, shards=shards)
+    killer = KillOneWorker(shards, loopback)
+    killer.start()
+    first = run_label(config)  # Ray restarts the killed worker and retries its chunk
+    killer.join()
+    assert killer.killed is not None and killer.flushed
+    assert first.status == "finished"
+
+    client, _ = build_client(config, load_constitution(config.constitution))
+    asked_after_kill = [client.request_hash(r.body["messages"]) for r in loopback.requests[killer.requests_before:]]
+    assert not killer.flushed & set(asked_after_kill), "an answer written to a shard was asked for again"
+    asked = [client.request_hash(r.body["messages"]) for r in loopback.requests]
+    assert set(asked) == set(stored(tmp_path / "one.duckdb")[0])  # the request hashes are the store's keys
+    assert stored(tmp_path / "ray.duckdb") == stored(tmp_path / "one.duckdb")
+    assert not shard_paths(shards)  # merged, then removed
+
+    again = run_label(config)
+    assert (again.calls_sent, again.calls_cached, again.status) == (0, 1200, "finished")
+    assert stored(tmp_path / "ray.duckdb") == stored(tmp_path / "one.duckdb")
+
+
+def test_max_cost_holds_across_ray_workers(tmp_path, loopback, ray_instance):
+    loopback.behaviour = Behaviour(truth=truth)
+    config = label_config(tmp_path, "ray.duckdb", loopback.openai_base, n=60, engine="ray", workers=2,
+                          chunk_pairs=10, price_in=1000.0, price_out=1000.0, max_cost=2.0)
+    summary = run_label(config)
+    assert summary.status == "budget_stopped"
+    assert 0 < summary.cost <= 2.0
+    assert summary.calls_sent < 240
+    assert loopback.request_count == summary.calls_sent
