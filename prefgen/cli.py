@@ -135,14 +135,16 @@ def label(as_json: bool, **options) -> None:
 @cli.command()
 @click.argument("shards", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @DB_OPTION
-def ingest(shards: tuple[Path, ...], db: Path) -> None:
+@JSON_OPTION
+def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
     """Merge Parquet shards of judgements (files or directories, from `label --engine ray`) into the store by
     request hash, and derive the preferences of the pairs they answered. Ingesting twice changes nothing."""
     from prefgen.pipelines.ingest import ingest as ingest_shards
 
     summary = ingest_shards(db, list(shards))
-    click.echo(f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
-               f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)")
+    emit(summary, as_json, lambda: click.echo(
+        f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
+        f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)"))
 
 
 @cli.command()

@@ -271,6 +271,9 @@ class LabelRun:
             if task.request_hash not in self.answers:
                 unique.setdefault(task.request_hash, task)
         self.cached += len(self.tasks) - len(unique)
+        log.info("job %s: %d pairs, %d calls planned, %d already stored, %d to send (concurrency %d)", self.job_id,
+                 len({pair for pair, _ in self._order_hashes}), len(self.tasks),
+                 len(self.tasks) - len(unique), len(unique), self.config.concurrency)
         if self.progress:
             self.progress.discount(len(self.tasks) - len(unique))
         return list(unique.values())
@@ -585,8 +588,6 @@ async def label_async(config: LabelConfig) -> LabelSummary:
                 run.plan(pairs)
                 estimate.add(client, run.tasks_to_send())
             return label_summary(run, "dry_run", started, estimated=estimate.as_dict(client), read=read)
-        log.info("job %s: %d pairs, %d calls planned (concurrency %d)", job_id, first.count, calls,
-                 config.concurrency)
         run_lock = hold_run_lock(config.db)
         save_inputs(store, config, constitution, job_record(job_id, constitution, spec_text, client, mode))
         labels_sql.mark_interrupted_runs(store)  # a run still 'running' while we hold the run lock was killed
