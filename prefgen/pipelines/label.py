@@ -10,6 +10,7 @@ for) twice. Both passes stream the input, so memory holds one chunk (`--chunk-pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -402,12 +403,13 @@ class LabelRun:
         is returned (the ticker tries again shortly). With `wait_s`, wait that long for the file instead.
         """
         if not self.buffer:
-            self.store.let_go_if_wanted()  # a reader waits, and there is nothing to write: let it in now
+            if self.store is not None:  # None: a Ray worker, writing shards
+                self.store.let_go_if_wanted()  # a reader waits, and there is nothing to write: let it in now
             return True
         if not wait_s and time.monotonic() < self._busy_until:
             return False
         try:
-            with self.store.briefly(wait_s):
+            with self.store.briefly(wait_s) if self.store is not None else contextlib.nullcontext():
                 self.write(self.buffer, (self.run_id, self.sent, self.budget.spent))
         except StoreBusy:
             if wait_s:
