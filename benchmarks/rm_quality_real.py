@@ -147,30 +147,18 @@ def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str,
     return {"kind": kind, "q": q, "scores": scores, "chosen": chosen, "timings": timings}
 
 
-def ceiling(directory: Path, inputs: tuple, args, heldout) -> dict[int, float]:
+def human_row(name: str, directory: Path, inputs: tuple, args, heldout, labelled: set[str]) -> dict[int, float]:
+    """A row without any judge: human_small plus the `labelled` pool pairs with their real human labels
+    (`human-only`: the routed pairs; `ceiling`: the whole pool)."""
     _, _, _, pool, winners = inputs
-    db = directory / "ceiling.duckdb"
-    human_store(db, directory, pool, winners, {row["id"] for row in pool})
+    db = directory / f"{name}.duckdb"
+    human_store(db, directory, pool, winners, labelled)
     out = {}
     with Store(db) as store:
         for seed in args.seeds:
-            build_mix(store, MixConfig(name=f"ceiling-{seed}", human_ratio=1.0, seed=seed))
-            out[seed] = train_and_score(store, f"ceiling-{seed}", heldout, seed, args)
-            print(f"  ceiling seed {seed}: {out[seed]:.3f}", flush=True)
-    return out
-
-
-def human_baseline(directory: Path, inputs: tuple, args, heldout, routed: set[str]) -> dict[int, float]:
-    """The human-only row without any judge: human_small and the routed pool labels."""
-    _, _, _, pool, winners = inputs
-    db = directory / "human-only.duckdb"
-    human_store(db, directory, pool, winners, routed)
-    out = {}
-    with Store(db) as store:
-        for seed in args.seeds:
-            build_mix(store, MixConfig(name=f"human-only-{seed}", human_ratio=1.0, seed=seed))
-            out[seed] = train_and_score(store, f"human-only-{seed}", heldout, seed, args)
-            print(f"  human-only seed {seed}: {out[seed]:.3f}", flush=True)
+            build_mix(store, MixConfig(name=f"{name}-{seed}", human_ratio=1.0, seed=seed))
+            out[seed] = train_and_score(store, f"{name}-{seed}", heldout, seed, args)
+            print(f"  {name} seed {seed}: {out[seed]:.3f}", flush=True)
     return out
 
 
@@ -228,9 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         pool = inputs[3]
         routed = set(random.Random(0).sample(sorted(row["id"] for row in pool), args.routed))
         if args.only_ceiling:
-            base = human_baseline(directory, inputs, args, heldout, routed)
+            base = human_row("human-only", directory, inputs, args, heldout, routed)
         if not args.no_ceiling:
-            ceil = ceiling(directory, inputs, args, heldout)
+            ceil = human_row("ceiling", directory, inputs, args, heldout, {row["id"] for row in pool})
         for kind in args.kinds if not args.only_ceiling else ():
             for q in args.q:
                 results.append(run_judge(server, inputs, directory, kind, q, args, heldout, routed))
