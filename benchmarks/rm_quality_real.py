@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
     parser.add_argument("--base", default=None, help="reward-model base: a model directory or .gguf file "
                         "(default: the packaged MiniLM)")
-    parser.add_argument("--pooling", default=None, choices=["response-mean", "model"],
-                        help="what the reward head reads (default: the head method's, response-mean)")
+    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
+                        help="what the reward head reads (default: auto)")
     args = parser.parse_args(argv)
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)

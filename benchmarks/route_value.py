@@ -98,7 +98,7 @@ def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, bette
                                 FROM route_items r LEFT JOIN pair_preferences pp USING (pair_id)""")
         build_mix(store, MixConfig(name="mix", human_ratio=None, seed=seed))
         rows = store.dicts("SELECT pair_id, source, chosen FROM mix_rows WHERE mix_name = 'mix'")
-        agreement = None if args.no_rm else train_and_score(store, "mix", heldout, seed)
+        agreement = None if args.no_rm else train_and_score(store, "mix", heldout, seed, args)
     pool_rows = [r for r in rows if r["pair_id"] in truth]
     by_value = [p for p in picked if p["selection"] == ROUTED] or [p for p in picked if p["selection"] == RANDOM]
     sides = [side(p["p_a"]) for p in by_value]
@@ -147,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-share", type=float, default=RouteConfig.model_fields["random_share"].default)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-rm", action="store_true", help="skip the reward models: routing and mix figures only")
+    parser.add_argument("--base", default=None, help="reward-model base: a model directory, a .gguf file or "
+                        "smollm2 (default: the packaged MiniLM)")
+    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
+                        help="what the reward head reads (default: auto)")
     args = parser.parse_args(argv)
     if not (DATA / "pool.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
