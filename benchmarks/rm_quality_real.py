@@ -97,6 +97,14 @@ def human_store(db: Path, directory: Path, pool: list[dict], winners: dict[str, 
         split_human(store, heldout=0.0)
 
 
+def add_reward_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--base and --pooling: the reward models a benchmark trains (`train_config`)."""
+    parser.add_argument("--base", default=None, help="reward-model base: a model directory, a .gguf file or "
+                        "smollm2 (default: the packaged MiniLM)")
+    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
+                        help="what the reward head reads (default: auto)")
+
+
 def train_config(args, seed: int, **overrides) -> TrainConfig:
     """The default regime, on the chosen base and pooling."""
     return TrainConfig(seed=seed, base=args.base, pooling=args.pooling, out_dir="unused", **overrides)
@@ -199,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="folds of the auto row's search")
     parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
-    parser.add_argument("--base", default=None, help="reward-model base: a model directory or .gguf file "
-                        "(default: the packaged MiniLM)")
-    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
-                        help="what the reward head reads (default: auto)")
+    add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)

@@ -36,7 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.agreement_real import DATA, write_inputs  # noqa: E402
-from benchmarks.rm_quality_real import behaviour, mean_sd, train_and_score  # noqa: E402
+from benchmarks.rm_quality_real import (  # noqa: E402
+    add_reward_model_arguments,
+    behaviour,
+    mean_sd,
+    train_and_score,
+)
 from prefgen.judge.swap import side  # noqa: E402
 from prefgen.pipelines.configs import RouteConfig  # noqa: E402
 from prefgen.pipelines.human import import_human  # noqa: E402
@@ -147,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-share", type=float, default=RouteConfig.model_fields["random_share"].default)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-rm", action="store_true", help="skip the reward models: routing and mix figures only")
-    parser.add_argument("--base", default=None, help="reward-model base: a model directory, a .gguf file or "
-                        "smollm2 (default: the packaged MiniLM)")
-    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
-                        help="what the reward head reads (default: auto)")
+    add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
     if not (DATA / "pool.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
