@@ -97,6 +97,11 @@ def human_store(db: Path, directory: Path, pool: list[dict], winners: dict[str, 
         split_human(store, heldout=0.0)
 
 
+def heldout_pairs() -> list[dict]:
+    """`human_heldout.jsonl` as TRL rows (ties left out): what every model of these benchmarks is scored on."""
+    return [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
+
+
 def add_reward_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--base and --pooling: the reward models a benchmark trains (`train_config`)."""
     parser.add_argument("--base", default=None, help="reward-model base: a model directory, a .gguf file or "
@@ -212,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
         return 1
-    heldout = [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
+    heldout = heldout_pairs()
     results, ceil, base = [], None, None
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:

@@ -39,6 +39,7 @@ from benchmarks.agreement_real import DATA, write_inputs  # noqa: E402
 from benchmarks.rm_quality_real import (  # noqa: E402
     add_reward_model_arguments,
     behaviour,
+    heldout_pairs,
     mean_sd,
     train_and_score,
 )
@@ -47,7 +48,6 @@ from prefgen.pipelines.configs import RouteConfig  # noqa: E402
 from prefgen.pipelines.human import import_human  # noqa: E402
 from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
 from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.reward import rows_from_file  # noqa: E402
 from prefgen.pipelines.route import RANDOM, ROUTED, route  # noqa: E402
 from prefgen.records import flip_winner, make_pair, normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (DATA / "pool.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
         return 1
-    heldout = [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
+    heldout = heldout_pairs()
     started = time.perf_counter()
     results: dict[str, dict[int, dict]] = {arm: {} for arm in ARMS}
     with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:

@@ -108,7 +108,7 @@ def test_features_are_reused_from_disk_by_a_later_process(tmp_path, monkeypatch)
     from prefgen.train import head
     from prefgen.train.trainer import train_reward_model
 
-    monkeypatch.setenv(head.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("PREFGEN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(head, "_CACHES", {})
     rows = polite_rows(12, "d")
     first = train_reward_model(rows, TrainConfig(max_length=48, pooling="response-mean"), save=False)
@@ -120,7 +120,7 @@ def test_features_are_reused_from_disk_by_a_later_process(tmp_path, monkeypatch)
     assert len(cache.rows) == 24  # every side, read back rather than recomputed
     assert second.final_loss == pytest.approx(first.final_loss, abs=1e-6)
 
-    monkeypatch.setenv(head.CACHE_ENV, "off")
+    monkeypatch.setenv("PREFGEN_CACHE_DIR", "off")
     monkeypatch.setattr(head, "_CACHES", {})
     train_reward_model(rows, TrainConfig(max_length=48), save=False)
     assert next(iter(head._CACHES.values())).directory is None

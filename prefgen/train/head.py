@@ -169,7 +169,6 @@ def feature_rows(datasets: Sequence[Any]) -> list[int]:
 
 
 _CACHES: dict[tuple[str, str, str], FeatureCache] = {}
-CACHE_ENV = "PREFGEN_CACHE_DIR"
 
 
 def feature_cache(base: str, device: str, pooling: str) -> FeatureCache:
@@ -252,13 +251,12 @@ class FeatureCache:
     def add(self, model: Any, spec: HeadSpec, sequences: Sequence[Sequence_], pad_token_id: int,
             device: str) -> int:
         """Compute the features of the sequences not seen yet; returns how many were computed."""
-        new = list(dict.fromkeys((tuple(ids), start) for ids, start in sequences))
-        new = [seq for seq in new if sequence_key(seq) not in self.rows]
+        keyed = {sequence_key(seq): seq for seq in ((tuple(ids), start) for ids, start in sequences)}
+        new = {key: seq for key, seq in keyed.items() if key not in self.rows}
         if new:
-            keys = [sequence_key(seq) for seq in new]
-            features = compute_features(model, spec, new, pad_token_id, device)
-            self._append(keys, features)
-            self._save_block(keys, features)
+            features = compute_features(model, spec, list(new.values()), pad_token_id, device)
+            self._append(list(new), features)
+            self._save_block(list(new), features)
         return len(new)
 
     def table(self) -> Any:
