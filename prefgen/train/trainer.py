@@ -10,6 +10,7 @@ a merged checkpoint, and a record of the run. The model card is written by the c
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -65,10 +66,18 @@ class EnsembleResult:
 
 
 def load_tokenizer(base: str) -> Any:
+    """A fresh copy of the base's tokenizer, ready for training (callers may change its padding)."""
+    return prepare_tokenizer(copy.deepcopy(pretrained_tokenizer(base)))
+
+
+@functools.cache
+def pretrained_tokenizer(base: str) -> Any:
+    """The base's tokenizer as shipped, read once per process: reading a .gguf's vocabulary takes 10-15 s,
+    and a mix search trains dozens of models on one base."""
     from transformers import AutoTokenizer
 
     directory, extra = load_arguments(base)
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(directory, **extra))
+    return AutoTokenizer.from_pretrained(directory, **extra)
 
 
 def load_base_model(base: str, tokenizer: Any, pooling: str = "model") -> Any:
