@@ -43,7 +43,7 @@ from prefgen.judge.prompts import neutralise  # noqa: E402
 from prefgen.pipelines.human import import_human  # noqa: E402
 from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
 from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.mix_search import DEFAULT_FOLDS, auto_mix  # noqa: E402
+from prefgen.pipelines.mix_search import DEFAULT_FOLDS, GRID, auto_mix  # noqa: E402
 from prefgen.pipelines.reward import rows_from_file  # noqa: E402
 from prefgen.pipelines.split import split_human  # noqa: E402
 from prefgen.records import normalise_text  # noqa: E402
@@ -115,10 +115,11 @@ def train_config(args, seed: int, **overrides) -> TrainConfig:
     return TrainConfig(seed=seed, base=args.base, pooling=args.pooling, out_dir="unused", **overrides)
 
 
-def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft") -> float:
+def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
+                    curriculum: str | None = None) -> float:
     from prefgen.train.trainer import train_reward_model
 
-    curriculum = ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
+    curriculum = curriculum or ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
     config = train_config(args, seed, loss=loss, curriculum=curriculum)
     result = train_reward_model(mix_rows_for_training(store, mix), config, score_rows=heldout, save=False)
     return statistics.mean(float(c > r) for c, r in result.scores)
@@ -152,12 +153,33 @@ def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str,
                     report = auto_mix(store, MixConfig(name=name, seed=seed), train_config(args, seed),
                                       folds=args.folds)
                     chosen[seed] = report.chosen
+                    if args.dump:
+                        dump_search(args.dump, store, report, heldout, seed, args, kind=kind, q=q)
+                    print("    search: " + "; ".join(f"{c.name} agr {c.delta:+.3f} ll {c.gain:+.4f} "
+                                                   f"[{c.low:+.4f}, {c.high:+.4f}]" for c in report.candidates[1:]),
+                          flush=True)
                 scores[row][seed] = train_and_score(store, name, heldout, seed, args,
                                                     loss="bt" if row == "hard" else "soft")
                 timings[row] = timings.get(row, 0.0) + time.perf_counter() - started
                 print(f"  {kind} q={q} seed {seed} {row}: {scores[row][seed]:.3f}"
                       + (f" (chose {chosen[seed]})" if row == "auto" else ""), flush=True)
     return {"kind": kind, "q": q, "scores": scores, "chosen": chosen, "timings": timings}
+
+
+def dump_search(path: Path, store: Store, report, heldout: list[dict], seed: int, args, **judge) -> None:
+    """One JSONL record: the search's validation margins per candidate and fold, and every candidate's
+    held-out agreement when trained on its full mix (what a decision rule should have picked)."""
+    held = {}
+    for trial in GRID:
+        if trial.name in report.margins:
+            name = f"{trial.name}-{seed}-full"
+            build_mix(store, MixConfig(name=name, seed=seed, **trial.mix))
+            held[trial.name] = train_and_score(store, name, heldout, seed, args, curriculum=trial.curriculum,
+                                               loss="bt" if trial.mix.get("labels") == "hard" else "soft")
+    with open(path, "ab") as out:
+        out.write(orjson.dumps({**judge, "seed": seed, "chosen": report.chosen, "heldout": held,
+                                "margins": {k: [m.tolist() for m in v] for k, v in report.margins.items()}})
+                  + b"\n")
 
 
 def human_row(name: str, directory: Path, inputs: tuple, args, heldout, labelled: set[str]) -> dict[int, float]:
@@ -212,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="folds of the auto row's search")
     parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
+    parser.add_argument("--dump", type=Path, default=None,
+                        help="append each auto search's validation margins (per candidate and fold) and the "
+                             "seed's held-out scores to this JSONL file, to study decision rules offline")
     add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
     if not (DATA / "human_small.jsonl").exists():

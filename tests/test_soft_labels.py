@@ -250,6 +250,38 @@ def test_curriculum_trains_the_ai_rows_first_then_the_human_rows(tmp_path):
         train_reward_model(rows[:16], TrainConfig(out_dir=tmp_path / "x", curriculum="ai-then-human"), save=False)
 
 
+def _search_margins(rng, candidate):
+    """Three folds of human-only margins and a candidate's, on the same 200 pairs per fold."""
+    human = [rng.normal(0.3, 1.0, 200) for _ in range(3)]
+    return {"human-only": human, "ai-soft": [candidate(m) for m in human]}
+
+
+def test_auto_decision_takes_a_candidate_that_gets_more_validation_pairs_right():
+    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+
+    def fixes_a_fifth_of_the_wrong_pairs(m):
+        out = m.copy()
+        wrong = np.flatnonzero(m < 0)
+        out[wrong[: len(wrong) // 5]] *= -1
+        return out
+
+    margins = _search_margins(np.random.default_rng(0), fixes_a_fifth_of_the_wrong_pairs)
+    winner, reason = decide(score_candidates(margins, {HUMAN_ONLY: 0, "ai-soft": 40}))
+    assert winner.name == "ai-soft" and winner.low > 0 and "95% confidence" in reason
+
+
+def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_noise():
+    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+
+    rng = np.random.default_rng(2)
+    margins = _search_margins(rng, lambda m: m + rng.normal(0.0, 0.3, m.shape))
+    scored = score_candidates(margins, {HUMAN_ONLY: 0, "ai-soft": 40})
+    winner, reason = decide(scored)
+    assert winner.name == HUMAN_ONLY and "beyond the noise" in reason
+    half_width = (scored[1].high - scored[1].low) / 2
+    assert f"about ±{half_width:.3f}" in reason  # the user learns how fine the search can see
+
+
 @pytest.mark.slow
 def test_auto_mix_keeps_noise_out_and_says_why(store, tmp_path):
     from prefgen.pipelines.mix_search import GRID, HUMAN_ONLY, auto_mix

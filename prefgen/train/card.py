@@ -145,7 +145,7 @@ def _mix_search_section(mix: Mapping[str, Any]) -> str:
     if auto.get("candidates"):
         lines += ["", f"Validation on {auto['folds']} folds of the human train split ({auto['n_val']} pairs; "
                       "the held-out split was not used):", "",
-                  "| candidate | AI rows | agreement | vs human-only | 95% interval |", "|---|---|---|---|---|"]
+                  "| candidate | AI rows | agreement | vs human-only | 90% interval |", "|---|---|---|---|---|"]
         lines += [f"| {c['name']} | {c['n_ai']} | {c['accuracy']:.3f} | {c['delta']:+.3f} | "
                   f"{c['low']:+.3f} to {c['high']:+.3f} |" for c in auto["candidates"]]
     return "\n".join(lines)
