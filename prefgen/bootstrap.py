@@ -33,3 +33,8 @@ def mean_interval(values: Sequence[float] | np.ndarray, *, n_resamples: int = N_
                              method="percentile", vectorized=True, batch=_BATCH, rng=np.random.default_rng(seed))
     interval = result.confidence_interval
     return float(interval.low), float(interval.high)
+
+
+def interval_name(confidence: float) -> str:
+    """The two-sided interval whose low end is the one-sided bound at `confidence` (0.95 -> "90% interval")."""
+    return f"{2 * confidence - 1:.0%} interval"

@@ -305,11 +305,14 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
                    "beat it beyond the noise); --human-ratio, --every-row, --labels and --ai-weight are searched.")
 @click.option("--folds", default=3, show_default=True, type=click.IntRange(min=2),
               help="--auto: folds of the human train split.")
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 1.0, min_open=True,
+              max_open=True), help="--auto: one-sided confidence that a mix with AI rows beats human-only "
+              "before it is chosen (lower takes smaller gains and more risk).")
 @option_from_field(TrainConfig, "base", "--base", help="--auto: reward-model base to validate with.")
 @option_from_field(TrainConfig, "max_length", "--max-length", help="--auto: tokens per side.")
 @JSON_OPTION
-def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max_length: int, as_json: bool,
-        **options) -> None:
+def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, base: str | None, max_length: int,
+        as_json: bool, **options) -> None:
     """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
     from prefgen.pipelines.mix import build_mix
     from prefgen.storage.db import Store
@@ -322,7 +325,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, base: str | None, max
             from prefgen.pipelines.mix_search import auto_mix
 
             report = auto_mix(store, config, TrainConfig(base=base, max_length=max_length, seed=config.seed),
-                              folds=folds)
+                              folds=folds, confidence=confidence)
         else:
             report = build_mix(store, config)
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))

@@ -270,6 +270,22 @@ def test_auto_decision_takes_a_candidate_that_gets_more_validation_pairs_right()
     assert winner.name == "ai-soft" and winner.low > 0 and "95% confidence" in reason
 
 
+def test_a_lower_auto_confidence_admits_a_small_gain_the_default_leaves_out():
+    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+
+    def fixes_few_and_breaks_some(m):
+        out = m.copy()
+        wrong, right = np.flatnonzero(m < 0), np.flatnonzero(m > 0)
+        out[wrong[:4]] *= -1
+        out[right[:2]] *= -1
+        return out
+
+    margins = _search_margins(np.random.default_rng(3), fixes_few_and_breaks_some)  # +0.01 over 600 pairs
+    strict = decide(score_candidates(margins, {HUMAN_ONLY: 0, "ai-soft": 40}))[0]
+    lenient = decide(score_candidates(margins, {HUMAN_ONLY: 0, "ai-soft": 40}, confidence=0.7), 0.7)[0]
+    assert (strict.name, lenient.name) == (HUMAN_ONLY, "ai-soft")
+
+
 def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_noise():
     from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
 

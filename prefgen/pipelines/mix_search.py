@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from prefgen.bootstrap import mean_interval
+from prefgen.bootstrap import interval_name, mean_interval
 from prefgen.errors import PrefgenError
 from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
 from prefgen.pipelines.mix import AI, HUMAN, Candidate, MixConfig, MixReport, build_mix, plan_mix, row_weight
@@ -41,7 +41,7 @@ from prefgen.train.config import TrainConfig
 
 HUMAN_ONLY = "human-only"
 DEFAULT_FOLDS = 3
-LEVEL = 0.90  # two-sided, so its low end is a one-sided 95% bound: "better than human-only" is one-sided
+DEFAULT_CONFIDENCE = 0.95  # one-sided: the question is only whether a candidate is better than human-only
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class CandidateScore:
     name: str
     accuracy: float  # over every validation pair of every fold
     delta: float  # mean paired difference to human-only
-    low: float  # bootstrap interval of the difference (LEVEL: its low end is a one-sided 95% bound)
+    low: float  # bootstrap interval of the difference: its low end is the one-sided bound at the confidence
     high: float
     n_ai: int  # AI rows in the full mix
     per_fold: list[float] = field(default_factory=list)
@@ -83,6 +83,7 @@ class AutoMixReport:
     candidates: list[CandidateScore]
     mix: MixReport
     margins: dict[str, list[np.ndarray]] = field(default_factory=dict)  # per candidate and fold: the scores' basis
+    confidence: float = DEFAULT_CONFIDENCE
 
     def lines(self) -> list[str]:
         if not self.candidates:
@@ -127,10 +128,13 @@ def _train_and_score(rows: list[dict[str, Any]], val: list[dict[str, Any]], trai
 
 
 def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int = DEFAULT_FOLDS,
-             grid: Sequence[Trial] = GRID) -> AutoMixReport:
-    """Run the grid over k folds, store the trials, build the chosen mix under `config.name`."""
+             confidence: float = DEFAULT_CONFIDENCE, grid: Sequence[Trial] = GRID) -> AutoMixReport:
+    """Run the grid over k folds, store the trials, build the chosen mix under `config.name`: a candidate
+    with AI rows only when, with `confidence` (one-sided), it beats human-only."""
     if folds < 2:
         raise PrefgenError(f"--folds {folds}: the search needs at least 2 folds")
+    if not 0.5 < confidence < 1.0:
+        raise PrefgenError(f"--confidence {confidence}: give a probability between 0.5 and 1 (default 0.95)")
     calibrations = calibration_for_jobs(store, calibrate(store))
     plans = {trial.name: plan_mix(store, MixConfig(**{**config.model_dump(), **trial.mix}), calibrations)
              for trial in grid}
@@ -165,29 +169,30 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
                                 "settings": {**trial.mix, "curriculum": trial.curriculum}})
     db.save_mix_trials(store, trials_rows)
     scored = score_candidates(margins, {t.name: sum(c.source == AI for c in plans[t.name].rows) for t in grid},
-                              seed=config.seed)
+                              confidence=confidence, seed=config.seed)
     n_val = sum(len(m) for m in margins[HUMAN_ONLY])
-    winner, reason = decide(scored)
+    winner, reason = decide(scored, confidence)
     chosen = next(t for t in grid if t.name == winner.name)
     evidence = {
-        "search_id": search_id, "chosen": winner.name, "reason": reason, "folds": folds,
+        "search_id": search_id, "chosen": winner.name, "reason": reason, "folds": folds, "confidence": confidence,
         "n_val": n_val, "train": {"curriculum": chosen.curriculum},
         "candidates": [vars(c) for c in scored],
     }
     mix = build_mix(store, MixConfig(**{**config.model_dump(), **chosen.mix}), auto=evidence,
                     calibrations=calibrations)
-    return AutoMixReport(search_id, winner.name, reason, n_val, folds, scored, mix, margins)
+    return AutoMixReport(search_id, winner.name, reason, n_val, folds, scored, mix, margins, confidence)
 
 
-def score_candidates(margins: dict[str, list[np.ndarray]], n_ai: dict[str, int], *, seed: int = 0
-                     ) -> list[CandidateScore]:
+def score_candidates(margins: dict[str, list[np.ndarray]], n_ai: dict[str, int], *,
+                     confidence: float = DEFAULT_CONFIDENCE, seed: int = 0) -> list[CandidateScore]:
     """Validation agreement of every candidate, paired with human-only's on the same pairs
     (`margins[name][fold]`: r_chosen - r_rejected on that fold's pairs, in the same order for every name)."""
     baseline = np.concatenate([m > 0 for m in margins[HUMAN_ONLY]]).astype(float)
     scored = []
     for name, folds in margins.items():
         correct = np.concatenate([m > 0 for m in folds]).astype(float)
-        low, high = mean_interval(correct - baseline, level=LEVEL, seed=seed)  # paired: one difference per pair
+        # Paired: one difference per pair. The two-sided level whose low end is the one-sided bound.
+        low, high = mean_interval(correct - baseline, level=2 * confidence - 1, seed=seed)
         scored.append(CandidateScore(name, float(correct.mean()), float((correct - baseline).mean()), low, high,
                                      n_ai[name], [float((m > 0).mean()) for m in folds]))
     return scored
@@ -203,8 +208,8 @@ def _decided_without_search(store: Store, config: MixConfig, calibrations: dict[
     return AutoMixReport("none", HUMAN_ONLY, reason, 0, folds, [], mix)
 
 
-def decide(scored: Sequence[CandidateScore]) -> tuple[CandidateScore, str]:
-    """Human-only unless a candidate with AI rows beats it beyond the noise (one-sided 95% bound above 0)."""
+def decide(scored: Sequence[CandidateScore], confidence: float = DEFAULT_CONFIDENCE) -> tuple[CandidateScore, str]:
+    """Human-only unless a candidate with AI rows beats it beyond the noise (its one-sided bound above 0)."""
     human = next(c for c in scored if c.name == HUMAN_ONLY)
     with_ai = [c for c in scored if c.name != HUMAN_ONLY and c.n_ai > 0]
     if not with_ai:
@@ -213,10 +218,11 @@ def decide(scored: Sequence[CandidateScore]) -> tuple[CandidateScore, str]:
     if better:
         best = max(better, key=lambda c: c.delta)
         return best, (f"beats human-only by {best.delta:+.3f} on the validation folds (paired bootstrap: at "
-                      f"least {best.low:+.3f} with 95% confidence)")
+                      f"least {best.low:+.3f} with {confidence:.0%} confidence)")
     best = max(with_ai, key=lambda c: c.delta)
     resolution = (best.high - best.low) / 2
     return human, (f"no mix with AI rows beats human-only beyond the noise (best: {best.name}, {best.delta:+.3f}, "
-                   f"90% interval {best.low:+.3f} to {best.high:+.3f}): the AI rows are left out. These "
+                   f"{interval_name(confidence)} {best.low:+.3f} to {best.high:+.3f}): the AI rows are left "
+                   f"out. These "
                    f"validation pairs resolve differences of about ±{resolution:.3f}; smaller gains need more "
                    "human labels to show")

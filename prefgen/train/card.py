@@ -140,12 +140,15 @@ def _mix_search_section(mix: Mapping[str, Any]) -> str:
     auto = mix.get("auto")
     if not auto:
         return ""
+    from prefgen.bootstrap import interval_name
+
     lines = ["## How the AI labels were admitted (`prefgen mix --auto`)", "",
              f"Chosen: **{auto['chosen']}**: {auto['reason']}."]
     if auto.get("candidates"):
         lines += ["", f"Validation on {auto['folds']} folds of the human train split ({auto['n_val']} pairs; "
                       "the held-out split was not used):", "",
-                  "| candidate | AI rows | agreement | vs human-only | 90% interval |", "|---|---|---|---|---|"]
+                  f"| candidate | AI rows | agreement | vs human-only | {interval_name(auto.get('confidence', 0.975))} |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {c['name']} | {c['n_ai']} | {c['accuracy']:.3f} | {c['delta']:+.3f} | "
                   f"{c['low']:+.3f} to {c['high']:+.3f} |" for c in auto["candidates"]]
     return "\n".join(lines)
