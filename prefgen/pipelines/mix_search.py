@@ -8,16 +8,20 @@ The held-out split is never read: calibration and folds use the train split only
 
 Decision: per validation pair, the difference between a candidate's and human-only's correctness (1 when
 r_chosen > r_rejected), pooled over the folds; a paired bootstrap of its mean gives a one-sided 95% lower
-bound (the lower end of the 90% interval: the question is only whether the candidate is better). A candidate
+bound by default (`--confidence`; the lower end of the 90% interval: the question is only whether the
+candidate is better). A candidate
 with AI rows is chosen only when that bound is above 0 (it beats human-only beyond the noise), the best such
 by mean; otherwise human-only is chosen and the report says why, with the resolution of the search: the
 half-width of the interval, below which a gain cannot be told from noise with this many validation pairs.
-Measured on HH data (`benchmarks/rm_quality_real.py --dump`): on ~600 validation pairs that half-width is
-about 0.03, wider than what AI labels add on a 135M base (+0.01 to +0.02), and neither a per-pair
-log-likelihood (scale fitted per model) nor a lower confidence level found those gains more often without
-also admitting harmful mixes. More human labels, not a looser test, resolve smaller gains. Trials are stored
-in `mix_trials`, the decision and its evidence in the mix's manifest (`auto`), and the chosen mix is built as
-an ordinary mix.
+Measured on HH data (`benchmarks/rm_quality_real.py --base smollm2 --dump`, five seeds): on ~600 validation
+pairs that half-width is about 0.03, wider than what AI labels add to a 135M base (+0.01 to +0.02; the pool
+with its real human labels adds +0.018). A per-pair log-likelihood of the human label (scale fitted per
+model) was tried as a less noisy score and separated nothing more. `--confidence 0.8` took part of the gains
+with no harm from the poor judges in those runs; 0.95 stays the default. More human labels, not a looser
+test, resolve smaller gains.
+
+Trials are stored in `mix_trials`, the decision and its evidence in the mix's manifest (`auto`), and the
+chosen mix is built as an ordinary mix.
 """
 
 from __future__ import annotations
