@@ -155,9 +155,8 @@ def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str,
                     chosen[seed] = report.chosen
                     if args.dump:
                         dump_search(args.dump, store, report, heldout, seed, args, kind=kind, q=q)
-                    print("    search: " + "; ".join(f"{c.name} agr {c.delta:+.3f} ll {c.gain:+.4f} "
-                                                   f"[{c.low:+.4f}, {c.high:+.4f}]" for c in report.candidates[1:]),
-                          flush=True)
+                    print("    search: " + "; ".join(f"{c.name} {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
+                                                   for c in report.candidates[1:]), flush=True)
                 scores[row][seed] = train_and_score(store, name, heldout, seed, args,
                                                     loss="bt" if row == "hard" else "soft")
                 timings[row] = timings.get(row, 0.0) + time.perf_counter() - started
