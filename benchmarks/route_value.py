@@ -53,7 +53,21 @@ from prefgen.records import flip_winner, make_pair, normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from tests.loopback_server import LoopbackServer  # noqa: E402
 
-ARMS = {"routed": None, "random": 1.0}  # --random-share: the default slice, or every pair drawn at random
+RANDOM_ARM = "random"  # --random-share 1: every pair drawn at random
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'new_row=1,uncertainty=0.5' -> RouteWeights fields."""
+    return {k: float(v) for k, v in (item.split("=") for item in text.split(",") if item)}
+
+
+def arms_of(args) -> dict[str, tuple[float, dict[str, float]]]:
+    """arm -> (random share, route weights): routed (--weight), random, and each --variant NAME:WEIGHTS."""
+    arms = {"routed": (args.random_share, parse_weights(",".join(args.weight))), RANDOM_ARM: (1.0, {})}
+    for variant in args.variant:
+        name, _, weights = variant.partition(":")
+        arms[name] = (args.random_share, parse_weights(weights))
+    return {name: arm for name, arm in arms.items() if not args.arms or name in args.arms}
 
 
 def truth_by_pair(pool: list[dict], winners: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -92,56 +106,84 @@ def label_pool(server: LoopbackServer, inputs: tuple, db: Path, q: float, b: flo
 
 
 def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, better, heldout) -> dict:
+    share, weights = arms_of(args)[arm]
     db = directory / f"{arm}-{seed}.duckdb"
     shutil.copy(base, db)
     batch = directory / f"{arm}-{seed}.json"
-    share = ARMS[arm] if ARMS[arm] is not None else args.random_share
     with Store(db) as store:
-        route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed))
+        route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed,
+                                 weights=weights))
         import_human(store, answer_batch(batch, better), fmt="argilla", source="annotators", pin="train")
-        picked = store.dicts("""SELECT r.pair_id, r.selection, r.p_a, coalesce(pp.kept, false) AS kept
+        picked = store.dicts("""SELECT r.pair_id, r.selection, r.p_a, r.new_row = 0 AS in_mix, r.mix_error,
+                                       pp.chosen AS kept_side
                                 FROM route_items r LEFT JOIN pair_preferences pp USING (pair_id)""")
         build_mix(store, MixConfig(name="mix", human_ratio=None, seed=seed))
-        rows = store.dicts("SELECT pair_id, source, chosen FROM mix_rows WHERE mix_name = 'mix'")
+        rows = store.dicts("SELECT pair_id, source, chosen, p_chosen FROM mix_rows WHERE mix_name = 'mix'")
+        calibration = store.dicts("SELECT method, n_pairs FROM calibrations")
         agreement = None if args.no_rm else train_and_score(store, "mix", heldout, seed, args)
     pool_rows = [r for r in rows if r["pair_id"] in truth]
+    ai_rows = [r for r in pool_rows if r["source"] == "ai"]
     by_value = [p for p in picked if p["selection"] == ROUTED] or [p for p in picked if p["selection"] == RANDOM]
-    sides = [side(p["p_a"]) for p in by_value]
     return {
         "agreement": agreement,
         "mix_rows": len(rows),
         "mix_pool_rows": len(pool_rows),
         "mix_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows),
-        "ai_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows if r["source"] == "ai"),
-        "picked": len(by_value),
-        "judge_errors": sum(s != truth[p["pair_id"]] for s, p in zip(sides, by_value)),
-        "wrong_side": sum(s not in ("tie", truth[p["pair_id"]]) for s, p in zip(sides, by_value)),
-        "kept": sum(bool(p["kept"]) for p in by_value),  # picks whose AI row was in the mix before
-        "kept_wrong": sum(bool(p["kept"]) and s != truth[p["pair_id"]] for s, p in zip(sides, by_value)),
+        "ai_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in ai_rows),
+        "ai_p_chosen": statistics.mean(r["p_chosen"] for r in ai_rows),  # vs ai_accuracy: calibration
+        "calibration": ",".join(f"{c['method']}/{c['n_pairs']}" for c in calibration),
+        **{f"{key}": value for key, value in pick_counts(by_value, truth).items()},
+        **{f"all_{key}": value for key, value in pick_counts(picked, truth).items()},
     }
+
+
+def pick_counts(picks: list[dict], truth: dict[str, str]) -> dict[str, int]:
+    """What labels on these picks did: judge errors (unfiltered side not the humans', or a tie); AI rows of the
+    mix checked, and how many of them were wrong (fixed); pairs the filter had dropped (a new row each)."""
+    fixed = [p for p in picks if p["in_mix"] and p["kept_side"] != truth[p["pair_id"]]]
+    return {
+        "picked": len(picks),
+        "judge_errors": sum(side(p["p_a"]) != truth[p["pair_id"]] for p in picks),
+        "in_mix": sum(bool(p["in_mix"]) for p in picks),
+        "fixed": len(fixed),
+        "expected_fixes": sum(p["mix_error"] or 0.0 for p in picks),
+        "dropped": sum(not p["in_mix"] for p in picks),
+        "dropped_errors": sum(not p["in_mix"] and side(p["p_a"]) != truth[p["pair_id"]] for p in picks),
+    }
+
 
 
 def print_table(results: dict[str, dict[int, dict]], seeds: list[int]) -> None:
     print(f"\n{'arm':<8}{'RM agreement':>16}{'diff to random':>18}{'mix rows':>10}{'mix acc (pool)':>17}"
-          f"{'AI rows acc':>15}{'judge errors':>15}{'wrong side':>12}{'kept in mix':>13}{'kept+wrong':>12}")
+          f"{'AI rows acc':>15}{'AI p_chosen':>15}{'fixed':>8}{'new rows':>10}")
     for arm, by_seed in results.items():
         scored = all(by_seed[s]["agreement"] is not None for s in seeds)
         agreement = mean_sd([by_seed[s]["agreement"] for s in seeds]) if scored else "-"
-        diff = "" if arm == "random" or not scored else mean_sd(
-            [by_seed[s]["agreement"] - results["random"][s]["agreement"] for s in seeds])
-        picked = sum(by_seed[s]["picked"] for s in seeds)
-
-        def share(key: str) -> str:
-            n = sum(by_seed[s][key] for s in seeds)
-            return f"{n}/{picked}={n / picked:.2f}"
-
+        diff = "" if arm == RANDOM_ARM or RANDOM_ARM not in results or not scored else mean_sd(
+            [by_seed[s]["agreement"] - results[RANDOM_ARM][s]["agreement"] for s in seeds])
         print(f"{arm:<8}{agreement:>16}{diff:>18}{statistics.mean(by_seed[s]['mix_rows'] for s in seeds):>10.0f}"
               f"{mean_sd([by_seed[s]['mix_accuracy'] for s in seeds]):>17}"
               f"{mean_sd([by_seed[s]['ai_accuracy'] for s in seeds]):>15}"
-              f"{share('judge_errors'):>15}{share('wrong_side'):>12}{share('kept'):>13}{share('kept_wrong'):>12}")
-    print("picks: for routed, the pairs routed by value (judge errors = the precision of the routing); for random, "
-          "all picks (the base rate). judge errors: the judge's unfiltered side is not the humans' (wrong side) or "
-          "is a tie; kept in mix: the pick's AI row passed the filter; kept+wrong: an AI error the label fixed")
+              f"{mean_sd([by_seed[s]['ai_p_chosen'] for s in seeds]):>15}"
+              f"{statistics.mean(by_seed[s]['all_fixed'] for s in seeds):>8.1f}"
+              f"{statistics.mean(by_seed[s]['all_dropped'] for s in seeds):>10.1f}")
+    print("fixed: wrong AI rows of the mix replaced by a human label (per seed, all picks of the arm); new rows: "
+          "picks the mix's filters had dropped, each now a human row; AI p_chosen: mean calibrated soft label of "
+          "the AI rows left, to compare with their accuracy")
+    print(f"\nprecision, picks by value (routed) / all picks (random), summed over seeds:")
+    print(f"{'arm':<8}{'picks':>7}{'judge errors':>15}{'in mix':>9}{'fixed':>13}{'expected':>10}{'dropped':>9}"
+          f"{'errors among dropped':>22}")
+    for arm, by_seed in results.items():
+        total = {k: sum(by_seed[s][k] for s in seeds) for k in
+                 ("picked", "judge_errors", "in_mix", "fixed", "expected_fixes", "dropped", "dropped_errors")}
+        n = total["picked"]
+        print(f"{arm:<8}{n:>7}{total['judge_errors'] / n:>15.2f}{total['in_mix']:>9}"
+              f"{total['fixed']:>6} ({total['fixed'] / n:.2f}){total['expected_fixes']:>10.1f}{total['dropped']:>9}"
+              f"{total['dropped_errors']:>22}")
+    print("judge errors: the judge's unfiltered side is not the humans' or is a tie (share of picks); in mix: the "
+          "pick's AI row passed the filters; fixed: of those, the wrong ones (share of picks); expected: the sum of "
+          "their mix_error signals; dropped: picks the filters had kept out (a label adds a row; the judge's errors "
+          "among them were never in the mix)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random-share", type=float, default=RouteConfig.model_fields["random_share"].default)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-rm", action="store_true", help="skip the reward models: routing and mix figures only")
+    parser.add_argument("--weight", action="append", default=[], metavar="SIGNAL=W",
+                        help="a route weight of the routed arm (RouteWeights), e.g. new_row=1")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:SIGNAL=W,...",
+                        help="one more routed arm with these weights, e.g. new-first:new_row=1")
+    parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (routed, random, variants)")
     add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
     if not (DATA / "pool.jsonl").exists():
@@ -159,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     heldout = heldout_pairs()
     started = time.perf_counter()
-    results: dict[str, dict[int, dict]] = {arm: {} for arm in ARMS}
+    results: dict[str, dict[int, dict]] = {arm: {} for arm in arms_of(args)}
     with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
         directory = Path(tmp)
         inputs = write_inputs(directory, None)
@@ -168,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         seconds = label_pool(server, inputs, base, args.q, args.b)
         print(f"labelled the pool in {seconds:.0f} s", flush=True)
         for seed in args.seeds:
-            for arm in ARMS:
+            for arm in results:
                 results[arm][seed] = run_arm(base, directory, arm, seed, args, truth, better, heldout)
                 r = results[arm][seed]
                 scored = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
                 print(f"  seed {seed} {arm}: agreement {scored}, mix accuracy {r['mix_accuracy']:.3f}, "
-                      f"judge errors {r['judge_errors']}/{r['picked']}", flush=True)
+                      f"fixed {r['all_fixed']}, new rows {r['all_dropped']}, calibration {r['calibration']}",
+                      flush=True)
     print(f"\ncalibrated judge q = {args.q}, b = {args.b}; human budget {args.budget} pool pairs "
           f"(+ human_small pinned to train); seeds {args.seeds}; RM agreement on human_heldout.jsonl")
     print_table(results, args.seeds)

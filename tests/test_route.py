@@ -13,7 +13,7 @@ from prefgen.cli import cli
 from prefgen.errors import InputError, PrefgenError
 from prefgen.pipelines.agreement import agreement_report
 from prefgen.pipelines.annotation import LABEL_STUDIO_CONFIG
-from prefgen.pipelines.configs import RouteConfig
+from prefgen.pipelines.configs import RouteConfig, RouteWeights
 from prefgen.pipelines.human import import_human
 from prefgen.pipelines.mix import MixConfig, build_mix
 from prefgen.pipelines.route import PairSignals, choose, even_split, route
@@ -75,28 +75,125 @@ def test_even_split_is_one_for_a_draw_and_zero_for_unanimity():
 def test_the_random_slice_is_drawn_first_and_the_rest_goes_to_the_highest_scores():
     signals = [PairSignals(f"p{i}", f"q{i}", 0.5, i / 10, 0.0, 0.0, 0.0) for i in range(10)]
     picked = choose(signals, budget=4, random_share=0.5, seed=0)
-    random = [s.pair_id for s, selection, _ in picked if selection == "random"]
-    routed = [s.pair_id for s, selection, _ in picked if selection == "routed"]
+    random = [p.signals.pair_id for p in picked if p.selection == "random"]
+    routed = [p.signals.pair_id for p in picked if p.selection == "routed"]
     assert len(random) == 2 and len(routed) == 2
     best_others = [s.pair_id for s in sorted(signals, key=lambda s: -s.uncertainty) if s.pair_id not in random]
     assert routed == best_others[:2]
 
 
-def test_route_sends_the_doubtful_pairs_and_stores_why(store, tmp_path):
+def kept_row(pair_id: str, mix_error: float) -> PairSignals:
+    """A pair whose AI row is in the mix: consistent and confident enough, wrong with P mix_error."""
+    return PairSignals(pair_id, pair_id, 1.0 - mix_error, 2 * mix_error, 0.0, 0.2, 0.0, mix_error=mix_error)
+
+
+def dropped_pair(pair_id: str) -> PairSignals:
+    """A pair the filter dropped with every warning sign up: both orders disagree, the principles split."""
+    return PairSignals(pair_id, pair_id, 0.5, 1.0, 1.0, 0.0, 1.0, new_row=1.0)
+
+
+def routed_ids(signals: list[PairSignals], budget: int, **weights: float) -> list[str]:
+    picked = choose(signals, budget=budget, random_share=0.0, seed=0, weights=RouteWeights(**weights))
+    return [p.signals.pair_id for p in picked]
+
+
+def test_a_mix_row_likely_wrong_outranks_a_pair_the_filter_dropped_however_doubtful():
+    signals = [kept_row("kept-0.05", 0.05), kept_row("kept-0.3", 0.3), dropped_pair("dropped")]
+    assert routed_ids(signals, 2) == ["kept-0.3", "dropped"]  # 0.3 > 0.1 + warning signs > 0.05 + signs
+
+
+def test_the_new_row_weight_trades_correcting_mix_rows_against_adding_rows():
+    signals = [kept_row("kept-0.3", 0.3), dropped_pair("dropped")]
+    assert routed_ids(signals, 1, new_row=1.0) == ["dropped"]
+    assert routed_ids(signals, 1, new_row=0.0, uncertainty=0.0, inconsistency=0.0,
+                      principle_disagreement=0.0) == ["kept-0.3"]
+
+
+def test_the_reason_names_the_signals_that_decided_the_rank():
+    assert kept_row("k", 0.3).reason(RouteWeights()).startswith("mix_error 0.30")
+    assert dropped_pair("d").reason(RouteWeights()).startswith("new_row 1.00")
+    assert dropped_pair("d").reason(RouteWeights(new_row=0.0, inconsistency=0.5)).startswith("inconsistency 1.00")
+
+
+def test_inclusion_probabilities_match_how_often_the_design_picks_each_rank():
+    signals = [kept_row(f"p{i:02d}", 0.5 - i / 100) for i in range(20)]  # p00 ranks first
+    counts = {s.pair_id: 0 for s in signals}
+    expected = {}
+    for seed in range(600):
+        for p in choose(signals, budget=6, random_share=0.5, seed=seed):
+            counts[p.signals.pair_id] += 1
+            expected[p.signals.pair_id] = p.inclusion
+    assert expected["p00"] == expected["p02"] == 1.0  # above every cut the slice can leave
+    assert expected["p19"] == pytest.approx(3 / 20)  # only ever drawn at random
+    for pair_id, n in counts.items():
+        assert n / 600 == pytest.approx(expected[pair_id], abs=0.06), pair_id
+
+
+def test_calibration_weights_make_a_batch_count_as_many_pairs_as_it_holds():
+    signals = [kept_row(f"p{i:02d}", 0.5 - i / 100) for i in range(20)]
+    totals = []
+    for seed in range(300):
+        picked = choose(signals, budget=6, random_share=0.5, seed=seed)
+        assert all(p.calibration_weight == pytest.approx(6 / 20 / p.inclusion) for p in picked)
+        totals.append(sum(p.calibration_weight for p in picked))
+    assert sum(totals) / len(totals) == pytest.approx(6, abs=0.3)  # Horvitz-Thompson: unbiased for the count
+    routed = [p for p in picked if p.selection == "routed"]
+    assert max(p.calibration_weight for p in routed) < min(p.calibration_weight for p in picked
+                                                            if p.selection == "random" and p.rank > 10)
+
+
+def test_without_a_random_slice_routed_pairs_carry_no_calibration_weight():
+    signals = [kept_row(f"p{i:02d}", 0.5 - i / 100) for i in range(20)]
+    assert {p.calibration_weight for p in choose(signals, budget=6, random_share=0.0, seed=0)} == {0.0}
+    assert {p.calibration_weight for p in choose(signals, budget=20, random_share=0.0, seed=0)} == {1.0}
+
+
+def test_route_checks_the_mix_rows_first_and_stores_why(store, tmp_path):
     ids = judged_pool(store)
-    report, tasks = routed_batch(store, tmp_path)
+    report, tasks = routed_batch(store, tmp_path, budget=16)
     stored = items(store)
-    assert len(tasks) == len(stored) == 8
+    assert len(tasks) == len(stored) == 16
     routed = [i for i in stored if i["selection"] == "routed"]
-    assert len(routed) == 6 and report.selected == {"routed": 6, "random": 2}
-    assert not {i["pair_id"] for i in routed} & set(ids["sure"])  # the confident pairs are never routed by value
-    flipped = next(i for i in stored if i["pair_id"] in ids["flipped"])
-    assert flipped["inconsistency"] == 0.5 and "inconsistency" in flipped["reason"]
+    assert len(routed) == 12 and report.selected == {"routed": 12, "random": 4}
+    # The sure and the flipped pairs are in the mix (a flipped pair by its consistent principle, at P 0.95).
+    # With no human label on a judged pair yet, the calibration halves the judge's lean, so each of their rows
+    # is 0.275 likely wrong: worth more than a new row (0.1 + warning signs).
+    in_mix = [i for i in stored if i["pair_id"] in ids["sure"] + ids["flipped"]]
+    assert len(in_mix) == 10 and max(i["rank"] for i in in_mix) == 10
+    assert all(i["new_row"] == 0.0 and i["mix_error"] == pytest.approx(1 - (0.5 + 0.5 * 0.45)) for i in in_mix)
+    assert all(i["reason"].startswith("mix_error") for i in in_mix)
+    others = [i for i in stored if i not in in_mix]
+    assert all(i["new_row"] == 1.0 and i["mix_error"] is None and i["reason"].startswith("new_row") for i in others)
+    flipped = [i for i in stored if i["pair_id"] in ids["flipped"]]
+    assert all(i["inconsistency"] == 0.5 for i in flipped)
+    assert max(i["rank"] for i in flipped) == 5  # equal mix_error: the flip is the warning sign that decides
     split = next(i for i in stored if i["pair_id"] in ids["split"])
     assert split["principle_disagreement"] == 1.0 and split["judge_disagreement"] is None
+    assert {i["inclusion"] for i in routed if i["rank"] <= 12} == {1.0}
     batch = store.dicts("SELECT * FROM route_batches")[0]
     assert json.loads(batch["label_jobs"]) == ["job-1"] and json.loads(batch["counts"])["candidates"] == 20
+    assert json.loads(batch["weights"]) == RouteWeights().model_dump()
+    assert json.loads(batch["calibration"])["job-1"]["method"] == "shrink"
+    assert sum(e["in_mix"] for e in report.effect.values()) == 10
+    assert sum(e["expected_fixes"] for e in report.effect.values()) == pytest.approx(10 * 0.275)
+    assert "AI rows of the mix to check (expected wrong" in "\n".join(report.lines())
     assert (tmp_path / "batch.label_config.xml").read_text() == LABEL_STUDIO_CONFIG
+
+
+def test_mix_error_follows_the_calibration_fitted_on_human_labels(store, tmp_path):
+    ids = judged_pool(store)
+    pairs = dict(store.query("SELECT id, prompt FROM pairs")[1])
+    agreeing = ids["sure"][:3]  # the humans side with the judge on 3 sure pairs: agreement (3 + 1) / (3 + 2)
+    labels = tmp_path / "h.jsonl"
+    labels.write_text("".join(json.dumps({"prompt": pairs[p], "response_a": f"alpha {pairs[p].split()[1]}",
+                                          "response_b": f"beta {pairs[p].split()[1]}", "winner": "a"}) + "\n"
+                              for p in agreeing))
+    import_human(store, labels, pin="train")
+    route(store, RouteConfig(budget=20, format="argilla", out=tmp_path / "b.json", random_share=0.0))
+    shrink = 2 * (4 / 5) - 1
+    errors = {i["pair_id"]: i["mix_error"] for i in items(store) if i["mix_error"] is not None}
+    assert set(errors) == set(ids["sure"][3:] + ids["flipped"])
+    assert all(e == pytest.approx(1 - (0.5 + shrink * 0.45)) for e in errors.values())
 
 
 def test_a_second_batch_never_repeats_a_pair(store, tmp_path):
@@ -196,7 +293,7 @@ def test_argilla_records_round_trip(store, tmp_path):
     assert canonical_labels(store)[records[1]["metadata"]["pair_id"]] == "tie"
 
 
-def test_routed_pairs_are_left_out_of_agreement_and_calibration_but_enter_the_mix(store, tmp_path):
+def test_routed_pairs_are_left_out_of_agreement_weighted_down_in_calibration_and_enter_the_mix(store, tmp_path):
     judged_pool(store)
     _, tasks = routed_batch(store, tmp_path)
     answers = {t["data"]["pair_id"]: [(1, "Response 2")] for t in tasks}
@@ -209,7 +306,11 @@ def test_routed_pairs_are_left_out_of_agreement_and_calibration_but_enter_the_mi
     report = agreement_report(store, n_resamples=50)
     assert report.jobs[0].pairs == len(random) == 2
     assert report.routed[0].pairs == 6
-    assert {r["pair_id"] for r in calibration_pairs(store)} == random
+    stored = {i["pair_id"]: i["calibration_weight"] for i in items(store)}
+    weights = {r["pair_id"]: r["weight"] for r in calibration_pairs(store)}
+    assert weights == pytest.approx(stored) and len(weights) == 8
+    assert all(w == pytest.approx(8 / 20 / i["inclusion"]) for w, i in zip(
+        [weights[i["pair_id"]] for i in items(store)], items(store)))
     mix = build_mix(store, MixConfig(name="m", human_ratio=None))
     assert mix.human == 8
     ai_rows = {r[0] for r in store.query("SELECT pair_id FROM mix_rows WHERE source = 'ai'")[1]}

@@ -12,6 +12,11 @@ staircase to noise, with flat steps at 0 or 1 that turn into certain labels, whi
 stable at that size. The map stays monotone: a negative slope (higher confidence, less agreement) is set to
 0, which leaves the constant agreement rate.
 
+Points are weighted (`storage.calibration.calibration_pairs`): pairs that `prefgen route` sent to annotators
+for looking wrong count for the share of the pool they stand for (inverse inclusion probability), so a batch's
+routed labels sharpen the map where they lie without tilting it; every other labelled pair counts 1. Weights
+are scaled to average 1, so the fit's regularisation is that of an unweighted fit of as many points.
+
 With fewer than `MIN_FIT_PAIRS` pairs, a conservative rule instead of a fit: shrink P towards 0.5 by the
 measured agreement, g(x) = 0.5 + s (x - 0.5) with s = clamp(2 a - 1, 0, 1) and a the agreement rate with a
 Laplace prior ((k + 1) / (n + 2)); with no overlapping pair at all, s = 0.5 (the judge's lean is halved).
@@ -88,26 +93,34 @@ def apply_map(method: str, params: dict[str, float], x: float | np.ndarray) -> f
     return float(out) if out.ndim == 0 else out
 
 
-def fit_map(x: Sequence[float], y: Sequence[int]) -> tuple[str, dict[str, float]]:
-    """Platt scaling on enough points, else the shrinkage rule of the module docstring."""
+def unit_mean(w: Sequence[float] | None, n: int) -> np.ndarray:
+    """Weights scaled to average 1 (all 1 when none are given)."""
+    w = np.ones(n) if w is None else np.asarray(w, dtype=float)
+    return w * (n / w.sum()) if n and w.sum() > 0 else w
+
+
+def fit_map(x: Sequence[float], y: Sequence[int], w: Sequence[float] | None = None) -> tuple[str, dict[str, float]]:
+    """Platt scaling on enough points, else the shrinkage rule of the module docstring (`w`: point weights)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=int)
     n = len(x)
+    w = unit_mean(w, n)
+    rate = float(np.average(y, weights=w)) if n else 0.0
     if n < MIN_FIT_PAIRS or len(set(y.tolist())) < 2:
         if n == 0:
             return "shrink", {"s": NO_DATA_SHRINK}
-        agreement = (y.sum() + 1.0) / (n + 2.0)
+        agreement = (rate * n + 1.0) / (n + 2.0)
         return "shrink", {"s": float(min(1.0, max(0.0, 2.0 * agreement - 1.0)))}
     from sklearn.linear_model import LogisticRegression
 
     z = _logit(x).reshape(-1, 1)
-    model = LogisticRegression(C=1.0).fit(z, y)
+    model = LogisticRegression(C=1.0).fit(z, y, sample_weight=w)
     a, b = float(model.coef_[0, 0]), float(model.intercept_[0])
     if a < 0.0:  # confidence that predicts disagreement is no confidence: keep the base rate
-        a, b = 0.0, float(math.log((y.mean() + _EPS) / (1.0 - y.mean() + _EPS)))
+        a, b = 0.0, float(math.log((rate + _EPS) / (1.0 - rate + _EPS)))
     return "platt", {"a": a, "b": b}
 
 
-def cross_fitted(x: np.ndarray, y: np.ndarray, keys: Sequence[str]) -> np.ndarray:
+def cross_fitted(x: np.ndarray, y: np.ndarray, keys: Sequence[str], w: np.ndarray) -> np.ndarray:
     """g(x_i) from maps fitted without pair i (folds by pair id), for an honest after-calibration ECE."""
     folds = np.array([int(hashlib.sha256(f"calibration-fold\x00{k}".encode()).hexdigest(), 16) % CROSS_FIT_FOLDS
                       for k in keys])
@@ -115,13 +128,15 @@ def cross_fitted(x: np.ndarray, y: np.ndarray, keys: Sequence[str]) -> np.ndarra
     for fold in range(CROSS_FIT_FOLDS):
         held = folds == fold
         if held.any():
-            method, params = fit_map(x[~held], y[~held])
+            method, params = fit_map(x[~held], y[~held], w[~held])
             out[held] = apply_map(method, params, x[held])
     return out
 
 
-def reliability_table(x: np.ndarray, y: np.ndarray, after: np.ndarray) -> tuple[list[dict[str, Any]], float, float]:
-    """Per bin of the judge's P: pairs, mean P before and after calibration, observed agreement; and both ECEs."""
+def reliability_table(x: np.ndarray, y: np.ndarray, after: np.ndarray,
+                      w: np.ndarray) -> tuple[list[dict[str, Any]], float, float]:
+    """Per bin of the judge's P: pairs, mean P before and after calibration, observed agreement; and both ECEs
+    (means and bin shares weighted by the points' weights)."""
     rows, ece_before, ece_after = [], 0.0, 0.0
     bins = np.clip(np.digitize(x, BIN_EDGES[1:-1]), 0, len(BIN_EDGES) - 2)
     for b in range(len(BIN_EDGES) - 1):
@@ -129,27 +144,31 @@ def reliability_table(x: np.ndarray, y: np.ndarray, after: np.ndarray) -> tuple[
         n = int(mask.sum())
         if not n:
             continue
-        observed = float(y[mask].mean())
-        before, calibrated = float(x[mask].mean()), float(after[mask].mean())
-        ece_before += n / len(x) * abs(before - observed)
-        ece_after += n / len(x) * abs(calibrated - observed)
+        observed = float(np.average(y[mask], weights=w[mask]))
+        before = float(np.average(x[mask], weights=w[mask]))
+        calibrated = float(np.average(after[mask], weights=w[mask]))
+        share = w[mask].sum() / w.sum()
+        ece_before += share * abs(before - observed)
+        ece_after += share * abs(calibrated - observed)
         rows.append({"bin": f"{BIN_EDGES[b]:.1f}-{BIN_EDGES[b + 1]:.1f}", "pairs": n, "judge_p": round(before, 4),
                      "calibrated_p": round(calibrated, 4), "human_agreement": round(observed, 4)})
     return rows, ece_before, ece_after
 
 
 def fit_calibration(key: dict[str, Any], points: Sequence[dict[str, Any]]) -> Calibration:
-    """Points: p_a, human, pair_id of one judge key. Judge ties and human ties carry no side and are skipped."""
+    """Points: p_a, human, pair_id (and a weight, default 1) of one judge key. Judge ties and human ties carry
+    no side and are skipped."""
     usable = [p for p in points if p["human"] in ("a", "b") and side(p["p_a"]) != "tie"]
     x = np.array([max(p["p_a"], 1.0 - p["p_a"]) for p in usable], dtype=float)
     y = np.array([int(side(p["p_a"]) == p["human"]) for p in usable], dtype=int)
-    method, params = fit_map(x, y)
+    w = unit_mean([p.get("weight", 1.0) for p in usable], len(usable))
+    method, params = fit_map(x, y, w)
     calibration = Calibration(key_id(key["judge_spec"], key["template_version"], key["constitution_id"]),
                               key["judge_spec"], key["template_version"], key["constitution_id"], method, params,
-                              len(usable), float(y.mean()) if len(y) else None)
+                              len(usable), float(np.average(y, weights=w)) if len(y) else None)
     if len(usable):
-        after = cross_fitted(x, y, [p["pair_id"] for p in usable])
-        calibration.reliability, calibration.ece_before, calibration.ece_after = reliability_table(x, y, after)
+        after = cross_fitted(x, y, [p["pair_id"] for p in usable], w)
+        calibration.reliability, calibration.ece_before, calibration.ece_after = reliability_table(x, y, after, w)
     return calibration
 
 

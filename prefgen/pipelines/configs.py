@@ -121,8 +121,39 @@ class MixConfig(BaseModel):
     size: int | None = Field(default=None, ge=1, description="At most this many rows (a shortfall is reported).")
 
 
+class RouteWeights(BaseModel):
+    """The weight of each routing signal in a pair's score (`prefgen route`: score = sum of weight x signal).
+
+    The unit is one wrong AI row of the mix turned right: `mix_error` is the expected number of such rows a
+    label fixes, `new_row` what a human row for a pair the mix has no AI row of is worth in that unit. The
+    warning signs after them describe the judges' doubt; they are stored for every pair either way and, at
+    their small default weights, order pairs of equal value. Descriptions are the CLI's help texts
+    (`--weight-mix-error` ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mix_error: float = Field(default=1.0, ge=0.0, description="Weight of mix_error: the calibrated probability "
+                             "that the AI row the mix holds for the pair is wrong (0 for a pair not in the mix).")
+    new_row: float = Field(default=0.1, ge=0.0, description="Weight of new_row: 1 for a pair the mix's filters "
+                           "dropped (a human label adds a row rather than correcting one).")
+    uncertainty: float = Field(default=0.05, ge=0.0, description="Weight of uncertainty: 1 - |2 P(a better) - 1|, "
+                               "P unfiltered over every judge and principle.")
+    inconsistency: float = Field(default=0.02, ge=0.0, description="Weight of inconsistency: the share of verdicts "
+                                 "that flipped with the order.")
+    near_threshold: float = Field(default=0.02, ge=0.0, description="Weight of near_threshold: 1 on the keep "
+                                  "threshold, 0 a quarter away.")
+    principle_disagreement: float = Field(default=0.02, ge=0.0, description="Weight of principle_disagreement: 1 "
+                                          "when the principles' sides split evenly.")
+    judge_disagreement: float = Field(default=0.05, ge=0.0, description="Weight of judge_disagreement: 1 when the "
+                                      "judges' sides split evenly (several judges only).")
+    rm_spread: float = Field(default=0.05, ge=0.0, description="Weight of rm_spread: the spread of a reward-model "
+                             "ensemble's P(a better) (with --model).")
+
+
 class RouteConfig(BaseModel):
-    """What `prefgen route` takes. Descriptions are the CLI's help texts."""
+    """What `prefgen route` takes. Descriptions are the CLI's help texts. The signal weights are a
+    `RouteWeights` (`weights=`); the command line sets them one by one, and keys named after a signal are
+    taken as its weight here too."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -138,3 +169,18 @@ class RouteConfig(BaseModel):
     judge: str | None = Field(default=None, description="Only verdicts of this judge spec (or label job id).")
     reward_model: Path | None = Field(default=None, description="A reward-model ensemble (`train --ensemble K`): the "
                                                          "spread of its members is one more signal.")
+    weights: RouteWeights = Field(default_factory=RouteWeights, description="Weight of each signal in the score.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_weights(cls, data: object) -> object:
+        """`--weight-new-row 0.5` arrives as new_row=0.5: move the signal-named keys into `weights`."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: data[k] for k in RouteWeights.model_fields if k in data}
+        if not flat:
+            return data
+        rest = {k: v for k, v in data.items() if k not in flat}
+        weights = rest.get("weights") or {}
+        weights = weights.model_dump() if isinstance(weights, RouteWeights) else dict(weights)
+        return {**rest, "weights": {**weights, **flat}}

@@ -1,23 +1,32 @@
-"""`prefgen route`: pick the pairs whose human label is worth most, and write them as an annotation batch.
+"""`prefgen route`: pick the pairs whose human label changes the training mix most, and write them as an
+annotation batch.
 
 Candidates are judged pairs with no human label yet, whose prompt is not held out and that no earlier batch
-sent out. Each gets signals in [0, 1], stored per pair (`route_items`) so the ranking can be explained:
+sent out. A human label does one of two things in the mix (a human label always wins there):
+- it corrects the AI row the mix holds for the pair (the pair passed the mix's filters: kept, decided) when
+  that row is wrong. `mix_error` is the probability of that: 1 - the calibrated P(the kept side is better),
+  the same calibrated P the mix's soft labels use (`pipelines.calibration`), so summed over a batch it is the
+  number of wrong AI rows the batch is expected to fix;
+- or, for a pair the filters dropped (order-inconsistent, under the threshold, a tie), it adds a human row the
+  mix did not have: `new_row` = 1.
+The score is the weighted sum of the signals present, with the weights of `RouteConfig.weights` (one wrong AI
+row fixed is the unit; `new_row`'s weight is what a new human row is worth in that unit). The judges' warning
+signs are stored beside them and, at small weights, order pairs of equal value:
 - uncertainty: 1 - |2 P(a better) - 1|, P averaged over every judge and principle (weighted), kept or not;
-  for a calibrated judge this is twice its probability of being wrong;
 - inconsistency: share of the (job, principle) verdicts that flipped when the order was swapped;
-- near_threshold: 1 when the confidence sits on the keep threshold, falling to 0 a quarter away: those
-  pairs enter or miss the mix on a coin toss;
+- near_threshold: 1 when the confidence sits on the keep threshold, falling to 0 a quarter away;
 - principle_disagreement: 1 when the principles' sides split evenly (averaged over judges);
 - judge_disagreement: 1 when the judges' sides split evenly (needs two judges; NULL otherwise);
 - rm_spread: with `--model ENSEMBLE`, twice the standard deviation of the members' P(a better).
-score = the weighted sum of the signals present (`WEIGHTS`); a human label is worth most where the AI label
-is most likely wrong or missing, and uncertainty is the most direct estimate of that, so it weighs most.
+Every signal of every batch pair is stored in `route_items`, with the score, the rank and a one-line reason.
 
 The random slice: `random_share` of the budget is drawn uniformly from all candidates first, then the rest of
 the budget goes to the highest scores. The slice is an unbiased sample of the judged pool; the routed pairs
-are not (they were picked for looking wrong). `prefgen agreement` and the calibration behind soft labels
-therefore use the random slice and never the routed pairs (`storage.human.selection_filter`), while the mix
-uses both (a human label always wins there).
+are not (they were picked for looking wrong). `prefgen agreement` uses the random slice and plain imports
+only (`storage.human.selection_filter`). Calibration uses every labelled pair, each weighted by the inverse of
+the probability that this design picked it (`inclusion`, exact: the slice is a uniform draw, the rest a
+deterministic cut of the ranking), so the routed pairs stand only for their share of the pool
+(`storage.calibration.calibration_pairs`).
 """
 
 from __future__ import annotations
@@ -34,14 +43,14 @@ from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
 from prefgen.judge.swap import side
 from prefgen.pipelines.annotation import write_batch
-from prefgen.pipelines.configs import RouteConfig
+from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
+from prefgen.pipelines.configs import RouteConfig, RouteWeights
+from prefgen.pipelines.mix import ai_side
+from prefgen.storage import mixes as mix_db
 from prefgen.storage import route as db
 from prefgen.storage.db import Store
 
-SIGNALS = ("uncertainty", "inconsistency", "near_threshold", "principle_disagreement", "judge_disagreement",
-           "rm_spread")
-WEIGHTS = {"uncertainty": 1.0, "inconsistency": 0.5, "near_threshold": 0.25, "principle_disagreement": 0.5,
-           "judge_disagreement": 1.0, "rm_spread": 1.0}
+SIGNALS = tuple(RouteWeights.model_fields)
 NEAR_WIDTH = 0.25
 ROUTED, RANDOM = "routed", "random"
 
@@ -57,21 +66,24 @@ class PairSignals:
     principle_disagreement: float
     judge_disagreement: float | None = None
     rm_spread: float | None = None
+    mix_error: float | None = None  # None: the mix holds no AI row of the pair
+    new_row: float = 0.0
 
-    def score(self) -> float:
-        return sum(WEIGHTS[name] * value for name, value in self.present().items())
+    def score(self, weights: RouteWeights) -> float:
+        return sum(getattr(weights, name) * value for name, value in self.present().items())
 
     def present(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in SIGNALS if getattr(self, name) is not None}
 
-    def contributions(self) -> list[tuple[str, float]]:
+    def contributions(self, weights: RouteWeights) -> list[tuple[str, float]]:
         """(signal, value) of the signals that added to the score, the largest contribution first."""
-        parts = sorted(((WEIGHTS[k] * v, k, v) for k, v in self.present().items() if v > 0), reverse=True)
+        parts = sorted(((getattr(weights, k) * v, k, v) for k, v in self.present().items()
+                        if v > 0 and getattr(weights, k) > 0), reverse=True)
         return [(name, value) for _, name, value in parts]
 
-    def reason(self) -> str:
-        """The signals that contributed most, e.g. 'uncertainty 0.92, inconsistency 0.50'."""
-        return ", ".join(f"{name} {value:.2f}" for name, value in self.contributions()[:3]) or "no warning sign"
+    def reason(self, weights: RouteWeights) -> str:
+        """The signals that contributed most, e.g. 'mix_error 0.24, uncertainty 0.48'."""
+        return ", ".join(f"{name} {value:.2f}" for name, value in self.contributions(weights)[:3]) or "no warning sign"
 
 
 def even_split(sides: Sequence[str]) -> float:
@@ -86,7 +98,8 @@ def near(confidence: float, threshold: float) -> float:
 
 def pair_signals(rows: Sequence[dict[str, Any]]) -> list[PairSignals]:
     """Rows: job_id, pair_id, prompt_id, principle_id, p_a, consistent, threshold, weight (one per job and
-    principle of a pair, as `storage.route.candidate_verdicts` gives them)."""
+    principle of a pair, as `storage.route.candidate_verdicts` gives them). The mix signals are set apart
+    (`add_mix_signals`)."""
     by_pair: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_pair[row["pair_id"]].append(row)
@@ -111,21 +124,69 @@ def pair_signals(rows: Sequence[dict[str, Any]]) -> list[PairSignals]:
     return out
 
 
+def add_mix_signals(signals: Sequence[PairSignals], p_chosen: dict[str, float]) -> None:
+    """`p_chosen`: pair id -> calibrated P(the side of the mix's AI row is better), for the pairs the mix holds
+    an AI row of. The others get new_row = 1 (a human label adds a row there)."""
+    for s in signals:
+        held = p_chosen.get(s.pair_id)
+        s.mix_error = None if held is None else 1.0 - held
+        s.new_row = 0.0 if held is not None else 1.0
+
+
+def mix_rows_held(store: Store, judge: str | None, calibrations: dict[str, Any]) -> dict[str, float]:
+    """pair id -> calibrated P(chosen) of the AI row a default mix would take for it (the mix's own rule:
+    kept, decided, prompt not held out, the most confident job)."""
+    rows, _ = ai_side(mix_db.ai_kept_pairs(store, judge=judge), None, calibrations)
+    return {c.pair_id: c.p_chosen for c in rows}
+
+
 def unit(seed: int, key: str, salt: str) -> bytes:
     return hashlib.sha256(f"route\x00{salt}\x00{seed}\x00{key}".encode()).digest()
 
 
-def choose(signals: Sequence[PairSignals], budget: int, random_share: float,
-           seed: int) -> list[tuple[PairSignals, str, int]]:
-    """(pair, selection, rank) of the batch: the random slice first (uniform over every candidate), then the
-    best-ranked of the rest. Rank 1 is the highest score; equal scores are ordered by a seeded hash."""
-    ranked = sorted(signals, key=lambda s: (-s.score(), unit(seed, s.pair_id, "rank")))
+def inclusion(n: int, n_random: int, n_routed: int) -> np.ndarray:
+    """P(the candidate ranked r = 1..n is in a batch of `n_random` pairs drawn uniformly from all n, then the
+    `n_routed` best-ranked of the rest). Ranked r, it is drawn with probability n_random / n; otherwise it is
+    routed when fewer than n_routed of the r - 1 pairs above it were left undrawn, i.e. when at least
+    r - n_routed of them were drawn: a hypergeometric tail (n_random draws from the other n - 1 pairs)."""
+    if n_random + n_routed >= n:
+        return np.ones(n)
+    from scipy.stats import hypergeom
+
+    rank = np.arange(1, n + 1)
+    drawn = n_random / n
+    return drawn + (1.0 - drawn) * hypergeom.sf(rank - n_routed - 1, n - 1, rank - 1, n_random)
+
+
+@dataclass
+class Pick:
+    signals: PairSignals
+    selection: str  # routed / random
+    rank: int  # 1 = the highest score
+    score: float
+    inclusion: float  # probability that the batch's design picked this pair
+    calibration_weight: float  # (picked / candidates) / inclusion: its weight in calibration
+
+
+def choose(signals: Sequence[PairSignals], budget: int, random_share: float, seed: int,
+           weights: RouteWeights | None = None) -> list[Pick]:
+    """The batch: the random slice first (uniform over every candidate), then the best-ranked of the rest.
+    Rank 1 is the highest score; equal scores are ordered by a seeded hash."""
+    weights = weights or RouteWeights()
+    scores = {s.pair_id: s.score(weights) for s in signals}
+    ranked = sorted(signals, key=lambda s: (-scores[s.pair_id], unit(seed, s.pair_id, "rank")))
     rank = {s.pair_id: i + 1 for i, s in enumerate(ranked)}
     n_random = min(len(ranked), round(budget * random_share))
     drawn = sorted(ranked, key=lambda s: unit(seed, s.pair_id, "random"))[:n_random]
     taken = {s.pair_id for s in drawn}
     routed = [s for s in ranked if s.pair_id not in taken][: max(0, budget - n_random)]
-    return [(s, RANDOM, rank[s.pair_id]) for s in drawn] + [(s, ROUTED, rank[s.pair_id]) for s in routed]
+    chance = inclusion(len(ranked), n_random, len(routed))
+    picked = n_random + len(routed)
+    # Without a random slice the pairs below the cut could never be picked: the batch stands for itself only.
+    rate = picked / len(ranked) if n_random or picked == len(ranked) else 0.0
+    return [Pick(s, selection, rank[s.pair_id], scores[s.pair_id], float(chance[rank[s.pair_id] - 1]),
+                 rate / float(chance[rank[s.pair_id] - 1]))
+            for selection, group in ((RANDOM, drawn), (ROUTED, routed)) for s in group]
 
 
 def shown_order(seed: int, pair_id: str) -> str:
@@ -160,6 +221,7 @@ class RouteReport:
     fmt: str
     reasons: dict[str, int] = field(default_factory=dict)  # strongest signal of the routed pairs
     mean_signals: dict[str, dict[str, float]] = field(default_factory=dict)  # per selection
+    effect: dict[str, dict[str, float]] = field(default_factory=dict)  # per selection: what the labels change
 
     def lines(self) -> list[str]:
         out = [
@@ -167,6 +229,10 @@ class RouteReport:
             f"({self.selected.get(ROUTED, 0)} routed by value, {self.selected.get(RANDOM, 0)} drawn at random)",
             "wrote " + ", ".join(self.files),
         ]
+        for selection, e in self.effect.items():
+            out.append(f"{selection}: {e['in_mix']:.0f} AI rows of the mix to check (expected wrong "
+                       f"{e['expected_fixes']:.1f}), {e['new_rows']:.0f} pairs the mix's filters dropped "
+                       "(a label adds a row)")
         if self.reasons:
             out.append("routed for: " + ", ".join(f"{k} {v}" for k, v in self.reasons.items()))
         for selection, means in self.mean_signals.items():
@@ -183,41 +249,59 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
                            f"{' by ' + config.judge if config.judge else ''}, or every one already has a human "
                            "label, a held-out prompt or a place in an earlier batch); run `prefgen label` first")
     signals = pair_signals(rows)
+    calibrations = calibration_for_jobs(store, calibrate(store, save=False))
+    add_mix_signals(signals, mix_rows_held(store, config.judge, calibrations))
     if config.reward_model is not None:
         spread = ensemble_spread(store, config.reward_model, [s.pair_id for s in signals])
         for s in signals:
             s.rm_spread = spread[s.pair_id]
-    picked = choose(signals, config.budget, config.random_share, config.seed)
-    batch_id = content_hash(["route", config.seed, [s.pair_id for s, _, _ in picked]])[:16]
-    items = [{"batch_id": batch_id, "pair_id": s.pair_id, "position": i, "selection": selection, "rank": rank,
-              "score": round(s.score(), 6), "p_a": s.p_a,
-              **{name: getattr(s, name) for name in SIGNALS}, "reason": s.reason(),
-              "shown": shown_order(config.seed, s.pair_id)}
-             for i, (s, selection, rank) in enumerate(picked)]
+    picked = choose(signals, config.budget, config.random_share, config.seed, config.weights)
+    batch_id = content_hash(["route", config.seed, [p.signals.pair_id for p in picked]])[:16]
+    items = [{"batch_id": batch_id, "pair_id": p.signals.pair_id, "position": i, "selection": p.selection,
+              "rank": p.rank, "score": round(p.score, 6), "p_a": p.signals.p_a,
+              **{name: getattr(p.signals, name) for name in SIGNALS}, "reason": p.signals.reason(config.weights),
+              "shown": shown_order(config.seed, p.signals.pair_id), "inclusion": p.inclusion,
+              "calibration_weight": p.calibration_weight}
+             for i, p in enumerate(picked)]
     texts = db.pair_texts(store, [item["pair_id"] for item in items])
     files = write_batch(config.format, config.out, [{**texts[item["pair_id"]], **item} for item in items])
-    selected = dict(Counter(selection for _, selection, _ in picked))
-    batch = {"batch_id": batch_id, "label_jobs": sorted({r["job_id"] for r in rows}), "judge": config.judge,
+    selected = dict(Counter(p.selection for p in picked))
+    jobs = sorted({r["job_id"] for r in rows})
+    batch = {"batch_id": batch_id, "label_jobs": jobs, "judge": config.judge,
              "budget": config.budget, "random_share": config.random_share, "seed": config.seed,
              "format": config.format, "out_path": str(config.out),
-             "model_path": str(config.reward_model) if config.reward_model else None, "weights": WEIGHTS,
-             "counts": {"candidates": len(signals), **selected}}
+             "model_path": str(config.reward_model) if config.reward_model else None,
+             "weights": config.weights.model_dump(), "counts": {"candidates": len(signals), **selected},
+             "calibration": {job: {k: getattr(calibrations[job], k) for k in ("method", "params", "n_pairs")}
+                             for job in jobs if job in calibrations}}
     db.save_batch(store, batch, items)
     return RouteReport(batch_id, len(signals), selected, [str(f) for f in files], config.format,
-                       _reasons(picked), _mean_signals(picked))
+                       _reasons(picked, config.weights), _mean_signals(picked), _effect(picked))
 
 
-def _reasons(picked: Sequence[tuple[PairSignals, str, int]]) -> dict[str, int]:
-    strongest = Counter((s.contributions() or [("no warning sign", 0.0)])[0][0]
-                        for s, selection, _ in picked if selection == ROUTED)
+def _reasons(picked: Sequence[Pick], weights: RouteWeights) -> dict[str, int]:
+    strongest = Counter((p.signals.contributions(weights) or [("no warning sign", 0.0)])[0][0]
+                        for p in picked if p.selection == ROUTED)
     return dict(strongest.most_common())
 
 
-def _mean_signals(picked: Sequence[tuple[PairSignals, str, int]]) -> dict[str, dict[str, float]]:
+def _mean_signals(picked: Sequence[Pick]) -> dict[str, dict[str, float]]:
     out = {}
     for selection in (ROUTED, RANDOM):
-        group = [asdict(s) for s, sel, _ in picked if sel == selection]
+        group = [asdict(p.signals) for p in picked if p.selection == selection]
         if group:
             out[selection] = {name: float(np.mean([g[name] for g in group])) for name in SIGNALS
                               if all(g[name] is not None for g in group)}
+    return out
+
+
+def _effect(picked: Sequence[Pick]) -> dict[str, dict[str, float]]:
+    """Per selection: AI rows of the mix the labels check, how many of them are expected wrong, new rows."""
+    out = {}
+    for selection in (ROUTED, RANDOM):
+        group = [p.signals for p in picked if p.selection == selection]
+        if group:
+            held = [s.mix_error for s in group if s.mix_error is not None]
+            out[selection] = {"in_mix": len(held), "expected_fixes": float(sum(held)),
+                              "new_rows": len(group) - len(held)}
     return out

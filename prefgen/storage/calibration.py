@@ -6,21 +6,24 @@ import json
 from typing import Any
 
 from prefgen.storage.db import Store
-from prefgen.storage.human import selection_filter
 
 CALIBRATION_JSON = ("params", "reliability")
 
 
 def calibration_pairs(store: Store) -> list[dict[str, Any]]:
     """Per judge key (judge, template, constitution) and human *train* pair: the judge's unfiltered P(a better)
-    (principle-weighted over every answered principle, every job of that key) and the humans' winner.
+    (principle-weighted over every answered principle, every job of that key), the humans' winner, and the
+    pair's weight in the fit.
 
     Only the train split: the held-out labels judge the reward model and must not shape its training data.
-    Pairs routed to annotators by rank are left out: they were picked for looking wrong, and a map fitted on
-    them would under-trust the judge on every other pair (the random slice of each batch is kept).
+    Weights: a pair of a `prefgen route` batch counts (budget / candidates) / its inclusion probability (stored
+    in `route_items`), so a batch weighs as much in all as the same number of pairs drawn at random, and the
+    pairs routed for looking wrong stand only for their share of the pool (Horvitz-Thompson). Every other
+    labelled pair counts 1. Items routed before inclusion probabilities were stored count 0 when routed by rank
+    (a biased sample) and 1 when drawn at random. Pairs of weight 0 are left out.
     """
     return store.dicts(
-        f"""WITH weighted AS (
+        """WITH weighted AS (
                SELECT j.judge_spec, j.template_version, j.constitution_id, pr.pair_id,
                       sum(pr.p_a * coalesce(w.weight, 1.0)) / sum(coalesce(w.weight, 1.0)) AS p_a
                FROM preferences pr
@@ -28,10 +31,17 @@ def calibration_pairs(store: Store) -> list[dict[str, Any]]:
                LEFT JOIN principles w ON w.constitution_id = j.constitution_id AND w.principle_id = pr.principle_id
                WHERE pr.p_a IS NOT NULL
                GROUP BY ALL
+           ),
+           design AS (
+               SELECT pair_id, min(coalesce(calibration_weight, CASE WHEN selection = 'routed' THEN 0.0 ELSE 1.0 END))
+                      AS weight
+               FROM route_items GROUP BY pair_id
            )
-           SELECT wt.judge_spec, wt.template_version, wt.constitution_id, wt.pair_id, wt.p_a, h.winner AS human
+           SELECT wt.judge_spec, wt.template_version, wt.constitution_id, wt.pair_id, wt.p_a, h.winner AS human,
+                  coalesce(d.weight, 1.0) AS weight
            FROM weighted wt JOIN human_pair_labels h ON h.pair_id = wt.pair_id
-           WHERE h.split = 'train' AND ({selection_filter(store, 'h.pair_id')})
+           LEFT JOIN design d ON d.pair_id = wt.pair_id
+           WHERE h.split = 'train' AND coalesce(d.weight, 1.0) > 0
            ORDER BY wt.judge_spec, wt.template_version, wt.constitution_id, wt.pair_id""",
     )
 

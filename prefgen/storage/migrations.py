@@ -423,3 +423,19 @@ def m009_routing_and_declared_splits(con: duckdb.DuckDBPyConnection) -> None:
 def m010_rm_run_world_size(con: duckdb.DuckDBPyConnection) -> None:
     # Processes that trained the model data-parallel (`prefgen train --processes N`, `accelerate launch`).
     con.execute("ALTER TABLE rm_runs ADD COLUMN world_size INTEGER DEFAULT 1")
+
+
+@migration
+def m012_route_value_and_inclusion(con: duckdb.DuckDBPyConnection) -> None:
+    # What a human label changes in the training mix, per routed pair, and how likely the batch design was to
+    # pick the pair: the inclusion probability lets calibration use every labelled pair of a batch, each
+    # weighted by how much of the pool it stands for, instead of the random slice alone.
+    con.execute(
+        """
+        ALTER TABLE route_items ADD COLUMN mix_error DOUBLE;   -- P(the mix's AI row is wrong); NULL: none in the mix
+        ALTER TABLE route_items ADD COLUMN new_row DOUBLE;     -- 1: the filter dropped the pair, a label adds a row
+        ALTER TABLE route_items ADD COLUMN inclusion DOUBLE;   -- probability the batch's design picked the pair
+        ALTER TABLE route_items ADD COLUMN calibration_weight DOUBLE;  -- (budget / candidates) / inclusion
+        ALTER TABLE route_batches ADD COLUMN calibration JSON; -- the map behind mix_error, per label job
+        """
+    )

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from prefgen.storage.db import Store
 
-BATCH_JSON = ("label_jobs", "weights", "counts")
+BATCH_JSON = ("label_jobs", "weights", "counts", "calibration")
 
 
 def candidate_verdicts(store: Store, *, judge: str | None = None) -> list[dict[str, Any]]:
