@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from prefgen.cli_options import config_from_options, option_from_field
+from prefgen.cli_options import config_from_options, option_from_field, options_from_fields
 from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output
 from prefgen.errors import ExitCode, PrefgenError
-from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput, RouteConfig
+from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput, RouteConfig, RouteWeights
 from prefgen.redact import redact
 from prefgen.train.config import TrainConfig
 
@@ -248,11 +248,13 @@ def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
 @option_from_field(RouteConfig, "seed", "--seed")
 @option_from_field(RouteConfig, "judge", "--judge")
 @option_from_field(RouteConfig, "reward_model", "--model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@options_from_fields(RouteWeights, lambda name: "--weight-" + name.replace("_", "-"))
 @JSON_OPTION
 def route(db: Path, as_json: bool, **options) -> None:
-    """Send the pairs whose human label is worth most to annotators: rank judged pairs by order
-    inconsistency, uncertainty, closeness to the keep threshold, principle and judge disagreement (and a
-    reward-model ensemble's spread), draw a random slice for unbiased measurement, write a Label Studio or
+    """Send the pairs whose human label changes the training mix most to annotators: AI rows of the mix
+    likely wrong (calibrated), then pairs the filters dropped (a label adds a row), with order inconsistency,
+    uncertainty, closeness to the threshold, principle and judge disagreement (and a reward-model ensemble's
+    spread) as weighted signals; draw a random slice for unbiased measurement, write a Label Studio or
     Argilla batch and store why each pair was picked (route_batches, route_items)."""
     from prefgen.pipelines.route import route as run_route
     from prefgen.storage.db import Store

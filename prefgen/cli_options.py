@@ -40,7 +40,8 @@ import click
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import PydanticUndefined
 
-__all__ = ["FieldSpec", "config_from_options", "field_spec", "option_from_field", "range_text"]
+__all__ = ["FieldSpec", "config_from_options", "field_spec", "option_from_field", "options_from_fields",
+           "range_text"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
@@ -166,6 +167,18 @@ def option_from_field(model: type, name: str, *param_decls: str, **overrides: An
             kwargs["callback"] = callback
     kwargs.update(overrides)
     return click.option(*decls, name, **kwargs)
+
+
+def options_from_fields(model: type[BaseModel], flag: Callable[[str], str]) -> Callable[[F], F]:
+    """`option_from_field` for every field of `model`, in field order, the flag of each named by `flag(name)`
+    (e.g. a nested config's fields as `--weight-<name>`)."""
+
+    def decorate(command: F) -> F:
+        for name in reversed(list(model.model_fields)):
+            command = option_from_field(model, name, flag(name))(command)
+        return command
+
+    return decorate
 
 
 def _plain_error(exc: ValidationError) -> dict[str, Any]:

@@ -79,3 +79,12 @@ def test_readme_links_point_to_files_of_the_repository():
         if not target.startswith("http"):
             assert (REPO / target).exists() or (DOCS / target).exists(), target
     assert "DESIGN.md" not in (REPO / "README.md").read_text()
+
+
+def test_every_route_weight_is_documented_with_its_flag_and_default():
+    from prefgen.pipelines.configs import RouteWeights
+
+    text = (DOCS / "routing.md").read_text()
+    for name, info in RouteWeights.model_fields.items():
+        flag = "--weight-" + name.replace("_", "-")
+        assert f"| `{name}` | `{flag}` | {info.default} |" in text, name

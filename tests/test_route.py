@@ -449,6 +449,28 @@ def test_cli_route_writes_the_batch_and_says_how_to_bring_it_back(tmp_path):
     assert len(json.loads(out.read_text())) == 5
 
 
+def test_cli_weights_reorder_the_batch_and_are_stored(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    with Store(db) as store:
+        ids = judged_pool(store)
+    args = ["route", "--db", str(db), "--budget", "5", "--format", "argilla", "--random-share", "0"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b.json"), "--weight-new-row", "2"])
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        picked = {r[0] for r in store.query("SELECT pair_id FROM route_items")[1]}
+        weights = json.loads(store.query("SELECT weights FROM route_batches")[1][0][0])
+    assert picked == set(ids["split"])  # new rows first now; among them the even principle split ranks highest
+    assert weights == {**RouteWeights().model_dump(), "new_row": 2.0}
+    bad = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c.json"), "--weight-uncertainty", "-1"])
+    assert bad.exit_code == 2 and "--weight-uncertainty" in bad.output and "must be >= 0" in bad.output
+
+
+def test_route_config_takes_weights_nested_or_by_signal_name(tmp_path):
+    nested = RouteConfig(budget=1, format="argilla", out=tmp_path / "b.json", weights={"new_row": 0.5})
+    flat = RouteConfig(budget=1, format="argilla", out=tmp_path / "b.json", new_row=0.5)
+    assert nested == flat and flat.weights.mix_error == RouteWeights().mix_error
+
+
 @pytest.mark.slow
 def test_a_reward_model_ensemble_adds_its_spread_as_a_signal(store, tmp_path):
     from prefgen.train.config import TrainConfig
