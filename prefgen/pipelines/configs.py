@@ -8,7 +8,7 @@ import, so that the CLI can read them without loading the pipelines' dependencie
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -121,6 +121,10 @@ class MixConfig(BaseModel):
     size: int | None = Field(default=None, ge=1, description="At most this many rows (a shortfall is reported).")
 
 
+def _weight(default: float, signal: str, meaning: str) -> Any:
+    return Field(default=default, ge=0.0, description=f"Weight of {signal}: {meaning}.")
+
+
 class RouteWeights(BaseModel):
     """The weight of each routing signal in a pair's score (`prefgen route`: score = sum of weight x signal).
 
@@ -132,22 +136,19 @@ class RouteWeights(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mix_error: float = Field(default=1.0, ge=0.0, description="Weight of mix_error: the calibrated probability "
-                             "that the AI row the mix holds for the pair is wrong (0 for a pair not in the mix).")
-    new_row: float = Field(default=0.1, ge=0.0, description="Weight of new_row: 1 for a pair the mix's filters "
-                           "dropped (a human label adds a row rather than correcting one).")
-    uncertainty: float = Field(default=0.05, ge=0.0, description="Weight of uncertainty: 1 - |2 P(a better) - 1|, "
-                               "P unfiltered over every judge and principle.")
-    inconsistency: float = Field(default=0.02, ge=0.0, description="Weight of inconsistency: the share of verdicts "
-                                 "that flipped with the order.")
-    near_threshold: float = Field(default=0.02, ge=0.0, description="Weight of near_threshold: 1 on the keep "
-                                  "threshold, 0 a quarter away.")
-    principle_disagreement: float = Field(default=0.02, ge=0.0, description="Weight of principle_disagreement: 1 "
-                                          "when the principles' sides split evenly.")
-    judge_disagreement: float = Field(default=0.05, ge=0.0, description="Weight of judge_disagreement: 1 when the "
-                                      "judges' sides split evenly (several judges only).")
-    rm_spread: float = Field(default=0.05, ge=0.0, description="Weight of rm_spread: the spread of a reward-model "
-                             "ensemble's P(a better) (with --model).")
+    mix_error: float = _weight(1.0, "mix_error", "the calibrated probability that the AI row the mix holds "
+                                                 "for the pair is wrong (0 for a pair not in the mix)")
+    new_row: float = _weight(0.1, "new_row", "1 for a pair the mix's filters dropped (a label adds a row rather "
+                                             "than correcting one)")
+    uncertainty: float = _weight(0.05, "uncertainty", "1 - |2 P(a better) - 1|, P unfiltered over every judge and "
+                                                      "principle")
+    inconsistency: float = _weight(0.02, "inconsistency", "the share of verdicts that flipped with the order")
+    near_threshold: float = _weight(0.02, "near_threshold", "1 on the keep threshold, 0 a quarter away")
+    principle_disagreement: float = _weight(0.02, "principle_disagreement",
+                                            "1 when the principles' sides split evenly")
+    judge_disagreement: float = _weight(0.05, "judge_disagreement",
+                                        "1 when the judges' sides split evenly (several judges only)")
+    rm_spread: float = _weight(0.05, "rm_spread", "the spread of a reward-model ensemble's P(a better) (with --model)")
 
 
 class RouteConfig(BaseModel):

@@ -182,7 +182,8 @@ def choose(signals: Sequence[PairSignals], budget: int, random_share: float, see
     routed = [s for s in ranked if s.pair_id not in taken][: max(0, budget - n_random)]
     chance = inclusion(len(ranked), n_random, len(routed))
     picked = n_random + len(routed)
-    # Without a random slice the pairs below the cut could never be picked: the batch stands for itself only.
+    # Without a random slice the pairs below the cut could never be picked and nothing in the batch stands for
+    # them: its pairs get no weight in calibration (unless the batch took every candidate).
     rate = picked / len(ranked) if n_random or picked == len(ranked) else 0.0
     return [Pick(s, selection, rank[s.pair_id], scores[s.pair_id], float(chance[rank[s.pair_id] - 1]),
                  rate / float(chance[rank[s.pair_id] - 1]))
