@@ -9,15 +9,17 @@ as if annotators had, through the Argilla round-trip (records out, answered reco
 `import-human --format argilla`):
 - routed: `prefgen route --budget 100` (the default 15% random slice, the rest by value);
 - random: the same command with `--random-share 1`, i.e. 100 pool pairs drawn uniformly.
-Each store then gets the default mix (`--every-row`, soft labels, calibration fitted on the unbiased
-pairs) and a reward model in the library's default regime (MiniLM, frozen base, trained head), scored on
-`human_heldout.jsonl` in memory. Reported: RM agreement (mean ± sd over seeds, and the paired difference),
-the label accuracy of the mix's pool rows against the real labels, and how many picked pairs were judge
-errors (the judge's unfiltered side differs from the humans', or is a tie) — for the routed arm, the
-precision of the routing.
+Each store then gets the default mix (`--every-row`, soft labels, calibration fitted on every labelled pair
+weighted by its inverse inclusion probability) and a reward model in the library's default regime (frozen
+base, trained head; `--base smollm2` for the SmolLM2 base), scored on `human_heldout.jsonl` in memory.
+Reported: RM agreement (mean ± sd over seeds, and the paired difference to random), the label accuracy of the
+mix's pool rows against the real labels, the AI rows' accuracy beside their mean calibrated soft label, and
+what the labels did: wrong AI rows of the mix fixed, rows added for pairs the filters had dropped, and the
+precision of the picks routed by value split between the two (judge errors among dropped pairs were never in
+the mix). `--variant NAME:SIGNAL=W,...` adds a routed arm with other `RouteWeights`.
 
-    .venv/bin/python benchmarks/route_value.py                       # q 0.75, b 0.3, seeds 0 1 2
-    .venv/bin/python benchmarks/route_value.py --seeds 0 --budget 50
+    .venv/bin/python benchmarks/route_value.py --base smollm2 --seeds 0 1 2 3 4
+    .venv/bin/python benchmarks/route_value.py --variant new-first:new_row=1 --arms new-first random
     .venv/bin/python benchmarks/route_value.py --no-rm                # routing and mix figures only (a minute)
 """
 

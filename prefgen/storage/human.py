@@ -26,8 +26,8 @@ def has_routing(store: Store) -> bool:
 
 def selection_filter(store: Store, column: str, selection: str = "unbiased") -> str:
     """A SQL condition on a pair id column. "unbiased" leaves out pairs routed by rank: they were picked
-    because the judge looked unsure, so agreement and calibration measured on them would be biased (the random
-    slice and plain imports stay). "routed" keeps only those; "all" keeps every pair."""
+    for looking wrong, so agreement measured on them would be biased (the random slice and plain imports stay;
+    calibration weighs them instead, `storage.calibration`). "routed" keeps only those; "all" keeps every pair."""
     if selection == "all" or not has_routing(store):
         return "false" if selection == "routed" else "true"
     negate = "NOT " if selection == "unbiased" else ""
