@@ -36,9 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.agreement_real import DATA, simulated_truth, unit, write_inputs  # noqa: E402
+from prefgen.bootstrap import mean_interval  # noqa: E402
 from prefgen.judge.prompts import neutralise  # noqa: E402
 from prefgen.pipelines.human import import_human  # noqa: E402
 from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
@@ -117,12 +119,19 @@ def train_config(args, seed: int, **overrides) -> TrainConfig:
 
 def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
                     curriculum: str | None = None) -> float:
+    """Held-out agreement of a model trained on `mix`."""
+    return float(heldout_correct(store, mix, heldout, seed, args, loss=loss, curriculum=curriculum).mean())
+
+
+def heldout_correct(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
+                    curriculum: str | None = None) -> np.ndarray:
+    """Per held-out pair, 1 when the model trained on `mix` ranks the human's choice higher."""
     from prefgen.train.trainer import train_reward_model
 
     curriculum = curriculum or ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
     config = train_config(args, seed, loss=loss, curriculum=curriculum)
     result = train_reward_model(mix_rows_for_training(store, mix), config, score_rows=heldout, save=False)
-    return statistics.mean(float(c > r) for c, r in result.scores)
+    return np.array([float(c > r) for c, r in result.scores])
 
 
 def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str, q: float, args, heldout,
@@ -181,9 +190,11 @@ def dump_search(path: Path, store: Store, report, heldout: list[dict], seed: int
                   + b"\n")
 
 
-def human_row(name: str, directory: Path, inputs: tuple, args, heldout, labelled: set[str]) -> dict[int, float]:
+def human_row(name: str, directory: Path, inputs: tuple, args, heldout, labelled: set[str],
+              per_pair: dict[int, np.ndarray] | None = None) -> dict[int, float]:
     """A row without any judge: human_small plus the `labelled` pool pairs with their real human labels
-    (`human-only`: the routed pairs; `ceiling`: the whole pool)."""
+    (`human-only`: the routed pairs; `ceiling`: the whole pool). `per_pair` receives each seed's per-pair
+    correctness on the held-out pairs."""
     _, _, _, pool, winners = inputs
     db = directory / f"{name}.duckdb"
     human_store(db, directory, pool, winners, labelled)
@@ -191,9 +202,62 @@ def human_row(name: str, directory: Path, inputs: tuple, args, heldout, labelled
     with Store(db) as store:
         for seed in args.seeds:
             build_mix(store, MixConfig(name=f"{name}-{seed}", human_ratio=1.0, seed=seed))
-            out[seed] = train_and_score(store, f"{name}-{seed}", heldout, seed, args)
+            correct = heldout_correct(store, f"{name}-{seed}", heldout, seed, args)
+            out[seed] = float(correct.mean())
+            if per_pair is not None:
+                per_pair[seed] = correct
             print(f"  {name} seed {seed}: {out[seed]:.3f}", flush=True)
     return out
+
+
+def print_heldout_intervals(human: dict[int, np.ndarray], ceiling: dict[int, np.ndarray]) -> None:
+    """What 500 held-out pairs can resolve: the ceiling's gain with a paired bootstrap over those pairs (the
+    seeds change the training, not the pairs, so the sd over seeds understates this)."""
+    for seed in sorted(set(human) & set(ceiling)):
+        diff = ceiling[seed] - human[seed]
+        low, high = mean_interval(diff, seed=seed)
+        print(f"ceiling - human-only, seed {seed}: {diff.mean():+.3f}, 95% paired bootstrap over the "
+              f"{diff.size} held-out pairs {low:+.3f} to {high:+.3f}")
+
+
+def summarise_dumps(paths: list[Path], confidences: list[float]) -> None:
+    """The judge table from `--dump` records: per judge, held-out differences to human-only of the hard and
+    soft mixes, of what `mix --auto` chooses at each confidence (the shipped `score_candidates`/`decide`
+    applied to the stored validation margins), and of the best candidate in hindsight."""
+    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+
+    groups: dict[tuple[str, float], list[dict]] = {}
+    for path in paths:
+        for line in path.read_bytes().splitlines():
+            record = orjson.loads(line)
+            groups.setdefault((record["kind"], record["q"]), []).append(record)
+    auto_heads = "".join(f" | auto ({c})" for c in confidences)
+    print(f"| judge | human-only | hard mix | soft + calibrated{auto_heads} | best candidate | seeds |")
+    print("|---" * (5 + len(confidences)) + "|---|")
+    for (kind, q), records in sorted(groups.items()):
+        records.sort(key=lambda r: r["seed"])
+        seeds = [r["seed"] for r in records]
+        if not records[0]["margins"]:
+            print(f"| {kind} q={q} | no AI pair passes the filters: every row is human-only |" + " |" *
+                  (4 + len(confidences)) + f" {seeds} |")
+            continue
+
+        def diff(record: dict, name: str) -> float:
+            return record["heldout"][name] - record["heldout"][HUMAN_ONLY]
+
+        cells = [mean_sd([r["heldout"][HUMAN_ONLY] for r in records]),
+                 mean_sd([diff(r, "ai-hard") for r in records]), mean_sd([diff(r, "ai-soft") for r in records])]
+        for confidence in confidences:
+            picks = []
+            for r in records:
+                margins = {name: [np.array(m) for m in folds] for name, folds in r["margins"].items()}
+                n_ai = {name: int(name != HUMAN_ONLY) for name in margins}
+                scored = score_candidates(margins, n_ai, confidence=confidence, seed=r["seed"])
+                picks.append(decide(scored, confidence)[0].name)
+            took = sum(p != HUMAN_ONLY for p in picks)
+            cells.append(f"{mean_sd([diff(r, p) for r, p in zip(records, picks)])} ({took} of {len(picks)} AI)")
+        cells.append(mean_sd([max(diff(r, name) for name in r["heldout"]) for r in records]))
+        print(f"| {kind} q={q} | " + " | ".join(cells) + f" | {seeds} |")
 
 
 def mean_sd(values: list[float]) -> str:
@@ -236,8 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", type=Path, default=None,
                         help="append each auto search's validation margins (per candidate and fold) and the "
                              "seed's held-out scores to this JSONL file, to study decision rules offline")
+    parser.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="DUMP",
+                        help="print the judge table of earlier --dump files (no training) and stop")
+    parser.add_argument("--confidences", type=float, nargs="+", default=[0.95, 0.8],
+                        help="--summarise: the mix --auto confidences to apply to the dumped searches")
     add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
+    if args.summarise:
+        summarise_dumps(args.summarise, args.confidences)
+        return 0
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
         return 1
@@ -249,14 +320,18 @@ def main(argv: list[str] | None = None) -> int:
         inputs = write_inputs(directory, None)
         pool = inputs[3]
         routed = set(random.Random(0).sample(sorted(row["id"] for row in pool), args.routed))
+        human_pairs: dict[int, np.ndarray] = {}
+        ceiling_pairs: dict[int, np.ndarray] = {}
         if args.only_ceiling:
-            base = human_row("human-only", directory, inputs, args, heldout, routed)
+            base = human_row("human-only", directory, inputs, args, heldout, routed, human_pairs)
         if not args.no_ceiling:
-            ceil = human_row("ceiling", directory, inputs, args, heldout, {row["id"] for row in pool})
+            ceil = human_row("ceiling", directory, inputs, args, heldout, {row["id"] for row in pool},
+                             ceiling_pairs)
         for kind in args.kinds if not args.only_ceiling else ():
             for q in args.q:
                 results.append(run_judge(server, inputs, directory, kind, q, args, heldout, routed))
     print_tables(results, base, ceil, args)
+    print_heldout_intervals(human_pairs, ceiling_pairs)
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 
