@@ -224,6 +224,7 @@ class PairsRead:
     skipped: list[str] = field(default_factory=list)  # rendered errors of rows skipped with --skip-bad
     count: int = 0  # unique valid pairs seen (a streamed read keeps the count, not the pairs)
     last_line: int | None = None  # with a limit: the row where it was reached
+    repeated: set[str] | None = None  # when a set: the ids of the pairs met more than once are collected in it
 
 
 class SeenIds:
@@ -314,6 +315,8 @@ def iter_pairs(spec: str | Path, tally: PairsRead, *, limit: int | None = None,
             continue
         if not seen.add(pair.id):
             tally.duplicates += 1
+            if tally.repeated is not None:
+                tally.repeated.add(pair.id)
             continue
         tally.count += 1
         yield pair

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -38,15 +40,43 @@ def _count(store: Store, sql: str, params: Sequence[Any] | None = None) -> int:
     return store.query(sql, params)[1][0][0]
 
 
-def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labels: Sequence[Any]) -> int:
-    """Store the pairs (insert-or-ignore) and replace every label of `source`; labels of prompts with a pinned
-    label then follow the pin. Returns how many pairs were new."""
+@dataclass
+class SourceLabels:
+    """The labels of one source being replaced, a batch at a time (see `replacing_source_labels`)."""
+
+    store: Store
+    source: str
+    new_pairs: int = 0  # pairs that were new to the store, once the import is done
+
+    def save(self, pairs: Sequence[Pair], labels: Sequence[Any]) -> None:
+        """Store a batch's pairs (insert-or-ignore) and labels."""
+        save_pairs(self.store, pairs)
+        self.store.insert_rows("human_labels", labels, on_conflict="error")
+
+    def consensus(self, pair_ids: Sequence[str]) -> dict[str, str]:
+        """The consensus winner this import stored already for any of `pair_ids` (by an earlier batch)."""
+        self.store.con.register("_import_ids", pa.table({"pair_id": list(pair_ids)}))
+        try:
+            rows = self.store.con.execute(
+                """SELECT h.pair_id, h.winner FROM human_labels h SEMI JOIN _import_ids i ON i.pair_id = h.pair_id
+                   WHERE h.source = ? AND h.annotator IN ('label', 'majority')""", [self.source]
+            ).fetchall()
+        finally:
+            self.store.con.unregister("_import_ids")
+        return dict(rows)
+
+
+@contextmanager
+def replacing_source_labels(store: Store, source: str) -> Iterator[SourceLabels]:
+    """Replace every label of `source` with the batches saved inside the block, in one transaction; labels of
+    prompts with a pinned label then follow the pin. An error inside the block, or a pin that would put a
+    prompt's labels on both sides, keeps nothing of the import."""
     with store.transaction():
         before = _count(store, "SELECT count(*) FROM pairs")
-        save_pairs(store, pairs)
-        new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
         store.con.execute("DELETE FROM human_labels WHERE source = ?", [source])
-        store.insert_rows("human_labels", labels, on_conflict="error")
+        writer = SourceLabels(store, source)
+        yield writer
+        writer.new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
         conflicts = pin_conflicts(store)
         if conflicts:  # raised inside the transaction: nothing of this import is kept
             raise PrefgenError(
@@ -54,7 +84,6 @@ def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labe
                 f"{conflicts[0]['prompt_id'][:12]}: {', '.join(conflicts[0]['pins'])}); a prompt's labels must "
                 "all be on one side: drop those rows, or re-import the other source without --split")
         follow_pins(store)
-    return new_pairs
 
 
 def pinned_sides(store: Store) -> dict[str, str]:
