@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -48,6 +48,7 @@ FIRST_COLUMNS = ("response_a", "response1")
 SECOND_COLUMNS = ("response_b", "response2")
 WINNER_COLUMNS = ("winner", "human", "label", "preference")
 IMPORT_BATCH = 10_000  # rows parsed, checked for repeats and written at a time
+T = TypeVar("T")
 ANNOTATOR_PREFIX = "annotator"
 
 # a = the first response, b = the second. Numbers follow PandaLM (1 first, 2 second, 0 tie).
@@ -448,40 +449,65 @@ class JoinedRows:
     unlabelled: int = 0
     orphans: list[str] = field(default_factory=list)  # label ids that name no pair (reported with --skip-bad)
 
-    def _label_rows(self) -> dict[str, Row]:
-        by_id: dict[str, Row] = {}
-        for row in read_rows(self.labels_spec):
-            key = self._key(row, self.labels_spec)
-            if key in by_id:
-                raise InputError(self.labels_spec, f"{self.on} {key!r} is labelled twice (first at line "
-                                 f"{by_id[key].line})", line=row.line, field=self.on, hint="keep one label per pair")
-            by_id[key] = row
-        return by_id
+    def _label_rows(self) -> human_sql.LabelIndex:
+        """The label file, indexed by id; an id on two rows fails, naming the second (in file order, as a row
+        without an id does)."""
+        index = human_sql.LabelIndex()
+        try:
+            for batch in _batches(read_rows(self.labels_spec), IMPORT_BATCH):
+                keys, failure = self._keys(batch, self.labels_spec)
+                index.add(keys, [row.line for row in batch[:len(keys)]],
+                          [orjson.dumps(row.data, default=str).decode() for row in batch[:len(keys)]])
+                self._no_repeat(index)
+                if failure:
+                    raise failure
+        except BaseException:
+            index.close()
+            raise
+        return index
 
-    def _key(self, row: Row, spec: str) -> str:
-        if row.data.get(self.on) is None:
-            raise InputError(spec, f"no {self.on!r} value", line=row.line, field=self.on,
-                             hint=f"--on names the id column both files share (columns here: {sorted(row.data)})")
-        return str(row.data[self.on])
+    def _no_repeat(self, index: human_sql.LabelIndex) -> None:
+        repeat = index.first_repeat()
+        if repeat:
+            key, line, first = repeat
+            raise InputError(self.labels_spec, f"{self.on} {key!r} is labelled twice (first at line {first})",
+                             line=line, field=self.on, hint="keep one label per pair")
+
+    def _keys(self, rows: list[Row], spec: str) -> tuple[list[str], InputError | None]:
+        """The ids of `rows` up to the first without one, and the error of that row."""
+        keys = []
+        for row in rows:
+            if row.data.get(self.on) is None:
+                return keys, InputError(spec, f"no {self.on!r} value", line=row.line, field=self.on,
+                                        hint=f"--on names the id column both files share (columns here: "
+                                             f"{sorted(row.data)})")
+            keys.append(str(row.data[self.on]))
+        return keys, None
 
     def __iter__(self) -> Iterator[Row]:
         labels = self._label_rows()
-        used: set[str] = set()
-        for row in read_rows(self.pairs_spec):
-            key = self._key(row, self.pairs_spec)
-            label = labels.get(key)
-            if label is None:
-                self.unlabelled += 1
-                continue
-            used.add(key)
-            yield Row(row.line, {**row.data, **{k: v for k, v in label.data.items() if k != self.on}})
-        for key, row in labels.items():
-            if key in used:
-                continue
+        try:
+            for batch in _batches(read_rows(self.pairs_spec), IMPORT_BATCH):
+                keys, failure = self._keys(batch, self.pairs_spec)
+                found = labels.take(keys)
+                for row, key in zip(batch, keys):
+                    if key not in found:
+                        self.unlabelled += 1
+                        continue
+                    label = orjson.loads(found[key])
+                    yield Row(row.line, {**row.data, **{k: v for k, v in label.items() if k != self.on}})
+                if failure:
+                    raise failure
+            self._orphans(labels.unused())
+        finally:
+            labels.close()
+
+    def _orphans(self, unused: list[tuple[str, int]]) -> None:
+        for key, line in unused:
             if not self.skip_bad:
                 raise InputError(self.labels_spec, f"{self.on} {key!r} names no row of {self.pairs_spec}",
-                                 line=row.line, field=self.on, hint="fix the id, or skip such labels with --skip-bad")
-            self.orphans.append(f"{self.labels_spec}:{row.line}: {self.on} {key!r} names no pair")
+                                 line=line, field=self.on, hint="fix the id, or skip such labels with --skip-bad")
+            self.orphans.append(f"{self.labels_spec}:{line}: {self.on} {key!r} names no pair")
 
 
 Labelled = tuple[Pair, dict[str, str], list[HumanLabel]]  # a valid row: its pair, file-order votes, labels
@@ -532,8 +558,8 @@ def _source(spec: str | Path, source: str | None, labels: str | Path | None) -> 
     return source or default_source(str(labels) if labels is not None else str(spec))
 
 
-def _batches(items: Iterable[Labelled], size: int) -> Iterator[list[Labelled]]:
-    batch: list[Labelled] = []
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for item in items:
         batch.append(item)
         if len(batch) >= size:

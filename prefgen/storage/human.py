@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from prefgen.errors import PrefgenError
 from prefgen.records import Pair
-from prefgen.storage.db import Store
+from prefgen.storage.db import Store, connect
 from prefgen.storage.labels import save_pairs
 
 def has_human_tables(store: Store) -> bool:
@@ -64,6 +64,46 @@ class SourceLabels:
         finally:
             self.store.con.unregister("_import_ids")
         return dict(rows)
+
+
+class LabelIndex:
+    """The rows of a label file by id (`import-human --labels`), held in an in-memory DuckDB database: a few
+    dozen bytes a row where a Python dict of the rows takes hundreds. Rows are kept as JSON text."""
+
+    def __init__(self) -> None:
+        self.con = connect(":memory:")
+        self.con.execute("CREATE TABLE rows (key VARCHAR, line BIGINT, data VARCHAR); CREATE TABLE used (key VARCHAR)")
+
+    def add(self, keys: Sequence[str], lines: Sequence[int], data: Sequence[str]) -> None:
+        self.con.register("_rows", pa.table({"key": keys, "line": lines, "data": data}))
+        try:
+            self.con.execute("INSERT INTO rows SELECT key, line, data FROM _rows")
+        finally:
+            self.con.unregister("_rows")
+
+    def first_repeat(self) -> tuple[str, int, int] | None:
+        """(id, line, line of its first row) of the first row whose id an earlier row has, if any."""
+        return self.con.execute(
+            """SELECT key, line, first FROM (SELECT key, line, min(line) OVER (PARTITION BY key) AS first FROM rows)
+               WHERE line > first ORDER BY line LIMIT 1"""
+        ).fetchone()
+
+    def take(self, keys: Sequence[str]) -> dict[str, str]:
+        """id -> row data of those of `keys` that have a row; they count as used."""
+        self.con.register("_keys", pa.table({"key": list(keys)}))
+        try:
+            found = self.con.execute("SELECT key, data FROM rows SEMI JOIN _keys USING (key)").fetchall()
+            self.con.execute("INSERT INTO used SELECT key FROM rows SEMI JOIN _keys USING (key)")
+        finally:
+            self.con.unregister("_keys")
+        return dict(found)
+
+    def unused(self) -> list[tuple[str, int]]:
+        """(id, line) of the rows no `take` asked for, in file order."""
+        return self.con.execute("SELECT key, line FROM rows ANTI JOIN used USING (key) ORDER BY line").fetchall()
+
+    def close(self) -> None:
+        self.con.close()
 
 
 @contextmanager
