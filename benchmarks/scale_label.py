@@ -17,7 +17,10 @@ One run of this script:
    one store: `import-human` of that many pairwise labels, `split` (10% held out), then (after that many kept AI
    pair preferences are written straight into the store, untimed) `mix` of every row and `export` of the mix
    as JSON Lines; the baseline is a child that imports the same modules and opens the store, doing nothing.
-   Memory is bounded when a step's RSS over the baseline stays flat as the pairs grow tenfold.
+   The sequence runs twice, on two stores: once for peak RSS and wall time, once under `tracemalloc` for the
+   peak of Python's own heap (what prefgen holds, DuckDB's memory left out; slower, so not timed). A step
+   holds its input in batches when its Python heap stays flat as the pairs grow tenfold; its RSS grows with what
+   DuckDB keeps (primary-key indexes, cached pages, the open transaction of a one-transaction import).
 
 The machine's 2 cores are shared with the server process (and whatever else runs), so rates are indicative.
 
@@ -37,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +92,9 @@ def store_child(spec: str) -> None:
     from prefgen.storage.db import Store
     from prefgen.storage.export import export_preferences
 
-    step, db, path, n = (json.loads(spec)[k] for k in ("step", "db", "path", "n"))
+    step, db, path, n, trace = (json.loads(spec)[k] for k in ("step", "db", "path", "n", "trace"))
+    if trace:
+        tracemalloc.start()
     started = time.perf_counter()
     with Store(Path(db)) as store:
         if step == "import-human":
@@ -103,9 +109,9 @@ def store_child(spec: str) -> None:
             export_preferences(store, Path(path), fmt="jsonl", mix="bench")
         wall_s = time.perf_counter() - started
         # What DuckDB holds at the end of the step (its buffer pool: table pages, indexes): the store's own needs.
-        duckdb_mb = store.con.execute("SELECT sum(memory_usage_bytes) / 2 ** 20 FROM duckdb_memory()").fetchone()[0]
+        duckdb_mb = store.con.execute("SELECT sum(memory_usage_bytes) / 2 ** 20 FROM duckdb_memory()").fetchall()[0][0]
     print(json.dumps({"wall_s": wall_s, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "duckdb_mb": duckdb_mb}))
+                      "duckdb_mb": duckdb_mb, "python_heap_mb": tracemalloc.get_traced_memory()[1] / 2**20}))
 
 
 def write_ai_preferences(store, n: int) -> None:
@@ -141,38 +147,48 @@ STORE_STEPS = ("import-human", "split", "ai-preferences", "mix", "export")
 
 
 def store_table(directory: Path, sizes: list[int]) -> list[dict]:
-    """Per size: the baseline and each step's peak RSS and wall time, each step a child process on one store."""
+    """Per size: the baseline and each step's peak RSS and wall time, each step a child process on one store,
+    then the same steps under tracemalloc on another store for the peak of the Python heap."""
     rows = []
     for n in sizes:
-        human, db, out = directory / f"human-{n}.jsonl", directory / f"store-{n}.duckdb", directory / f"mix-{n}.jsonl"
+        human, out = directory / f"human-{n}.jsonl", directory / f"mix-{n}.jsonl"
         write_human(human, n)
-        row = {"pairs": n}
-        for step in ("baseline", *STORE_STEPS):
-            path = {"import-human": human, "export": out}.get(step, "")
-            row[step] = measure({"step": step, "db": str(db), "path": str(path), "n": n}, flag="--store-child")
-        for path in (human, db, out):
+        row: dict = {"pairs": n}
+        for trace in (False, True):
+            db = directory / f"store-{n}-{trace}.duckdb"
+            for step in ("baseline", *STORE_STEPS):
+                path = {"import-human": human, "export": out}.get(step, "")
+                figures = measure({"step": step, "db": str(db), "path": str(path), "n": n, "trace": trace},
+                                  flag="--store-child")
+                row[step] = {**row.get(step, {}), "python_heap_mb": figures["python_heap_mb"]} if trace else figures
+            db.unlink()
+        for path in (human, out):
             path.unlink()
         rows.append(row)
-        print({k: v if k == "pairs" else (round(v["max_rss_mb"]), round(v["wall_s"], 1)) for k, v in row.items()},
-              flush=True)
+        print({k: v if k == "pairs" else (round(v["max_rss_mb"]), round(v["python_heap_mb"]), round(v["wall_s"], 1))
+               for k, v in row.items()}, flush=True)
     return rows
 
 
 def print_store_table(rows: list[dict]) -> None:
-    print("\nstore commands: peak RSS MB (over the baseline child: python + prefgen + an open store), DuckDB's "
-          "buffer pool at the step's end, wall s; mix and export have as many AI pairs again (mix: every row)")
+    print("\nstore commands, per size: peak RSS MB (+ over the baseline child: python + prefgen + an open store), "
+          "peak Python heap MB (tracemalloc), DuckDB's buffer pool MB at the step's end, wall s; mix and export "
+          "have as many AI pairs again (mix: every row). Last columns: largest size against the smallest, RSS over "
+          "the baseline and Python heap.")
     print(f"{'step':<16}" + "".join(f"{r['pairs']:>40}" for r in rows)
-          + (f"{'growth ratio':>16}" if len(rows) > 1 else ""))
+          + (f"{'RSS+ ratio':>12}{'heap ratio':>12}" if len(rows) > 1 else ""))
     for step in ("baseline", *STORE_STEPS):
         cells = []
         for r in rows:
             over = r[step]["max_rss_mb"] - r["baseline"]["max_rss_mb"]
-            cells.append(f"{r[step]['max_rss_mb']:>10.0f} MB ({over:>+6.0f}) duckdb {r[step]['duckdb_mb']:>5.0f} "
-                         f"{r[step]['wall_s']:>7.1f} s")
+            cells.append(f"{r[step]['max_rss_mb']:>6.0f} ({over:>+5.0f}) heap {r[step]['python_heap_mb']:>5.0f} "
+                         f"duck {r[step]['duckdb_mb']:>4.0f} {r[step]['wall_s']:>6.1f} s")
         line = f"{step:<16}" + "".join(f"{c:>40}" for c in cells)
-        if len(rows) > 1 and step != "baseline":  # RSS over the baseline, largest size against the smallest
-            first, last = (r[step]["max_rss_mb"] - r["baseline"]["max_rss_mb"] for r in (rows[0], rows[-1]))
-            line += f"{last / max(first, 1.0):>15.1f}x"
+        if len(rows) > 1 and step != "baseline":
+            first, last = rows[0], rows[-1]
+            over = [r[step]["max_rss_mb"] - r["baseline"]["max_rss_mb"] for r in (first, last)]
+            heap = [r[step]["python_heap_mb"] for r in (first, last)]
+            line += f"{over[1] / max(over[0], 1.0):>11.1f}x{heap[1] / max(heap[0], 1.0):>11.1f}x"
         print(line)
 
 

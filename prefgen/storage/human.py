@@ -83,10 +83,11 @@ class LabelIndex:
 
     def first_repeat(self) -> tuple[str, int, int] | None:
         """(id, line, line of its first row) of the first row whose id an earlier row has, if any."""
-        return self.con.execute(
+        rows = self.con.execute(
             """SELECT key, line, first FROM (SELECT key, line, min(line) OVER (PARTITION BY key) AS first FROM rows)
                WHERE line > first ORDER BY line LIMIT 1"""
-        ).fetchone()
+        ).fetchall()  # fetched whole: DuckDB refuses other work on a connection with a result left open
+        return rows[0] if rows else None
 
     def take(self, keys: Sequence[str]) -> dict[str, str]:
         """id -> row data of those of `keys` that have a row; they count as used."""

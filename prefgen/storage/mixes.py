@@ -104,10 +104,11 @@ class MixCandidates:
 
     def _counts(self) -> CandidateCounts:
         con = self.store.con
+        # Every result is fetched whole: DuckDB refuses other work on a connection with a result left open.
         human, ties = con.execute(
             "SELECT count(*), count(*) FILTER (winner = 'tie') FROM human_pair_labels WHERE split = 'train'"
-        ).fetchone()
-        ai = con.execute(f"SELECT count(*) FROM {_AI_ROWS}").fetchone()[0]
+        ).fetchall()[0]
+        ai = con.execute(f"SELECT count(*) FROM {_AI_ROWS}").fetchall()[0][0]
         left_out = con.execute(
             f"""WITH events AS (
                     SELECT dropped AS reason, pair_id, job_id FROM {_AI_ROWS} WHERE dropped IS NOT NULL
@@ -120,7 +121,7 @@ class MixCandidates:
             f"""SELECT count(*) FILTER (source = 'human' AND within_cap), count(*) FILTER (source = 'ai' AND within_cap),
                        count(*) FILTER (NOT within_cap)
                 FROM {_CANDIDATES}"""
-        ).fetchone()
+        ).fetchall()[0]
         return CandidateCounts(human, ties, ai, dict(left_out), human_capped, ai_capped, over)
 
     def select(self, n_human: int, n_ai: int) -> tuple[int, int]:
@@ -137,7 +138,7 @@ class MixCandidates:
         )
         return self.store.con.execute(
             f"SELECT count(*) FILTER (source = 'human'), count(*) FILTER (source = 'ai') FROM {_SELECTED}"
-        ).fetchone()
+        ).fetchall()[0]
 
     def selected(self, batch: int) -> Iterator[list[dict[str, Any]]]:
         """The selected rows in position order, `batch` at a time (read by position range: the connection is
