@@ -27,12 +27,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.inputs import Row, parse_prompt, read_rows, split_duckdb_spec
+from prefgen.pipelines.inputs import Row, batched, parse_prompt, read_rows, split_duckdb_spec
 from prefgen.pipelines.split import HELDOUT, TRAIN, side_of
 from prefgen.records import Pair, flip_winner, make_pair
 from prefgen.storage import human as human_sql
@@ -48,7 +48,6 @@ FIRST_COLUMNS = ("response_a", "response1")
 SECOND_COLUMNS = ("response_b", "response2")
 WINNER_COLUMNS = ("winner", "human", "label", "preference")
 IMPORT_BATCH = 10_000  # rows parsed, checked for repeats and written at a time
-T = TypeVar("T")
 ANNOTATOR_PREFIX = "annotator"
 
 # a = the first response, b = the second. Numbers follow PandaLM (1 first, 2 second, 0 tie).
@@ -454,7 +453,7 @@ class JoinedRows:
         without an id does)."""
         index = human_sql.LabelIndex()
         try:
-            for batch in _batches(read_rows(self.labels_spec), IMPORT_BATCH):
+            for batch in batched(read_rows(self.labels_spec), IMPORT_BATCH):
                 keys, failure = self._keys(batch, self.labels_spec)
                 index.add(keys, [row.line for row in batch[:len(keys)]],
                           [orjson.dumps(row.data, default=str).decode() for row in batch[:len(keys)]])
@@ -487,7 +486,7 @@ class JoinedRows:
     def __iter__(self) -> Iterator[Row]:
         labels = self._label_rows()
         try:
-            for batch in _batches(read_rows(self.pairs_spec), IMPORT_BATCH):
+            for batch in batched(read_rows(self.pairs_spec), IMPORT_BATCH):
                 keys, failure = self._keys(batch, self.pairs_spec)
                 found = labels.take(keys)
                 for row, key in zip(batch, keys):
@@ -558,24 +557,13 @@ def _source(spec: str | Path, source: str | None, labels: str | Path | None) -> 
     return source or default_source(str(labels) if labels is not None else str(spec))
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def stream_labels(store: Store, spec: str | Path, read: HumanRead, pin: str | None, **options: Any) -> ImportReport:
     """Read the file a batch of rows at a time and replace the source's labels with them, in one transaction
     (nothing is kept when a row fails, or when a pin would put a prompt's labels on both sides). A pair repeated
     in the file keeps its first occurrence, in this batch or an earlier one (whose label the store holds)."""
     report = read.report
     with human_sql.replacing_source_labels(store, report.source) as writer:
-        for batch in _batches(labelled_rows(spec, report, pin=pin, **options), IMPORT_BATCH):
+        for batch in batched(labelled_rows(spec, report, pin=pin, **options), IMPORT_BATCH):
             read.next_batch(writer.consensus([pair.id for pair, _, _ in batch]))
             for pair, votes, labels in batch:
                 read.add(pair.id, votes, labels, pair)
