@@ -44,7 +44,9 @@ import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+CHECKOUT = "SCALE_LABEL_PREFGEN"  # --prefgen, passed to the children: the checkout they import prefgen from
+# This checkout first, or the one --prefgen names (its `prefgen` then wins over this file's own).
+sys.path.insert(0, os.environ.get(CHECKOUT) or str(ROOT))
 
 from benchmarks.label_throughput import loopback_server, server_count  # noqa: E402
 
@@ -60,7 +62,6 @@ sampling:
   seed: 0
 """
 CALLS_PER_PAIR = 2
-PREFGEN: list[str] = []  # --prefgen: the checkout the children import prefgen from (default: this one)
 
 
 def write_pairs(path: Path, n: int) -> None:
@@ -111,7 +112,8 @@ def store_child(spec: str) -> None:
         # What DuckDB holds at the end of the step (its buffer pool: table pages, indexes): the store's own needs.
         duckdb_mb = store.con.execute("SELECT sum(memory_usage_bytes) / 2 ** 20 FROM duckdb_memory()").fetchall()[0][0]
     print(json.dumps({"wall_s": wall_s, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "duckdb_mb": duckdb_mb, "python_heap_mb": tracemalloc.get_traced_memory()[1] / 2**20}))
+                      "duckdb_mb": duckdb_mb, "python_heap_mb": tracemalloc.get_traced_memory()[1] / 2**20,
+                      "prefgen": str(Path(sys.modules["prefgen"].__file__).parents[1])}))
 
 
 def write_ai_preferences(store, n: int) -> None:
@@ -171,7 +173,8 @@ def store_table(directory: Path, sizes: list[int]) -> list[dict]:
 
 
 def print_store_table(rows: list[dict]) -> None:
-    print("\nstore commands, per size: peak RSS MB (+ over the baseline child: python + prefgen + an open store), "
+    print(f"\nprefgen from {rows[0]['baseline']['prefgen']}")
+    print("store commands, per size: peak RSS MB (+ over the baseline child: python + prefgen + an open store), "
           "peak Python heap MB (tracemalloc), DuckDB's buffer pool MB at the step's end, wall s; mix and export "
           "have as many AI pairs again (mix: every row). Last columns: largest size against the smallest, RSS over "
           "the baseline and Python heap.")
@@ -196,7 +199,7 @@ def measure(settings: dict, base: str | None = None, flag: str = "--child") -> d
     """Run one job in a child process. With `base`, the server's request count is sampled meanwhile, and
     `flow_calls_per_s` is the rate between the first and the last call it saw: what the judging itself
     sustained, without start-up (Ray's, the workers') or the final merge."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([*PREFGEN, str(ROOT)]))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     child_process = subprocess.Popen([sys.executable, __file__, flag, json.dumps(settings)], cwd=ROOT, env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples = []
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         store_child(args.store_child)
         return
     if args.prefgen:
-        PREFGEN.append(str(Path(args.prefgen).resolve()))
+        os.environ[CHECKOUT] = str(Path(args.prefgen).resolve())  # inherited by every child
     with tempfile.TemporaryDirectory() as tmp, loopback_server(0.0) as base:
         directory = Path(tmp)
         (directory / "c.yaml").write_text(CONSTITUTION, encoding="utf-8")
