@@ -4,6 +4,7 @@ written, and --max-cost holds across workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -18,7 +19,7 @@ from prefgen.constitution import load_constitution
 from prefgen.pipelines.label import build_client, run_label
 from prefgen.storage.shards import shard_paths
 from tests.loopback_server import Behaviour
-from tests.test_label_pipeline import truth
+from tests.test_label_pipeline import truth, write_pairs
 from tests.test_scale import label_config, stored
 
 pytestmark = pytest.mark.slow  # a Ray instance and its workers take seconds to start on 2 cores
@@ -111,3 +112,29 @@ def test_max_cost_holds_across_ray_workers(tmp_path, loopback, ray_instance):
     assert 0 < summary.cost <= 2.0
     assert summary.calls_sent < 240
     assert loopback.request_count == summary.calls_sent
+
+
+def test_a_pair_repeated_in_other_chunks_is_asked_once_as_in_one_process(tmp_path, loopback, ray_instance):
+    pairs = tmp_path / "pairs.jsonl"
+    lines = write_pairs(pairs, 30).read_text(encoding="utf-8").splitlines()
+    # The first 15 pairs again, every other one with its responses swapped (the same canonical pair), so that
+    # each chunk of 10 rows shares pairs with another chunk.
+    repeats = []
+    for line in lines[:15]:
+        row = json.loads(line)
+        if len(repeats) % 2:
+            row["response_a"], row["response_b"] = row["response_b"], row["response_a"]
+        repeats.append(json.dumps(row))
+    pairs.write_text("\n".join(lines[:20] + repeats + lines[20:]) + "\n", encoding="utf-8")
+
+    loopback.behaviour = Behaviour(truth=truth)
+    one = run_label(label_config(tmp_path, "one.duckdb", loopback.openai_base))
+    assert (one.calls_sent, one.duplicates) == (120, 15)
+
+    loopback.reset(Behaviour(truth=truth))
+    config = label_config(tmp_path, "ray.duckdb", loopback.openai_base, engine="ray", workers=2, chunk_pairs=10)
+    ray_run = run_label(config)
+    client, _ = build_client(config, load_constitution(config.constitution))
+    asked = [client.request_hash(r.body["messages"]) for r in loopback.requests]
+    assert len(asked) == len(set(asked)) == ray_run.calls_sent == 120
+    assert stored(tmp_path / "ray.duckdb") == stored(tmp_path / "one.duckdb")

@@ -1,9 +1,10 @@
 """`prefgen import-human`: human preference labels from HH-RLHF, TRL, pairwise and multi-annotator files.
 
 Every format becomes the same thing: a canonical pair (`records.make_pair`, so the same pair from an AI run
-or another file is one pair) with one or more votes, each mapped onto the canonical a/b order. The whole file
-is read and validated before anything is written; a bad row fails the import (naming its line) unless
-`skip_bad` is set, in which case it is skipped and reported.
+or another file is one pair) with one or more votes, each mapped onto the canonical a/b order. The file is
+read and written a batch of rows at a time inside one transaction, so memory does not grow with its length; a
+bad row fails the import (naming its line) and nothing of it is kept, unless `skip_bad` is set, in which case
+it is skipped and reported.
 
 Formats (`fmt`; "auto" picks one from the first row's columns):
 - hh: `{"chosen": transcript, "rejected": transcript}`; the shared conversation before the last
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import orjson
 
 from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.inputs import Row, parse_prompt, read_rows, split_duckdb_spec
+from prefgen.pipelines.inputs import Row, batched, parse_prompt, read_rows, split_duckdb_spec
 from prefgen.pipelines.split import HELDOUT, TRAIN, side_of
 from prefgen.records import Pair, flip_winner, make_pair
 from prefgen.storage import human as human_sql
@@ -46,6 +47,7 @@ PROMPT_COLUMNS = ("prompt", "query", "question", "instruction")
 FIRST_COLUMNS = ("response_a", "response1")
 SECOND_COLUMNS = ("response_b", "response2")
 WINNER_COLUMNS = ("winner", "human", "label", "preference")
+IMPORT_BATCH = 10_000  # rows parsed, checked for repeats and written at a time
 ANNOTATOR_PREFIX = "annotator"
 
 # a = the first response, b = the second. Numbers follow PandaLM (1 first, 2 second, 0 tie).
@@ -128,13 +130,15 @@ class ImportReport:
 
 @dataclass
 class HumanRead:
-    """A whole file, validated: the pairs and labels to write, and the report."""
+    """Validated rows: the pairs and labels to write (of the whole input, or of the batch being imported), and
+    the report of everything read so far."""
 
     report: ImportReport
     pairs: list[Pair] = field(default_factory=list)
     labels: list[HumanLabel] = field(default_factory=list)
     _consensus: dict[str, str] = field(default_factory=dict)
     _balance: Counter[str] = field(default_factory=Counter)
+    _annotators: set[str] = field(default_factory=set)
 
     def add(self, pair_id: str, file_votes: dict[str, str], labels: list[HumanLabel], pair: Pair | None = None) -> None:
         """Keep the first occurrence of a pair; count later ones, and those whose label differs. `file_votes`
@@ -150,14 +154,20 @@ class HumanRead:
         if pair is not None:
             self.pairs.append(pair)
         self.labels.extend(labels)
+        self.report.pairs += 1
+        self.report.labels += len(labels)
+        self._annotators.update(label.annotator for label in labels)
+
+    def next_batch(self, earlier: Mapping[str, str]) -> None:
+        """Let the written batch go; `earlier`: the consensus winner stored for any pair of the next batch that
+        an earlier batch held, so that a repeat across batches is counted as one within a batch is."""
+        self.pairs, self.labels, self._consensus = [], [], dict(earlier)
 
     def finish(self, path: str) -> HumanRead:
-        if not self._consensus:
+        if not self.report.pairs:
             raise InputError(path, "no labelled pairs to import", hint="the input is empty or every row was skipped")
-        self.report.pairs = len(self._consensus)
-        self.report.labels = len(self.labels)
         self.report.balance = {k: self._balance.get(k, 0) for k in ("first", "second", "tie")}
-        self.report.annotators = sorted({label.annotator for label in self.labels})
+        self.report.annotators = sorted(self._annotators)
         return self
 
 
@@ -438,52 +448,78 @@ class JoinedRows:
     unlabelled: int = 0
     orphans: list[str] = field(default_factory=list)  # label ids that name no pair (reported with --skip-bad)
 
-    def _label_rows(self) -> dict[str, Row]:
-        by_id: dict[str, Row] = {}
-        for row in read_rows(self.labels_spec):
-            key = self._key(row, self.labels_spec)
-            if key in by_id:
-                raise InputError(self.labels_spec, f"{self.on} {key!r} is labelled twice (first at line "
-                                 f"{by_id[key].line})", line=row.line, field=self.on, hint="keep one label per pair")
-            by_id[key] = row
-        return by_id
+    def _label_rows(self) -> human_sql.LabelIndex:
+        """The label file, indexed by id; an id on two rows fails, naming the second (in file order, as a row
+        without an id does)."""
+        index = human_sql.LabelIndex()
+        try:
+            for batch in batched(read_rows(self.labels_spec), IMPORT_BATCH):
+                keys, failure = self._keys(batch, self.labels_spec)
+                index.add(keys, [row.line for row in batch[:len(keys)]],
+                          [orjson.dumps(row.data, default=str).decode() for row in batch[:len(keys)]])
+                self._no_repeat(index)
+                if failure:
+                    raise failure
+        except BaseException:
+            index.close()
+            raise
+        return index
 
-    def _key(self, row: Row, spec: str) -> str:
-        if row.data.get(self.on) is None:
-            raise InputError(spec, f"no {self.on!r} value", line=row.line, field=self.on,
-                             hint=f"--on names the id column both files share (columns here: {sorted(row.data)})")
-        return str(row.data[self.on])
+    def _no_repeat(self, index: human_sql.LabelIndex) -> None:
+        repeat = index.first_repeat()
+        if repeat:
+            key, line, first = repeat
+            raise InputError(self.labels_spec, f"{self.on} {key!r} is labelled twice (first at line {first})",
+                             line=line, field=self.on, hint="keep one label per pair")
+
+    def _keys(self, rows: list[Row], spec: str) -> tuple[list[str], InputError | None]:
+        """The ids of `rows` up to the first without one, and the error of that row."""
+        keys = []
+        for row in rows:
+            if row.data.get(self.on) is None:
+                return keys, InputError(spec, f"no {self.on!r} value", line=row.line, field=self.on,
+                                        hint=f"--on names the id column both files share (columns here: "
+                                             f"{sorted(row.data)})")
+            keys.append(str(row.data[self.on]))
+        return keys, None
 
     def __iter__(self) -> Iterator[Row]:
         labels = self._label_rows()
-        used: set[str] = set()
-        for row in read_rows(self.pairs_spec):
-            key = self._key(row, self.pairs_spec)
-            label = labels.get(key)
-            if label is None:
-                self.unlabelled += 1
-                continue
-            used.add(key)
-            yield Row(row.line, {**row.data, **{k: v for k, v in label.data.items() if k != self.on}})
-        for key, row in labels.items():
-            if key in used:
-                continue
+        try:
+            for batch in batched(read_rows(self.pairs_spec), IMPORT_BATCH):
+                keys, failure = self._keys(batch, self.pairs_spec)
+                found = labels.take(keys)
+                for row, key in zip(batch, keys):
+                    if key not in found:
+                        self.unlabelled += 1
+                        continue
+                    label = orjson.loads(found[key])
+                    yield Row(row.line, {**row.data, **{k: v for k, v in label.items() if k != self.on}})
+                if failure:
+                    raise failure
+            self._orphans(labels.unused())
+        finally:
+            labels.close()
+
+    def _orphans(self, unused: list[tuple[str, int]]) -> None:
+        for key, line in unused:
             if not self.skip_bad:
                 raise InputError(self.labels_spec, f"{self.on} {key!r} names no row of {self.pairs_spec}",
-                                 line=row.line, field=self.on, hint="fix the id, or skip such labels with --skip-bad")
-            self.orphans.append(f"{self.labels_spec}:{row.line}: {self.on} {key!r} names no pair")
+                                 line=line, field=self.on, hint="fix the id, or skip such labels with --skip-bad")
+            self.orphans.append(f"{self.labels_spec}:{line}: {self.on} {key!r} names no pair")
 
 
-def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
-               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None,
-               pin: str | None = None, labels: str | Path | None = None, on: str = "id") -> HumanRead:
-    """Parse and validate a whole file; nothing is written here. `split` (held-out share, seed) assigns sides;
-    `pin` puts every label on that side instead. With `labels`, `spec` is a pair file and the winners come
-    from the label file's row with the same `on` value."""
-    path = str(spec)
-    source = source or default_source(str(labels) if labels is not None else path)
-    result = HumanRead(ImportReport(source, fmt))
-    report = result.report
+Labelled = tuple[Pair, dict[str, str], list[HumanLabel]]  # a valid row: its pair, file-order votes, labels
+
+
+def labelled_rows(spec: str | Path, report: ImportReport, *, columns: dict[str, str] | None = None,
+                  skip_bad: bool = False, split: tuple[float, int] | None = None, pin: str | None = None,
+                  labels: str | Path | None = None, on: str = "id") -> Iterator[Labelled]:
+    """The valid rows of a file, one at a time, parsed in `report.format` (detected from the first row when
+    "auto"); `report` counts the rows and keeps the skipped ones as they go by. `split` (held-out share, seed)
+    assigns sides; `pin` puts every label on that side instead. With `labels`, `spec` is a pair file and the
+    winners come from the label file's row with the same `on` value."""
+    path, source = str(spec), report.source
     rows: Iterable[Row] = JoinedRows(path, str(labels), on, skip_bad) if labels is not None else read_rows(spec)
     for row in rows:
         report.rows += 1
@@ -499,20 +535,53 @@ def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None
             report.skipped.append(exc.render())
             continue
         side = pin or (side_of(pair.prompt_id, *split) if split else None)
-        result.add(pair.id, votes.votes, labels_of(pair.id, canonical, source, row.line, side, pinned=pin is not None),
-                   pair)
+        yield pair, votes.votes, labels_of(pair.id, canonical, source, row.line, side, pinned=pin is not None)
     if isinstance(rows, JoinedRows):
         report.unlabelled_pairs = rows.unlabelled
         report.skipped.extend(rows.orphans)
-    return result.finish(path)
+
+
+def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,
+               columns: dict[str, str] | None = None, split: tuple[float, int] | None = None,
+               pin: str | None = None, labels: str | Path | None = None, on: str = "id") -> HumanRead:
+    """Parse and validate a whole file into memory (to evaluate on, or to look at); nothing is written here.
+    The options are `labelled_rows`'s."""
+    result = HumanRead(ImportReport(_source(spec, source, labels), fmt))
+    for pair, votes, rows in labelled_rows(spec, result.report, columns=columns, skip_bad=skip_bad, split=split,
+                                           pin=pin, labels=labels, on=on):
+        result.add(pair.id, votes, rows, pair)
+    return result.finish(str(spec))
+
+
+def _source(spec: str | Path, source: str | None, labels: str | Path | None) -> str:
+    return source or default_source(str(labels) if labels is not None else str(spec))
+
+
+def stream_labels(store: Store, spec: str | Path, read: HumanRead, pin: str | None, **options: Any) -> ImportReport:
+    """Read the file a batch of rows at a time and replace the source's labels with them, in one transaction
+    (nothing is kept when a row fails, or when a pin would put a prompt's labels on both sides). A pair repeated
+    in the file keeps its first occurrence, in this batch or an earlier one (whose label the store holds)."""
+    report = read.report
+    with human_sql.replacing_source_labels(store, report.source) as writer:
+        for batch in batched(labelled_rows(spec, report, pin=pin, **options), IMPORT_BATCH):
+            read.next_batch(writer.consensus([pair.id for pair, _, _ in batch]))
+            for pair, votes, labels in batch:
+                read.add(pair.id, votes, labels, pair)
+            writer.save(read.pairs, read.labels)
+        read.finish(str(spec))
+    return _stored_report(store, report, writer.new_pairs, pin)
 
 
 def store_labels(store: Store, read: HumanRead, pin: str | None) -> ImportReport:
-    """Replace the import's labels in one transaction (refused, with nothing written, when a pin would put a
-    prompt's labels on both sides)."""
-    report = read.report
+    """Replace the source's labels with a read held in memory, in one transaction (as `stream_labels`)."""
+    with human_sql.replacing_source_labels(store, read.report.source) as writer:
+        writer.save(read.pairs, read.labels)
+    return _stored_report(store, read.report, writer.new_pairs, pin)
+
+
+def _stored_report(store: Store, report: ImportReport, new_pairs: int, pin: str | None) -> ImportReport:
     report.pinned = pin
-    report.new_pairs = human_sql.replace_source_labels(store, report.source, read.pairs, read.labels)
+    report.new_pairs = new_pairs
     split = human_sql.split_settings(store)
     report.split = human_sql.split_counts(store) if split or pin else None
     return report
@@ -521,7 +590,7 @@ def store_labels(store: Store, read: HumanRead, pin: str | None) -> ImportReport
 def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: str | None = None,
                  skip_bad: bool = False, columns: dict[str, str] | None = None, pin: str | None = None,
                  labels: str | Path | None = None, on: str = "id") -> ImportReport:
-    """Read a human-label file whole, then replace that source's labels in one transaction.
+    """Replace a source's labels with those of a human-label file, read a batch at a time, in one transaction.
 
     Re-importing a source replaces its labels, so a corrected file is imported by running the command again.
     New labels land on the side of an existing held-out split straight away (the side depends only on the
@@ -538,7 +607,7 @@ def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: s
         from prefgen.pipelines.annotation import read_tool_export
 
         read = read_tool_export(store, spec, fmt=fmt, source=source, skip_bad=skip_bad, split=split, pin=pin)
-    else:
-        read = read_human(spec, fmt=fmt, source=source, skip_bad=skip_bad, columns=columns, split=split, pin=pin,
-                          labels=labels, on=on)
-    return store_labels(store, read, pin)
+        return store_labels(store, read, pin)
+    read = HumanRead(ImportReport(_source(spec, source, labels), fmt))
+    return stream_labels(store, spec, read, pin, columns=columns, skip_bad=skip_bad, split=split, labels=labels,
+                         on=on)

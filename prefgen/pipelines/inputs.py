@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from prefgen.errors import InputError, PrefgenError
 from prefgen.records import Pair, make_pair
+
+T = TypeVar("T")
 
 PAIR_COLUMNS = ("prompt", "response_a", "response_b")
 
@@ -224,6 +226,7 @@ class PairsRead:
     skipped: list[str] = field(default_factory=list)  # rendered errors of rows skipped with --skip-bad
     count: int = 0  # unique valid pairs seen (a streamed read keeps the count, not the pairs)
     last_line: int | None = None  # with a limit: the row where it was reached
+    repeated: set[str] | None = None  # when a set: the ids of the pairs met more than once are collected in it
 
 
 class SeenIds:
@@ -314,6 +317,8 @@ def iter_pairs(spec: str | Path, tally: PairsRead, *, limit: int | None = None,
             continue
         if not seen.add(pair.id):
             tally.duplicates += 1
+            if tally.repeated is not None:
+                tally.repeated.add(pair.id)
             continue
         tally.count += 1
         yield pair
@@ -324,17 +329,22 @@ def iter_pairs(spec: str | Path, tally: PairsRead, *, limit: int | None = None,
         raise InputError(path, "no pairs to label", hint="the input is empty or every row was skipped")
 
 
-def pair_batches(spec: str | Path, tally: PairsRead, size: int, *, limit: int | None = None,
-                 skip_bad: bool = False) -> Iterator[list[Pair]]:
-    """`iter_pairs` in lists of `size`: what a pipeline plans, sends and writes at a time."""
-    batch: list[Pair] = []
-    for pair in iter_pairs(spec, tally, limit=limit, skip_bad=skip_bad):
-        batch.append(pair)
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter)."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def pair_batches(spec: str | Path, tally: PairsRead, size: int, *, limit: int | None = None,
+                 skip_bad: bool = False) -> Iterator[list[Pair]]:
+    """`iter_pairs` in lists of `size`: what a pipeline plans, sends and writes at a time."""
+    return batched(iter_pairs(spec, tally, limit=limit, skip_bad=skip_bad), size)
 
 
 def read_pairs(spec: str | Path, *, limit: int | None = None, skip_bad: bool = False) -> PairsRead:

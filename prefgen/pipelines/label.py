@@ -519,10 +519,11 @@ def build_client(config: LabelConfig, constitution: Constitution) -> tuple[Judge
     return client, spec.text
 
 
-def count_planned_calls(config: LabelConfig, constitution: Constitution) -> tuple[PairsRead, int]:
+def count_planned_calls(config: LabelConfig, constitution: Constitution,
+                        tally: PairsRead | None = None) -> tuple[PairsRead, int]:
     """The first pass: every row validated (so bad input writes nothing) and the calls counted, for the
     progress bar's total, without keeping the pairs."""
-    tally = PairsRead([])
+    tally = PairsRead([]) if tally is None else tally
     calls = 0
     for pair in iter_pairs(config.pairs, tally, limit=config.limit, skip_bad=config.skip_bad):
         calls += 2 * len(sample_principles(constitution, pair.id))

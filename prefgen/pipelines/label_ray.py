@@ -3,8 +3,9 @@
 The driver validates the input (nothing is written for bad input), merges shards an earlier killed run left,
 records the run, and closes the store. The pairs are then read as a Ray Dataset and `map_batches` hands each
 chunk of `--chunk-pairs` rows to a `ShardJudge` actor (`--workers` of them): it plans the chunk with the
-single-process code (`LabelRun`), skips what the store (opened read-only) or the chunk's own shards answered
-already, sends the rest with `--concurrency` calls in flight, and writes each flush as a Parquet shard. Ray
+single-process code (`LabelRun`), leaves out the pairs the input repeats in another chunk that claimed them first
+(`Claims`: a repeated pair is asked once, as in one process), skips what the store (opened read-only) or the
+chunk's own shards answered already, sends the rest with `--concurrency` calls in flight, and writes each flush as a Parquet shard. Ray
 restarts a killed worker and retries its chunk, which then skips what the dead worker flushed. At the end the
 driver merges the shards (`ingest_shards`, by request hash) and derives the preferences with `LabelRun`, exactly
 as a single-process run does. `--max-cost` holds across workers: each leases slices of the job's budget from
@@ -87,6 +88,24 @@ class Ledger:
         return self.sent, self.spent, self.cached
 
 
+class Claims:
+    """Which chunk asks the pairs that the input holds more than once (a Ray actor with no CPU of its own).
+
+    The single-process run asks a repeated pair once, at its first occurrence. Ray Data cuts the input into
+    chunks without line numbers, so the occurrences of a pair may fall in chunks judged at the same time: the
+    first chunk to claim the pair asks it, and the others leave it out (its answers reach the store from the
+    owner's shards, where the preferences of every pair are derived). A retried chunk (its worker was killed)
+    has the same key and keeps its claims. Only the repeated pairs, which the driver's first pass found, are
+    held here."""
+
+    def __init__(self) -> None:
+        self.owner: dict[str, str] = {}
+
+    def claim(self, chunk: str, pair_ids: list[str]) -> list[str]:
+        """The ids of `pair_ids` that `chunk` asks: unclaimed until now, or claimed by it before."""
+        return [pair_id for pair_id in pair_ids if self.owner.setdefault(pair_id, chunk) == chunk]
+
+
 class LeasedBudget(Budget):
     """A worker's part of the job's budget: it reserves from slices leased from the `Ledger` and gives back
     what it did not spend. The slices never add up past the limit, so neither can the workers' spend."""
@@ -123,8 +142,10 @@ class ShardJudge:
     """A Ray Data worker: judges the chunks of pairs it is handed and writes their answers as shards."""
 
     def __init__(self, config: LabelConfig, constitution: Constitution, job_id: str, run_id: str, shards: str,
-                 ledger: Any) -> None:
+                 ledger: Any, claims: Any, repeated: frozenset[str]) -> None:
         self.config = config
+        self.claims = claims
+        self.repeated = repeated  # ids of the pairs the input holds more than once
         self.constitution = constitution
         self.job_id = job_id
         self.run_id = run_id
@@ -137,6 +158,7 @@ class ShardJudge:
     def __call__(self, batch: Any) -> dict[str, list]:
         pairs = self._pairs(batch.to_pylist())
         key = content_hash(["shard-chunk", self.job_id, [p.id for p in pairs]], length=24)
+        pairs = self._owned(key, pairs)
         reported = {"sent": 0, "spent": 0.0}
 
         def write(rows: list[Judgement], progress: tuple[str, int, float]) -> None:
@@ -172,6 +194,16 @@ class ShardJudge:
             if seen.add(pair.id):
                 pairs.append(pair)
         return pairs
+
+    def _owned(self, key: str, pairs: list[Pair]) -> list[Pair]:
+        """The chunk's pairs less the repeated ones that another chunk claimed first."""
+        repeated = [p.id for p in pairs if p.id in self.repeated]
+        if not repeated:
+            return pairs
+        import ray
+
+        others = set(repeated) - set(ray.get(self.claims.claim.remote(key, repeated)))
+        return [p for p in pairs if p.id not in others]
 
     def _known(self, run: LabelRun, key: str) -> dict[str, Answer]:
         """Answers the store holds (opened read-only: the driver has closed it) or the chunk's shards hold."""
@@ -232,7 +264,7 @@ def run_label_ray(config: LabelConfig) -> LabelSummary:
         raise PrefgenError("--dry-run runs in one process: leave out --engine ray")
     constitution, client, spec_text, mode, job_id = label_identity(config)
     started = time.perf_counter()
-    read, calls = count_planned_calls(config, constitution)
+    read, calls = count_planned_calls(config, constitution, PairsRead([], repeated=set()))
     shards = shards_dir(config)
     with Store(config.db) as store:
         merge_shards(store, shard_paths(shards))  # what a killed run left: stored now, so not asked again
@@ -246,6 +278,7 @@ def run_label_ray(config: LabelConfig) -> LabelSummary:
             labels_sql.save_pairs(store, pairs)
     _start_ray(config)
     ledger = ray.remote(num_cpus=0)(Ledger).remote(config.max_cost, already)
+    claims = ray.remote(num_cpus=0)(Claims).remote()
     totals = {"pairs": 0, "cached": 0, "sent": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
     status = "failed"
     try:
@@ -253,7 +286,8 @@ def run_label_ray(config: LabelConfig) -> LabelSummary:
             ShardJudge, batch_size=config.chunk_pairs, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=config.workers), num_cpus=WORKER_CPUS,
             fn_constructor_kwargs=dict(config=config, constitution=constitution, job_id=job_id, run_id=run_id,
-                                       shards=str(shards), ledger=ledger),
+                                       shards=str(shards), ledger=ledger, claims=claims,
+                                       repeated=frozenset(read.repeated or ())),
         )
         statuses = set()
         with LabelProgress(calls, enabled=config.progress) as progress, _Watch(ledger, progress):

@@ -12,6 +12,9 @@ Rules, in the order they apply:
 5. Order: a seeded shuffle. Every choice above that is not decided by the data is decided by a hash of
    (seed, pair id), so the same inputs and options give identical rows and the same content hash.
 
+The candidates are chosen in SQL (`storage.mixes.MixCandidates`) and the mix rows are written a batch at a
+time, so building a mix of millions of pairs holds none of them in Python.
+
 Confidence (AI: |2 P(a better) - 1|; human: 1 for a single label, the majority's share of votes) can become
 TRL's `margin` column and/or a sample `weight`, both in [0, 1] with 1 meaning certain.
 
@@ -24,15 +27,14 @@ against human ones in the loss.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefgen.errors import PrefgenError
-from prefgen.hashing import content_hash
+from prefgen.hashing import ListHash
 from prefgen.pipelines.configs import MixConfig
 from prefgen.pipelines.calibration import Calibration, calibrate, calibration_for_jobs
 from prefgen.storage import human as human_db
@@ -106,54 +108,20 @@ class MixReport:
         return out
 
 
-def order_key(seed: int, pair_id: str) -> bytes:
-    return hashlib.sha256(f"mix\x00{seed}\x00{pair_id}".encode()).digest()
+# -- the rows --------------------------------------------------------------------------------------------
 
 
-def seeded_order(candidates: Sequence[Candidate], seed: int) -> list[Candidate]:
-    return sorted(candidates, key=lambda c: order_key(seed, c.pair_id))
-
-
-# -- the two sides ---------------------------------------------------------------------------------------
-
-
-def human_side(rows: Sequence[dict[str, Any]]) -> tuple[list[Candidate], Counter[str]]:
-    dropped: Counter[str] = Counter()
-    kept = []
-    for row in rows:
-        if row["winner"] == "tie":
-            dropped["tie"] += 1
-            continue
-        confidence = 1.0 if row["confidence"] is None else float(row["confidence"])
-        kept.append(Candidate(row["pair_id"], row["prompt_id"], HUMAN, row["sources"], row["winner"],
-                              confidence, confidence))
-    return kept, dropped
-
-
-def ai_side(rows: Sequence[dict[str, Any]], min_confidence: float | None,
-            calibrations: dict[str, Calibration] | None = None) -> tuple[list[Candidate], Counter[str]]:
-    """Rows: kept AI pair preferences with heldout_prompt and human_labelled flags (see storage.mixes);
-    `calibrations` by job id give each row's `p_chosen` (uncalibrated: the judge's own P(chosen))."""
-    dropped: Counter[str] = Counter()
-    best: dict[str, Candidate] = {}
-    for row in rows:
-        confidence = 1.0 if row["confidence"] is None else float(row["confidence"])
-        if row["heldout_prompt"]:
-            dropped["heldout_prompt"] += 1
-        elif row["human_labelled"]:
-            dropped["human_labelled"] += 1
-        elif min_confidence is not None and confidence < min_confidence:
-            dropped["below_min_confidence"] += 1
-        else:
-            candidate = Candidate(row["pair_id"], row["prompt_id"], AI, row["job_id"], row["chosen"], confidence,
-                                  ai_p_chosen(row, (calibrations or {}).get(row["job_id"])))
-            held = best.get(candidate.pair_id)
-            if held is not None:
-                dropped["duplicate"] += 1
-                if (held.confidence, candidate.origin) > (candidate.confidence, held.origin):
-                    continue
-            best[candidate.pair_id] = candidate
-    return list(best.values()), dropped
+def candidate(row: dict[str, Any], calibrations: dict[str, Calibration]) -> Candidate:
+    """A selected row (see `storage.mixes.MixCandidates`) as a candidate; an AI row's `p_chosen` through its
+    label job's calibration."""
+    confidence = float(row["confidence"])
+    if row["source"] == HUMAN:
+        p_chosen = confidence  # the share of annotators behind the label
+    else:
+        judged = {"p_a": row["p_a"], "confidence": row["stated_confidence"], "chosen": row["chosen"]}
+        p_chosen = ai_p_chosen(judged, calibrations.get(row["origin"]))
+    return Candidate(row["pair_id"], row["prompt_id"], row["source"], row["origin"], row["chosen"], confidence,
+                     p_chosen)
 
 
 def ai_p_chosen(row: dict[str, Any], calibration: Calibration | None) -> float:
@@ -165,20 +133,6 @@ def ai_p_chosen(row: dict[str, Any], calibration: Calibration | None) -> float:
     if calibration is None:
         return float(p_a if row["chosen"] == "a" else 1.0 - p_a)
     return calibration.p_chosen(float(p_a), row["chosen"])
-
-
-def cap_per_prompt(candidates: Sequence[Candidate], limit: int | None, seed: int) -> tuple[list[Candidate], int]:
-    """At most `limit` pairs per prompt: human first, then the more confident, then by seeded hash."""
-    if limit is None:
-        return list(candidates), 0
-    ranked = sorted(candidates, key=lambda c: (c.source != HUMAN, -c.confidence, order_key(seed, c.pair_id)))
-    per_prompt: Counter[str] = Counter()
-    kept = []
-    for candidate in ranked:
-        if per_prompt[candidate.prompt_id] < limit:
-            per_prompt[candidate.prompt_id] += 1
-            kept.append(candidate)
-    return kept, len(candidates) - len(kept)
 
 
 def _round(x: float) -> int:
@@ -232,19 +186,74 @@ def _row(mix_name: str, position: int, c: Candidate, config: MixConfig) -> dict[
     }
 
 
-def select(human: Sequence[Candidate], ai: Sequence[Candidate], config: MixConfig) -> list[Candidate]:
-    """The mixed rows in their final order (pure: same candidates and config, same rows)."""
-    n_human, n_ai = ratio_counts(len(human), len(ai), config.human_ratio, config.size)
-    chosen = seeded_order(human, config.seed)[:n_human] + seeded_order(ai, config.seed)[:n_ai]
-    return seeded_order(chosen, config.seed)
-
-
 def _check_split(store: Store) -> None:
     if db.unsplit_human_pairs(store):
         raise PrefgenError(
             "some human labels are on no side of the held-out split: run `prefgen split` first "
             "(--heldout 0 keeps every label for training)"
         )
+
+
+SELECTED_BATCH = 10_000  # selected rows read, turned into mix rows and saved at a time
+
+
+@dataclass
+class Selection:
+    """The rows a config selects, staged in the store, and the counts that explain them."""
+
+    config: MixConfig
+    staged: db.MixCandidates
+    counts: db.CandidateCounts
+    calibrations: dict[str, Calibration]
+    human: int = 0  # selected rows of each side
+    ai: int = 0
+
+    def batches(self) -> Iterator[list[Candidate]]:
+        """The selected rows in their final order, a batch at a time."""
+        for rows in self.staged.selected(SELECTED_BATCH):
+            yield [candidate(row, self.calibrations) for row in rows]
+
+
+@contextmanager
+def selection(store: Store, config: MixConfig, calibrations: dict[str, Calibration]) -> Iterator[Selection]:
+    """Stage the candidates of both sides, apply the ratio, and select the mix's rows (in the store: nothing
+    of the size of the mix is held here)."""
+    with db.mix_candidates(store) as staged:
+        counts = staged.stage(seed=config.seed, judge=config.judge, min_confidence=config.ai_min_confidence,
+                              max_per_prompt=config.max_per_prompt)
+        n_human, n_ai = ratio_counts(counts.human_after_cap, counts.ai_after_cap, config.human_ratio, config.size)
+        human, ai = staged.select(n_human, n_ai)
+        yield Selection(config, staged, counts, calibrations, human, ai)
+
+
+@dataclass
+class UsedAI:
+    """The AI rows of a mix as they go by: how many, and their mean P(chosen), added up in row order."""
+
+    n: int = 0
+    p_chosen: float = 0
+
+    def add(self, rows: Sequence[Candidate]) -> None:
+        for c in rows:
+            if c.source == AI:
+                self.n += 1
+                self.p_chosen += c.p_chosen
+
+    def mean(self) -> float | None:
+        return round(self.p_chosen / self.n, 4) if self.n else None
+
+
+def _counts(chosen: Selection, summary: dict[str, Any], used_ai: UsedAI) -> dict[str, Any]:
+    counts, config = chosen.counts, chosen.config
+    return {
+        HUMAN: {"available": counts.human_available,
+                "left_out": {"tie": counts.human_ties} if counts.human_ties else {},
+                "after_cap": counts.human_after_cap, "used": chosen.human, "per_source": summary["per_source"]},
+        AI: {"available": counts.ai_available, "left_out": counts.ai_left_out, "after_cap": counts.ai_after_cap,
+             "used": chosen.ai, "mean_p_chosen": used_ai.mean()},
+        "capped_per_prompt": counts.capped,
+        "shortfall": _shortfall(config, counts.human_after_cap, counts.ai_after_cap, chosen.human, chosen.ai),
+    }
 
 
 @dataclass
@@ -256,31 +265,25 @@ class MixPlan:
     calibrations: dict[str, Any]  # per label job used: how its AI rows' p_chosen was obtained
 
 
-def plan_mix(store: Store, config: MixConfig, calibrations: dict[str, Calibration] | None = None) -> MixPlan:
-    """Select a mix's rows without saving anything (`calibrations` by job id: fitted here when None)."""
+def _calibrations(store: Store, calibrations: dict[str, Calibration] | None) -> dict[str, Calibration]:
     _check_split(store)
-    if calibrations is None:
-        calibrations = calibration_for_jobs(store, calibrate(store))
-    human_all, human_dropped = human_side(db.human_train_pairs(store))
-    ai_all, ai_dropped = ai_side(db.ai_kept_pairs(store, judge=config.judge), config.ai_min_confidence,
-                                 calibrations)
-    capped, n_capped = cap_per_prompt([*human_all, *ai_all], config.max_per_prompt, config.seed)
-    human = [c for c in capped if c.source == HUMAN]
-    ai = [c for c in capped if c.source == AI]
-    rows = select(human, ai, config)
-    n_human = sum(c.source == HUMAN for c in rows)
-    used_ai = [c for c in rows if c.source == AI]
-    counts = {
-        HUMAN: {**_side_counts(human_all, human_dropped, human, n_human),
-                "per_source": dict(sorted(Counter(c.origin for c in rows if c.source == HUMAN).items()))},
-        AI: {**_side_counts(ai_all, ai_dropped, ai, len(used_ai)),
-             "mean_p_chosen": round(sum(c.p_chosen for c in used_ai) / len(used_ai), 4) if used_ai else None},
-        "capped_per_prompt": n_capped,
-        "shortfall": _shortfall(config, len(human), len(ai), n_human, len(used_ai)),
-    }
-    used_jobs = sorted({c.origin for c in used_ai})
-    applied = {job: _calibration_summary(calibrations.get(job)) for job in used_jobs}
-    return MixPlan(rows, counts, applied)
+    return calibration_for_jobs(store, calibrate(store)) if calibrations is None else calibrations
+
+
+def plan_mix(store: Store, config: MixConfig, calibrations: dict[str, Calibration] | None = None) -> MixPlan:
+    """Select a mix's rows into memory without saving anything (`calibrations` by job id: fitted here when
+    None), for `mix --auto`, which trains on them. `build_mix` saves a mix without holding its rows."""
+    calibrations = _calibrations(store, calibrations)
+    with selection(store, config, calibrations) as chosen:
+        rows = [c for batch in chosen.batches() for c in batch]
+        summary = chosen.staged.summary()
+    used_ai = UsedAI()
+    used_ai.add(rows)
+    return MixPlan(rows, _counts(chosen, summary, used_ai), _applied(calibrations, summary["label_jobs"]))
+
+
+def _applied(calibrations: dict[str, Calibration], jobs: Sequence[str]) -> dict[str, Any]:
+    return {job: _calibration_summary(calibrations.get(job)) for job in jobs}
 
 
 def _calibration_summary(calibration: Calibration | None) -> dict[str, Any]:
@@ -292,29 +295,30 @@ def _calibration_summary(calibration: Calibration | None) -> dict[str, Any]:
 
 def build_mix(store: Store, config: MixConfig, *, auto: dict[str, Any] | None = None,
               calibrations: dict[str, Calibration] | None = None) -> MixReport:
-    """Build the mix from the store and save its rows and manifest under `config.name` (replacing it).
-    `auto` is the evidence of `prefgen mix --auto` that chose this config, stored with the manifest."""
-    plan = plan_mix(store, config, calibrations)
-    rows = plan.rows
-    if not rows:
-        raise PrefgenError("the mix would be empty: no human train labels and no AI pairs pass the filters")
-    stored = [_row(config.name, i, c, config) for i, c in enumerate(rows)]
-    n_human = sum(c.source == HUMAN for c in rows)
-    digest = content_hash(["mix", [[r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"], r["p_chosen"]]
-                                   for r in stored]])
-    used_ai = [(c.origin, c.pair_id) for c in rows if c.source == AI]
-    counts = {**plan.counts, "per_principle": db.principle_counts(store, used_ai), "calibration": plan.calibrations}
-    report = MixReport(config.name, len(rows), n_human, len(used_ai), config.human_ratio, n_human / len(rows),
-                       digest, counts)
-    db.save_mix(store, {**_manifest(store, config, report, rows), "auto": auto}, stored)
+    """Build the mix from the store and save its rows and manifest under `config.name` (replacing it), a batch
+    of rows at a time. `auto` is the evidence of `prefgen mix --auto` that chose this config, stored with the
+    manifest."""
+    calibrations = _calibrations(store, calibrations)
+    with selection(store, config, calibrations) as chosen:
+        if not chosen.human + chosen.ai:
+            raise PrefgenError("the mix would be empty: no human train labels and no AI pairs pass the filters")
+        digest, used_ai, position = ListHash("mix"), UsedAI(), 0
+        with db.saving_mix(store, config.name) as save_rows:
+            for batch in chosen.batches():
+                stored = [_row(config.name, position + i, c, config) for i, c in enumerate(batch)]
+                position += len(stored)
+                digest.update([r["pair_id"], r["source"], r["chosen"], r["margin"], r["weight"], r["p_chosen"]]
+                              for r in stored)
+                used_ai.add(batch)
+                save_rows(stored)
+            summary = chosen.staged.summary()
+            counts = {**_counts(chosen, summary, used_ai), "per_principle": summary["per_principle"],
+                      "calibration": _applied(calibrations, summary["label_jobs"])}
+            n_rows = chosen.human + chosen.ai
+            report = MixReport(config.name, n_rows, chosen.human, chosen.ai, config.human_ratio,
+                               chosen.human / n_rows, digest.hexdigest(), counts)
+            db.save_manifest(store, {**_manifest(store, config, report, summary), "auto": auto})
     return report
-
-
-def _side_counts(passed: Sequence[Candidate], dropped: Counter[str], capped: Sequence[Candidate],
-                 used: int) -> dict[str, Any]:
-    """Available, left out (and why), left after the per-prompt cap, and used, for one side of the mix."""
-    return {"available": len(passed) + sum(dropped.values()), "left_out": dict(dropped),
-            "after_cap": len(capped), "used": used}
 
 
 def _shortfall(config: MixConfig, n_human: int, n_ai: int, used_human: int, used_ai: int) -> dict[str, int]:
@@ -326,7 +330,7 @@ def _shortfall(config: MixConfig, n_human: int, n_ai: int, used_human: int, used
     return short
 
 
-def _manifest(store: Store, config: MixConfig, report: MixReport, rows: Sequence[Candidate]) -> dict[str, Any]:
+def _manifest(store: Store, config: MixConfig, report: MixReport, summary: dict[str, Any]) -> dict[str, Any]:
     split = human_db.split_settings(store)
     return {
         "name": config.name,
@@ -336,8 +340,8 @@ def _manifest(store: Store, config: MixConfig, report: MixReport, rows: Sequence
         "realised_ratio": report.realised_ratio,
         "n_rows": report.rows,
         "inputs": {
-            "label_jobs": sorted({c.origin for c in rows if c.source == AI}),
-            "human_sources": sorted({s for c in rows if c.source == HUMAN for s in c.origin.split("+")}),
+            "label_jobs": summary["label_jobs"],
+            "human_sources": sorted({s for origin in summary["per_source"] for s in origin.split("+")}),
             "split": {"heldout": split[0], "seed": split[1]} if split else None,
         },
         "filters": {**config.model_dump(exclude={"name", "seed", "human_ratio"}),

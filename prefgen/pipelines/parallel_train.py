@@ -1,7 +1,8 @@
 """Training data-parallel under accelerate: `prefgen train --processes N` or `accelerate launch -m prefgen.train`.
 
-Every process runs the same TRL stage (`train_reward_model`) on the same mix; accelerate gives each a share of
-every batch and averages the gradients (NCCL on GPUs, gloo on CPU). Process 0 is the one that talks to the
+Every process runs the same TRL stage (`train_reward_model`) on the same mix; accelerate gives each an equal
+share of every batch (`--batch-size` is the whole step's, so N processes train the batches, steps and schedule
+of one) and averages the gradients (NCCL on GPUs, gloo on CPU). Process 0 is the one that talks to the
 store and writes the checkpoint: DuckDB lets one process write a file, and no other may even read it meanwhile,
 so the other processes read the mix first and process 0 opens the store for writing only once they all have.
 
@@ -12,7 +13,6 @@ or `lora`, where the base's forward and backward passes are split across process
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,12 +23,9 @@ from prefgen.pipelines.reward import TrainOutcome, train_from_mix
 from prefgen.storage import training as training_sql
 from prefgen.storage.db import Store
 from prefgen.storage.export import mix_rows_for_training
+from prefgen.train.common import launched_world_size
 from prefgen.train.config import TrainConfig
-
-
-def launched_world_size() -> int:
-    """The number of processes this one was launched among (1 when not under a launcher)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+from prefgen.train.trainer import per_device_batch
 
 
 def run_training(db: Path, mix: str, config: TrainConfig, processes: int = 1) -> TrainOutcome | None:
@@ -47,6 +44,7 @@ def launch(processes: int, db: Path, mix: str, config: TrainConfig) -> None:
     """`accelerate launch` of `python -m prefgen.train` on `processes` processes of this machine."""
     if config.ensemble > 1:
         raise PrefgenError("--processes trains one model: leave out --ensemble, or run without --processes")
+    per_device_batch(config.batch_size, processes)  # refused here, before any process starts
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
 from prefgen.errors import PrefgenError
 from prefgen.records import Pair
-from prefgen.storage.db import Store
+from prefgen.storage.db import Store, connect
 from prefgen.storage.labels import save_pairs
 
 def has_human_tables(store: Store) -> bool:
@@ -38,15 +40,84 @@ def _count(store: Store, sql: str, params: Sequence[Any] | None = None) -> int:
     return store.query(sql, params)[1][0][0]
 
 
-def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labels: Sequence[Any]) -> int:
-    """Store the pairs (insert-or-ignore) and replace every label of `source`; labels of prompts with a pinned
-    label then follow the pin. Returns how many pairs were new."""
+@dataclass
+class SourceLabels:
+    """The labels of one source being replaced, a batch at a time (see `replacing_source_labels`)."""
+
+    store: Store
+    source: str
+    new_pairs: int = 0  # pairs that were new to the store, once the import is done
+
+    def save(self, pairs: Sequence[Pair], labels: Sequence[Any]) -> None:
+        """Store a batch's pairs (insert-or-ignore) and labels."""
+        save_pairs(self.store, pairs)
+        self.store.insert_rows("human_labels", labels, on_conflict="error")
+
+    def consensus(self, pair_ids: Sequence[str]) -> dict[str, str]:
+        """The consensus winner this import stored already for any of `pair_ids` (by an earlier batch)."""
+        self.store.con.register("_import_ids", pa.table({"pair_id": list(pair_ids)}))
+        try:
+            rows = self.store.con.execute(
+                """SELECT h.pair_id, h.winner FROM human_labels h SEMI JOIN _import_ids i ON i.pair_id = h.pair_id
+                   WHERE h.source = ? AND h.annotator IN ('label', 'majority')""", [self.source]
+            ).fetchall()
+        finally:
+            self.store.con.unregister("_import_ids")
+        return dict(rows)
+
+
+class LabelIndex:
+    """The rows of a label file by id (`import-human --labels`), held in an in-memory DuckDB database: a few
+    dozen bytes a row where a Python dict of the rows takes hundreds. Rows are kept as JSON text."""
+
+    def __init__(self) -> None:
+        self.con = connect(":memory:")
+        self.con.execute("CREATE TABLE rows (key VARCHAR, line BIGINT, data VARCHAR); CREATE TABLE used (key VARCHAR)")
+
+    def add(self, keys: Sequence[str], lines: Sequence[int], data: Sequence[str]) -> None:
+        self.con.register("_rows", pa.table({"key": keys, "line": lines, "data": data}))
+        try:
+            self.con.execute("INSERT INTO rows SELECT key, line, data FROM _rows")
+        finally:
+            self.con.unregister("_rows")
+
+    def first_repeat(self) -> tuple[str, int, int] | None:
+        """(id, line, line of its first row) of the first row whose id an earlier row has, if any."""
+        rows = self.con.execute(
+            """SELECT key, line, first FROM (SELECT key, line, min(line) OVER (PARTITION BY key) AS first FROM rows)
+               WHERE line > first ORDER BY line LIMIT 1"""
+        ).fetchall()  # fetched whole: DuckDB refuses other work on a connection with a result left open
+        return rows[0] if rows else None
+
+    def take(self, keys: Sequence[str]) -> dict[str, str]:
+        """id -> row data of those of `keys` that have a row; they count as used."""
+        self.con.register("_keys", pa.table({"key": list(keys)}))
+        try:
+            found = self.con.execute("SELECT key, data FROM rows SEMI JOIN _keys USING (key)").fetchall()
+            self.con.execute("INSERT INTO used SELECT key FROM rows SEMI JOIN _keys USING (key)")
+        finally:
+            self.con.unregister("_keys")
+        return dict(found)
+
+    def unused(self) -> list[tuple[str, int]]:
+        """(id, line) of the rows no `take` asked for, in file order."""
+        return self.con.execute("SELECT key, line FROM rows ANTI JOIN used USING (key) ORDER BY line").fetchall()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+@contextmanager
+def replacing_source_labels(store: Store, source: str) -> Iterator[SourceLabels]:
+    """Replace every label of `source` with the batches saved inside the block, in one transaction; labels of
+    prompts with a pinned label then follow the pin. An error inside the block, or a pin that would put a
+    prompt's labels on both sides, keeps nothing of the import."""
     with store.transaction():
         before = _count(store, "SELECT count(*) FROM pairs")
-        save_pairs(store, pairs)
-        new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
         store.con.execute("DELETE FROM human_labels WHERE source = ?", [source])
-        store.insert_rows("human_labels", labels, on_conflict="error")
+        writer = SourceLabels(store, source)
+        yield writer
+        writer.new_pairs = _count(store, "SELECT count(*) FROM pairs") - before
         conflicts = pin_conflicts(store)
         if conflicts:  # raised inside the transaction: nothing of this import is kept
             raise PrefgenError(
@@ -54,7 +125,6 @@ def replace_source_labels(store: Store, source: str, pairs: Sequence[Pair], labe
                 f"{conflicts[0]['prompt_id'][:12]}: {', '.join(conflicts[0]['pins'])}); a prompt's labels must "
                 "all be on one side: drop those rows, or re-import the other source without --split")
         follow_pins(store)
-    return new_pairs
 
 
 def pinned_sides(store: Store) -> dict[str, str]:

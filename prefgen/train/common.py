@@ -6,11 +6,17 @@ the model card can all use it without importing each other.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 TRAIN_RECORD = "prefgen_train.json"  # how the model was trained: enough to reproduce it and score like it
 ENSEMBLE_MANIFEST = "ensemble.json"  # present in an ensemble's directory, next to member-0, member-1...
 MODEL_CARD = "README.md"
+
+
+def launched_world_size() -> int:
+    """The number of processes this one was launched among by `accelerate launch` (1 when not launched)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 class DeviceChoice(NamedTuple):

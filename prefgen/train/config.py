@@ -119,7 +119,9 @@ class TrainConfig(BaseModel):
             Peak learning rate of AdamW; `None` takes the method's regime: 1e-3 for the head, 2e-4 for full
             and lora (chosen for the 22M MiniLM base on small sets; a large decoder in full wants ~1e-5).
         batch_size (`int` or `None`, *optional*, defaults to `None`):
-            Pairs per device per step (each pair is two sequences); `None`: 32 for head, 8 else.
+            Pairs per optimiser step (each pair is two sequences), over every process: under `--processes N`
+            (or `accelerate launch`) each process takes batch_size / N, so N processes train the regime one
+            does. `None`: 32 for head, 8 else.
         weight_decay (`float` or `None`, *optional*, defaults to `None`):
             AdamW weight decay; `None`: 0.01 for head, 0 else.
         scheduler (`str` or `None`, *optional*, defaults to `None`):
@@ -178,7 +180,8 @@ class TrainConfig(BaseModel):
                                  "else 1].")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
     lr: float | None = Field(default=None, gt=0, description="Peak learning rate [head 1e-3, else 2e-4].")
-    batch_size: int | None = Field(default=None, ge=1, description="Pairs per step per device [head 32, else 8].")
+    batch_size: int | None = Field(default=None, ge=1, description="Pairs per optimiser step, shared by the --processes "
+                                "[head 32, else 8].")
     weight_decay: float | None = Field(default=None, ge=0, description="AdamW weight decay [head 0.01, else 0].")
     scheduler: str | None = Field(default=None, description="Learning-rate schedule, transformers' "
                                   "lr_scheduler_type [head cosine, else linear].")

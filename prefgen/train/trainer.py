@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from prefgen.errors import PrefgenError
-from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, pick_device
+from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, launched_world_size, pick_device
 from prefgen.train.config import TrainConfig, load_arguments, resolve_base
 from prefgen.train.data import build_preference_dataset, pad_batch, prepare_tokenizer, token_layout
 
@@ -50,6 +50,7 @@ class TrainResult:
     scores: list[tuple[float, float]] | None = field(default=None, repr=False)  # of `score_rows`
     record: dict[str, Any] = field(default_factory=dict, repr=False)  # what prefgen_train.json holds
     world_size: int = 1  # processes that trained data-parallel (accelerate launch)
+    per_device_batch_size: int = 0  # pairs each process took a step: config batch_size / world_size
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -141,7 +142,18 @@ def lora_config(model: Any, config: TrainConfig) -> Any:
     )
 
 
-def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str) -> Any:
+def per_device_batch(batch_size: int, processes: int) -> int:
+    """Pairs each process takes a step. `batch_size` is the batch of one optimiser step over every process, so
+    that `--processes N` trains the regime one process trains (same batches, steps and schedule), faster."""
+    if batch_size % processes:
+        raise PrefgenError(f"--batch-size {batch_size} does not split evenly over {processes} processes: use a "
+                           f"multiple of {processes} (each process takes batch-size/{processes} pairs a step)")
+    return batch_size // processes
+
+
+def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str, processes: int | None = None) -> Any:
+    """TRL's RewardConfig for this run; `processes` (default: how many `accelerate launch` started) share
+    each batch."""
     from trl import RewardConfig
 
     # The head method trains on one feature row per side: there is no length to group by.
@@ -154,7 +166,7 @@ def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str) -> 
         weight_decay=config.weight_decay,
         lr_scheduler_type=config.scheduler,
         warmup_steps=config.warmup_ratio,  # transformers 5: a float below 1 is a share of the steps
-        per_device_train_batch_size=config.batch_size,
+        per_device_train_batch_size=per_device_batch(config.batch_size, processes or launched_world_size()),
         gradient_accumulation_steps=config.grad_accum,
         max_length=config.max_length,
         eos_token=eos_token,
@@ -218,6 +230,35 @@ def preference_collator_class() -> type:
 
 
 @functools.cache
+def length_grouped_sampler_class() -> type:
+    """A sampler of pair indices in `length_grouped_order`, one length group per optimiser step.
+
+    A group holds a whole step's pairs, every process's share: accelerate deals consecutive per-process
+    batches to processes 0..N-1, so N processes train on the very batches one process would. The order is
+    seeded by (seed, epoch), as accelerate's own seedable sampler is, not by the global RNG: each process draws
+    dropout masks for its own batches, so their global RNGs part after the first step, and processes that
+    shuffled with them would each see some pairs twice in an epoch and others not at all.
+    """
+    import torch
+
+    class LengthGroupedPairSampler(torch.utils.data.Sampler):
+        def __init__(self, lengths: list[int], step_pairs: int, seed: int) -> None:
+            self.lengths, self.step_pairs, self.seed, self.epoch = lengths, step_pairs, seed, 0
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def set_epoch(self, epoch: int) -> None:  # transformers calls it before every epoch
+            self.epoch = epoch
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(length_grouped_order(self.lengths, self.step_pairs, generator))
+
+    return LengthGroupedPairSampler
+
+
+@functools.cache
 def length_grouped_trainer_class() -> type:
     """RewardTrainer whose length-grouped sampler reads the lengths of preference pairs, and whose loss
     takes soft targets and weights (see `PrefgenRewardTrainer`).
@@ -231,17 +272,6 @@ def length_grouped_trainer_class() -> type:
     from trl import RewardTrainer
 
     from prefgen.train.objective import preference_loss
-
-    class LengthGroupedPairSampler(torch.utils.data.Sampler):
-        def __init__(self, lengths: list[int], batch_size: int) -> None:
-            self.lengths, self.batch_size = lengths, batch_size
-
-        def __len__(self) -> int:
-            return len(self.lengths)
-
-        def __iter__(self):
-            # No generator: the global RNG, which Trainer seeds, reshuffles every epoch.
-            return iter(length_grouped_order(self.lengths, self.batch_size))
 
     class PrefgenRewardTrainer(RewardTrainer):
         """RewardTrainer with length-grouped pairs and soft targets / per-row weights in the loss.
@@ -268,9 +298,10 @@ def length_grouped_trainer_class() -> type:
             if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, datasets.Dataset):
                 return super()._get_train_sampler(train_dataset)
             lengths = [max(len(c), len(r)) for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"])]
-            # One optimiser step's pairs share a length, as in transformers' own sampler.
-            step_pairs = self.args.train_batch_size * self.args.gradient_accumulation_steps
-            return LengthGroupedPairSampler(lengths, step_pairs)
+            # One optimiser step's pairs share a length, as in transformers' own sampler: every process's share.
+            step_pairs = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return length_grouped_sampler_class()(lengths, step_pairs, seed)
 
     return PrefgenRewardTrainer
 
@@ -451,6 +482,7 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         config=config.to_dict(),
         scores=scores,
         world_size=trainer.args.world_size,
+        per_device_batch_size=trainer.args.per_device_train_batch_size,
     )
     result.record = train_record(result, base, tokenizer)
     if save:
