@@ -44,9 +44,8 @@ from prefgen.hashing import content_hash
 from prefgen.judge.swap import side
 from prefgen.pipelines.annotation import write_batch
 from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
-from prefgen.pipelines.configs import RouteConfig, RouteWeights
-from prefgen.pipelines.mix import ai_side
-from prefgen.storage import mixes as mix_db
+from prefgen.pipelines.configs import MixConfig, RouteConfig, RouteWeights
+from prefgen.pipelines.mix import AI, plan_mix
 from prefgen.storage import route as db
 from prefgen.storage.db import Store
 
@@ -136,8 +135,8 @@ def add_mix_signals(signals: Sequence[PairSignals], p_chosen: dict[str, float]) 
 def mix_rows_held(store: Store, judge: str | None, calibrations: dict[str, Any]) -> dict[str, float]:
     """pair id -> calibrated P(chosen) of the AI row a default mix would take for it (the mix's own rule:
     kept, decided, prompt not held out, the most confident job)."""
-    rows, _ = ai_side(mix_db.ai_kept_pairs(store, judge=judge), None, calibrations)
-    return {c.pair_id: c.p_chosen for c in rows}
+    every_row = MixConfig(name="route", human_ratio=None, judge=judge)
+    return {c.pair_id: c.p_chosen for c in plan_mix(store, every_row, calibrations).rows if c.source == AI}
 
 
 def unit(seed: int, key: str, salt: str) -> bytes:
