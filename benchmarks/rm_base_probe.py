@@ -42,8 +42,11 @@ def pool_pairs() -> list[tuple[str, str]]:
     return out
 
 
-def features(model, tokenizer, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 16):
-    """(pairs, 2, hidden) per pooling: index 0 the human winner, 1 the loser."""
+def features(model, tokenizer, pairs: list[tuple[str, str]], max_length: int, batch_size: int = 16,
+             layers: tuple[int, ...] = ()):
+    """(pairs, 2, hidden) per pooling: index 0 the human winner, 1 the loser.
+
+    `layers` adds "tail@L": the response mean of hidden state L (0 the embeddings, the last one normed)."""
     import torch
 
     from prefgen.train.data import body_ids, common_prefix_len, fit_pair, pad_batch, token_layout
@@ -59,17 +62,21 @@ def features(model, tokenizer, pairs: list[tuple[str, str]], max_length: int, ba
         for side in (fc, fr):
             sequences.append(layout.wrap(side))
             tails.append(len(layout.head) + shared)
-    out = {p: [None] * len(sequences) for p in POOLINGS}
+    out = {p: [None] * len(sequences) for p in (*POOLINGS, *(f"tail@{layer}" for layer in layers))}
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             ids, mask = pad_batch([sequences[i] for i in index], tokenizer.pad_token_id, "cpu")
-            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+            result = model(input_ids=ids, attention_mask=mask, output_hidden_states=bool(layers))
+            hidden = result.last_hidden_state
             for row, i in enumerate(index):
                 h = hidden[row, : len(sequences[i])]
+                tail = min(tails[i], len(h) - 1)
                 out["first"][i], out["last"][i], out["mean"][i] = h[0], h[-1], h.mean(0)
-                out["tail"][i] = h[min(tails[i], len(h) - 1) :].mean(0)
+                out["tail"][i] = h[tail:].mean(0)
+                for layer in layers:
+                    out[f"tail@{layer}"][i] = result.hidden_states[layer][row, tail : len(sequences[i])].mean(0)
     return {p: torch.stack(v).view(len(pairs), 2, -1) for p, v in out.items()}
 
 
@@ -100,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=None, help="model directory or .gguf file (default: packaged MiniLM)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--wd", type=float, nargs="+", default=[0.1, 1.0])
+    parser.add_argument("--layers", type=int, nargs="*", default=[],
+                        help="also pool the response mean of these hidden states (0 = embeddings)")
+    parser.add_argument("--save", default=None, help="write the pooled features here (torch.save) for reuse")
     args = parser.parse_args(argv)
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
@@ -117,17 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     for name, pairs in (("small", transcript_pairs("human_small.jsonl")),
                         ("heldout", transcript_pairs("human_heldout.jsonl")), ("pool", pool_pairs())):
         started = time.perf_counter()
-        sets[name] = features(model, tokenizer, pairs, args.max_length)
+        sets[name] = features(model, tokenizer, pairs, args.max_length, layers=tuple(args.layers))
         print(f"features of {name}: {len(pairs)} pairs in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.save:
+        torch.save(sets, args.save)
     print(f"\nbase {args.base or 'MiniLM (packaged)'}, max_length {args.max_length}; held-out agreement on "
           f"{len(sets['heldout']['mean'])} pairs")
-    print(f"{'pooling':<8}{'wd':>6}{'human_small':>13}{'+ pool (real labels)':>22}{'gain':>8}")
-    for pooling in POOLINGS:
+    print(f"{'pooling':<9}{'wd':>6}{'human_small':>13}{'+ pool (real labels)':>22}{'gain':>8}")
+    for pooling in sets["small"]:
         for wd in args.wd:
             _, small = probe(sets["small"][pooling], sets["heldout"][pooling], wd)
             both = torch.cat([sets["small"][pooling], sets["pool"][pooling]])
             _, more = probe(both, sets["heldout"][pooling], wd)
-            print(f"{pooling:<8}{wd:>6g}{small:>13.3f}{more:>22.3f}{more - small:>+8.3f}")
+            print(f"{pooling:<9}{wd:>6g}{small:>13.3f}{more:>22.3f}{more - small:>+8.3f}")
     return 0
 
 
