@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from prefgen.cli import cli
 from prefgen.errors import InputError
@@ -303,6 +305,18 @@ def test_split_depends_only_on_prompt_and_seed(store, tmp_path):
     split_human(store, heldout=0.5, seed=2)
     assert sides_per_prompt(store) != first
     assert all(side_of(pid, 0.5, 2) in sides for pid, sides in sides_per_prompt(store).items())
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**31), prompt_id=st.text(st.characters(blacklist_characters="\x00"), max_size=40))
+def test_split_hash_in_sql_equals_the_python_hash_used_at_import(seed, prompt_id):
+    import duckdb
+
+    from prefgen.pipelines.split import unit_hash
+    from prefgen.storage.human import unit_hash_sql
+
+    value = duckdb.connect().execute(f"SELECT {unit_hash_sql('$seed', '$pid')}", {"seed": seed, "pid": prompt_id})
+    assert value.fetchone()[0] == unit_hash(seed, prompt_id)
 
 
 def test_labels_imported_after_a_split_join_their_prompt_side(store, tmp_path):

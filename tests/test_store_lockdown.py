@@ -113,3 +113,18 @@ def test_macros_a_file_carries_cannot_change_prefgens_queries(labelled_db):
     with Store(labelled_db) as store:  # a writer drops them
         assert store.query("SELECT avg(x) FROM (VALUES (1), (3)) t(x)")[1] == [(2.0,)]
     assert CliRunner().invoke(cli, ["stats", "--db", str(labelled_db)]).exit_code == 0
+
+
+def test_memory_limit_comes_from_the_environment_and_sql_cannot_raise_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFGEN_DUCKDB_MEMORY_LIMIT", "300MB")
+    with Store(tmp_path / "m.duckdb") as store:
+        limit = store.query("SELECT current_setting('memory_limit')")[1][0][0]
+        with pytest.raises(duckdb.Error, match="locked"):
+            store.con.execute("SET memory_limit = '8GB'")
+    assert limit.startswith("286.1")  # 300 MB in MiB, as DuckDB prints it
+
+
+def test_a_memory_limit_that_is_not_a_size_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFGEN_DUCKDB_MEMORY_LIMIT", "lots")
+    with pytest.raises(PrefgenError, match="PREFGEN_DUCKDB_MEMORY_LIMIT='lots'.*2GB"):
+        Store(tmp_path / "m.duckdb")

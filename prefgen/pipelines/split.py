@@ -20,6 +20,7 @@ HELDOUT = "heldout"
 
 
 def unit_hash(seed: int, prompt_id: str) -> float:
+    # `storage.human.unit_hash_sql` computes the same value in SQL for `split`; change both or neither.
     digest = hashlib.sha256(f"split\x00{seed}\x00{prompt_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
@@ -58,13 +59,7 @@ def split_human(store: Store, *, heldout: float, seed: int = 0) -> SplitReport:
     a label pinned at import (`import-human --split`) keeps the pinned side; the share applies to the rest."""
     if not 0.0 <= heldout < 1.0:
         raise PrefgenError(f"--heldout must be in [0, 1) (got {heldout})")
-    prompt_ids = human_sql.labelled_prompt_ids(store)
-    if not prompt_ids:
+    if not human_sql.has_labels(store):
         raise PrefgenError(f"{store.path}: no human labels to split (run `prefgen import-human` first)")
-    pinned = human_sql.pinned_sides(store)
-    sides = {pid: pinned.get(pid) or side_of(pid, heldout, seed) for pid in prompt_ids}
-    human_sql.save_split(store, heldout, seed, sides)
-    prompts = {TRAIN: 0, HELDOUT: 0}
-    for side in sides.values():
-        prompts[side] += 1
+    prompts = human_sql.save_split(store, heldout, seed)
     return SplitReport(heldout, seed, prompts, human_sql.split_counts(store), human_sql.pair_split_origin(store))

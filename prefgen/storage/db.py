@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,7 @@ LOCKED_DOWN = {
     "allow_community_extensions": False,
     "lock_configuration": True,
 }
+MEMORY_LIMIT_ENV = "PREFGEN_DUCKDB_MEMORY_LIMIT"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
 # How long an open waits for another process to let go of the file. A label run lets go within about a second
@@ -69,6 +71,18 @@ def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "Conflicting lock" in str(exc)
 
 
+def connection_config() -> dict[str, Any]:
+    """LOCKED_DOWN plus the memory limit the user asked for in `PREFGEN_DUCKDB_MEMORY_LIMIT`.
+
+    The limit has to come from outside: the locked configuration refuses `SET memory_limit` in SQL. DuckDB's
+    default is 80% of RAM; past its limit it spills joins and sorts to disk beside the store instead."""
+    config = dict(LOCKED_DOWN)
+    limit = os.environ.get("PREFGEN_DUCKDB_MEMORY_LIMIT", "").strip()
+    if limit:
+        config["memory_limit"] = limit
+    return config
+
+
 def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_WAIT_S) -> duckdb.DuckDBPyConnection:
     """A locked-down DuckDB connection to `path` (":memory:" for none), or a one-line PrefgenError.
 
@@ -82,7 +96,10 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
                         wait=wait_random(*_LOCK_BACKOFF_S), reraise=True,
                         before_sleep=lambda _: note_wanted(path))
     try:
-        return retrying(duckdb.connect, path, read_only=read_only, config=dict(LOCKED_DOWN))
+        return retrying(duckdb.connect, path, read_only=read_only, config=connection_config())
+    except duckdb.ParserException as exc:
+        raise PrefgenError(f"{MEMORY_LIMIT_ENV}={os.environ.get(MEMORY_LIMIT_ENV)!r} is not a memory size "
+                           f"({exc}); use a size such as 2GB or 512MB, or unset it") from None
     except (duckdb.IOException, duckdb.PermissionException, duckdb.InvalidInputException) as exc:
         if _is_lock_conflict(exc):
             raise _busy(path, str(exc), wait_s) from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -127,15 +127,6 @@ def replacing_source_labels(store: Store, source: str) -> Iterator[SourceLabels]
         follow_pins(store)
 
 
-def pinned_sides(store: Store) -> dict[str, str]:
-    """prompt_id -> the side a label of that prompt was pinned to at import."""
-    _, rows = store.query(
-        """SELECT DISTINCT p.prompt_id, h.split FROM human_labels h JOIN pairs p ON p.id = h.pair_id
-           WHERE h.pinned ORDER BY 1"""
-    )
-    return dict(rows)
-
-
 def pin_conflicts(store: Store) -> list[dict[str, Any]]:
     """Prompts with labels pinned to both sides (by different imports), and the imports that pinned them."""
     return store.dicts(
@@ -160,14 +151,16 @@ def follow_pins(store: Store) -> None:
 def pair_split_origin(store: Store) -> dict[str, dict[str, int]]:
     """Labelled pairs per side, split into pinned at import and assigned by `split`."""
     _, rows = store.query(
-        """SELECT CASE WHEN bool_or(h.pinned) THEN 'pinned' ELSE 'assigned' END AS origin, any_value(h.split),
-                  h.pair_id
-           FROM human_labels h WHERE h.annotator IN ('label', 'majority') AND h.split IS NOT NULL
-           GROUP BY h.pair_id"""
+        """SELECT origin, side, count(*) FROM (
+               SELECT CASE WHEN bool_or(h.pinned) THEN 'pinned' ELSE 'assigned' END AS origin,
+                      any_value(h.split) AS side
+               FROM human_labels h WHERE h.annotator IN ('label', 'majority') AND h.split IS NOT NULL
+               GROUP BY h.pair_id)
+           GROUP BY ALL"""
     )
     out: dict[str, dict[str, int]] = {"pinned": {}, "assigned": {}}
-    for origin, side, _ in rows:
-        out[origin][side] = out[origin].get(side, 0) + 1
+    for origin, side, count in rows:
+        out[origin][side] = count
     return out
 
 
@@ -176,27 +169,43 @@ def split_settings(store: Store) -> tuple[float, int] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
-def labelled_prompt_ids(store: Store) -> list[str]:
-    _, rows = store.query(
-        "SELECT DISTINCT p.prompt_id FROM human_labels h JOIN pairs p ON p.id = h.pair_id ORDER BY 1"
-    )
-    return [r[0] for r in rows]
+def has_labels(store: Store) -> bool:
+    return _count(store, "SELECT count(*) FROM (SELECT 1 FROM human_labels LIMIT 1)") > 0
 
 
-def save_split(store: Store, heldout: float, seed: int, sides: Mapping[str, str]) -> None:
-    """Record the split's settings and put every label of each prompt on that prompt's side."""
-    batch = pa.table({"prompt_id": list(sides), "side": list(sides.values())})
+def unit_hash_sql(seed: str, prompt_id: str) -> str:
+    """SQL for `prefgen.pipelines.split.unit_hash`: the first 8 bytes of sha256("split\\0SEED\\0PROMPT") / 2**64.
+
+    Exactly the Python value (the cast to DOUBLE rounds like Python's int / 2**64), so a split made in SQL and
+    a side assigned at import in Python agree on every prompt."""
+    return (f"('0x' || substr(sha256('split' || chr(0) || {seed}::VARCHAR || chr(0) || {prompt_id}), 1, 16))"
+            f"::UBIGINT::DOUBLE / 18446744073709551616.0")
+
+
+def save_split(store: Store, heldout: float, seed: int) -> dict[str, int]:
+    """Record the split's settings and put every unpinned label on its prompt's side: the pinned side when the
+    prompt has a pinned label, else heldout when its unit hash is below `heldout`. Returns prompts per side.
+
+    All in SQL, so a split of millions of labels holds no prompt list in Python."""
+    sides = f"""
+        SELECT p.prompt_id,
+               coalesce(any_value(h.split) FILTER (WHERE h.pinned),
+                        CASE WHEN {unit_hash_sql("$seed", "p.prompt_id")} < $heldout
+                             THEN 'heldout' ELSE 'train' END) AS side
+        FROM human_labels h JOIN pairs p ON p.id = h.pair_id GROUP BY p.prompt_id"""
     with store.transaction():
         store.insert_rows("human_split", [{"id": 1, "heldout": heldout, "seed": seed}], on_conflict="replace")
-        store.con.register("_sides", batch)
+        store.con.execute(f"CREATE OR REPLACE TEMP TABLE _sides AS {sides}", {"seed": seed, "heldout": heldout})
         try:
             store.con.execute(
                 """UPDATE human_labels SET split = s.side
                    FROM pairs p, _sides s
                    WHERE p.id = human_labels.pair_id AND s.prompt_id = p.prompt_id AND NOT human_labels.pinned"""
             )
+            _, rows = store.query("SELECT side, count(*) FROM _sides GROUP BY side")
         finally:
-            store.con.unregister("_sides")
+            store.con.execute("DROP TABLE IF EXISTS _sides")
+    return {"train": 0, "heldout": 0, **dict(rows)}
 
 
 def split_counts(store: Store) -> dict[str, int]:
