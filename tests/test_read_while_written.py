@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -110,3 +111,41 @@ def test_an_open_waits_for_a_short_hold_and_names_the_holder_of_a_long_one(tmp_p
         holder.kill()
         holder.wait(10)
     assert isinstance(connect(db, read_only=True, wait_s=5), duckdb.DuckDBPyConnection)
+
+
+def test_the_store_can_be_read_while_train_trains_and_the_run_ends_recorded(tmp_path):
+    from click.testing import CliRunner
+
+    from prefgen.cli import cli
+    from tests.test_reward_pipeline import human_file
+
+    db, out = tmp_path / "t.duckdb", tmp_path / "rm"
+    for args in (["import-human", str(human_file(tmp_path / "h.jsonl")), "--format", "pairwise"],
+                 ["split", "--heldout", "0.3", "--seed", "1"], ["mix", "--name", "m", "--human-ratio", "1.0"]):
+        result = CliRunner().invoke(cli, [*args, "--db", str(db)])
+        assert result.exit_code == 0, result.output
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "prefgen.cli", "train", "--db", str(db), "--mix", "m", "--out", str(out),
+         "--max-length", "64", "--epochs", "400"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PREFGEN_CACHE_DIR": "off"})
+    seen = set()
+    try:
+        while trainer.poll() is None:
+            try:
+                con = connect(db, read_only=True, wait_s=0)
+            except StoreBusy:  # the trainer holds the file while it reads the mix and records the run
+                time.sleep(0.1)
+                continue
+            try:
+                seen |= {status for (status,) in con.execute("SELECT status FROM rm_runs").fetchall()}
+            finally:
+                con.close()
+            time.sleep(0.1)
+        stdout, stderr = trainer.communicate(timeout=60)
+    finally:
+        trainer.kill()
+    assert trainer.returncode == 0, stderr
+    assert "running" in seen  # read while the model trained
+    with Store(db, read_only=True) as store:
+        assert store.query("SELECT status FROM rm_runs")[1] == [("finished",)]

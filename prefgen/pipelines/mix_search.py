@@ -164,7 +164,8 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
                                 if (c.source == HUMAN and fold.get(c.pair_id) != f)
                                 or (c.source == AI and c.prompt_id not in fold_prompts[f])]
             rows = _rows(store, train_candidates, trial_config)
-            fold_margins = _train_and_score(rows, val, train, trial.curriculum)
+            with store.released():  # readers get in while each candidate trains
+                fold_margins = _train_and_score(rows, val, train, trial.curriculum)
             margins[trial.name].append(fold_margins)
             trials_rows.append({"search_id": search_id, "mix_name": config.name, "candidate": trial.name,
                                 "fold": f, "n_train": len(rows),

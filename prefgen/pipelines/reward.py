@@ -98,7 +98,8 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
                     base_model=resolve_base(config.base), config=config.to_dict(), n_members=config.ensemble,
                     checkpoint_path=str(out_dir))
     try:
-        result = train(rows, config)
+        with store.released():  # readers get in while the model trains
+            result = train(rows, config)
     except BaseException as exc:
         db.finish_rm_run(store, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -57,6 +57,9 @@ _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
 # How long an open waits for another process to let go of the file. A label run lets go within about a second
 # of being asked; what holds it throughout (train, mix --auto) is asked to finish first.
 LOCK_WAIT_S = 15.0
+# After minutes of training, wait longer for the file than a command's first open does: giving up there would
+# leave a finished model unrecorded.
+RELEASE_WAIT_S = 300.0
 _LOCK_BACKOFF_S = (0.02, 0.12)  # random, so that several waiting readers do not retry in step
 # A waiting process renews its note at every retry; a label run treats a note this old as gone.
 WANTED_FRESH_S = 2.0
@@ -209,6 +212,23 @@ class Store:
             yield
         finally:
             self.let_go_if_wanted()
+
+    @contextlib.contextmanager
+    def released(self, wait_s: float = RELEASE_WAIT_S) -> Iterator[None]:
+        """Let go of the file for work that does not touch it (training a reward model: minutes), so that
+        `stats`, `sql`, `report` or a label run can open the store meanwhile. Held again at the end, waiting up
+        to `wait_s` for whoever holds it then; the views and macros are checked again, since another process may
+        have written the file in between. Not inside a transaction: closing would roll it back."""
+        if self.con is None or self.path == ":memory:":
+            yield
+            return
+        self.close()
+        try:
+            yield
+        finally:
+            self._reopen(wait_s)
+            guard_macros(self.con, read_only=self.read_only)
+            guard_views(self.con, read_only=self.read_only)
 
     def __enter__(self) -> Store:
         return self
