@@ -581,7 +581,7 @@ async def label_async(config: LabelConfig) -> LabelSummary:
     # A dry run against a store that does not exist yet uses an empty one in memory: nothing is cached.
     dry_and_new = config.dry_run and not config.db.exists()
     store = Store(":memory:" if dry_and_new else config.db)
-    run_lock = None
+    run_lock = ctrl_c = None
     try:
         run = LabelRun(config, store, client, constitution, job_id)
         read = PairsRead([])
@@ -614,15 +614,16 @@ async def label_async(config: LabelConfig) -> LabelSummary:
             labels_sql.finish_run(store, run.run_id, status=status, n_pairs=first.count,
                           n_calls_planned=calls, n_calls_cached=run.cached, n_calls_sent=run.sent,
                           cost=run.budget.spent)
-        try:
-            return label_summary(run, status, started, read=first, planned=calls)
-        finally:
-            ctrl_c.remove()
+        return label_summary(run, status, started, read=first, planned=calls)
     finally:
         await client.backend.aclose()
         store.close()
         if run_lock is not None:
             run_lock.release()
+        # Last, and on every way out (an interrupted run too): a handler still installed when asyncio closes the
+        # loop meets a Ctrl-C after the loop's wake-up pipe is closed, and CPython prints a traceback for it.
+        if ctrl_c is not None:
+            ctrl_c.remove()
 
 
 def hold_run_lock(db: Path) -> Any:

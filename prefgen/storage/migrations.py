@@ -410,8 +410,8 @@ def m009_routing_and_declared_splits(con: duckdb.DuckDBPyConnection) -> None:
             shown VARCHAR NOT NULL,          -- ab / ba: which response annotators see first
             PRIMARY KEY (batch_id, pair_id)
         );
-        -- A pair routed by rank in any batch is 'routed' (a biased sample: agreement and calibration leave it
-        -- out); one only ever drawn in a random slice is 'random'.
+        -- A pair routed by rank in any batch is 'routed' (a biased sample: agreement leaves it out, calibration
+        -- weighs it by its inclusion probability since m012); one only ever drawn in a random slice is 'random'.
         CREATE VIEW routed_pairs AS
             SELECT pair_id, CASE WHEN bool_or(selection = 'routed') THEN 'routed' ELSE 'random' END AS selection
             FROM route_items GROUP BY pair_id;
