@@ -101,7 +101,8 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
         with store.released():  # readers get in while the model trains
             result = train(rows, config)
     except BaseException as exc:
-        db.finish_rm_run(store, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        if store.con is not None:  # else the store could not be held again after training (StoreBusy)
+            db.finish_rm_run(store, run_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     members = result.members if isinstance(result, EnsembleResult) else [result]
     first = members[0]

@@ -51,7 +51,6 @@ LOCKED_DOWN = {
     "allow_community_extensions": False,
     "lock_configuration": True,
 }
-MEMORY_LIMIT_ENV = "PREFGEN_DUCKDB_MEMORY_LIMIT"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
 # How long an open waits for another process to let go of the file. A label run lets go within about a second
@@ -98,10 +97,13 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
     retrying = Retrying(retry=retry_if_exception(_is_lock_conflict), stop=stop_after_delay(wait_s),
                         wait=wait_random(*_LOCK_BACKOFF_S), reraise=True,
                         before_sleep=lambda _: note_wanted(path))
+    config = connection_config()
     try:
-        return retrying(duckdb.connect, path, read_only=read_only, config=connection_config())
+        return retrying(duckdb.connect, path, read_only=read_only, config=config)
     except duckdb.ParserException as exc:
-        raise PrefgenError(f"{MEMORY_LIMIT_ENV}={os.environ.get(MEMORY_LIMIT_ENV)!r} is not a memory size "
+        if "memory_limit" not in config:
+            raise
+        raise PrefgenError(f"PREFGEN_DUCKDB_MEMORY_LIMIT={config['memory_limit']!r} is not a memory size "
                            f"({exc}); use a size such as 2GB or 512MB, or unset it") from None
     except (duckdb.IOException, duckdb.PermissionException, duckdb.InvalidInputException) as exc:
         if _is_lock_conflict(exc):
