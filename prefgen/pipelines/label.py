@@ -676,7 +676,8 @@ def save_inputs(store: Store, config: LabelConfig, constitution: Constitution, j
     labels_sql.save_constitution(
         store, cid=constitution.id, name=constitution.name, version=str(constitution.version),
         source=str(config.constitution), body=constitution.model_dump(mode="json"),
-        principles=[p.model_dump() | {"principle_id": p.id} for p in constitution.principles],
+        principles=[{"principle_id": p.id, "text": p.text, "weight": p.weight, "category": p.category}
+                    for p in constitution.principles],
     )
     labels_sql.save_job(store, job)
 

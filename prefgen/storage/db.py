@@ -30,7 +30,7 @@ import functools
 import os
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,28 @@ def _check_is_duckdb(path: Path) -> None:
         raise PrefgenError(f"{path}: not a DuckDB database; give --db a DuckDB file (a new name creates one)")
 
 
+@contextlib.contextmanager
+def cleanup(undo: Callable[[], object]) -> Iterator[None]:
+    """Run `undo` when the block ends. When the block failed, a DuckDB error from `undo` is dropped so that the
+    block's own error is the one the user sees: after a failed statement in a transaction DuckDB refuses every
+    later statement, `unregister` and `DROP` included, and that second error would hide the cause."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            undo()
+        raise
+    undo()
+
+
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterator[None]:
+    """`table` (Arrow) readable from SQL as `name` for the duration of the block."""
+    con.register(name, table)
+    with cleanup(lambda: con.unregister(name)):
+        yield
+
+
 class Store:
     """One DuckDB file. Writers migrate on open; readers (`read_only=True`) never change the file."""
 
@@ -244,7 +266,8 @@ class Store:
         try:
             yield
         except BaseException:
-            self.con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # the block's error is the one to report
+                self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
 
@@ -258,11 +281,8 @@ class Store:
         batch = rows_to_arrow(rows)
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "error": "INSERT"}[on_conflict]
         columns = ", ".join(batch.column_names)
-        self.con.register("_prefgen_batch", batch)
-        try:
+        with registered(self.con, "_prefgen_batch", batch):
             self.con.execute(f"{verb} INTO {table} ({columns}) SELECT {columns} FROM _prefgen_batch")
-        finally:
-            self.con.unregister("_prefgen_batch")
         return batch.num_rows
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from prefgen.errors import PrefgenError
-from prefgen.storage.db import Store
+from prefgen.storage.db import Store, registered
 from prefgen.storage.mixes import mix_manifest
 
 EXPORT_FORMATS = ("hf", "parquet", "jsonl")
@@ -130,12 +130,9 @@ def training_rows_for(store: Store, records: Sequence[dict[str, Any]]) -> list[d
                                  schema=pa.schema([("pair_id", pa.string()), ("source", pa.string()),
                                                    ("chosen", pa.string()), ("p_chosen", pa.float64()),
                                                    ("weight", pa.float64()), ("position", pa.int64())]))
-    store.con.register("_picked", batch)
-    try:
+    with registered(store.con, "_picked", batch):
         rows = store.dicts(f"""SELECT m.pair_id, m.source, m.chosen, m.p_chosen, m.weight, {_PAIR_COLUMNS}
                                FROM _picked m JOIN pairs p ON p.id = m.pair_id ORDER BY m.position""")
-    finally:
-        store.con.unregister("_picked")
     return _training_rows(rows, ["p_chosen", "weight"])
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from prefgen.errors import PrefgenError
 from prefgen.records import Pair
-from prefgen.storage.db import Store, connect
+from prefgen.storage.db import Store, cleanup, connect, registered
 from prefgen.storage.labels import save_pairs
 
 def has_human_tables(store: Store) -> bool:
@@ -55,14 +55,11 @@ class SourceLabels:
 
     def consensus(self, pair_ids: Sequence[str]) -> dict[str, str]:
         """The consensus winner this import stored already for any of `pair_ids` (by an earlier batch)."""
-        self.store.con.register("_import_ids", pa.table({"pair_id": list(pair_ids)}))
-        try:
+        with registered(self.store.con, "_import_ids", pa.table({"pair_id": list(pair_ids)})):
             rows = self.store.con.execute(
                 """SELECT h.pair_id, h.winner FROM human_labels h SEMI JOIN _import_ids i ON i.pair_id = h.pair_id
                    WHERE h.source = ? AND h.annotator IN ('label', 'majority')""", [self.source]
             ).fetchall()
-        finally:
-            self.store.con.unregister("_import_ids")
         return dict(rows)
 
 
@@ -75,11 +72,8 @@ class LabelIndex:
         self.con.execute("CREATE TABLE rows (key VARCHAR, line BIGINT, data VARCHAR); CREATE TABLE used (key VARCHAR)")
 
     def add(self, keys: Sequence[str], lines: Sequence[int], data: Sequence[str]) -> None:
-        self.con.register("_rows", pa.table({"key": keys, "line": lines, "data": data}))
-        try:
+        with registered(self.con, "_rows", pa.table({"key": keys, "line": lines, "data": data})):
             self.con.execute("INSERT INTO rows SELECT key, line, data FROM _rows")
-        finally:
-            self.con.unregister("_rows")
 
     def first_repeat(self) -> tuple[str, int, int] | None:
         """(id, line, line of its first row) of the first row whose id an earlier row has, if any."""
@@ -91,12 +85,9 @@ class LabelIndex:
 
     def take(self, keys: Sequence[str]) -> dict[str, str]:
         """id -> row data of those of `keys` that have a row; they count as used."""
-        self.con.register("_keys", pa.table({"key": list(keys)}))
-        try:
+        with registered(self.con, "_keys", pa.table({"key": list(keys)})):
             found = self.con.execute("SELECT key, data FROM rows SEMI JOIN _keys USING (key)").fetchall()
             self.con.execute("INSERT INTO used SELECT key FROM rows SEMI JOIN _keys USING (key)")
-        finally:
-            self.con.unregister("_keys")
         return dict(found)
 
     def unused(self) -> list[tuple[str, int]]:
@@ -196,15 +187,13 @@ def save_split(store: Store, heldout: float, seed: int) -> dict[str, int]:
     with store.transaction():
         store.insert_rows("human_split", [{"id": 1, "heldout": heldout, "seed": seed}], on_conflict="replace")
         store.con.execute(f"CREATE OR REPLACE TEMP TABLE _sides AS {sides}", {"seed": seed, "heldout": heldout})
-        try:
+        with cleanup(lambda: store.con.execute("DROP TABLE IF EXISTS _sides")):
             store.con.execute(
                 """UPDATE human_labels SET split = s.side
                    FROM pairs p, _sides s
                    WHERE p.id = human_labels.pair_id AND s.prompt_id = p.prompt_id AND NOT human_labels.pinned"""
             )
             _, rows = store.query("SELECT side, count(*) FROM _sides GROUP BY side")
-        finally:
-            store.con.execute("DROP TABLE IF EXISTS _sides")
     return {"train": 0, "heldout": 0, **dict(rows)}
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from prefgen.records import Answer, Judgement, Pair, PairPreference, Preference
 from prefgen.redact import redact_value
-from prefgen.storage.db import Store, rows_to_arrow
+from prefgen.storage.db import Store, registered, rows_to_arrow
 
 
 def save_constitution(store: Store, *, cid: str, name: str, version: str | None, source: str,
@@ -102,14 +102,11 @@ def _hash_table(hashes: Sequence[str]) -> pa.Table:
 
 def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
     """The stored judgements among `hashes`, judge errors included (the caller decides what to retry)."""
-    store.con.register("_wanted", _hash_table(hashes))
-    try:
+    with registered(store.con, "_wanted", _hash_table(hashes)):
         rows = store.con.execute(
             """SELECT j.request_hash, j.status, j.p_first, j.confidence_source
                FROM judgements j JOIN _wanted w USING (request_hash)"""
         ).fetchall()
-    finally:
-        store.con.unregister("_wanted")
     return {h: Answer(status, p, src) for h, status, p, src in rows}
 
 
@@ -144,15 +141,12 @@ def _insert_new_judgements(store: Store, rows: Sequence[Judgement], run: tuple[s
     """
     batch = rows_to_arrow(rows)
     columns = ", ".join(batch.column_names)
-    store.con.register("_prefgen_judgements", batch)
     try:
-        with store.transaction():
+        with registered(store.con, "_prefgen_judgements", batch), store.transaction():
             store.con.execute(f"INSERT INTO judgements ({columns}) SELECT {columns} FROM _prefgen_judgements")
             _record_progress(store, run)
     except duckdb.ConstraintException:
         return False
-    finally:
-        store.con.unregister("_prefgen_judgements")
     return True
 
 
@@ -226,8 +220,7 @@ def job_threshold(store: Store, job_id: str) -> float | None:
 
 def job_pair_answers(store: Store, job_id: str, pair_ids: Sequence[str]) -> list[tuple[str, str, str, float, Answer]]:
     """(pair, principle, order, principle weight, answer) of every stored judgement of the job for these pairs."""
-    store.con.register("_wanted_pairs", pa.table({"pair_id": pa.array(pair_ids, pa.string())}))
-    try:
+    with registered(store.con, "_wanted_pairs", pa.table({"pair_id": pa.array(pair_ids, pa.string())})):
         rows = store.con.execute(
             """SELECT j.pair_id, j.principle_id, j.ordering, p.weight, j.status, j.p_first, j.confidence_source
                FROM judgements j JOIN _wanted_pairs USING (pair_id)
@@ -235,7 +228,5 @@ def job_pair_answers(store: Store, job_id: str, pair_ids: Sequence[str]) -> list
                WHERE j.job_id = ?""",
             [job_id],
         ).fetchall()
-    finally:
-        store.con.unregister("_wanted_pairs")
     return [(pair, principle, order, weight, Answer(status, p, src))
             for pair, principle, order, weight, status, p, src in rows]

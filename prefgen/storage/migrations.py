@@ -6,6 +6,7 @@ database is missing, so an old file upgrades itself when it is opened.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import duckdb
@@ -31,7 +32,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             con.execute("INSERT INTO _migrations (name) VALUES (?)", [fn.__name__])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # the migration's own error is the one to report
+                con.execute("ROLLBACK")
             raise
         applied.append(fn.__name__)
     return applied

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefgen.errors import PrefgenError
-from prefgen.storage.db import Store
+from prefgen.storage.db import Store, cleanup
 
 MANIFEST_JSON = ("inputs", "filters", "counts", "auto")
 
@@ -177,10 +177,8 @@ class MixCandidates:
 @contextmanager
 def mix_candidates(store: Store) -> Iterator[MixCandidates]:
     candidates = MixCandidates(store)
-    try:
+    with cleanup(candidates.drop):
         yield candidates
-    finally:
-        candidates.drop()
 
 
 @contextmanager

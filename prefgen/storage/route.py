@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from prefgen.storage.db import Store
+from prefgen.storage.db import Store, registered
 
 BATCH_JSON = ("label_jobs", "weights", "counts", "calibration")
 
@@ -47,11 +47,8 @@ def pair_prompts(store: Store, pair_ids: Sequence[str]) -> dict[str, str]:
 
 
 def _with_ids(store: Store, ids: Sequence[str], sql: str) -> list[dict[str, Any]]:
-    store.con.register("_ids", pa.table({"id": pa.array(list(ids), pa.string())}))
-    try:
+    with registered(store.con, "_ids", pa.table({"id": pa.array(list(ids), pa.string())})):
         return store.dicts(sql)
-    finally:
-        store.con.unregister("_ids")
 
 
 def save_batch(store: Store, batch: dict[str, Any], items: Sequence[dict[str, Any]]) -> None:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from prefgen.errors import PrefgenError
 from prefgen.records import Answer, Judgement
-from prefgen.storage.db import Store, rows_to_arrow
+from prefgen.storage.db import Store, registered, rows_to_arrow
 
 SHARD_SUFFIX = ".parquet"
 _COLUMNS = [f.name for f in fields(Judgement)]
@@ -92,8 +92,7 @@ def ingest_shards(store: Store, paths: Sequence[Path]) -> IngestCount:
 
 def _merge_batch(store: Store, batch: pa.Table) -> int:
     columns = ", ".join(_COLUMNS)
-    store.con.register("_prefgen_shard", batch)
-    try:
+    with registered(store.con, "_prefgen_shard", batch):
         store.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _prefgen_merge AS
                 SELECT {columns} FROM (SELECT *, row_number() OVER () AS _position FROM _prefgen_shard) s
@@ -105,8 +104,6 @@ def _merge_batch(store: Store, batch: pa.Table) -> int:
         store.con.execute(f"INSERT OR REPLACE INTO judgements ({columns}) SELECT {columns} FROM _prefgen_merge")
         written = store.con.execute("SELECT count(*) FROM _prefgen_merge").fetchone()[0]
         store.con.execute("DROP TABLE _prefgen_merge")
-    finally:
-        store.con.unregister("_prefgen_shard")
     return int(written)
 
 
