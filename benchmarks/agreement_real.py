@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 import orjson  # noqa: E402
 
 from prefgen.judge.prompts import neutralise  # noqa: E402
-from prefgen.pipelines.agreement import agreement_report  # noqa: E402
-from prefgen.pipelines.human import import_human  # noqa: E402
-from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
+from prefgen.pipelines.humans.agreement import agreement_report  # noqa: E402
+from prefgen.pipelines.humans.imports import import_human  # noqa: E402
+from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
 from prefgen.records import normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from tests.loopback_server import Behaviour, LoopbackServer  # noqa: E402

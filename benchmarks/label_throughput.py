@@ -57,8 +57,8 @@ import orjson  # noqa: E402
 from prefgen.judge.base import Comparison  # noqa: E402
 from prefgen.judge.openai_backend import build_request  # noqa: E402
 from prefgen.judge.prompts import make_template  # noqa: E402
-from prefgen.pipelines import label as label_pipeline  # noqa: E402
-from prefgen.pipelines.label import LabelConfig, LabelSummary, run_label  # noqa: E402
+from prefgen.pipelines.labelling import sender as label_pipeline  # noqa: E402
+from prefgen.pipelines.labelling import LabelConfig, LabelSummary, run_label  # noqa: E402
 from prefgen.records import Judgement  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from prefgen.storage.labels import save_judgements  # noqa: E402

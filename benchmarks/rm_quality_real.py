@@ -40,14 +40,14 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.agreement_real import DATA, simulated_truth, unit, write_inputs  # noqa: E402
-from prefgen.bootstrap import mean_interval  # noqa: E402
+from prefgen.intervals import mean_interval  # noqa: E402
 from prefgen.judge.prompts import neutralise  # noqa: E402
-from prefgen.pipelines.human import import_human  # noqa: E402
-from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
-from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.mix_search import DEFAULT_FOLDS, GRID, auto_mix  # noqa: E402
-from prefgen.pipelines.reward import rows_from_file  # noqa: E402
-from prefgen.pipelines.split import split_human  # noqa: E402
+from prefgen.pipelines.humans.imports import import_human  # noqa: E402
+from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
+from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
+from prefgen.pipelines.mixing.auto import DEFAULT_FOLDS, GRID, auto_mix  # noqa: E402
+from prefgen.pipelines.training.stages import rows_from_file  # noqa: E402
+from prefgen.pipelines.humans.split import split_human  # noqa: E402
 from prefgen.records import normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from prefgen.storage.export import mix_rows_for_training  # noqa: E402
@@ -224,7 +224,7 @@ def summarise_dumps(paths: list[Path], confidences: list[float]) -> None:
     """The judge table from `--dump` records: per judge, held-out differences to human-only of the hard and
     soft mixes, of what `mix --auto` chooses at each confidence (the shipped `score_candidates`/`decide`
     applied to the stored validation margins), and of the best candidate in hindsight."""
-    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+    from prefgen.pipelines.mixing.auto import HUMAN_ONLY, decide, score_candidates
 
     groups: dict[tuple[str, float], list[dict]] = {}
     for path in paths:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from prefgen.pipelines.reward import rows_from_file  # noqa: E402
+from prefgen.pipelines.training.stages import rows_from_file  # noqa: E402
 from prefgen.train.config import TrainConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless"

@@ -47,10 +47,10 @@ from benchmarks.rm_quality_real import (  # noqa: E402
 )
 from prefgen.judge.swap import side  # noqa: E402
 from prefgen.pipelines.configs import RouteConfig  # noqa: E402
-from prefgen.pipelines.human import import_human  # noqa: E402
-from prefgen.pipelines.label import LabelConfig, run_label  # noqa: E402
-from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.route import RANDOM, ROUTED, route  # noqa: E402
+from prefgen.pipelines.humans.imports import import_human  # noqa: E402
+from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
+from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
+from prefgen.pipelines.mixing.route import RANDOM, ROUTED, route  # noqa: E402
 from prefgen.records import flip_winner, make_pair, normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from tests.loopback_server import LoopbackServer  # noqa: E402

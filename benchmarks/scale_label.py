@@ -74,7 +74,7 @@ def write_pairs(path: Path, n: int) -> None:
 
 def child(spec: str) -> None:
     """Run one label job in this process and print its figures as JSON (peak RSS is this process's own)."""
-    from prefgen.pipelines.label import LabelConfig, run_label
+    from prefgen.pipelines.labelling import LabelConfig, run_label
 
     started = time.perf_counter()
     summary = run_label(LabelConfig(**json.loads(spec)))
@@ -87,9 +87,9 @@ def child(spec: str) -> None:
 
 def store_child(spec: str) -> None:
     """Run one store step in this process and print its wall time and this process's peak RSS as JSON."""
-    from prefgen.pipelines.human import import_human
-    from prefgen.pipelines.mix import MixConfig, build_mix
-    from prefgen.pipelines.split import split_human
+    from prefgen.pipelines.humans.imports import import_human
+    from prefgen.pipelines.mixing.mix import MixConfig, build_mix
+    from prefgen.pipelines.humans.split import split_human
     from prefgen.storage.db import Store
     from prefgen.storage.export import export_preferences
 

@@ -129,7 +129,7 @@ def run_soak(tmp: Path, url: str, args: argparse.Namespace, rng: random.Random) 
             "--price-in", str(PRICE_IN), "--price-out", str(PRICE_OUT), "--no-progress"]
     # The budget: 60% of the most the calls could cost (one token a byte in): enough to finish, and it binds
     # every reservation made along the way.
-    from prefgen.pipelines.label import LabelConfig, run_label
+    from prefgen.pipelines.labelling import LabelConfig, run_label
 
     dry = run_label(LabelConfig(constitution=constitution, pairs=str(pairs), db=db, judge="openai:gpt-4o-mini",
                                 api_base=f"{url}/v1", api_key="soak-key", price_in=PRICE_IN, price_out=PRICE_OUT,

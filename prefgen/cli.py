@@ -118,9 +118,9 @@ def label(as_json: bool, **options) -> None:
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
     Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
     """
-    from prefgen.pipelines.label import run_label
-    from prefgen.pipelines.output import OUTPUT
-    from prefgen.pipelines.report import print_label_summary, to_json
+    from prefgen.pipelines.labelling import run_label
+    from prefgen.pipelines.reporting.output import OUTPUT
+    from prefgen.pipelines.reporting.console import print_label_summary, to_json
 
     if OUTPUT.quiet or as_json:
         options["progress"] = False
@@ -139,7 +139,7 @@ def label(as_json: bool, **options) -> None:
 def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
     """Merge Parquet shards of judgements (files or directories, from `label --engine ray`) into the store by
     request hash, and derive the preferences of the pairs they answered. Ingesting twice changes nothing."""
-    from prefgen.pipelines.ingest import ingest as ingest_shards
+    from prefgen.pipelines.labelling.ingest import ingest as ingest_shards
 
     summary = ingest_shards(db, list(shards))
     emit(summary, as_json, lambda: click.echo(
@@ -163,7 +163,7 @@ def sql(query: str, db: Path, **options) -> None:
     to a file with --format and --out instead. prefgen's own views (kept_pairs, drop_reasons, ...) mean
     prefgen's definitions even if the file carries other ones under those names.
     """
-    from prefgen.pipelines.report import write_query_result
+    from prefgen.pipelines.reporting.console import write_query_result
     from prefgen.storage.db import Store
 
     output = config_from_options(QueryOutput, **options)
@@ -177,8 +177,8 @@ def sql(query: str, db: Path, **options) -> None:
 def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
     # Loaded before the store is opened: a label run cannot write while a reader holds the file.
-    import prefgen.pipelines.agreement  # noqa: F401
-    from prefgen.pipelines.report import print_tables, stats_tables
+    import prefgen.pipelines.humans.agreement  # noqa: F401
+    from prefgen.pipelines.reporting.console import print_tables, stats_tables
     from prefgen.storage.db import Store
 
     with Store(db, read_only=True) as store:
@@ -213,8 +213,8 @@ def stats(db: Path, as_json: bool) -> None:
 def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bool, columns: tuple[str, ...],
                  pin: str | None, labels: str | None, on: str, as_json: bool) -> None:
     """Import human preference labels (JSONL, CSV, Parquet, a datasets directory, or FILE.duckdb:TABLE)."""
-    from prefgen.pipelines.human import import_human as run_import
-    from prefgen.pipelines.human import parse_column_map
+    from prefgen.pipelines.humans.imports import import_human as run_import
+    from prefgen.pipelines.humans.imports import parse_column_map
     from prefgen.storage.db import Store
 
     with Store(db) as store:
@@ -231,7 +231,7 @@ def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bo
 def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
     """Hold out human labels by prompt: no prompt has labels on both sides, and held-out prompts never
     enter a training mix (AI pairs included)."""
-    from prefgen.pipelines.split import split_human
+    from prefgen.pipelines.humans.split import split_human
     from prefgen.storage.db import Store
 
     with Store(db) as store:
@@ -256,7 +256,7 @@ def route(db: Path, as_json: bool, **options) -> None:
     uncertainty, closeness to the threshold, principle and judge disagreement (and a reward-model ensemble's
     spread) as weighted signals; draw a random slice for unbiased measurement, write a Label Studio or
     Argilla batch and store why each pair was picked (route_batches, route_items)."""
-    from prefgen.pipelines.route import route as run_route
+    from prefgen.pipelines.mixing.route import route as run_route
     from prefgen.storage.db import Store
 
     with Store(db) as store:
@@ -275,11 +275,11 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
     """Judge/human agreement (ties excluded and as half, Cohen's kappa, 95% bootstrap interval), per
     principle and confidence bucket, before and after the filter; inter-annotator agreement; and each
     judge's calibration against the human train labels (reliability and ECE before and after)."""
-    from prefgen.pipelines.agreement import agreement_report, summary_rows
-    from prefgen.pipelines.report import print_tables
+    from prefgen.pipelines.humans.agreement import agreement_report, summary_rows
+    from prefgen.pipelines.reporting.console import print_tables
     from prefgen.storage.db import Store
 
-    from prefgen.pipelines.calibration import calibrate, calibration_rows
+    from prefgen.pipelines.humans.calibration import calibrate, calibration_rows
 
     with Store(db) as store:
         report = agreement_report(store, judge=judge, split=split_name, seed=seed)
@@ -316,7 +316,7 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
 def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, base: str | None, max_length: int,
         as_json: bool, **options) -> None:
     """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
-    from prefgen.pipelines.mix import build_mix
+    from prefgen.pipelines.mixing.mix import build_mix
     from prefgen.storage.db import Store
 
     if every_row:
@@ -324,7 +324,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, ba
     config = config_from_options(MixConfig, **options)
     with Store(db) as store:
         if auto:
-            from prefgen.pipelines.mix_search import auto_mix
+            from prefgen.pipelines.mixing.auto import auto_mix
 
             report = auto_mix(store, config, TrainConfig(base=base, max_length=max_length, seed=config.seed),
                               folds=folds, confidence=confidence)
@@ -390,8 +390,8 @@ def train(db: Path, mix_name: str, quick: bool, processes: int, config_json: str
           **options) -> None:
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
     there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
-    from prefgen.pipelines.parallel_train import run_training
-    from prefgen.pipelines.report import train_summary_lines
+    from prefgen.pipelines.training.launch import run_training
+    from prefgen.pipelines.reporting.console import train_summary_lines
 
     if config_json is not None:
         config = TrainConfig.model_validate_json(config_json)
@@ -423,8 +423,8 @@ def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: 
     """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
     length bias, per-source accuracy; writes PNG plots and eval.html into a folder of their own (earlier
     evaluations are kept; the model card lists them all)."""
-    from prefgen.pipelines.report import print_eval
-    from prefgen.pipelines.reward import evaluate
+    from prefgen.pipelines.reporting.console import print_eval
+    from prefgen.pipelines.training.stages import evaluate
     from prefgen.storage.db import Store
 
     if db is None and pairs is None:
@@ -453,7 +453,7 @@ def score(model_dir: Path, spec: str | None, responses: str | None, out: str | N
           as_json: bool) -> None:
     """Score responses with a reward model (or ensemble: mean, conservative min, disagreement) for
     best-of-N reranking."""
-    from prefgen.pipelines.reward import score_file
+    from prefgen.pipelines.training.stages import score_file
 
     if (spec is None) == (responses is None):
         raise click.UsageError("give exactly one of --pairs or --responses")
@@ -473,7 +473,7 @@ def report(db: Path, out: Path, as_json: bool) -> None:
     """One HTML page about the store: jobs, cost, calls/s, position bias, consistency, drops, confidence,
     agreement with humans and calibration, mixes, reward models and their evaluations (plots inlined).
     Reads only, so it works while a label run writes."""
-    from prefgen.pipelines.report_page import write_report
+    from prefgen.pipelines.reporting.page import write_report
 
     page = write_report(db, out)
     empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
@@ -490,7 +490,7 @@ def report(db: Path, out: Path, as_json: bool) -> None:
 def show(judgement_id: str, db: Path, wire: bool, as_json: bool) -> None:
     """The request a judgement sent (system and user messages, sampling), rebuilt from the store and checked
     against its request hash, and the answer it got. JUDGEMENT_ID is a request_hash or a unique prefix."""
-    from prefgen.pipelines.show import judgement_lines, show_judgement
+    from prefgen.pipelines.reporting.show import judgement_lines, show_judgement
     from prefgen.storage.db import Store
 
     with Store(db, read_only=True) as store:

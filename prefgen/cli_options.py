@@ -38,7 +38,6 @@ from typing import Any, Literal, TypeVar
 import annotated_types
 import click
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic_core import PydanticUndefined
 
 __all__ = ["FieldSpec", "config_from_options", "field_spec", "option_from_field", "options_from_fields",
            "range_text"]

@@ -1,6 +1,6 @@
 """Output options every command shares: -q / -v (how much is said on stderr), --max-width (tables), --json.
 
-They are click options with callbacks that set `prefgen.pipelines.output.OUTPUT` and the `prefgen` logger,
+They are click options with callbacks that set `prefgen.pipelines.reporting.output.OUTPUT` and the `prefgen` logger,
 so commands do not take them as arguments; `reset_output` restores the defaults before each invocation.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import click
 
-from prefgen.pipelines.output import OUTPUT, OutputSettings
+from prefgen.pipelines.reporting.output import OUTPUT, OutputSettings
 from prefgen.redact import redact
 
 
@@ -50,7 +50,7 @@ JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the re
 def emit(result: object, as_json: bool, show: Callable[[], None]) -> None:
     """The command's result as JSON (--json), or shown for people."""
     if as_json:
-        from prefgen.pipelines.report import to_json
+        from prefgen.pipelines.reporting.console import to_json
 
         click.echo(to_json(result))
     else:

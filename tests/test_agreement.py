@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.judge.swap import pair_preference, preference
-from prefgen.pipelines.agreement import (
+from prefgen.pipelines.humans.agreement import (
     agreement_rate,
     agreement_report,
     agreement_summary,
@@ -22,8 +22,8 @@ from prefgen.pipelines.agreement import (
     observed_agreement,
     vote_counts,
 )
-from prefgen.pipelines.human import import_human
-from prefgen.pipelines.split import split_human
+from prefgen.pipelines.humans.imports import import_human
+from prefgen.pipelines.humans.split import split_human
 from prefgen.records import Answer
 from prefgen.storage.db import Store
 from prefgen.storage.labels import save_job, save_preferences

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prefgen.bootstrap import mean_interval
+from prefgen.intervals import mean_interval
 
 
 def test_interval_is_seeded_and_close_to_the_normal_approximation():

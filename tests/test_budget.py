@@ -16,7 +16,7 @@ from prefgen.judge.core import JudgeClient
 from prefgen.judge.openai_backend import OpenAIBackend
 from prefgen.judge.pricing import Price
 from prefgen.judge.prompts import make_template
-from prefgen.pipelines.label import run_label
+from prefgen.pipelines.labelling import run_label
 from tests.loopback_server import Behaviour
 from tests.test_label_pipeline import REPO, config, files, label_command, query, truth, write_pairs  # noqa: F401
 

@@ -123,7 +123,7 @@ def test_parquet_output_without_a_file_is_a_usage_error(labelled_db):
 
 
 def test_label_defaults_and_help_come_from_label_config():
-    from prefgen.pipelines.label import LabelConfig
+    from prefgen.pipelines.labelling import LabelConfig
 
     params = {p.name: p for p in cli.commands["label"].params}
     for name, field in LabelConfig.model_fields.items():
@@ -134,8 +134,8 @@ def test_label_defaults_and_help_come_from_label_config():
 
 
 def test_train_summary_counts_pairs_dropped_as_identical():
-    from prefgen.pipelines.report import train_summary_lines
-    from prefgen.pipelines.reward import TrainOutcome
+    from prefgen.pipelines.reporting.console import train_summary_lines
+    from prefgen.pipelines.training.stages import TrainOutcome
 
     outcome = TrainOutcome(run_id="rm-1", out_dir="out", n_train=9, members=1, device="cpu", pairs_per_s=3.0,
                            duration_s=3.0, initial_loss=0.69, final_loss=0.5,
@@ -151,8 +151,8 @@ SHORT_RUN_LOG = [
 
 
 def test_train_summary_of_a_one_entry_loss_log_says_so_rather_than_printing_it_twice():
-    from prefgen.pipelines.report import train_summary_lines
-    from prefgen.pipelines.reward import TrainOutcome, logged_losses, mean_loss
+    from prefgen.pipelines.reporting.console import train_summary_lines
+    from prefgen.pipelines.training.stages import TrainOutcome, logged_losses, mean_loss
 
     logged = logged_losses(SHORT_RUN_LOG)
     outcome = TrainOutcome(run_id="rm-1", out_dir="out", n_train=24, members=1, device="cpu", pairs_per_s=1.0,
@@ -164,8 +164,8 @@ def test_train_summary_of_a_one_entry_loss_log_says_so_rather_than_printing_it_t
 
 
 def test_train_summary_shows_first_and_last_logged_loss_with_their_steps():
-    from prefgen.pipelines.report import train_summary_lines
-    from prefgen.pipelines.reward import TrainOutcome
+    from prefgen.pipelines.reporting.console import train_summary_lines
+    from prefgen.pipelines.training.stages import TrainOutcome
 
     outcome = TrainOutcome(run_id="rm-1", out_dir="out", n_train=24, members=1, device="cpu", pairs_per_s=1.0,
                            duration_s=17.0, initial_loss=0.69, final_loss=0.41, data_report={},

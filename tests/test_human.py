@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from prefgen.cli import cli
 from prefgen.errors import InputError
-from prefgen.pipelines.human import import_human, majority, parse_winner
-from prefgen.pipelines.inputs import read_pairs
-from prefgen.pipelines.split import HELDOUT, TRAIN, side_of, split_human
+from prefgen.pipelines.humans.imports import import_human, parse_winner
+from prefgen.pipelines.humans.votes import majority
+from prefgen.pipelines.labelling.inputs import read_pairs
+from prefgen.pipelines.humans.split import HELDOUT, TRAIN, side_of, split_human
 from prefgen.records import make_pair
 from prefgen.storage.db import Store
 from prefgen.storage.labels import save_pairs
@@ -312,7 +313,7 @@ def test_split_depends_only_on_prompt_and_seed(store, tmp_path):
 def test_split_hash_in_sql_equals_the_python_hash_used_at_import(seed, prompt_id):
     import duckdb
 
-    from prefgen.pipelines.split import unit_hash
+    from prefgen.pipelines.humans.split import unit_hash
     from prefgen.storage.human import unit_hash_sql
 
     value = duckdb.connect().execute(f"SELECT {unit_hash_sql('$seed', '$pid')}", {"seed": seed, "pid": prompt_id})
@@ -378,7 +379,7 @@ def test_real_hh_heldout_line_with_two_conversations_is_line_162():
     path = DATA / "hh-rlhf-harmless" / "human_heldout.jsonl"
     if not path.exists():
         pytest.skip(f"{path} is not here")
-    from prefgen.pipelines.human import read_human
+    from prefgen.pipelines.humans.imports import read_human
 
     with pytest.raises(InputError) as failure:
         read_human(path, fmt="hh")
@@ -389,7 +390,7 @@ def test_real_pandalm_annotators_agree_mostly():
     path = DATA / "pandalm" / "annotated.jsonl"
     if not path.exists():
         pytest.skip(f"{path} is not here")
-    from prefgen.pipelines.human import read_human
+    from prefgen.pipelines.humans.imports import read_human
 
     read = read_human(path, skip_bad=True)
     majority_rows = [label for label in read.labels if label.annotator == "majority"]

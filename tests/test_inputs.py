@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from prefgen.errors import InputError
-from prefgen.pipelines.human import default_source
-from prefgen.pipelines.inputs import read_pairs, split_duckdb_spec
+from prefgen.pipelines.humans.votes import default_source
+from prefgen.pipelines.labelling.inputs import read_pairs, split_duckdb_spec
 
 ROWS = [
     {"id": "x1", "prompt": "q1", "response_a": "alpha", "response_b": "beta", "topic": "greek"},

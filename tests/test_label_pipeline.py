@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.label import LabelConfig, run_label
+from prefgen.pipelines.labelling import LabelConfig, run_label
 from tests.loopback_server import Behaviour
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ import pytest
 import ray
 
 from prefgen.constitution import load_constitution
-from prefgen.pipelines.label import build_client, run_label
+from prefgen.pipelines.labelling import run_label
+from prefgen.pipelines.labelling.job import build_client
 from prefgen.storage.shards import shard_paths
 from tests.loopback_server import Behaviour
 from tests.test_label_pipeline import truth, write_pairs
@@ -138,3 +139,50 @@ def test_a_pair_repeated_in_other_chunks_is_asked_once_as_in_one_process(tmp_pat
     asked = [client.request_hash(r.body["messages"]) for r in loopback.requests]
     assert len(asked) == len(set(asked)) == ray_run.calls_sent == 120
     assert stored(tmp_path / "ray.duckdb") == stored(tmp_path / "one.duckdb")
+
+
+def test_a_ray_run_beside_a_live_local_run_is_refused_and_neither_marks_the_other_interrupted(
+        tmp_path, loopback, ray_instance):
+    """Both engines go through one run lifecycle, which holds the store's run lock before it touches the run
+    rows: a second run of either engine is refused, and the live run finishes as `finished`."""
+    from prefgen.errors import PrefgenError
+    from tests.test_label_pipeline import CONSTITUTION, label_in_flight
+
+    constitution = tmp_path / "c.yaml"
+    constitution.write_text(CONSTITUTION, encoding="utf-8")
+    files = (constitution, tmp_path / "pairs.jsonl", tmp_path / "out.duckdb")
+    local, _ = label_in_flight(files, loopback, pairs=60, requests=20, latency_s=0.05)
+    try:
+        with pytest.raises(PrefgenError, match="another `prefgen label` is writing this store"):
+            run_label(label_config(tmp_path, "out.duckdb", loopback.openai_base, engine="ray", workers=1))
+    finally:
+        out, err = local.communicate(timeout=120)
+    assert local.returncode == 0, err
+    statuses = [row[1] for row in stored_runs(tmp_path / "out.duckdb")]
+    assert statuses == ["finished"]
+
+    # And the other way round: a local run beside a live Ray run is refused the same way.
+    loopback.behaviour = Behaviour(truth=truth, latency_s=0.2)
+    ray_config = label_config(tmp_path, "ray.duckdb", loopback.openai_base, engine="ray", workers=1, concurrency=2)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(summary=run_label(ray_config)), daemon=True)
+    requests_before = loopback.request_count
+    worker.start()
+    deadline = time.monotonic() + 120
+    while loopback.request_count < requests_before + 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with pytest.raises(PrefgenError, match="another `prefgen label` is writing this store"):
+        run_label(label_config(tmp_path, "ray.duckdb", loopback.openai_base))
+    worker.join(timeout=300)
+    assert result["summary"].status == "finished"
+    assert [row[1] for row in stored_runs(tmp_path / "ray.duckdb")] == ["finished"]
+
+
+def stored_runs(db: Path) -> list[tuple]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT run_id, status FROM runs ORDER BY started_at").fetchall()
+    finally:
+        con.close()

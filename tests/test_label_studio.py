@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from prefgen.pipelines.annotation import FIRST, LABEL_STUDIO_CONFIG, SECOND, TIE
+from prefgen.pipelines.humans.annotation import FIRST, LABEL_STUDIO_CONFIG, SECOND, TIE
 from prefgen.pipelines.configs import RouteConfig
-from prefgen.pipelines.human import import_human
-from prefgen.pipelines.route import route
+from prefgen.pipelines.humans.imports import import_human
+from prefgen.pipelines.mixing.route import route
 from prefgen.storage.db import Store
 from tests.test_route import judged_pool
 

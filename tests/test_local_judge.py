@@ -11,7 +11,7 @@ import pytest
 from prefgen.judge.base import Comparison
 from prefgen.judge.core import JudgeClient
 from prefgen.judge.prompts import make_template
-from prefgen.pipelines.label import LabelConfig, run_label
+from prefgen.pipelines.labelling import LabelConfig, run_label
 
 pytestmark = [
     pytest.mark.slow,

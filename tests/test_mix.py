@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.human import import_human
-from prefgen.pipelines.mix import MixConfig, build_mix, ratio_counts
-from prefgen.pipelines.split import split_human
+from prefgen.pipelines.humans.imports import import_human
+from prefgen.pipelines.mixing.mix import MixConfig, build_mix, ratio_counts
+from prefgen.pipelines.humans.split import split_human
 from prefgen.records import make_pair
 from prefgen.storage.db import Store
 from prefgen.storage.export import export_preferences, heldout_rows, mix_rows_for_training

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from prefgen.pipelines.label import label_async, run_label
-from prefgen.pipelines.sync import run_coroutine
+from prefgen.pipelines.labelling import run_label
+from prefgen.pipelines.labelling.local import label_async
+from prefgen.pipelines.labelling.sync import run_coroutine
 from tests.loopback_server import Behaviour
 from tests.test_label_pipeline import config, files, truth  # noqa: F401
 

@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 
 from prefgen.cli import cli
-from prefgen.pipelines.calibration import calibrate
+from prefgen.pipelines.humans.calibration import calibrate
 from prefgen.pipelines.configs import MixConfig
-from prefgen.pipelines.human import import_human
-from prefgen.pipelines.label import LabelConfig, run_label
-from prefgen.pipelines.mix import build_mix
-from prefgen.pipelines.report_page import NO_DATA, SECTIONS, fmt, write_report
-from prefgen.pipelines.split import split_human
+from prefgen.pipelines.humans.imports import import_human
+from prefgen.pipelines.labelling import LabelConfig, run_label
+from prefgen.pipelines.mixing.mix import build_mix
+from prefgen.pipelines.reporting.page import NO_DATA, SECTIONS, fmt, write_report
+from prefgen.pipelines.humans.split import split_human
 from prefgen.storage.db import Store
 from prefgen.storage.mixes import save_mix_trials
 from prefgen.storage.training import finish_rm_run, save_rm_eval, start_rm_run

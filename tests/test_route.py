@@ -11,13 +11,13 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.agreement import agreement_report
-from prefgen.pipelines.annotation import LABEL_STUDIO_CONFIG
+from prefgen.pipelines.humans.agreement import agreement_report
+from prefgen.pipelines.humans.annotation import LABEL_STUDIO_CONFIG
 from prefgen.pipelines.configs import RouteConfig, RouteWeights
-from prefgen.pipelines.human import import_human
-from prefgen.pipelines.mix import MixConfig, build_mix
-from prefgen.pipelines.route import PairSignals, choose, even_split, route
-from prefgen.pipelines.split import split_human
+from prefgen.pipelines.humans.imports import import_human
+from prefgen.pipelines.mixing.mix import MixConfig, build_mix
+from prefgen.pipelines.mixing.route import PairSignals, choose, even_split, route
+from prefgen.pipelines.humans.split import split_human
 from prefgen.records import make_pair
 from prefgen.storage.calibration import calibration_pairs
 from prefgen.storage.db import Store

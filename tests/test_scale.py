@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from prefgen.cli import cli
-from prefgen.pipelines.inputs import PairsRead, SeenIds, iter_pairs
-from prefgen.pipelines.label import LabelConfig, run_label
+from prefgen.pipelines.labelling.inputs import PairsRead, SeenIds, iter_pairs
+from prefgen.pipelines.labelling import LabelConfig, run_label
 from tests.loopback_server import Behaviour, LoopbackServer
 from tests.test_label_pipeline import CONSTITUTION, truth, write_pairs
 
@@ -139,7 +139,7 @@ def human_store_state(db: Path) -> list[tuple]:
 def test_import_human_in_small_batches_reports_and_stores_what_one_batch_does(tmp_path, monkeypatch):
     import json
 
-    from prefgen.pipelines import human
+    from prefgen.pipelines.humans import imports as human
     from prefgen.storage.db import Store
 
     path = tmp_path / "annotated.jsonl"
@@ -160,7 +160,7 @@ def test_a_bad_row_in_a_later_batch_keeps_nothing_of_the_import(tmp_path, monkey
     import pytest
 
     from prefgen.errors import InputError
-    from prefgen.pipelines import human
+    from prefgen.pipelines.humans import imports as human
     from prefgen.storage.db import Store
 
     good = [{"prompt": f"q{i}", "response_a": "x", "response_b": "y", "winner": "a"} for i in range(7)]
@@ -184,7 +184,7 @@ def test_a_label_file_read_in_batches_names_a_repeated_id_and_the_labels_without
     import pytest
 
     from prefgen.errors import InputError
-    from prefgen.pipelines import human
+    from prefgen.pipelines.humans import imports as human
     from prefgen.storage.db import Store
 
     pairs = tmp_path / "pairs.jsonl"
@@ -207,7 +207,7 @@ def test_a_label_file_read_in_batches_names_a_repeated_id_and_the_labels_without
 
 def test_a_mix_written_in_small_batches_has_the_rows_and_hash_of_one_batch(tmp_path, monkeypatch):
     from prefgen.hashing import ListHash, content_hash
-    from prefgen.pipelines import mix
+    from prefgen.pipelines.mixing import mix
     from prefgen.storage.db import Store
     from prefgen.storage.mixes import mix_manifest, mix_rows
     from tests.test_mix import build_world

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.label import LabelConfig, run_label
-from prefgen.pipelines.show import show_judgement
+from prefgen.pipelines.labelling import LabelConfig, run_label
+from prefgen.pipelines.reporting.show import show_judgement
 from prefgen.storage.db import Store
 from tests.loopback_server import Behaviour
 from tests.test_label_pipeline import CONSTITUTION, truth, write_pairs

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.errors import InputError
-from prefgen.pipelines.inputs import read_pairs
+from prefgen.pipelines.labelling.inputs import read_pairs
 from tests.loopback_server import Behaviour
 from tests.test_cli import labelled_db  # noqa: F401
 from tests.test_label_pipeline import (  # noqa: F401

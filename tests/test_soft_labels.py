@@ -14,10 +14,10 @@ from pydantic import ValidationError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from prefgen.errors import PrefgenError  # noqa: E402
-from prefgen.pipelines.calibration import MIN_FIT_PAIRS, calibrate, fit_calibration, fit_map  # noqa: E402
-from prefgen.pipelines.human import import_human  # noqa: E402
-from prefgen.pipelines.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.split import split_human  # noqa: E402
+from prefgen.pipelines.humans.calibration import MIN_FIT_PAIRS, calibrate, fit_calibration, fit_map  # noqa: E402
+from prefgen.pipelines.humans.imports import import_human  # noqa: E402
+from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
+from prefgen.pipelines.humans.split import split_human  # noqa: E402
 from prefgen.records import make_pair  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from prefgen.storage.export import mix_rows_for_training  # noqa: E402
@@ -150,7 +150,7 @@ def world(store: Store, tmp_path: Path, *, n_human: int, n_ai: int, ai_right: fl
     `split_kinds`: the human pairs of search fold 0 (of 2) are polite-vs-rude and those of fold 1 are
     refusal-vs-harmful help, so a model trained on one fold's humans has never seen the other's kind of
     preference; the AI pairs cover both kinds."""
-    from prefgen.pipelines.mix_search import fold_of
+    from prefgen.pipelines.mixing.auto import fold_of
 
     def fold(pair: tuple[str, str, str]) -> int:
         return fold_of(make_pair(*pair)[0].prompt_id, 2, 0)
@@ -257,7 +257,7 @@ def _search_margins(rng, candidate):
 
 
 def test_auto_decision_takes_a_candidate_that_gets_more_validation_pairs_right():
-    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+    from prefgen.pipelines.mixing.auto import HUMAN_ONLY, decide, score_candidates
 
     def fixes_a_fifth_of_the_wrong_pairs(m):
         out = m.copy()
@@ -271,7 +271,7 @@ def test_auto_decision_takes_a_candidate_that_gets_more_validation_pairs_right()
 
 
 def test_a_lower_auto_confidence_admits_a_small_gain_the_default_leaves_out():
-    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+    from prefgen.pipelines.mixing.auto import HUMAN_ONLY, decide, score_candidates
 
     def fixes_few_and_breaks_some(m):
         out = m.copy()
@@ -287,7 +287,7 @@ def test_a_lower_auto_confidence_admits_a_small_gain_the_default_leaves_out():
 
 
 def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_noise():
-    from prefgen.pipelines.mix_search import HUMAN_ONLY, decide, score_candidates
+    from prefgen.pipelines.mixing.auto import HUMAN_ONLY, decide, score_candidates
 
     rng = np.random.default_rng(2)
     margins = _search_margins(rng, lambda m: m + rng.normal(0.0, 0.3, m.shape))
@@ -300,7 +300,7 @@ def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_no
 
 @pytest.mark.slow
 def test_auto_mix_keeps_noise_out_and_says_why(store, tmp_path):
-    from prefgen.pipelines.mix_search import GRID, HUMAN_ONLY, auto_mix
+    from prefgen.pipelines.mixing.auto import GRID, HUMAN_ONLY, auto_mix
 
     world(store, tmp_path, n_human=12, n_ai=48, ai_right=0.5)
     report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
@@ -314,7 +314,7 @@ def test_auto_mix_keeps_noise_out_and_says_why(store, tmp_path):
 
 @pytest.mark.slow
 def test_auto_mix_takes_clean_ai_rows_when_they_beat_human_only(store, tmp_path):
-    from prefgen.pipelines.mix_search import GRID, HUMAN_ONLY, auto_mix
+    from prefgen.pipelines.mixing.auto import GRID, HUMAN_ONLY, auto_mix
 
     # Each fold's humans show one kind of preference; the clean AI pairs show both.
     world(store, tmp_path, n_human=24, n_ai=48, ai_right=1.0, split_kinds=True)
@@ -326,7 +326,7 @@ def test_auto_mix_takes_clean_ai_rows_when_they_beat_human_only(store, tmp_path)
 
 @pytest.mark.slow
 def test_auto_mix_search_never_reads_the_heldout_split(store, tmp_path):
-    from prefgen.pipelines.mix_search import GRID, auto_mix
+    from prefgen.pipelines.mixing.auto import GRID, auto_mix
 
     world(store, tmp_path, n_human=24, n_ai=12, ai_right=1.0, heldout=0.5)
     heldout = {r["pair_id"] for r in store.dicts("SELECT pair_id FROM human_pair_labels WHERE split = 'heldout'")}

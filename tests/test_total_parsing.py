@@ -19,7 +19,7 @@ from prefgen.judge.openai_backend import parse_chat_completion
 from prefgen.judge.parse import p_from_logprobs, parse_completion
 from prefgen.judge.prompts import make_template
 from prefgen.judge.reply import MAX_TOKENS, MalformedReply
-from prefgen.pipelines.label import LabelConfig, run_label
+from prefgen.pipelines.labelling import LabelConfig, run_label
 from tests.loopback_server import FAULTS, Behaviour, LoopbackServer
 from tests.test_http_backends import FACTORIES
 from tests.test_label_pipeline import CONSTITUTION, write_pairs

@@ -5,7 +5,7 @@ comparison; every caller that needs a side from a probability uses `side`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 
 from prefgen.judge.base import JUDGE_ERROR, OK, PARSE_ERROR, Comparison
@@ -125,3 +125,19 @@ def pair_preference(job_id: str, pair_id: str, results: Sequence[tuple[SwapResul
     """The stored record of one pair: its principles' results combined."""
     aggregate = aggregate_principles(results, threshold)
     return PairPreference(**_values(aggregate, PairAggregate), job_id=job_id, pair_id=pair_id)
+
+
+def preferences_from_answers(job_id: str, orders: dict[tuple[str, str], tuple[Answer | None, Answer | None]],
+                             weight: Callable[[str], float], threshold: float
+                             ) -> tuple[list[Preference], list[PairPreference]]:
+    """The preferences of (pair, principle) -> (answer A/B, answer B/A), and of each pair over its principles
+    (weighted by `weight(principle_id)`): what a run derives, and `prefgen ingest` too."""
+    prefs = []
+    by_pair: dict[str, list[tuple[SwapResult, float]]] = {}
+    for (pair_id, principle_id), (ab, ba) in orders.items():
+        pref = preference(job_id, pair_id, principle_id, ab, ba, threshold)
+        prefs.append(pref)
+        by_pair.setdefault(pair_id, []).append((pref, weight(principle_id)))
+    pair_prefs = [pair_preference(job_id, pair_id, results, threshold) for pair_id, results in by_pair.items()]
+    return prefs, pair_prefs
+

@@ -165,7 +165,7 @@ def has_labels(store: Store) -> bool:
 
 
 def unit_hash_sql(seed: str, prompt_id: str) -> str:
-    """SQL for `prefgen.pipelines.split.unit_hash`: the first 8 bytes of sha256("split\\0SEED\\0PROMPT") / 2**64.
+    """SQL for `prefgen.pipelines.humans.split.unit_hash`: the first 8 bytes of sha256("split\\0SEED\\0PROMPT") / 2**64.
 
     Exactly the Python value (the cast to DOUBLE rounds like Python's int / 2**64), so a split made in SQL and
     a side assigned at import in Python agree on every prompt."""

@@ -45,7 +45,7 @@ class MixCandidates:
     """The rows a mix chooses from, staged in temporary tables: `stage` the candidates, `select` the mix's
     rows, read them a batch at a time (`selected`), then `drop`.
 
-    Rules (see `prefgen.pipelines.mix`): human pairs are the train-side consensus labels without ties. AI pairs
+    Rules (see `prefgen.pipelines.mixing.mix`): human pairs are the train-side consensus labels without ties. AI pairs
     are kept pair preferences (of one judge, if given) whose prompt is not held out and which no human labelled
     (the held-out test comes first, then the human label, then the confidence floor); a pair kept by several
     jobs enters once, from the most confident job, then the lowest job id. `max_per_prompt` keeps human pairs

@@ -140,7 +140,7 @@ def _mix_search_section(mix: Mapping[str, Any]) -> str:
     auto = mix.get("auto")
     if not auto:
         return ""
-    from prefgen.bootstrap import interval_name
+    from prefgen.intervals import interval_name
 
     lines = ["## How the AI labels were admitted (`prefgen mix --auto`)", "",
              f"Chosen: **{auto['chosen']}**: {auto['reason']}."]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from prefgen import plots as figures
-from prefgen.train.evaluate import PLOT_FILES, EvalReport, response_length
+from prefgen.train.eval_report import PLOT_FILES, EvalReport, response_length
 
 
 def write_plots(

@@ -11,26 +11,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from prefgen.bootstrap import mean_interval
+from prefgen.intervals import mean_interval
+from prefgen.train.eval_report import EvalReport, is_tie, response_length
 
 DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
 EVALS_DIR = "evals"  # MODEL/evals/<time>/: one folder per evaluation
 # Progress is reported per chunk of this many batches: length-sorted batching works within a chunk, so
 # chunks are large enough to keep that gain.
 _CHUNK_BATCHES = 8
-PLOT_FILES = {
-    "reliability": "eval_reliability.png",
-    "rewards": "eval_rewards.png",
-    "length": "eval_length.png",
-}
-
 
 def _arrays(r_chosen: Any, r_rejected: Any, ties: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rc, rr = np.asarray(r_chosen, dtype=float), np.asarray(r_rejected, dtype=float)
@@ -198,43 +192,8 @@ def compute_metrics(
 # --- evaluating a trained model -------------------------------------------------------------------
 
 
-@dataclass
-class EvalReport:
-    model_dir: str
-    n_pairs: int
-    metrics: dict[str, Any]
-    r_chosen: list[float] = field(repr=False)
-    r_rejected: list[float] = field(repr=False)
-    plots: dict[str, str] = field(default_factory=dict)
-    html_path: str = ""
-    json_path: str = ""
-    context: dict[str, dict[str, Any]] = field(default_factory=dict)  # model, training data, evaluation set
-
-    def flat_metrics(self) -> dict[str, float]:
-        """Scalar metrics under dotted names (`ties.share_within_margin`), e.g. one row each in a table."""
-        return dict(_flatten(self.metrics))
 
 
-def _flatten(value: Any, prefix: str = "") -> list[tuple[str, float]]:
-    if isinstance(value, Mapping):
-        return [item for key, sub in value.items() for item in _flatten(sub, f"{prefix}{key}.")]
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return [(prefix.rstrip("."), float(value))]
-    if isinstance(value, list) and prefix.endswith("ci95."):
-        return [(f"{prefix}lo", float(value[0])), (f"{prefix}hi", float(value[1]))]
-    return []
-
-
-def is_tie(row: Mapping[str, Any]) -> bool:
-    """A human tie: `tie: true`, or `label`/`winner` equal to "tie"."""
-    return bool(row.get("tie")) or row.get("label") == "tie" or row.get("winner") == "tie"
-
-
-def response_length(response: Any) -> int:
-    """Length in characters (tokenizer-independent, so reports compare across models)."""
-    if isinstance(response, list):
-        return sum(len(m.get("content", "")) for m in response)
-    return len(response or "")
 
 
 def new_eval_dir(model_dir: str | Path) -> Path:

@@ -5,7 +5,7 @@ targets and per-row weights in the loss (`prefgen.train.objective`), a frozen-ba
 runs once (`prefgen.train.head`), batches grouped by length (TRL's preference rows break transformers' own
 length grouping), an AI-then-human curriculum, device and precision choice, LoRA with a fully trained head,
 a merged checkpoint, and a record of the run. The model card is written by the caller
-(`prefgen.pipelines.reward`), which knows the data behind the run.
+(`prefgen.pipelines.training.stages`), which knows the data behind the run.
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +27,12 @@ import orjson
 from prefgen.constitution import Constitution
 from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
-from prefgen.judge.core import JudgeClient
 from prefgen.pipelines.configs import LabelConfig
-from prefgen.pipelines.inputs import PairsRead, Row, SeenIds, pair_from_row, read_rows
-from prefgen.pipelines.label import (
-    Budget,
-    LabelRun,
-    LabelSummary,
-    build_client,
-    chunks_of,
-    count_planned_calls,
-    job_record,
-    label_identity,
-    save_inputs,
-    label_summary,
-)
-from prefgen.pipelines.progress import LabelProgress
+from prefgen.pipelines.labelling.inputs import PairsRead, Row, SeenIds, pair_from_row, read_rows
+from prefgen.pipelines.labelling.job import LabelJob, build_client
+from prefgen.pipelines.labelling.progress import LabelProgress
+from prefgen.pipelines.labelling.run import LabelSummary, RunCounts, RunLifecycle, label_summary
+from prefgen.pipelines.labelling.sender import Budget, LabelRun
 from prefgen.records import Answer, Judgement, Pair
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import Store
@@ -141,18 +129,19 @@ class LeasedBudget(Budget):
 class ShardJudge:
     """A Ray Data worker: judges the chunks of pairs it is handed and writes their answers as shards."""
 
-    def __init__(self, config: LabelConfig, constitution: Constitution, job_id: str, run_id: str, shards: str,
-                 ledger: Any, claims: Any, repeated: frozenset[str]) -> None:
+    def __init__(self, config: LabelConfig, constitution: Constitution, job_id: str, mode: str, run_id: str,
+                 shards: str, ledger: Any, claims: Any, repeated: frozenset[str]) -> None:
         self.config = config
         self.claims = claims
         self.repeated = repeated  # ids of the pairs the input holds more than once
-        self.constitution = constitution
         self.job_id = job_id
         self.run_id = run_id
         self.shards = Path(shards)
         self.ledger = ledger
         self.loop = asyncio.new_event_loop()
-        self.client, _ = build_client(config, constitution)
+        client, spec_text = build_client(config, constitution)  # a client of its own: sessions do not pickle
+        self.job = LabelJob(config, constitution, client, spec_text, mode, job_id)
+        self.client = client
         self.source = Path(config.pairs).name
 
     def __call__(self, batch: Any) -> dict[str, list]:
@@ -168,16 +157,14 @@ class ShardJudge:
             reported.update(sent=sent, spent=spent)
 
         budget = LeasedBudget(self.ledger, self.config.max_cost)
-        run = LabelRun(self.config, None, self.client, self.constitution, self.job_id, run_id=self.run_id,
-                       budget=budget, write=write)
+        run = LabelRun(self.job, None, self.run_id, budget=budget, write=write)
         run.plan(pairs)
         todo = run.tasks_to_send(self._known(run, key))
-        self.ledger.report.remote(0, 0.0, run.cached)
+        self.ledger.report.remote(0, 0.0, run.counts.cached)
         status = self.loop.run_until_complete(run.send_all(todo)) if todo else "finished"
         budget.give_back()
-        return {"pairs": [len(pairs)], "cached": [run.cached], "sent": [run.sent], "errors": [run.errors],
-                "tokens_in": [run.tokens_in], "tokens_out": [run.tokens_out], "cost": [run.budget.spent],
-                "status": [status]}
+        run.counts.spent = budget.spent
+        return {**{name: [value] for name, value in run.counts.as_dict().items()}, "status": [status]}
 
     def _pairs(self, rows: list[dict[str, Any]]) -> list[Pair]:
         """The chunk's valid pairs, de-duplicated within it (the driver reported the invalid rows already)."""
@@ -257,59 +244,59 @@ def _start_ray(config: LabelConfig) -> None:
 
 
 def run_label_ray(config: LabelConfig) -> LabelSummary:
+    if config.dry_run:
+        raise PrefgenError("--dry-run runs in one process: leave out --engine ray")
+    job = LabelJob.from_config(config)
+    read, calls = job.count_planned_calls(PairsRead([], repeated=set()))
+    shards = shards_dir(config)
+    try:
+        with RunLifecycle(job) as life:
+            with Store(config.db) as store:
+                merge_shards(store, shard_paths(shards))  # what a killed run left: stored now, so not asked again
+                life.start(store)
+                already = labels_sql.job_spend(store, job.job_id)
+                for pairs in job.chunks(PairsRead([])):  # so that shards merged later by `ingest` have their pairs
+                    labels_sql.save_pairs(store, pairs)
+            counts, status = RunCounts(), "failed"
+            try:
+                counts, status = _judge_on_ray(job, life.run_id, read, calls, shards, already)
+            finally:
+                with Store(config.db) as store:
+                    merge_shards(store, shard_paths(shards))
+                    derive_preferences(job, store, life.run_id)
+                    counts.planned = calls
+                    life.finish(store, status, counts, pairs=read.count, planned=calls)
+            with Store(config.db) as store:
+                return label_summary(store, job, life.run_id, status, counts, started=life.started,
+                                     already=already, read=read)
+    finally:
+        asyncio.run(job.client.backend.aclose())
+
+
+def _judge_on_ray(job: LabelJob, run_id: str, read: PairsRead, calls: int, shards: Path,
+                  already: float) -> tuple[RunCounts, str]:
+    """Judge every pair on Ray workers; their counts added up, and the run's status."""
     import ray
     import ray.data
 
-    if config.dry_run:
-        raise PrefgenError("--dry-run runs in one process: leave out --engine ray")
-    constitution, client, spec_text, mode, job_id = label_identity(config)
-    started = time.perf_counter()
-    read, calls = count_planned_calls(config, constitution, PairsRead([], repeated=set()))
-    shards = shards_dir(config)
-    with Store(config.db) as store:
-        merge_shards(store, shard_paths(shards))  # what a killed run left: stored now, so not asked again
-        save_inputs(store, config, constitution, job_record(job_id, constitution, spec_text, client, mode))
-        labels_sql.mark_interrupted_runs(store)
-        already = labels_sql.job_spend(store, job_id)
-        run_id = f"run-{uuid.uuid4().hex[:12]}"
-        labels_sql.start_run(store, run_id=run_id, job_id=job_id, command="label",
-                             args=config.model_dump(mode="json", exclude={"api_key"}))
-        for pairs in chunks_of(config, PairsRead([])):  # so that shards merged later by `ingest` have their pairs
-            labels_sql.save_pairs(store, pairs)
+    config = job.config
     _start_ray(config)
     ledger = ray.remote(num_cpus=0)(Ledger).remote(config.max_cost, already)
     claims = ray.remote(num_cpus=0)(Claims).remote()
-    totals = {"pairs": 0, "cached": 0, "sent": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
-    status = "failed"
-    try:
-        results = pairs_dataset(config, read).map_batches(
-            ShardJudge, batch_size=config.chunk_pairs, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=config.workers), num_cpus=WORKER_CPUS,
-            fn_constructor_kwargs=dict(config=config, constitution=constitution, job_id=job_id, run_id=run_id,
-                                       shards=str(shards), ledger=ledger, claims=claims,
-                                       repeated=frozenset(read.repeated or ())),
-        )
-        statuses = set()
-        with LabelProgress(calls, enabled=config.progress) as progress, _Watch(ledger, progress):
-            for row in results.iter_rows():
-                for name in totals:
-                    totals[name] += row[name]
-                statuses.add(row["status"])
-        status = "budget_stopped" if "budget_stopped" in statuses else "finished"
-    finally:
-        spent = ray.get(ledger.totals.remote())[1]
-        with Store(config.db) as store:
-            merge_shards(store, shard_paths(shards))
-            run = derive_preferences(config, store, client, constitution, job_id, run_id)
-            labels_sql.finish_run(store, run_id, status=status, n_pairs=read.count, n_calls_planned=calls,
-                                  n_calls_cached=totals["cached"], n_calls_sent=totals["sent"], cost=spent)
-            run.budget = Budget(config.max_cost, already=already)
-            run.budget.spent = spent
-            run.cached, run.sent, run.errors = totals["cached"], totals["sent"], totals["errors"]
-            run.tokens_in, run.tokens_out = totals["tokens_in"], totals["tokens_out"]
-            summary = label_summary(run, status, started, read=read, planned=calls)
-        asyncio.run(client.backend.aclose())
-    return summary
+    results = pairs_dataset(config, read).map_batches(
+        ShardJudge, batch_size=config.chunk_pairs, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=config.workers), num_cpus=WORKER_CPUS,
+        fn_constructor_kwargs=dict(config=config, constitution=job.constitution, job_id=job.job_id, mode=job.mode,
+                                   run_id=run_id, shards=str(shards), ledger=ledger, claims=claims,
+                                   repeated=frozenset(read.repeated or ())),
+    )
+    counts, statuses = RunCounts(), set()
+    with LabelProgress(calls, enabled=config.progress) as progress, _Watch(ledger, progress):
+        for row in results.iter_rows():
+            counts.add(RunCounts(**{name: row[name] for name in RunCounts().as_dict()}))
+            statuses.add(row["status"])
+    counts.spent = ray.get(ledger.totals.remote())[1]
+    return counts, "budget_stopped" if "budget_stopped" in statuses else "finished"
 
 
 def merge_shards(store: Store, paths: list) -> IngestCount:
@@ -319,16 +306,14 @@ def merge_shards(store: Store, paths: list) -> IngestCount:
     return count
 
 
-def derive_preferences(config: LabelConfig, store: Store, client: JudgeClient, constitution: Constitution,
-                       job_id: str, run_id: str) -> LabelRun:
+def derive_preferences(job: LabelJob, store: Store, run_id: str) -> None:
     """The preferences of every pair from the stored answers: the single-process run's own code, a chunk at
     a time."""
-    run = LabelRun(config, store, client, constitution, job_id, run_id=run_id, budget=Budget(None))
-    for pairs in chunks_of(config, PairsRead([])):
+    run = LabelRun(job, store, run_id, budget=Budget(None))
+    for pairs in job.chunks(PairsRead([])):
         run.plan(pairs)
         run.tasks_to_send()
         run.derive_preferences()
-    return run
 
 
 class _Watch:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.output import OUTPUT
+from prefgen.pipelines.reporting.output import OUTPUT
 from prefgen.storage import stats as st
 from prefgen.storage.db import Store
 
@@ -214,7 +214,7 @@ def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
 
 def stats_tables(store: Store) -> dict[str, list[dict[str, Any]]]:
     """What `prefgen stats` shows, as titled rows (printed as tables, or as JSON with --json)."""
-    from prefgen.pipelines.agreement import agreement_summary
+    from prefgen.pipelines.humans.agreement import agreement_summary
 
     agreement = agreement_summary(store) or {}
     overview, jobs = st.overview(store), st.jobs(store)

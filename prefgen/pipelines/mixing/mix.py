@@ -20,7 +20,7 @@ TRL's `margin` column and/or a sample `weight`, both in [0, 1] with 1 meaning ce
 
 Soft labels: every row carries `p_chosen`, the probability that `chosen` is better. Human rows: the share of
 annotators who preferred it (1.0 for a single label). AI rows: the judge's swap-averaged P(chosen) mapped
-through the judge's calibration against the human *train* labels (`prefgen.pipelines.calibration`).
+through the judge's calibration against the human *train* labels (`prefgen.pipelines.humans.calibration`).
 `labels="hard"` sets every `p_chosen` to 1, so the soft loss reduces to TRL's. `ai_weight` weighs AI rows
 against human ones in the loss.
 """
@@ -36,7 +36,7 @@ from typing import Any
 from prefgen.errors import PrefgenError
 from prefgen.hashing import ListHash
 from prefgen.pipelines.configs import MixConfig
-from prefgen.pipelines.calibration import Calibration, calibrate, calibration_for_jobs
+from prefgen.pipelines.humans.calibration import Calibration, calibrate, calibration_for_jobs
 from prefgen.storage import human as human_db
 from prefgen.storage import mixes as db
 from prefgen.storage.db import Store

@@ -42,10 +42,10 @@ import numpy as np
 from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
 from prefgen.judge.swap import side
-from prefgen.pipelines.annotation import write_batch
-from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
+from prefgen.pipelines.humans.annotation import write_batch
+from prefgen.pipelines.humans.calibration import calibrate, calibration_for_jobs
 from prefgen.pipelines.configs import MixConfig, RouteConfig, RouteWeights
-from prefgen.pipelines.mix import AI, plan_mix
+from prefgen.pipelines.mixing.mix import AI, plan_mix
 from prefgen.storage import route as db
 from prefgen.storage.db import Store
 

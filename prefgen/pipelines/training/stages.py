@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.inputs import read_rows
+from prefgen.pipelines.labelling.inputs import read_rows
 from prefgen.storage import training as db
 from prefgen.storage.db import Store
 from prefgen.storage.export import heldout_rows, mix_rows_for_training, training_row
@@ -56,7 +56,7 @@ def logged_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
 
 def _judge_agreement(store: Store) -> dict[str, float]:
     """Agreement with the humans of each judge after the filter (ties excluded), for the model card."""
-    from prefgen.pipelines.agreement import agreement_report
+    from prefgen.pipelines.humans.agreement import agreement_report
     from prefgen.storage.human import has_human_tables
 
     if not has_human_tables(store):
@@ -130,7 +130,7 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
 
 def rows_from_file(spec: str, fmt: str, *, skip_bad: bool = False) -> list[dict[str, Any]]:
     """Labelled pairs of any human-label format as evaluation rows (ties kept, flagged)."""
-    from prefgen.pipelines.human import read_human
+    from prefgen.pipelines.humans.imports import read_human
 
     read = read_human(spec, fmt=fmt, skip_bad=skip_bad)
     consensus = {label.pair_id: label.winner for label in read.labels if label.annotator in ("label", "majority")}
@@ -164,7 +164,7 @@ def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldou
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
     context = eval_context(store, model_path, record, rows, split_name, evaluated_on=pairs or store.path)
     out_dir = Path(out) if out is not None else new_eval_dir(model_dir)
-    from prefgen.pipelines.progress import ScoringProgress
+    from prefgen.pipelines.labelling.progress import ScoringProgress
 
     with ScoringProgress(len(rows), enabled=progress) as bar:
         report = evaluate_model(model_dir, rows, out_dir, batch_size=batch_size, context=context,
@@ -203,7 +203,7 @@ def eval_context(store: Store | None, model_path: str, record: dict[str, Any], r
     """What the evaluation page opens with: the model, the data it was trained on, the labels it is judged by."""
     from collections import Counter
 
-    from prefgen.train.evaluate import is_tie
+    from prefgen.train.eval_report import is_tie
 
     run = db.rm_run_details(store, model_path) if store is not None else None
     run = run or {}

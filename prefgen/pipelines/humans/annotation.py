@@ -31,9 +31,9 @@ from typing import Any
 import orjson
 
 from prefgen.errors import InputError
-from prefgen.pipelines.human import HumanRead, ImportReport, default_source, labels_of
-from prefgen.pipelines.inputs import read_rows
-from prefgen.pipelines.split import side_of
+from prefgen.pipelines.humans.votes import HumanRead, ImportReport, default_source, labels_of
+from prefgen.pipelines.labelling.inputs import read_rows
+from prefgen.pipelines.humans.split import side_of
 from prefgen.records import flip_winner
 from prefgen.storage import route as route_sql
 from prefgen.storage.db import Store

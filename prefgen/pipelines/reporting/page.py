@@ -24,7 +24,7 @@ from typing import Any
 
 from prefgen import plots
 # At import, not inside a query: scipy and scikit-learn load before the store is held.
-from prefgen.pipelines.agreement import agreement_summary
+from prefgen.pipelines.humans.agreement import agreement_summary
 from prefgen.storage import report as rq
 from prefgen.storage import stats as st
 from prefgen.storage.db import Store

@@ -1,6 +1,6 @@
 """The one confidence interval prefgen reports: a seeded percentile bootstrap of a mean.
 
-Judge/human agreement (`pipelines/agreement.py`) and reward-model accuracy (`train/evaluate.py`) both
+Judge/human agreement (`pipelines/humans/agreement.py`) and reward-model accuracy (`train/evaluate.py`) both
 report it, so both use this function: the same resample count, the same method and the same answer for
 an empty set.
 """

@@ -1,4 +1,4 @@
-"""Training data-parallel under accelerate: `prefgen train --processes N` or `accelerate launch -m prefgen.train`.
+"""Training data-parallel under accelerate: `prefgen train --processes N` or `accelerate launch -m prefgen train`.
 
 Every process runs the same TRL stage (`train_reward_model`) on the same mix; accelerate gives each an equal
 share of every batch (`--batch-size` is the whole step's, so N processes train the batches, steps and schedule
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.reward import TrainOutcome, train_from_mix
+from prefgen.pipelines.training.stages import TrainOutcome, train_from_mix
 from prefgen.storage import training as training_sql
 from prefgen.storage.db import Store
 from prefgen.storage.export import mix_rows_for_training
@@ -41,7 +41,7 @@ def run_training(db: Path, mix: str, config: TrainConfig, processes: int = 1) ->
 
 
 def launch(processes: int, db: Path, mix: str, config: TrainConfig) -> None:
-    """`accelerate launch` of `python -m prefgen.train` on `processes` processes of this machine."""
+    """`accelerate launch` of `python -m prefgen train` on `processes` processes of this machine."""
     if config.ensemble > 1:
         raise PrefgenError("--processes trains one model: leave out --ensemble, or run without --processes")
     per_device_batch(config.batch_size, processes)  # refused here, before any process starts
@@ -49,7 +49,7 @@ def launch(processes: int, db: Path, mix: str, config: TrainConfig) -> None:
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
-        "-m", "prefgen.train", "--db", str(db), "--mix", mix, "--out", str(config.out_dir),
+        "-m", "prefgen", "train", "--db", str(db), "--mix", mix, "--out", str(config.out_dir),
         "--config-json", config.model_dump_json(),
     ]
     returncode = subprocess.run(command, check=False).returncode

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefgen.errors import PrefgenError
-from prefgen.judge.swap import DEFAULT_THRESHOLD
-from prefgen.pipelines.label import preferences_from_answers
+from prefgen.judge.swap import DEFAULT_THRESHOLD, preferences_from_answers
 from prefgen.records import Answer
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import Store

@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from prefgen.bootstrap import interval_name, mean_interval
+from prefgen.intervals import interval_name, mean_interval
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.calibration import calibrate, calibration_for_jobs
-from prefgen.pipelines.mix import AI, HUMAN, Candidate, MixConfig, MixReport, build_mix, plan_mix, row_weight
+from prefgen.pipelines.humans.calibration import calibrate, calibration_for_jobs
+from prefgen.pipelines.mixing.mix import AI, HUMAN, Candidate, MixConfig, MixReport, build_mix, plan_mix, row_weight
 from prefgen.storage import mixes as db
 from prefgen.storage.db import Store
 from prefgen.storage.export import training_rows_for

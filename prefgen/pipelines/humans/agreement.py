@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from prefgen.bootstrap import N_RESAMPLES, mean_interval
+from prefgen.intervals import N_RESAMPLES, mean_interval
 from prefgen.judge.swap import side
 from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store

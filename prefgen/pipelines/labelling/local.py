@@ -1,0 +1,142 @@
+"""The asyncio engine of `prefgen label` (the default, `--engine local`): one process, every call in flight on one
+event loop, answers written to the store in batches.
+
+Flow: read and validate everything first (nothing is written for bad input) -> then, a chunk of pairs at a
+time: plan every request and its hash -> skip what the store already answered -> send the rest with bounded
+concurrency, a cost budget and retries -> write judgements in batches -> derive per-principle and per-pair
+preferences from the answers. Re-running the same command resumes: a stored answer is never asked (or paid
+for) twice. Both passes stream the input, so memory holds one chunk (`--chunk-pairs`), not the input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import time
+
+from prefgen.pipelines.configs import LabelConfig
+from prefgen.pipelines.labelling.inputs import PairsRead
+from prefgen.pipelines.labelling.job import DryRunEstimate, LabelJob
+from prefgen.pipelines.labelling.progress import LabelProgress
+from prefgen.pipelines.labelling.run import LabelSummary, RunLifecycle, label_summary, stopped_early_reason
+from prefgen.pipelines.labelling.sender import FINAL_WAIT_S, LabelRun
+from prefgen.pipelines.labelling.sync import run_coroutine
+from prefgen.storage.db import Store
+
+log = logging.getLogger("prefgen.label")
+
+
+async def label_async(config: LabelConfig) -> LabelSummary:
+    job = LabelJob.from_config(config)
+    for warning in job.start_warnings():
+        log.warning(warning)
+    try:
+        if config.dry_run:
+            return dry_run(job)
+        return await _label(job)
+    finally:
+        await job.client.backend.aclose()
+
+
+def dry_run(job: LabelJob) -> LabelSummary:
+    """Calls, tokens and cost of what the run would send; nothing is sent or written. A store that does not
+    exist yet is an empty one in memory: nothing is cached."""
+    config = job.config
+    started = time.perf_counter()
+    with Store(":memory:" if not config.db.exists() else config.db) as store:
+        run = LabelRun(job, store, run_id="dry-run")
+        read, estimate = PairsRead([]), DryRunEstimate()
+        for pairs in job.chunks(read):
+            run.plan(pairs)
+            estimate.add(job.client, run.tasks_to_send())
+        return label_summary(store, job, run.run_id, "dry_run", run.counts, started=started,
+                             already=run.budget.already, read=read, estimated=estimate.as_dict(job.client))
+
+
+async def _label(job: LabelJob) -> LabelSummary:
+    config = job.config
+    first, calls = job.count_planned_calls()
+    with RunLifecycle(job) as life, Store(config.db) as store:
+        life.start(store)
+        run = LabelRun(job, store, life.run_id)
+        status = "failed"
+        ctrl_c = _CtrlC(run.stop).install()
+        try:
+            try:
+                with LabelProgress(calls, enabled=config.progress, priced=job.client.price is not None) as progress:
+                    run.progress = progress
+                    # Other processes (stats, sql, agreement) may open the store while the judge is asked: once
+                    # one waits, each batch holds it only while it commits. Held again at the end.
+                    with store.shared(wait_s=FINAL_WAIT_S):
+                        status = await run.label_chunks(job.chunks(PairsRead([])))
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                status = "interrupted"  # a second Ctrl-C: what was answered is still written below
+                raise
+            finally:
+                ctrl_c.finishing = True
+                run.finish_chunk()
+                run.counts.planned = calls
+                life.finish(store, status, run.counts, pairs=first.count, planned=calls)
+            fatal = run.first_batch.fatal if run.first_batch else None
+            return label_summary(store, job, life.run_id, status, run.counts, started=life.started,
+                                 already=run.budget.already, read=first,
+                                 stopped_early=stopped_early_reason(job, fatal, run.first_batch.size if fatal else 0))
+        finally:
+            # Last, and on every way out (an interrupted run too): a handler still installed when asyncio closes
+            # the loop meets a Ctrl-C after the loop's wake-up pipe is closed, and CPython prints a traceback.
+            ctrl_c.remove()
+
+
+class _CtrlC:
+    """First Ctrl-C: stop sending, finish the calls in flight, write everything. Second: stop now (the calls in
+    flight are abandoned; everything answered is still written). Presses while the final writes and the summary
+    run are ignored, so those finish: they take a moment, and a traceback out of them helps nobody.
+
+    Raising KeyboardInterrupt from a loop callback would leave the main task half-run; cancelling it instead lets
+    its `finally` write everything, and `run_label` turns the cancellation into KeyboardInterrupt.
+    """
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.finishing = False
+        self.cancelled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+
+    def install(self) -> _CtrlC:
+        # Only the main thread may set signal handlers, and Windows event loops have none: there the default
+        # KeyboardInterrupt still applies, and the store stays consistent because every batch is a transaction.
+        if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
+            return self
+        self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+        self._loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self) -> None:
+        if self.finishing:
+            return
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        self.finishing = self.cancelled = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def remove(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGINT)
+            self._loop = None
+
+
+
+def run_label(config: LabelConfig) -> LabelSummary:
+    """Synchronous entry point of the asyncio engine. A second Ctrl-C ends in KeyboardInterrupt after everything
+    answered is written. Inside a running event loop (Jupyter) the run gets its own loop in a worker thread;
+    `await label_async(config)` is the async variant."""
+    try:
+        return run_coroutine(label_async(config))
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
