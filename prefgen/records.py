@@ -44,6 +44,9 @@ class Pair:
     source: str = ""
     source_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # The input named these responses the other way round: its first response is response_b. The store keeps a
+    # canonical order so that one pair from two files is one row; this is how to get the input's order back.
+    input_swapped: bool = field(default=False, compare=False)
 
     @property
     def prompt_id(self) -> str:
@@ -71,7 +74,7 @@ def make_pair(
         a, b = b, a
     key_prompt = norm_prompt if isinstance(norm_prompt, str) else [dict(m) for m in norm_prompt]
     pair_id = content_hash(["pair", key_prompt, a, b])
-    return Pair(pair_id, norm_prompt, a, b, source, source_id, dict(metadata or {})), swapped
+    return Pair(pair_id, norm_prompt, a, b, source, source_id, dict(metadata or {}), swapped), swapped
 
 
 def flip_winner(winner: str, swapped: bool) -> str:

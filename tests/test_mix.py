@@ -208,7 +208,7 @@ def test_training_rows_have_the_trl_shape_with_margin_from_confidence(store, tmp
     build_world(store, tmp_path)
     build_mix(store, MixConfig(name="m", human_ratio=0.25, margin_by_confidence=True))
     rows = mix_rows_for_training(store, "m")
-    assert set(rows[0]) == {"prompt", "chosen", "rejected", "margin", "p_chosen", "source", "pair_id"}
+    assert set(rows[0]) == {"prompt", "chosen", "rejected", "margin", "p_chosen", "source", "pair_id", "source_id"}
     by_id = {r["pair_id"]: r for r in rows}
     stored = {r["pair_id"]: r for r in mix_rows(store, "m")}
     for pair_id, row in by_id.items():
@@ -228,7 +228,7 @@ def test_training_rows_without_margin_or_weight_leave_those_keys_out(store, tmp_
     build_world(store, tmp_path)
     build_mix(store, MixConfig(name="plain", human_ratio=0.25))
     assert set(mix_rows_for_training(store, "plain")[0]) == {"prompt", "chosen", "rejected", "p_chosen", "source",
-                                                             "pair_id"}
+                                                             "pair_id", "source_id"}
     build_mix(store, MixConfig(name="weighted", human_ratio=0.25, weight_by_confidence=True))
     assert "weight" in mix_rows_for_training(store, "weighted")[0]
 

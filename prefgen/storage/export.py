@@ -1,6 +1,7 @@
 """Exports in TRL's preference format: `prompt`, `chosen`, `rejected`, optional `margin`, plus `p_chosen` (the
-probability that `chosen` is better: the soft label), `source` and `pair_id` (and `category` when the pairs
-carry one, `weight` when the mix was built with sample weights).
+probability that `chosen` is better: the soft label), `source`, `pair_id` and `source_id` (the input's own id of
+the pair, when it had one: what to join the export back to your file on), and `category` when the pairs carry
+one, `weight` when the mix was built with sample weights.
 
 Rows are conversational (lists of {role, content}) when any prompt of the set is a chat, so one dataset has
 one schema: a text prompt then becomes a single user message and each response one assistant message.
@@ -26,7 +27,7 @@ from prefgen.storage.mixes import mix_manifest
 EXPORT_FORMATS = ("hf", "parquet", "jsonl")
 CATEGORY_KEYS = ("category", "dataset")  # LLMEval2 names its source datasets `dataset`
 
-_PAIR_COLUMNS = "p.prompt, p.is_chat, p.response_a, p.response_b, p.metadata"
+_PAIR_COLUMNS = "p.prompt, p.is_chat, p.response_a, p.response_b, p.metadata, p.source_id"
 
 
 @dataclass
@@ -75,7 +76,7 @@ def _training_rows(records: Sequence[dict[str, Any]], extras: Sequence[str],
         prompt: Any = json.loads(record["prompt"]) if record["is_chat"] else record["prompt"]
         row = training_row(prompt, record["response_a"], record["response_b"], record["chosen"],
                            conversational=conversational, **{key: record[key] for key in extras},
-                           source=record["source"], pair_id=record["pair_id"])
+                           source=record["source"], pair_id=record["pair_id"], source_id=record["source_id"])
         if with_category:
             row["category"] = _category(record["metadata"])
         rows.append(row)
@@ -178,7 +179,7 @@ def _schema(flags: tuple[bool, bool], extras: Sequence[str]):
     text = message if conversational else pa.string()
     fields = [("prompt", text), ("chosen", text), ("rejected", text),
               *((name, pa.float64()) for name in extras), ("source", pa.string()), ("pair_id", pa.string()),
-              *([("category", pa.string())] if with_category else [])]
+              ("source_id", pa.string()), *([("category", pa.string())] if with_category else [])]
     return pa.schema(fields)
 
 

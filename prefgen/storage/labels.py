@@ -40,6 +40,7 @@ def pair_row(pair: Pair) -> dict[str, Any]:
         "source": pair.source,
         "source_id": pair.source_id,
         "metadata": json.dumps(pair.metadata) if pair.metadata else None,
+        "input_swapped": pair.input_swapped,
     }
 
 

@@ -441,3 +441,38 @@ def m012_route_value_and_inclusion(con: duckdb.DuckDBPyConnection) -> None:
         ALTER TABLE route_batches ADD COLUMN calibration JSON; -- the map behind mix_error, per label job
         """
     )
+
+
+@migration
+def m013_input_orientation(con: duckdb.DuckDBPyConnection) -> None:
+    # A pair's responses are stored in a canonical order (so one pair read from two files is one row), which
+    # differs from the input's for about half the pairs. `input_swapped` records it (NULL: stored before this
+    # column existed), and the views below say `chosen` in the input's terms and carry the input's own id, so
+    # that joining results back to the input file by `source_id` gives the right answer.
+    con.execute(
+        """
+        ALTER TABLE pairs ADD COLUMN input_swapped BOOLEAN;  -- true: the input's first response is response_b
+        CREATE OR REPLACE VIEW kept_pairs AS
+            SELECT pp.job_id, p.id AS pair_id, p.prompt_id, p.prompt, p.is_chat,
+                   CASE WHEN pp.chosen = 'a' THEN p.response_a ELSE p.response_b END AS chosen,
+                   CASE WHEN pp.chosen = 'a' THEN p.response_b ELSE p.response_a END AS rejected,
+                   pp.p_a, pp.confidence, pp.principle_agreement, pp.n_kept, p.source, p.source_id,
+                   CASE WHEN p.input_swapped IS NULL THEN NULL
+                        WHEN p.input_swapped THEN (CASE pp.chosen WHEN 'a' THEN 'b' ELSE 'a' END)
+                        ELSE pp.chosen END AS input_chosen
+            FROM pair_preferences pp JOIN pairs p ON p.id = pp.pair_id
+            WHERE pp.kept;
+
+        -- Every pair's AI preference in the terms of the file it came from: `input_chosen` 'a' is the input's
+        -- first response (its response_a column), `input_p_a` the probability that one is better.
+        CREATE VIEW input_preferences AS
+            SELECT pp.job_id, p.id AS pair_id, p.source, p.source_id, p.input_swapped,
+                   CASE WHEN p.input_swapped IS NULL THEN NULL
+                        WHEN p.input_swapped AND pp.chosen IN ('a', 'b') THEN (CASE pp.chosen WHEN 'a' THEN 'b' ELSE 'a' END)
+                        ELSE pp.chosen END AS input_chosen,
+                   CASE WHEN p.input_swapped IS NULL THEN NULL
+                        WHEN p.input_swapped THEN 1 - pp.p_a ELSE pp.p_a END AS input_p_a,
+                   pp.confidence, pp.kept, pp.drop_reason
+            FROM pair_preferences pp JOIN pairs p ON p.id = pp.pair_id;
+        """
+    )

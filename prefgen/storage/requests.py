@@ -19,7 +19,7 @@ def judgement_sources(store: Store, judgement_id: str) -> dict[str, Any]:
         """SELECT j.request_hash, j.job_id, j.run_id, j.pair_id, j.principle_id, j.ordering, j.backend, j.model,
                   j.template_version, j.status, j.verdict, j.p_first, j.confidence_source, j.raw_text, j.error,
                   j.tokens_in, j.tokens_out, j.cost, j.latency_s, j.attempts, j.created_at,
-                  p.prompt, p.is_chat, p.response_a, p.response_b,
+                  p.prompt, p.is_chat, p.response_a, p.response_b, p.input_swapped, p.source_id,
                   pr.text AS principle_text,
                   lj.judge_spec, lj.sampling, lj.template,
                   c.body AS constitution

@@ -98,7 +98,6 @@ def show_judgement(store: Store, judgement_id: str) -> ShownJudgement:
 def judgement_lines(shown: ShownJudgement) -> list[str]:
     """The readable form: what was asked, of whom, exactly which messages, and the answer."""
     r = shown.row
-    shown_first = "response_a" if r["ordering"] == "ab" else "response_b"
     check = ("request hash verified: this is exactly the request that was sent" if shown.verified else
              "WARNING: the rebuilt request does not hash to the stored request_hash; the template or texts on "
              "record differ from what was sent, so the messages below may not be exact")
@@ -106,7 +105,8 @@ def judgement_lines(shown: ShownJudgement) -> list[str]:
         f"judgement {r['request_hash']}",
         f"  job {r['job_id']}, run {r['run_id']}, at {r['created_at']}",
         f"  judge {r['judge_spec'] or r['backend'] + ':' + r['model']}, template {r['template_version']}",
-        f"  pair {r['pair_id']}, principle {r['principle_id']}, order {r['ordering']} ({shown_first} shown first)",
+        f"  pair {r['pair_id']}{_input_id(r)}, principle {r['principle_id']}, order {r['ordering']}: "
+        f"{shown_first(r)} shown first",
         f"  sampling {json.dumps(shown.params.as_dict())}",
         f"  {check}",
     ]
@@ -120,3 +120,22 @@ def judgement_lines(shown: ShownJudgement) -> list[str]:
     if r["error"]:
         lines.append(f"error: {r['error']}")
     return lines
+
+
+def _input_id(row: dict[str, Any]) -> str:
+    return f" (input id {row['source_id']})" if row.get("source_id") is not None else ""
+
+
+def shown_first(row: dict[str, Any]) -> str:
+    """Which response the judge saw first, named as the input named it. The store keeps each pair's responses
+    in a canonical order (`pairs.input_swapped` says where that differs from the input), and the judgement's
+    `ordering` is in the store's terms."""
+    stored = "response_a" if row["ordering"] == "ab" else "response_b"
+    swapped = row.get("input_swapped")
+    if swapped is None:
+        return f"{stored} (as stored; this store does not record the input's order)"
+    if not swapped:
+        return f"the input's {stored}"
+    theirs = "response_b" if stored == "response_a" else "response_a"
+    return f"the input's {theirs} (stored as {stored}: the store's order is canonical)"
+
