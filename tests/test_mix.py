@@ -317,3 +317,24 @@ def test_cli_mix_then_export_heldout_and_mix(tmp_path):
         import pyarrow.parquet as pq
 
         assert pq.read_table(held).num_rows == len(heldout_rows(store))
+
+
+def test_a_plain_mix_keeps_every_human_train_label_and_its_summary_adds_up(store, tmp_path):
+    build_world(store, tmp_path)
+    train = count(store, "SELECT count(*) FROM human_pair_labels WHERE split = 'train'")
+    report = build_mix(store, MixConfig(name="plain"))
+    assert report.human == train and report.ai == report.counts["ai"]["after_cap"]
+    text = "\n".join(report.lines())
+    assert "left out none" not in text and "shortfall" not in text
+    assert f"human: {train} train pairs, {train} in the mix" in text
+
+
+def test_a_ratio_mix_says_how_many_rows_the_ratio_left_out():
+    from prefgen.pipelines.mixing.mix import MixReport
+
+    counts = {"human": {"available": 349, "left_out": {}}, "ai": {"available": 40, "left_out": {}},
+              "shortfall": {"human_unused": 338, "ai_unused": 0}, "capped_per_prompt": 0}
+    lines = MixReport("m", 43, 11, 32, 0.25, 11 / 43, "h", counts).lines()
+    assert "human: 349 train pairs, 11 in the mix" in lines
+    assert "  338 human rows that passed every filter left out to keep --human-ratio 0.25" in lines
+    assert not any("left out none" in line or line.startswith("shortfall") for line in lines)

@@ -104,8 +104,10 @@ class MixConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, description="Name of the mix (building a name again replaces it).")
-    human_ratio: float | None = Field(default=0.25, ge=0.0, le=1.0,
-                                      description="Share of human rows in the mix (None: every row of both sides).")
+    human_ratio: float | None = Field(default=None, ge=0.0, le=1.0,
+                                      description="Share of human rows in the mix: the larger side is sub-sampled "
+                                                  "to it. Default: every human train label and every AI row that "
+                                                  "passes the filters.")
     labels: Literal["soft", "hard"] = Field(
         default="soft", description="soft: p_chosen is the calibrated judge P (AI) or the annotators' share "
         "(human); hard: 1 for every row.")

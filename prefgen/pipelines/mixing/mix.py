@@ -81,16 +81,26 @@ class MixReport:
     def _requested(self) -> str:
         return "every row" if self.requested_ratio is None else str(self.requested_ratio)
 
+    def _side_lines(self, side: str, what: str, used: int) -> list[str]:
+        """What the side had, what entered the mix, and why every other row was left out (filters, then the
+        ratio or size): the numbers add up, so the summary cannot say "left out none" beside a shortfall."""
+        counts = self.counts[side]
+        unused = self.counts["shortfall"].get(f"{side}_unused", 0)
+        out = [f"{side}: {counts['available']} {what}, {used} in the mix"]
+        out += [f"  {LEFT_OUT_WHY[side][reason].format(n=n)}" for reason, n in counts["left_out"].items()
+                if n and reason in LEFT_OUT_WHY[side]]
+        if unused:
+            why = (f"--human-ratio {self.requested_ratio:g}" if self.requested_ratio is not None else "--size")
+            out.append(f"  {unused} {side} rows that passed every filter left out to keep {why}")
+        return out
+
     def lines(self) -> list[str]:
-        human, ai = self.counts[HUMAN], self.counts[AI]
+        ai = self.counts[AI]
         out = [
             f"mix {self.name!r}: {self.rows} rows, {self.human} human + {self.ai} AI "
             f"(ratio {self.realised_ratio:.4f}, requested {self._requested()})",
-            f"human: {human['available']} train pairs, left out {human['left_out'] or 'none'}",
-            f"ai: {ai['available']} kept pairs, left out {ai['left_out'] or 'none'}",
-            *(f"  {LEFT_OUT_WHY[side][reason].format(n=n)}"
-              for side in (HUMAN, AI) for reason, n in self.counts[side]["left_out"].items()
-              if reason in LEFT_OUT_WHY[side]),
+            *self._side_lines(HUMAN, "train pairs", self.human),
+            *self._side_lines(AI, "kept pairs", self.ai),
         ]
         if ai["available"] and ai["left_out"].get("human_labelled", 0) == ai["available"]:
             out.append("note: every kept AI pair also has a human label, so the mix is human-only; those AI "
@@ -101,9 +111,9 @@ class MixReport:
                 and abs(self.realised_ratio - self.requested_ratio) > 0.5 / self.rows):
             empty = "AI pairs passing the filters" if self.ai == 0 else "human train labels"
             out.append(f"note: the requested ratio could not be met: there are no {empty}")
-        shortfall = {k: v for k, v in self.counts["shortfall"].items() if v}
-        if shortfall:
-            out.append("shortfall: " + ", ".join(f"{k} {v}" for k, v in shortfall.items()))
+        short = self.counts["shortfall"].get("below_requested_size", 0)
+        if short:
+            out.append(f"shortfall: {short} rows below --size {self.rows + short}")
         out.append(f"content hash {self.content_hash}")
         return out
 
