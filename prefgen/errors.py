@@ -45,6 +45,13 @@ class InputError(PrefgenError):
         self.hint = hint
         super().__init__(self.render())
 
+    def or_skip(self) -> InputError:
+        """The same error, its hint ending with the way past it that a file of many rows needs."""
+        if self.hint and "--skip-bad" in self.hint:
+            return self
+        hint = f"{self.hint}; or skip such rows with --skip-bad" if self.hint else "or skip such rows with --skip-bad"
+        return InputError(self.path, self.message, line=self.line, field=self.field, hint=hint)
+
     def render(self) -> str:
         where = self.path or "<input>"
         if self.line is not None:

@@ -409,3 +409,14 @@ def test_real_pool_and_human_sets_line_up_with_pair_ids(store):
     # HH prompts are stored as the same text the pool uses, so a shared prompt has one id.
     assert len(pool_prompts & human_prompts) == 1
     assert make_pair("x", "y", "z")[0].id == make_pair(" x", "z", "y ")[0].id
+
+
+def test_a_long_list_of_skipped_rows_is_summarised_not_printed_whole(store, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    rows = [{"prompt": f"q{i}", "response_a": "x", "response_b": "y", "winner": "a"} for i in range(3)]
+    rows += [{"prompt": f"bad {i}", "response_a": "x", "response_b": "y", "winner": "zz"} for i in range(40)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = import_human(store, path, fmt="pairwise", skip_bad=True)
+    lines = report.lines()
+    assert len(report.skipped) == 40 and len(lines) < 20
+    assert "  ... and 30 more (--json lists them all)" in lines

@@ -82,3 +82,14 @@ def test_only_a_duckdb_file_with_a_table_is_a_table_spec():
 def test_human_import_from_a_duckdb_table_is_named_after_the_table():
     assert default_source("labels.duckdb:panda_votes") == "panda_votes"
     assert default_source("data/panda.jsonl") == "panda"
+
+
+def test_a_bad_row_says_how_to_skip_such_rows(tmp_path):
+    from prefgen.errors import InputError
+    from prefgen.pipelines.labelling.inputs import PairsRead, iter_pairs
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "q", "response_a": "x", "response_b": ""}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="empty response") as caught:
+        list(iter_pairs(path, PairsRead([])))
+    assert "--skip-bad" in str(caught.value) and caught.value.line == 1

@@ -388,12 +388,15 @@ def test_a_label_file_joins_its_pair_file_by_id(store, tmp_path):
     assert winner["response_b"] == "zeta 0" and winner["winner"] == "b"
 
 
-def test_a_label_without_a_pair_is_an_error_naming_it(store, tmp_path):
+def test_labels_for_pairs_of_another_batch_are_counted_not_refused(store, tmp_path):
+    """A label file usually covers the whole pool while the pair file is one batch of it."""
     pool, labels = pool_files(tmp_path)
-    labels.write_text(labels.read_text() + json.dumps({"id": "id99", "human_winner": "a"}) + "\n")
-    with pytest.raises(InputError, match="'id99' names no row") as caught:
-        import_human(store, pool, labels=labels, columns={"winner": "human_winner"})
-    assert caught.value.line == 6
+    labels.write_text(labels.read_text() + "".join(json.dumps({"id": f"id9{i}", "human_winner": "a"}) + "\n"
+                                                   for i in range(700)))
+    report = import_human(store, pool, labels=labels, columns={"winner": "human_winner"})
+    assert report.pairs == 5 and report.unmatched_labels == 700 and report.skipped == []
+    text = "\n".join(report.lines())
+    assert "label rows that name no pair of this file: 700" in text and len(report.lines()) < 15
 
 
 def test_auto_detect_error_lists_the_column_mapping_that_works(store, tmp_path):

@@ -312,9 +312,8 @@ class JoinedRows:
     pairs_spec: str
     labels_spec: str
     on: str
-    skip_bad: bool = False
-    unlabelled: int = 0
-    orphans: list[str] = field(default_factory=list)  # label ids that name no pair (reported with --skip-bad)
+    unlabelled: int = 0  # pair rows with no label row
+    unmatched: int = 0  # label rows that name no pair row: a label file often covers more than one batch
 
     def _label_rows(self) -> human_sql.LabelIndex:
         """The label file, indexed by id; an id on two rows fails, naming the second (in file order, as a row
@@ -365,16 +364,9 @@ class JoinedRows:
                     yield Row(row.line, {**row.data, **{k: v for k, v in label.items() if k != self.on}})
                 if failure:
                     raise failure
-            self._orphans(labels.unused())
+            self.unmatched = len(labels.unused())
         finally:
             labels.close()
-
-    def _orphans(self, unused: list[tuple[str, int]]) -> None:
-        for key, line in unused:
-            if not self.skip_bad:
-                raise InputError(self.labels_spec, f"{self.on} {key!r} names no row of {self.pairs_spec}",
-                                 line=line, field=self.on, hint="fix the id, or skip such labels with --skip-bad")
-            self.orphans.append(f"{self.labels_spec}:{line}: {self.on} {key!r} names no pair")
 
 
 Labelled = tuple[Pair, dict[str, str], list[HumanLabel]]  # a valid row: its pair, file-order votes, labels
@@ -388,7 +380,7 @@ def labelled_rows(spec: str | Path, report: ImportReport, *, columns: dict[str, 
     assigns sides; `pin` puts every label on that side instead. With `labels`, `spec` is a pair file and the
     winners come from the label file's row with the same `on` value."""
     path, source = str(spec), report.source
-    rows: Iterable[Row] = JoinedRows(path, str(labels), on, skip_bad) if labels is not None else read_rows(spec)
+    rows: Iterable[Row] = JoinedRows(path, str(labels), on) if labels is not None else read_rows(spec)
     for row in rows:
         report.rows += 1
         data = _renamed(row, columns or {})
@@ -399,14 +391,14 @@ def labelled_rows(spec: str | Path, report: ImportReport, *, columns: dict[str, 
             pair, canonical = _canonical(votes, path, row.line, source)
         except InputError as exc:
             if not skip_bad:
-                raise
+                raise exc.or_skip() from None
             report.skipped.append(exc.render())
             continue
         side = pin or (side_of(pair.prompt_id, *split) if split else None)
         yield pair, votes.votes, labels_of(pair.id, canonical, source, row.line, side, pinned=pin is not None)
     if isinstance(rows, JoinedRows):
         report.unlabelled_pairs = rows.unlabelled
-        report.skipped.extend(rows.orphans)
+        report.unmatched_labels = rows.unmatched
 
 
 def read_human(spec: str | Path, *, fmt: str = "auto", source: str | None = None, skip_bad: bool = False,

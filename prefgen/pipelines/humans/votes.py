@@ -15,6 +15,7 @@ from prefgen.pipelines.labelling.inputs import split_duckdb_spec
 from prefgen.records import Pair
 
 
+SKIPPED_SHOWN = 10  # skipped rows listed in the summary; --json has every one
 SINGLE = "label"  # annotator name of the one label in single-label formats
 
 
@@ -65,6 +66,7 @@ class ImportReport:
     split: dict[str, int] | None = None  # labelled pairs per side, when a split exists
     pinned: str | None = None  # the side every label of this import was pinned to (--split)
     unlabelled_pairs: int = 0  # --labels: rows of the pair file with no label
+    unmatched_labels: int = 0  # --labels: rows of the label file that name no pair of the pair file
 
     def lines(self) -> list[str]:
         out = [
@@ -77,8 +79,13 @@ class ImportReport:
             out.append(f"duplicate pairs: {self.duplicates} (first occurrence kept; {self.conflicting} "
                        "with a different label)")
         if self.skipped:
-            out.append(f"skipped {len(self.skipped)} bad rows:")
-            out.extend(f"  {message}" for message in self.skipped)
+            out.append(f"skipped {len(self.skipped)} bad rows (--skip-bad):")
+            out.extend(f"  {message}" for message in self.skipped[:SKIPPED_SHOWN])
+            if len(self.skipped) > SKIPPED_SHOWN:
+                out.append(f"  ... and {len(self.skipped) - SKIPPED_SHOWN} more (--json lists them all)")
+        if self.unmatched_labels:
+            out.append(f"label rows that name no pair of this file: {self.unmatched_labels} (normal when a label "
+                       "file covers more pairs than this one; not imported)")
         if self.unlabelled_pairs:
             out.append(f"pairs without a label in the label file: {self.unlabelled_pairs} (not imported)")
         if self.pinned:

@@ -312,7 +312,7 @@ def iter_pairs(spec: str | Path, tally: PairsRead, *, limit: int | None = None,
             pair = pair_from_row(row, path, source)
         except InputError as exc:
             if not skip_bad:
-                raise
+                raise exc.or_skip() from None
             tally.skipped.append(exc.render())
             continue
         if not seen.add(pair.id):
