@@ -225,7 +225,9 @@ def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bo
 
 @cli.command()
 @DB_OPTION
-@click.option("--heldout", type=float, required=True, help="Share of human-labelled prompts to hold out, in [0, 1).")
+@click.option("--heldout", type=float, required=True,
+              help="Share of human-labelled prompts to hold out, in [0, 1). Prompts with a label pinned at import "
+                   "(import-human --split) keep their side and do not count: the share applies to the others.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the prompt hash that decides each side.")
 @JSON_OPTION
 def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:

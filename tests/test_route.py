@@ -502,3 +502,16 @@ def test_a_mix_made_human_only_by_labels_on_every_judged_pair_says_so(store, tmp
     assert mix.ai == 0 and "so the mix is human-only" in text
     assert f"{mix.counts['ai']['available']} AI rows replaced by human labels for the same pair" in text
     assert len(calibration_pairs(store)) == 20
+
+
+def test_the_heldout_share_of_a_split_is_measured_on_the_prompts_it_assigned(store, tmp_path):
+    """500 prompts pinned to heldout at import and 500 unpinned: --heldout 0.3 holds out about 30% of the 500,
+    and the report says so, rather than "65% realised" over all 1,000."""
+    import_human(store, pairwise_file(tmp_path / "heldout.jsonl", range(0, 500)), pin="heldout")
+    import_human(store, pairwise_file(tmp_path / "train.jsonl", range(500, 1000)))
+    report = split_human(store, heldout=0.3, seed=0)
+    assert report.by_origin["pinned"] == {"train": 0, "heldout": 500}
+    assert 0.25 < report.realised < 0.35
+    text = "\n".join(report.lines())
+    assert f"{report.realised:.1%} realised, 30.0% requested" in text
+    assert "--heldout applies to these prompts only" in text

@@ -173,13 +173,14 @@ def unit_hash_sql(seed: str, prompt_id: str) -> str:
             f"::UBIGINT::DOUBLE / 18446744073709551616.0")
 
 
-def save_split(store: Store, heldout: float, seed: int) -> dict[str, int]:
+def save_split(store: Store, heldout: float, seed: int) -> dict[str, dict[str, int]]:
     """Record the split's settings and put every unpinned label on its prompt's side: the pinned side when the
-    prompt has a pinned label, else heldout when its unit hash is below `heldout`. Returns prompts per side.
+    prompt has a pinned label, else heldout when its unit hash is below `heldout`. Returns prompts per side,
+    for the prompts a pinned label decided ('pinned') and those this split assigned ('assigned').
 
     All in SQL, so a split of millions of labels holds no prompt list in Python."""
     sides = f"""
-        SELECT p.prompt_id,
+        SELECT p.prompt_id, bool_or(h.pinned) AS pinned,
                coalesce(any_value(h.split) FILTER (WHERE h.pinned),
                         CASE WHEN {unit_hash_sql("$seed", "p.prompt_id")} < $heldout
                              THEN 'heldout' ELSE 'train' END) AS side
@@ -193,8 +194,11 @@ def save_split(store: Store, heldout: float, seed: int) -> dict[str, int]:
                    FROM pairs p, _sides s
                    WHERE p.id = human_labels.pair_id AND s.prompt_id = p.prompt_id AND NOT human_labels.pinned"""
             )
-            _, rows = store.query("SELECT side, count(*) FROM _sides GROUP BY side")
-    return {"train": 0, "heldout": 0, **dict(rows)}
+            _, rows = store.query("SELECT pinned, side, count(*) FROM _sides GROUP BY ALL")
+    prompts: dict[str, dict[str, int]] = {"pinned": {"train": 0, "heldout": 0}, "assigned": {"train": 0, "heldout": 0}}
+    for pinned, side, count in rows:
+        prompts["pinned" if pinned else "assigned"][side] = count
+    return prompts
 
 
 def split_counts(store: Store) -> dict[str, int]:

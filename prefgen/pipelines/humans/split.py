@@ -33,20 +33,31 @@ def side_of(prompt_id: str, heldout: float, seed: int) -> str:
 class SplitReport:
     heldout: float
     seed: int
-    prompts: dict[str, int]
+    prompts: dict[str, int]  # prompts per side, pinned and assigned together
+    by_origin: dict[str, dict[str, int]]  # prompts per side: decided by a pinned label / assigned by this split
     pairs: dict[str, int]
     origin: dict[str, dict[str, int]]  # labelled pairs per side: pinned at import / assigned by this split
 
     @property
     def realised(self) -> float | None:
-        total = sum(self.prompts.values())
-        return self.prompts.get(HELDOUT, 0) / total if total else None
+        """The held-out share of the prompts this split assigned: the share `--heldout` asks for (prompts whose
+        side a label pinned at import are not counted: their side was declared)."""
+        assigned = self.by_origin["assigned"]
+        total = sum(assigned.values())
+        return assigned[HELDOUT] / total if total else None
 
     def lines(self) -> list[str]:
-        total = sum(self.prompts.values())
+        prompts, assigned, pinned = self.prompts, self.by_origin["assigned"], self.by_origin["pinned"]
+        share = (f"{self.realised:.1%} realised, {self.heldout:.1%} requested" if self.realised is not None
+                 else "no unpinned prompt to assign")
+        out = [f"split {sum(prompts.values())} prompts with seed {self.seed}: {prompts[TRAIN]} train, "
+               f"{prompts[HELDOUT]} held out"]
+        if sum(pinned.values()):
+            out.append(f"  pinned at import (--split), not moved: {pinned[TRAIN]} train, {pinned[HELDOUT]} held out")
+        out.append(f"  assigned by this split: {assigned[TRAIN]} train, {assigned[HELDOUT]} held out ({share}; "
+                   "--heldout applies to these prompts only)")
         return [
-            f"split {total} prompts with seed {self.seed}: {self.prompts[TRAIN]} train, {self.prompts[HELDOUT]} "
-            f"held out ({self.realised:.1%} realised, {self.heldout:.1%} requested)",
+            *out,
             "labelled pairs: " + ", ".join(f"{k} {v}" for k, v in self.pairs.items()),
             *(f"{origin} ({why}): " + (", ".join(f"{k} {v}" for k, v in sorted(sides.items())) or "none")
               for origin, why, sides in (("pinned", "declared at import, never moved", self.origin["pinned"]),
@@ -61,5 +72,6 @@ def split_human(store: Store, *, heldout: float, seed: int = 0) -> SplitReport:
         raise PrefgenError(f"--heldout must be in [0, 1) (got {heldout})")
     if not human_sql.has_labels(store):
         raise PrefgenError(f"{store.path}: no human labels to split (run `prefgen import-human` first)")
-    prompts = human_sql.save_split(store, heldout, seed)
-    return SplitReport(heldout, seed, prompts, human_sql.split_counts(store), human_sql.pair_split_origin(store))
+    by_origin = human_sql.save_split(store, heldout, seed)
+    prompts = {side: sum(sides[side] for sides in by_origin.values()) for side in (TRAIN, HELDOUT)}
+    return SplitReport(heldout, seed, prompts, by_origin, human_sql.split_counts(store), human_sql.pair_split_origin(store))
