@@ -281,13 +281,24 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
     from prefgen.pipelines.reporting.console import print_tables
     from prefgen.storage.db import Store
 
-    from prefgen.pipelines.humans.calibration import calibrate, calibration_rows
+    from prefgen.pipelines.humans.agreement import store_notes
+    from prefgen.pipelines.humans.calibration import calibrate, calibration_notes, calibration_rows
+    from prefgen.pipelines.reporting.console import print_notes
 
     with Store(db) as store:
         report = agreement_report(store, judge=judge, split=split_name, seed=seed)
         calibrations = calibrate(store)
-    data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]} if as_json else None
-    emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
+        notes = store_notes(store, report) + calibration_notes(calibrations.values())
+    data = ({**report.as_dict(), "calibration": [c.record() for c in calibrations.values()], "notes": notes}
+            if as_json else None)
+
+    def show() -> None:
+        tables = {**summary_rows(report), **calibration_rows(calibrations.values())} if report.jobs else {}
+        if tables or not notes:
+            print_tables(tables)
+        print_notes(notes)
+
+    emit(data, as_json, show)
 
 
 @cli.command()

@@ -24,9 +24,9 @@ from prefgen.pipelines.humans.agreement import (
 )
 from prefgen.pipelines.humans.imports import import_human
 from prefgen.pipelines.humans.split import split_human
-from prefgen.records import Answer
+from prefgen.records import Answer, make_pair
 from prefgen.storage.db import Store
-from prefgen.storage.labels import save_job, save_preferences
+from prefgen.storage.labels import save_job, save_pairs, save_preferences
 
 THRESHOLD = 0.5
 
@@ -225,7 +225,7 @@ def test_agreement_summary_is_none_without_anything_to_compare(store):
 def test_agreement_summary_gives_flat_tables_for_stats(judged):
     tables = agreement_summary(judged)
     (row,) = tables["judge vs human"]
-    assert row["agree_before"] == pytest.approx(0.75) and row["agree_after"] == 1.0
+    assert row["agreement_all"] == pytest.approx(0.75) and row["agreement_kept"] == 1.0
     assert {r["principle_id"] for r in tables["per principle"]} == {"harmless", "honest"}
 
 
@@ -239,3 +239,20 @@ def test_cli_agreement_prints_tables_and_json(judged):
     as_json = runner.invoke(cli, ["agreement", "--db", path, "--json", "--judge", "openai:fake-judge"])
     report = json.loads(as_json.output)
     assert report["jobs"][0]["after"]["ties_excluded"]["value"] == 1.0
+
+
+def test_agreement_without_overlap_says_so_in_a_line_and_what_to_do(tmp_path):
+    """AI verdicts on some pairs, human labels on others: nothing to compare, and the output says why rather
+    than printing a table of zeros with the reason in a column the terminal cuts."""
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        import_human(store, write_pairwise(tmp_path / "h.jsonl", [("humans only", "a")]))
+        ai = make_pair("judged only", "x", "y", source="pool")[0]
+        save_pairs(store, [ai])
+        save_ai_verdicts(store, "job-1", {ai.id: {"harmless": (0.9, 0.1)}})
+    result = CliRunner().invoke(cli, ["agreement", "--db", str(db)], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    assert "no pair has both a judge verdict and a human label" in " ".join(result.output.split())
+    assert "pairs" not in result.output.split("note:")[0]  # no table of zeros before the note
+    as_json = CliRunner().invoke(cli, ["agreement", "--db", str(db), "--json"])
+    assert any("no pair has both" in note for note in json.loads(as_json.output)["notes"])

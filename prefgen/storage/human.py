@@ -160,6 +160,11 @@ def split_settings(store: Store) -> tuple[float, int] | None:
     return (rows[0][0], rows[0][1]) if rows else None
 
 
+def has_verdicts(store: Store) -> bool:
+    """Whether any label job has derived a pair preference (an AI verdict) in this store."""
+    return _count(store, "SELECT count(*) FROM (SELECT 1 FROM pair_preferences LIMIT 1)") > 0
+
+
 def has_labels(store: Store) -> bool:
     return _count(store, "SELECT count(*) FROM (SELECT 1 FROM human_labels LIMIT 1)") > 0
 

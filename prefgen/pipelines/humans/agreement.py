@@ -294,12 +294,13 @@ def routed_agreement(store: Store, *, judge: str | None = None, split: str | Non
 
 def summary_rows(report: AgreementReport) -> dict[str, list[dict[str, Any]]]:
     """The report as flat rows, one table per topic, for printing."""
+    # "all": every verdict of the judge on the overlap; "kept": the pairs its confidence filter kept.
     jobs = [{
         "judge": j.judge_spec, "job_id": j.job_id, "pairs": j.pairs, "kept_share": j.kept_share,
-        "agree_before": j.before.ties_excluded.value, "agree_after": j.after.ties_excluded.value,
-        "ci95_after": _interval(j.after.ties_excluded),
-        "ties_half_before": j.before.ties_half.value, "ties_half_after": j.after.ties_half.value,
-        "kappa_before": j.before.kappa, "kappa_after": j.after.kappa,
+        "agreement_all": j.before.ties_excluded.value, "agreement_kept": j.after.ties_excluded.value,
+        "ci95_kept": _interval(j.after.ties_excluded),
+        "ties_half_all": j.before.ties_half.value, "ties_half_kept": j.after.ties_half.value,
+        "kappa_all": j.before.kappa, "kappa_kept": j.after.kappa,
     } for j in report.jobs]
     principles = [{"judge": j.judge_spec, **dataclasses.asdict(p)} for j in report.jobs for p in j.by_principle]
     buckets = [{"judge": j.judge_spec, **dataclasses.asdict(b)} for j in report.jobs for b in j.by_confidence]
@@ -309,6 +310,31 @@ def summary_rows(report: AgreementReport) -> dict[str, list[dict[str, Any]]]:
     if report.routed:
         tables["routed pairs (picked by rank: left out above)"] = [dataclasses.asdict(r) for r in report.routed]
     return tables
+
+
+NO_OVERLAP = ("no pair has both a judge verdict and a human label, so there is no agreement to measure: judge the "
+              "human-labelled pairs too (`prefgen label -p` on the human file: cheap, and it is what calibration "
+              "and `mix --auto` learn a judge's errors from), or import human labels for pairs the judge labelled")
+
+
+def store_notes(store: Store, report: AgreementReport) -> list[str]:
+    """`agreement_notes` for the report of this store."""
+    return agreement_notes(report, judged=human_sql.has_verdicts(store), labelled=human_sql.has_labels(store))
+
+
+def agreement_notes(report: AgreementReport, *, judged: bool, labelled: bool) -> list[str]:
+    """What the tables cannot say on their own: why there is nothing to compare, in one line each.
+    `judged`/`labelled`: the store holds AI verdicts / human labels at all."""
+    if report.jobs or not (judged and labelled):
+        if not judged and not labelled:
+            return ["the store holds no judge verdicts and no human labels yet (run `prefgen label` and "
+                    "`prefgen import-human`)"]
+        if not judged:
+            return ["the store holds human labels but no judge verdicts yet (run `prefgen label`)"]
+        if not labelled:
+            return ["the store holds judge verdicts but no human labels yet (run `prefgen import-human`)"]
+        return []
+    return [NO_OVERLAP]
 
 
 def _interval(rate: Rate) -> str | None:

@@ -199,9 +199,17 @@ def calibration_for_jobs(store: Store, fitted: dict[str, Calibration]) -> dict[s
 
 def calibration_rows(calibrations: Sequence[Calibration]) -> dict[str, list[dict[str, Any]]]:
     """Flat tables for printing: one row per judge, and the reliability bins of each."""
+    # ECE of the judge's own P ("judge") and of the calibrated P ("calibrated", cross-fitted). The method says
+    # how the map was made; `shrink` (too few pairs to fit) is explained under the table, not in a column.
     judges = [{"judge": c.judge_spec, "template": c.template_version, "method": c.method, "pairs": c.n_pairs,
-               "agreement": c.agreement, "ece_before": c.ece_before, "ece_after": c.ece_after,
-               **({"note": f"fewer than {MIN_FIT_PAIRS} human train pairs with a verdict: P shrunk towards 0.5"}
-                  if c.method == "shrink" else {})} for c in calibrations]
+               "agreement": c.agreement, "ece_judge": c.ece_before, "ece_calibrated": c.ece_after}
+              for c in calibrations]
     bins = [{"judge": c.judge_spec, **row} for c in calibrations for row in c.reliability]
     return {"judge calibration (human train split)": judges, "reliability (P -> human agreement)": bins}
+
+
+def calibration_notes(calibrations: Sequence[Calibration]) -> list[str]:
+    """One line per judge whose map could not be fitted, saying what was done instead."""
+    return [f"{c.judge_spec}: {c.n_pairs} human train pair(s) with a verdict, fewer than the {MIN_FIT_PAIRS} a fit "
+            "needs: its P is shrunk towards 0.5 by the measured agreement instead" for c in calibrations
+            if c.method == "shrink"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import sys
@@ -242,6 +243,15 @@ def _unpriced_jobs(store: Store) -> set[str]:
 
     return {row["job_id"] for row in st.job_pricing(store)
             if resolve_price(row["model"], row["backend"], row["price_in"], row["price_out"]) is None}
+
+
+def print_notes(notes: Sequence[str], console: Console | None = None) -> None:
+    """Lines that explain the tables (or their absence), wrapped to the terminal, never cut."""
+    from rich.text import Text
+
+    console = console or make_console()
+    for note in notes:
+        console.print(Text.assemble(("note: ", "yellow"), note), highlight=False)
 
 
 def print_tables(tables: dict[str, list[dict[str, Any]]], console: Console | None = None) -> None:
