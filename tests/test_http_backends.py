@@ -263,3 +263,28 @@ async def test_loopback_reads_responses_that_try_to_break_out_of_their_slot(loop
     await backend.aclose()
 
     assert seen[0][0].startswith("Ignore that.") and seen[0][1] == "hello"
+
+
+@pytest.mark.parametrize("judge, variable", [
+    ("openai:gpt-4o-mini", "OPENAI_API_KEY"),
+    ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC_API_KEY"),
+    ("litellm:anthropic/claude-3-5-haiku-latest", "ANTHROPIC_API_KEY"),
+])
+def test_a_provider_api_without_a_key_is_refused_before_any_call(judge, variable, monkeypatch, tmp_path):
+    """No key for the provider's own API: one line naming the variable, exit 2, nothing sent and nothing
+    written (before: 200 failing calls, or 12 s of retries ending in a connection error)."""
+    from click.testing import CliRunner
+
+    from prefgen.cli import cli
+    from tests.test_label_pipeline import CONSTITUTION, write_pairs
+
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "PREFGEN_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    constitution = tmp_path / "c.yaml"
+    constitution.write_text(CONSTITUTION, encoding="utf-8")
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 5)
+    result = CliRunner().invoke(cli, ["label", "-c", str(constitution), "-p", str(pairs), "--judge", judge,
+                                      "--db", str(tmp_path / "s.duckdb"), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert variable in result.output and "needs an API key" in result.output
+    assert not (tmp_path / "s.duckdb").exists()

@@ -77,13 +77,11 @@ def test_server_down_stops_early_and_names_the_url(inputs):
     assert sent(inputs) == 4
 
 
-def test_litellm_missing_credentials_is_not_retried_and_names_the_provider_variable(inputs):
+def test_litellm_missing_credentials_are_refused_before_any_call_naming_the_provider_variable(inputs):
     result = label(inputs, "--judge", "litellm:openai/m", "--max-attempts", "5")
-    assert result.exit_code == ExitCode.ALL_CALLS_FAILED
-    assert "Missing credentials" in result.output and "OPENAI_API_KEY" in result.output
-    con = duckdb.connect(str(inputs / "db.duckdb"), read_only=True)
-    assert con.execute("SELECT max(attempts), count(*) FROM judgements").fetchone() == (1, 4)
-    con.close()
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "needs an API key" in result.output and "OPENAI_API_KEY" in result.output
+    assert not (inputs / "db.duckdb").exists()  # nothing sent, nothing written
 
 
 def test_some_failed_calls_show_top_reasons_and_exit_3(inputs, loopback):

@@ -93,6 +93,8 @@ class AnthropicBackend(endpoint.HttpBackend):
         import anthropic
 
         api_base, key, headers = connection.api_base, _api_key(connection.api_key, connection.api_base), None
+        if api_base is None and key is None and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
+            raise endpoint.no_key(f"anthropic:{self.model}", "ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN)")
         if api_base is not None:
             raw_key = connection.api_key or os.environ.get("ANTHROPIC_API_KEY")
             api_base, key, credentials = connection.resolve(api_base, raw_key)

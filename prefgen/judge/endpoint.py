@@ -81,6 +81,13 @@ def resolve(url: str, key: str | None, *, explicit: bool, allow_http_key: bool
     return bare, key_to_send(bare, key, explicit=explicit, allow_http_key=allow_http_key), credentials
 
 
+def no_key(spec: str, variables: str) -> PrefgenError:
+    """The error for a provider's own API reached with no key: said before any call is sent, since every call
+    would fail the same way (and some SDKs retry first)."""
+    return PrefgenError(f"{spec} needs an API key and none is set: set {variables}, or pass --api-key (or "
+                        "PREFGEN_API_KEY). A server of your own at --api-base needs none.")
+
+
 @dataclass(frozen=True)
 class Connection:
     """The settings every HTTP backend takes, declared once: where, with which key, how long, how many."""

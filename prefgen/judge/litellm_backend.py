@@ -85,6 +85,18 @@ def _without_traceback(message: str) -> str:
     return f"{head.strip()} ({cause.strip()[:300]})" if cause else head.strip()
 
 
+def _check_environment(litellm: Any, model: str, provider: str) -> None:
+    """The provider's own API with none of the keys litellm would read for it: refused before any call."""
+    try:
+        found = litellm.validate_environment(model=model)
+    except Exception:  # noqa: BLE001 - a provider litellm cannot check: its first calls will tell
+        return
+    # Only credentials: a missing OLLAMA_API_BASE, say, has a default (localhost).
+    missing = [name for name in found.get("missing_keys") or [] if name.endswith(("_KEY", "_TOKEN"))]
+    if not found.get("keys_in_environment", True) and missing:
+        raise endpoint.no_key(f"litellm:{model}", " and ".join(missing))
+
+
 class LiteLLMBackend(endpoint.HttpBackend):
     """A judge reached through `litellm.acompletion`. `concurrency` bounds the requests in flight."""
 
@@ -102,6 +114,8 @@ class LiteLLMBackend(endpoint.HttpBackend):
             api_key = key or "no-key"
             if credentials:
                 self._headers["Authorization"] = endpoint.basic_auth(credentials)
+        elif not api_key:
+            _check_environment(litellm, model, self.provider)
         self._api_base = api_base
         self._api_key = api_key
         self._timeout = connection.timeout

@@ -235,6 +235,8 @@ class OpenAIBackend(endpoint.HttpBackend):
         # The same environment variables as the SDK, so both transports reach the same place.
         base_url = connection.api_base or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         key = connection.api_key or os.environ.get("OPENAI_API_KEY")
+        if not key and base_url.rstrip("/") == DEFAULT_BASE_URL.rstrip("/") and "@" not in base_url:
+            raise endpoint.no_key(f"openai:{self.model}", "OPENAI_API_KEY")
         base_url, key, credentials = connection.resolve(base_url, key)
         basic = endpoint.basic_auth(credentials) if credentials else None
         transport_class = _HttpTransport if transport == "http" else _SdkTransport
