@@ -152,3 +152,23 @@ def test_import_and_split_print_their_reports_as_json(tmp_path):
     assert imported["format"] == "pairwise" and imported["labels"] > 0
     split = json.loads(invoke("split", "--db", db, "--heldout", "0.3", "--json").output)
     assert split["heldout"] == 0.3 and split["pairs"]
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_stats_shows_every_column_and_value_whole_at_terminal_widths(store, tmp_path, width):
+    """A summary has no other way to show a column: too wide a table continues in a second one, and no header,
+    number or short value is cut (before: `20` for 200 pairs, `unkno` for unknown, five hidden columns)."""
+    import duckdb
+
+    con = duckdb.connect(str(store))
+    con.execute("UPDATE label_jobs SET model = 'my-own-model'")  # unpriced: its cost is "unknown"
+    con.close()
+    result = invoke("stats", "--db", store, "--max-width", width)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert "not shown" not in result.output and "…" not in result.output
+    for header in ("kept_pairs", "cost_per_kept_pair", "tokens_per_kept_pair", "first_slot_share", "mean_p_first"):
+        assert header in result.output
+    assert re.search(r"│\s+6 │", result.output)  # the job's 6 pairs, whole
+    assert "unknown" in result.output

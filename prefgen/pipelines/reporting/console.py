@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from collections.abc import Sequence
@@ -21,8 +22,10 @@ from prefgen.storage.db import Store
 
 # A cell longer than this is cut before rendering: a table cell is for reading, `--format` for the full text.
 _MAX_CELL = 200
-# A text column narrower than this is never squeezed, so short values (ids, "8 / 0 / 8") stay whole.
-_WHOLE_TEXT = 24
+# Text up to this long (ids, judge specs, "8 / 0 / 8", "unknown") is never cut; longer prose (a prompt, a
+# response) is cut to it with an ellipsis: a table cell is for reading, `sql --format` for the full text.
+_WHOLE_TEXT = 48
+_LEAST_PROSE = 24  # what such prose keeps when the screen is narrow
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -33,6 +36,8 @@ def make_console(stderr: bool = False) -> Console:
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, Decimal):  # DuckDB's DECIMAL literals: read as the numbers they are
+        value = float(value)
     if isinstance(value, float):
         if value != 0 and abs(value) < 1e-3:
             return f"{value:.2e}"  # 0.0003 is not 0.000
@@ -47,38 +52,96 @@ def _is_number(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float, Decimal)) and not isinstance(value, bool))
 
 
-def table_of(rows: list[dict[str, Any]], width: int | None = None) -> tuple[Table, list[str]]:
-    """A table that never breaks a number, and the columns left out to keep it within `width`.
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    numeric: bool
+    width: int  # at most: the header and every value whole, or prose cut to _WHOLE_TEXT
+    least: int  # at least: `width`, except for prose, which may be cut further to fit the screen
 
-    Numeric columns keep their full width and never wrap; text is one line per cell, cut with an ellipsis
-    when space is short. Columns that cannot get their minimum width are left out (and named by the caller)
-    rather than squeezed to nothing.
-    """
-    table = Table()
-    cells = [[_fmt(v) for v in row.values()] for row in rows]
-    left_out: list[str] = []
-    used = 1  # the table's left border
-    for i, column in enumerate(rows[0] if rows else []):
-        numeric = all(_is_number(row[column]) for row in rows)
+
+def _columns(rows: list[dict[str, Any]], cells: list[list[str]]) -> list[_Column]:
+    columns = []
+    for i, name in enumerate(rows[0] if rows else []):
+        numeric = all(_is_number(row[name]) for row in rows)
         widest = max(len(c[i]) for c in cells)
-        least = widest if numeric else min(widest, _WHOLE_TEXT)
-        needed = max(least, min(len(column), 8)) + 3  # padding and border
-        if left_out or (width is not None and used + needed > width and i > 0):
-            left_out.append(column)
-            continue
-        used += needed
-        table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if numeric else "left",
-                         min_width=least)
-    shown = len(table.columns)
+        # Numbers, ids, specs and words stay whole; only prose longer than _WHOLE_TEXT (a prompt) is cut.
+        prose = not numeric and widest > _WHOLE_TEXT
+        width = max(_WHOLE_TEXT if prose else widest, len(name))
+        columns.append(_Column(name, numeric, width, max(_LEAST_PROSE, len(name)) if prose else width))
+    return columns
+
+
+def _groups(columns: list[_Column], width: int | None) -> list[list[int]]:
+    """Column indexes in tables that each fit `width`; every table after the first repeats the first column,
+    which names the row. A column wider than the screen still gets a table of its own (the terminal wraps)."""
+    if width is None or not columns:
+        return [list(range(len(columns)))]
+    cost = [c.least + 3 for c in columns]  # padding and border
+    groups, current, used = [], [0], 1 + cost[0]
+    for i in range(1, len(columns)):
+        if used + cost[i] > width and len(current) > 1:
+            groups.append(current)
+            current, used = [0], 1 + cost[0]
+        current.append(i)
+        used += cost[i]
+    groups.append(current)
+    return groups
+
+
+def _widths(columns: list[_Column], indexes: list[int], width: int | None) -> dict[int, int]:
+    """The width of each column of one table: whole columns get theirs, prose shares what is left (at least
+    `least`, at most `width`). Rich never narrows a no-wrap column itself, so the sharing is done here."""
+    prose = [i for i in indexes if columns[i].least < columns[i].width]
+    widths = {i: columns[i].width for i in indexes}
+    if width is None or not prose:
+        return widths
+    room = width - 1 - sum(widths[i] + 3 for i in indexes if i not in prose) - 3 * len(prose)
+    for i in prose:
+        widths[i] = max(columns[i].least, min(columns[i].width, room // len(prose)))
+    return widths
+
+
+def _table(columns: list[_Column], cells: list[list[str]], indexes: list[int], width: int | None) -> Table:
+    table = Table()
+    widths = _widths(columns, indexes, width)
+    for i in indexes:
+        column = columns[i]
+        table.add_column(column.name, no_wrap=True, overflow="ellipsis", justify="right" if column.numeric else "left",
+                         min_width=widths[i], max_width=widths[i])
     for row in cells:
-        table.add_row(*row[:shown])
-    return table, left_out
+        table.add_row(*(row[i] for i in indexes))
+    return table
 
 
-def print_table(console: Console, rows: list[dict[str, Any]], title: str | None = None) -> None:
-    """A titled table; the title is a line of its own, wrapped at the console's width, not the table's."""
+def table_of(rows: list[dict[str, Any]], width: int | None = None) -> tuple[Table, list[str]]:
+    """One table within `width`, and the columns left out to keep it there (for `sql`, which can print every
+    column with --format). Headers, numbers and short text are never cut; prose past _WHOLE_TEXT is."""
+    cells = [[_fmt(v) for v in row.values()] for row in rows]
+    columns = _columns(rows, cells)
+    first = _groups(columns, width)[0] if columns else []
+    return _table(columns, cells, first, width), [c.name for i, c in enumerate(columns) if i not in first]
+
+
+def tables_of(rows: list[dict[str, Any]], width: int | None = None) -> list[Table]:
+    """Every column, in as many tables as `width` needs: what a summary (stats, agreement) prints, since
+    those commands have no other way to show a column."""
+    cells = [[_fmt(v) for v in row.values()] for row in rows]
+    columns = _columns(rows, cells)
+    return [_table(columns, cells, indexes, width) for indexes in _groups(columns, width)]
+
+
+def print_table(console: Console, rows: list[dict[str, Any]], title: str | None = None, *,
+                every_column: bool = True) -> None:
+    """A titled table; the title is a line of its own, wrapped at the console's width, not the table's. With
+    `every_column` (summaries) a table too wide for the screen continues in further tables; without it (`sql`)
+    the columns that do not fit are named, with the options that print them."""
     if title:
         console.print(title, style="bold", markup=False, highlight=False)
+    if every_column:
+        for table in tables_of(rows, console.width):
+            console.print(table)
+        return
     table, left_out = table_of(rows, console.width)
     console.print(table)
     if left_out:
@@ -308,7 +371,7 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
         return
     console = console or make_console()
     if table.num_rows:
-        print_table(console, table.to_pylist())
+        print_table(console, table.to_pylist(), every_column=False)
     else:  # no table at all, so that no rows cannot be mistaken for a row of NULLs
         console.print(f"columns: {', '.join(table.column_names)}", markup=False, highlight=False)
     console.print(f"{table.num_rows} row{'' if table.num_rows == 1 else 's'}", style="dim", highlight=False)
