@@ -123,7 +123,7 @@ def test_score_writes_rewards_next_to_the_input(trained):
     assert {"reward_a", "reward_b", "preferred"} <= set(rows[1])
 
 
-def test_scoring_reports_its_progress_chunk_by_chunk_with_the_same_metrics(trained, tmp_path):
+def test_scoring_reports_its_progress_batch_by_batch_with_the_same_metrics(trained, tmp_path):
     from prefgen.train.evaluate import evaluate_model
 
     _, out, _ = trained
@@ -132,7 +132,8 @@ def test_scoring_reports_its_progress_chunk_by_chunk_with_the_same_metrics(train
     watched = evaluate_model(out, rows, tmp_path / "watched", batch_size=2, plots=False,
                              on_progress=lambda done, total: seen.append((done, total)))
     plain = evaluate_model(out, rows, tmp_path / "plain", batch_size=2, plots=False)
-    assert seen == [(0, 20), (16, 20), (20, 20)]
-    # Chunks pad batches differently: the same rewards up to float noise.
+    # 20 pairs are 40 responses in batches of 2: a report after each batch, never stuck at 0 while scoring.
+    assert seen[0] == (0, 20) and seen[-1] == (20, 20) and len(seen) == 21
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
     assert watched.r_chosen == pytest.approx(plain.r_chosen, abs=1e-6)
     assert watched.metrics["accuracy"] == plain.metrics["accuracy"]

@@ -198,7 +198,10 @@ def write_batches(batches: Iterable[list[dict[str, Any]]], fmt: str, out: Path, 
         return count
     if fmt == "hf":
         # Through a Parquet file that `datasets` memory-maps, rather than a list of every row.
+        import datasets
         from datasets import Dataset
+
+        datasets.disable_progress_bars()  # its bars would spill over the command's own output
 
         with tempfile.TemporaryDirectory() as tmp:
             count = write_batches(batches, "parquet", Path(tmp) / "rows.parquet", schema)

@@ -42,3 +42,14 @@ def pick_device(cuda_available: bool | None = None, bf16_supported: bool | None 
         bf16_supported = torch.cuda.is_bf16_supported()
     # fp16 needs loss scaling and overflows on reward logits; pre-Ampere GPUs train in fp32 instead.
     return DeviceChoice("cuda", "bfloat16", True) if bf16_supported else DeviceChoice("cuda", "float32", False)
+
+
+def quiet_libraries() -> None:
+    """transformers' and datasets' own progress bars off ("Loading weights", "Filtering train", "Writing model
+    shards"): prefgen shows its stages itself on stderr, and theirs, once per model, fill the terminal during a
+    `mix --auto` that trains fifteen. Their warnings and errors still show."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()

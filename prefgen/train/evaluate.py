@@ -22,9 +22,7 @@ from prefgen.train.eval_report import EvalReport, is_tie, response_length
 
 DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
 EVALS_DIR = "evals"  # MODEL/evals/<time>/: one folder per evaluation
-# Progress is reported per chunk of this many batches: length-sorted batching works within a chunk, so
-# chunks are large enough to keep that gain.
-_CHUNK_BATCHES = 8
+
 
 def _arrays(r_chosen: Any, r_rejected: Any, ties: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rc, rr = np.asarray(r_chosen, dtype=float), np.asarray(r_rejected, dtype=float)
@@ -229,8 +227,12 @@ def evaluate_model(
     from prefgen.train.eval_page import write_html, write_plots
     from prefgen.train.score import RewardEnsemble, load_reward_model
 
+    from prefgen.train.score import score_pairs
+
     model = load_reward_model(model_dir)
-    chosen, rejected = _score_in_chunks(model, rows, batch_size, on_progress)
+    if on_progress is not None:
+        on_progress(0, len(rows))
+    chosen, rejected = score_pairs(model, rows, batch_size, on_progress)
     ties = np.array([is_tie(row) for row in rows], dtype=bool)
     groups = {key: [row.get(key) for row in rows] for key in ("source", "category") if any(key in r for r in rows)}
     metrics = compute_metrics(
@@ -251,25 +253,6 @@ def evaluate_model(
                                                  default=str))
     report.html_path = str(write_html(out / "eval.html", report))
     return report
-
-
-def _score_in_chunks(model: Any, rows: Sequence[dict[str, Any]], batch_size: int,
-                     on_progress: Callable[[int, int], None] | None) -> tuple[Any, Any]:
-    """score_pairs over chunks of rows, reporting progress after each; one call when nobody watches."""
-    from prefgen.train.score import aggregate_member_scores, score_pairs
-
-    if on_progress is None:
-        return score_pairs(model, rows, batch_size)
-    step = max(batch_size * _CHUNK_BATCHES, 1)
-    chosen, rejected = [], []
-    on_progress(0, len(rows))
-    for start in range(0, len(rows), step):
-        c, r = score_pairs(model, rows[start:start + step], batch_size)
-        chosen.append(c.members)
-        rejected.append(r.members)
-        on_progress(min(start + step, len(rows)), len(rows))
-    return (aggregate_member_scores(np.concatenate(chosen, axis=1)),
-            aggregate_member_scores(np.concatenate(rejected, axis=1)))
 
 
 def ensemble_metrics(chosen_members: np.ndarray, rejected_members: np.ndarray, ties: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ same EOS, and the same truncation, which keeps the end of the response rather th
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import numpy as np
 
 from prefgen.errors import PrefgenError
 from prefgen.train.data import encode_responses, normalize_row, pad_batch, prepare_tokenizer
-from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device
+from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device, quiet_libraries
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -64,6 +64,7 @@ def is_ensemble_dir(path: str | Path) -> bool:
 def load_reward_model(path: str | Path, device: str | None = None) -> RewardModel | RewardEnsemble:
     """A model directory written by `train_reward_model` (or any one-output sequence classifier), or an
     ensemble directory with an `ensemble.json` manifest."""
+    quiet_libraries()
     path = Path(path)
     if is_ensemble_dir(path):
         manifest = json.loads((path / ENSEMBLE_MANIFEST).read_text())
@@ -105,21 +106,33 @@ def score_texts(
     prompts: Sequence[Any],
     responses: Sequence[Any],
     batch_size: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> Scores:
-    """Reward of each (prompt, response); prompts and responses are text or message lists."""
+    """Reward of each (prompt, response); prompts and responses are text or message lists.
+    `on_progress(done, total)` is called after every batch, counting (member, response) scores."""
     members = model.members if isinstance(model, RewardEnsemble) else [model]
-    return aggregate_member_scores([_score_one_model(m, prompts, responses, batch_size) for m in members])
+    total = len(members) * len(responses)
+    scored = []
+    for k, member in enumerate(members):
+        offset = k * len(responses)
+        report = (lambda done, offset=offset: on_progress(offset + done, total)) if on_progress else None
+        scored.append(_score_one_model(member, prompts, responses, batch_size, report))
+    return aggregate_member_scores(scored)
 
 
 def score_pairs(
-    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = 16
+    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Scores, Scores]:
-    """Scores of the chosen and of the rejected side of TRL preference rows."""
+    """Scores of the chosen and of the rejected side of TRL preference rows; `on_progress(pairs done, pairs)`
+    after every batch."""
     pairs = [normalize_row(i, row) for i, row in enumerate(rows)]
     prompts = [p.prompt for p in pairs]
     # One call for both sides: length-sorted batches then mix chosen and rejected of similar length.
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    scores = score_texts(model, prompts + prompts, responses, batch_size)
+    n = len(pairs)
+    report = (lambda done, total: on_progress(done * n // total, n)) if on_progress and n else None
+    scores = score_texts(model, prompts + prompts, responses, batch_size, report)
     n = len(pairs)
     return _slice(scores, 0, n), _slice(scores, n, 2 * n)
 
@@ -129,7 +142,8 @@ def _slice(scores: Scores, start: int, stop: int) -> Scores:
 
 
 def _score_one_model(
-    rm: RewardModel, prompts: Sequence[Any], responses: Sequence[Any], batch_size: int
+    rm: RewardModel, prompts: Sequence[Any], responses: Sequence[Any], batch_size: int,
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     import torch
 
@@ -149,4 +163,6 @@ def _score_one_model(
         with torch.inference_mode(), torch.autocast(rm.device, dtype=torch.bfloat16, enabled=rm.bf16):
             logits = rm.model(input_ids=input_ids, attention_mask=attention_mask, **extra).logits[:, 0]
         rewards[index] = logits.float().cpu().numpy()
+        if on_batch is not None:
+            on_batch(start + len(index))
     return rewards

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from prefgen.errors import PrefgenError
-from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, launched_world_size, pick_device
+from prefgen.train.common import (ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, launched_world_size, pick_device,
+                                  quiet_libraries)
 from prefgen.train.config import TrainConfig, load_arguments, resolve_base
 from prefgen.train.data import build_preference_dataset, pad_batch, prepare_tokenizer, token_layout
 
@@ -181,6 +182,7 @@ def reward_config(config: TrainConfig, device: DeviceChoice, eos_token: str, pro
         save_strategy="no",
         report_to="none",
         dataloader_num_workers=0,
+        disable_tqdm=True,  # progress goes to stderr through prefgen.train.progress, never stdout
     )
 
 
@@ -307,15 +309,17 @@ def length_grouped_trainer_class() -> type:
 
 
 def build_reward_trainer(model: Any, tokenizer: Any, dataset: Any, config: TrainConfig, device: DeviceChoice) -> Any:
+    from prefgen.train.progress import quiet_trainer
+
     trainer_class = length_grouped_trainer_class()
-    return trainer_class(
+    return quiet_trainer(trainer_class(
         model=model,
         args=reward_config(config, device, tokenizer.eos_token),
         data_collator=preference_collator_class()(pad_token_id=tokenizer.pad_token_id),
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(model, config) if config.lora else None,
-    )
+    ))
 
 
 def losses(log_history: Sequence[dict[str, Any]]) -> tuple[float | None, float | None]:
@@ -410,6 +414,7 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
 
     from prefgen.train.head import feature_cache, feature_head_model, feature_rows, head_spec
 
+    quiet_libraries()
     started = time.perf_counter()
     base = resolve_base(config.base)
     out_dir = Path(config.out_dir)

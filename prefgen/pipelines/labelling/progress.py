@@ -58,9 +58,10 @@ class ScoringProgress:
 
     def __init__(self, total: int, *, enabled: bool = True) -> None:
         self.enabled = enabled and total > 0
-        self._progress = Progress(TextColumn("[bold]scoring pairs"), BarColumn(), MofNCompleteColumn(),
+        # "loading the model" until the first pair is scored: loading takes seconds, and a bar at 0 looks stuck.
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TimeRemainingColumn(), console=Console(stderr=True), disable=not self.enabled)
-        self._task = self._progress.add_task("score", total=total)
+        self._task = self._progress.add_task("loading the model", total=total)
 
     def __enter__(self) -> ScoringProgress:
         self._progress.start()
@@ -70,4 +71,4 @@ class ScoringProgress:
         self._progress.stop()
 
     def update(self, done: int, total: int) -> None:
-        self._progress.update(self._task, completed=done, total=total)
+        self._progress.update(self._task, completed=done, total=total, description="scoring pairs")
