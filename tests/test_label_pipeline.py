@@ -110,6 +110,7 @@ def test_rerun_of_a_finished_job_sends_no_request(files, loopback):
     assert loopback.request_count == seen
     assert again.calls_sent == 0 and again.calls_cached == first.calls_planned
     assert again.kept_pairs == first.kept_pairs
+    assert not Path(f"{files[2]}.label.lock").exists()  # no lock file left beside the store
 
 
 def test_garbage_answers_are_stored_as_parse_errors(files, loopback):
@@ -313,3 +314,19 @@ def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(files, loopback):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert loopback.request_count - sent_before == 240 - stored
+
+
+def test_a_rerun_with_nothing_to_send_says_so_instead_of_zero_calls_per_second(files, loopback):
+    from click.testing import CliRunner
+
+    from prefgen.cli import cli
+
+    write_pairs(files[1], 10)
+    loopback.behaviour = Behaviour(truth=truth)
+    args = [str(a) for a in label_command(files, loopback)[3:]]  # the label command without `python -m ...`
+    first = CliRunner().invoke(cli, args, terminal_width=100)
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(cli, args, terminal_width=100)
+    assert again.exit_code == 0, again.output
+    assert "0.0 calls/s" not in again.output and "- (none sent)" in again.output
+    assert "Nothing to send: all 40 planned calls were answered by earlier runs" in again.output

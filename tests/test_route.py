@@ -176,7 +176,7 @@ def test_route_checks_the_mix_rows_first_and_stores_why(store, tmp_path):
     assert json.loads(batch["calibration"])["job-1"]["method"] == "shrink"
     assert sum(e["in_mix"] for e in report.effect.values()) == 10
     assert sum(e["expected_fixes"] for e in report.effect.values()) == pytest.approx(10 * 0.275)
-    assert "AI rows of the mix to check (expected wrong" in "\n".join(report.lines())
+    assert "pairs whose AI label a plain mix would take (about" in "\n".join(report.lines())
     assert (tmp_path / "batch.label_config.xml").read_text() == LABEL_STUDIO_CONFIG
 
 

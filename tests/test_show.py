@@ -104,8 +104,17 @@ def test_an_unknown_or_too_short_judgement_id_is_one_clear_error(tmp_path, loopb
     with Store(db, read_only=True) as store:
         with pytest.raises(PrefgenError, match="at least 6 characters"):
             show_judgement(store, "ab")
-        with pytest.raises(PrefgenError, match="no judgement whose request_hash starts with 'ffffffffff'"):
+        with pytest.raises(PrefgenError, match="no judgement whose request_hash starts with 's1-ffffffffff'"):
             show_judgement(store, "ffffffffff")
+
+
+def test_a_judgement_id_may_leave_out_its_hash_tag(tmp_path, loopback):
+    """Tables and the README show the hex; `s1-` names the hash's form and is implied."""
+    db = label(tmp_path, loopback, CONSTITUTION, write_pairs(tmp_path / "p.jsonl", 1))
+    full = hashes(db)[0]
+    with Store(db, read_only=True) as store:
+        assert show_judgement(store, full.split("-", 1)[1][:8]).row["request_hash"] == full
+        assert show_judgement(store, full[:12]).row["request_hash"] == full
 
 
 def test_show_json_carries_the_row_the_request_and_the_check(tmp_path, loopback):

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from prefgen.errors import PrefgenError
+from prefgen.hashing import HASH_TAG
 from prefgen.storage.db import Store
 
 
@@ -13,7 +14,9 @@ def judgement_sources(store: Store, judgement_id: str) -> dict[str, Any]:
     """The judgement whose request hash is (or starts with) `judgement_id`, joined with its pair, principle,
     label job and constitution. A prefix must name one judgement."""
     prefix = judgement_id.strip().lower()
-    if len(prefix) < 6:
+    if "-" not in prefix:  # the hex part alone, as tables and the README show it: the tag is implied
+        prefix = f"{HASH_TAG}-{prefix}"
+    if len(prefix.split("-", 1)[1]) < 6:
         raise PrefgenError(f"judgement id {judgement_id!r}: give at least 6 characters of its request_hash")
     rows = store.dicts(
         """SELECT j.request_hash, j.job_id, j.run_id, j.pair_id, j.principle_id, j.ordering, j.backend, j.model,

@@ -40,7 +40,8 @@ class LabelProgress:
         """Calls found answered already (known a chunk at a time): they leave the total."""
         if self.enabled and calls:
             self.total -= calls
-            self._progress.update(self._task, total=self.total)
+            # Everything answered already (a resumed run): no "0/0 0.0 calls/s" bar.
+            self._progress.update(self._task, total=self.total, visible=self.total > 0)
 
     def advance(self, sent: int, cost: float, kept: int, decided: int) -> None:
         if not self.enabled:

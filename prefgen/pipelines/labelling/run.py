@@ -9,6 +9,7 @@ run started by either one behaves the same towards a run of the other.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field, fields
@@ -113,6 +114,15 @@ def hold_run_lock(db: Path) -> Any:
     return lock
 
 
+def release_run_lock(lock: Any) -> None:
+    """Let go of the run lock and leave no `DB.label.lock` file beside the store. The file is removed while
+    the lock is still held: every run tries the lock without waiting, so none can be queued on this file, and a
+    run that starts after the removal locks a new one."""
+    with contextlib.suppress(OSError):
+        Path(lock.lock_file).unlink()
+    lock.release()
+
+
 class RunLifecycle:
     """The run lock from `__enter__` to `__exit__`; `start` and `finish` write the run's row on a store the
     engine holds at that moment (the Ray engine closes it in between, while its workers read it)."""
@@ -129,7 +139,7 @@ class RunLifecycle:
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
-            self._lock.release()
+            release_run_lock(self._lock)
             self._lock = None
 
     def start(self, store: Store) -> None:

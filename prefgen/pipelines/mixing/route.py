@@ -230,9 +230,11 @@ class RouteReport:
             "wrote " + ", ".join(self.files),
         ]
         for selection, e in self.effect.items():
-            out.append(f"{selection}: {e['in_mix']:.0f} AI rows of the mix to check (expected wrong "
-                       f"{e['expected_fixes']:.1f}), {e['new_rows']:.0f} pairs the mix's filters dropped "
-                       "(a label adds a row)")
+            # Measured against a plain mix (every kept AI row), whatever mixes the store holds: that is the mix
+            # whose rows a label can correct; a stored human-only mix has none.
+            out.append(f"{selection}: {e['in_mix']:.0f} pairs whose AI label a plain mix would take (about "
+                       f"{e['expected_fixes']:.1f} of those labels wrong), {e['new_rows']:.0f} pairs the filters "
+                       "dropped (a human label adds a row)")
         if self.reasons:
             out.append("routed for: " + ", ".join(f"{k} {v}" for k, v in self.reasons.items()))
         for selection, means in self.mean_signals.items():

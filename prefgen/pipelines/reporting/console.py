@@ -182,7 +182,7 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         {"": "calls planned / stored / sent", "value":
             f"{summary.calls_planned} / {summary.calls_cached} / {summary.calls_sent}"},
         {"": "judge errors / parse errors", "value": f"{summary.judge_errors} / {summary.parse_errors}"},
-        {"": "calls/s", "value": f"{summary.calls_per_s:.1f}"},
+        {"": "calls/s", "value": f"{summary.calls_per_s:.1f}" if summary.calls_sent else "- (none sent)"},
         {"": "kept pairs", "value": f"{summary.kept_pairs} of {summary.pairs}"},
         {"": "kept (pair, principle)", "value": f"{summary.kept_preferences} of {summary.preferences}"},
         {"": "first-slot share (position bias)", "value": f"{share:.1%}" if share is not None else "-"},
@@ -207,6 +207,9 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
               "counts what the job spent already, so give the new total).")
     if summary.status == "interrupted":
         _note(console, "Interrupted; everything answered is stored. Run the same command to resume.")
+    elif not summary.calls_sent and summary.calls_cached and summary.status == "finished":
+        _note(console, f"Nothing to send: all {summary.calls_cached} planned calls were answered by earlier runs "
+              "(nothing was paid twice).")
 
 
 def _note(console: Console, text: str) -> None:
