@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefgen.train.config import TrainConfig
+
 DEFAULT_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -185,7 +187,7 @@ def _evaluations_list(out: Path, evaluations: Sequence[Mapping[str, Any]]) -> st
 
 def _usage_section(out: Path, train: Mapping[str, Any]) -> str:
     fmt = train.get("input_format", {})
-    max_length = train.get("config", {}).get("max_length", 512)
+    max_length = train.get("config", {}).get("max_length", TrainConfig.model_fields["max_length"].default)
     eos = " + tokenizer.eos_token" if fmt.get("append_eos") else ""
     model_dir = "." if train.get("ensemble") is None else "member-0"
     chat_note = (

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from prefgen.intervals import mean_interval
+from prefgen.train.common import SCORE_BATCH_SIZE
 from prefgen.train.eval_report import EvalReport, is_tie, response_length
 
 DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
@@ -212,7 +213,7 @@ def evaluate_model(
     rows: Sequence[dict[str, Any]],
     out_dir: str | Path | None = None,
     *,
-    batch_size: int = 16,
+    batch_size: int = SCORE_BATCH_SIZE,
     n_bins: int = 10,
     tie_margin: float = DEFAULT_TIE_MARGIN,
     seed: int = 0,

@@ -27,6 +27,7 @@ import numpy as np
 
 from prefgen.intervals import N_RESAMPLES, mean_interval
 from prefgen.judge.swap import side
+from prefgen.pipelines.configs import AgreementConfig, configured
 from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
@@ -264,10 +265,13 @@ def annotator_agreement(source: str, votes: Sequence[dict[str, Any]]) -> Annotat
     )
 
 
-def agreement_report(store: Store, *, judge: str | None = None, split: str | None = None, seed: int = 0,
-                     n_resamples: int = N_RESAMPLES) -> AgreementReport:
+def agreement_report(store: Store, config: AgreementConfig | None = None, *, n_resamples: int = N_RESAMPLES,
+                     **options: Any) -> AgreementReport:
     """Judge/human agreement per label job (for pairs with both an AI verdict and a human label), and
-    inter-annotator agreement per import with several annotators."""
+    inter-annotator agreement per import with several annotators. The knobs are `AgreementConfig`'s (or its
+    fields as keyword arguments: `judge`, `split`, `seed`)."""
+    config = configured(AgreementConfig, config, options)
+    judge, split, seed = config.judge, config.split, config.seed
     pairs_by_job: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in human_sql.pair_verdicts(store, judge=judge, split=split):
         pairs_by_job[(row["job_id"], row["judge_spec"])].append(row)

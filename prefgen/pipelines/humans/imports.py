@@ -30,8 +30,9 @@ from typing import Any
 
 import orjson
 
-from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.humans.split import HELDOUT, TRAIN, side_of
+from prefgen.errors import InputError
+from prefgen.pipelines.configs import ImportConfig, configured
+from prefgen.pipelines.humans.split import side_of
 from prefgen.pipelines.humans.votes import (SINGLE, HumanLabel, HumanRead, ImportReport, Votes, default_source,
                                             labels_of)
 from prefgen.pipelines.labelling.inputs import Row, batched, parse_prompt, read_rows
@@ -63,17 +64,6 @@ HH_ASSISTANT = "\n\nAssistant:"
 
 
 
-
-
-def parse_column_map(items: Iterable[str]) -> dict[str, str]:
-    """`--column OURS=THEIRS` options as {ours: theirs}."""
-    mapping = {}
-    for item in items:
-        ours, sep, theirs = item.partition("=")
-        if not sep or not ours.strip() or not theirs.strip():
-            raise PrefgenError(f"--column {item!r}: expected OURS=THEIRS, e.g. prompt=question")
-        mapping[ours.strip()] = theirs.strip()
-    return mapping
 
 
 # -- values ----------------------------------------------------------------------------------------------
@@ -455,10 +445,11 @@ def _stored_report(store: Store, report: ImportReport, new_pairs: int, pin: str 
     return report
 
 
-def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: str | None = None,
-                 skip_bad: bool = False, columns: dict[str, str] | None = None, pin: str | None = None,
-                 labels: str | Path | None = None, on: str = "id") -> ImportReport:
+def import_human(store: Store, spec: str | Path, config: ImportConfig | None = None,
+                 **options: Any) -> ImportReport:
     """Replace a source's labels with those of a human-label file, read a batch at a time, in one transaction.
+    The knobs are `ImportConfig`'s (or its fields as keyword arguments: `fmt`, `source`, `skip_bad`, `columns`,
+    `pin`, `labels`, `on`).
 
     Re-importing a source replaces its labels, so a corrected file is imported by running the command again.
     New labels land on the side of an existing held-out split straight away (the side depends only on the
@@ -466,10 +457,9 @@ def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: s
     label is on the pinned side, whatever the hash says. `fmt` "label-studio" and "argilla" read those tools'
     exports of a batch from `prefgen route` (`prefgen.pipelines.humans.annotation`).
     """
-    if fmt not in (*FORMATS, *TOOL_FORMATS):
-        raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join((*FORMATS, *TOOL_FORMATS))}")
-    if pin not in (None, TRAIN, HELDOUT):
-        raise PrefgenError(f"--split must be {TRAIN} or {HELDOUT} (got {pin!r})")
+    config = configured(ImportConfig, config, options)
+    fmt, source, skip_bad, columns = config.fmt, config.source, config.skip_bad, config.columns
+    pin, labels, on = config.pin, config.labels, config.on
     split = human_sql.split_settings(store)
     if fmt in TOOL_FORMATS:
         from prefgen.pipelines.humans.annotation import read_tool_export
