@@ -52,7 +52,7 @@ BAD_VALUES = [
     ("train", ["--mix", "m", "--out", "o", "--warmup-ratio", "1"], "--warmup-ratio", "in [0, 1)"),
     ("eval", ["--model", ".", "--batch-size", "0"], "--batch-size", ">= 1"),
     ("score", ["--model", ".", "--responses", "r.jsonl", "--batch-size", "0"], "--batch-size", ">= 1"),
-    ("import-human", ["h.jsonl", "--format", "csv"], "--format", "'auto', 'hh'"),
+    ("import-human", ["h.jsonl", "--format", "csv"], "--format", "'auto', 'annotators'"),
     ("export", ["--mix", "m", "--format", "csv", "--out", "x"], "--format", "'hf', 'parquet'"),
     ("agreement", ["--split", "test"], "--split", "'train', 'heldout'"),
     ("stats", ["--max-width", "5"], "--max-width", ">=20"),

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from prefgen.cli import cli
 from prefgen.cli_options import literal_defaults, option_from_field
-from prefgen.pipelines.configs import AutoMixConfig, EvalConfig, ImportConfig
+from prefgen.pipelines.configs import AutoMixConfig, ImportConfig
 from prefgen.storage.db import Store
 from prefgen.train.config import TrainConfig
 

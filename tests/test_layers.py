@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "prefgen"
 LAYERS = [
     ("helpers", ("prefgen.records", "prefgen.errors", "prefgen.hashing", "prefgen.redact", "prefgen.intervals",
                  "prefgen.plots")),
-    ("concerns", ("prefgen.constitution", "prefgen.judge", "prefgen.storage", "prefgen.train")),
+    ("concerns", ("prefgen.constitution", "prefgen.formats", "prefgen.judge", "prefgen.storage", "prefgen.train")),
     ("pipelines: configs", ("prefgen.pipelines", "prefgen.pipelines.configs")),
     ("pipelines: labelling", ("prefgen.pipelines.labelling",)),
     ("pipelines: humans", ("prefgen.pipelines.humans",)),

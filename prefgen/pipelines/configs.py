@@ -12,11 +12,17 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from prefgen import formats
 from prefgen.judge.swap import DEFAULT_THRESHOLD
 from prefgen.train.common import SCORE_BATCH_SIZE
 from prefgen.train.config import TrainConfig
 
 C = TypeVar("C", bound=BaseModel)
+
+# The format choices, from the registry of formats (`prefgen.formats`): a new format is one class there.
+ImportFormatName = Literal[(formats.AUTO, *formats.names())]  # type: ignore[valid-type]
+FileFormatName = Literal[(formats.AUTO, *formats.names(formats.file_formats()))]  # type: ignore[valid-type]
+ToolFormatName = Literal[formats.names(formats.tool_formats())]  # type: ignore[valid-type]
 
 
 def configured(model: type[C], config: C | None, options: dict[str, Any]) -> C:
@@ -172,8 +178,7 @@ class RouteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     budget: int = Field(ge=1, description="Pairs to send to annotators.")
-    format: Literal["label-studio", "argilla"] = Field(
-        description="label-studio: task JSON plus a labelling config beside it; argilla: v2 records JSON.")
+    format: ToolFormatName = Field(description=formats.help_text(formats.tool_formats(), "batch_help") + ".")
     out: Path = Field(description="The batch file to write.")
     random_share: float = Field(default=0.15, ge=0.0, le=1.0,
                                 description="Share of the budget drawn at random: the unbiased sample that "
@@ -261,10 +266,8 @@ class ImportConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fmt: Literal["auto", "hh", "trl", "pairwise", "annotators", "label-studio", "argilla"] = Field(
-        default="auto", description="hh: HH-RLHF chosen/rejected transcripts; trl: prompt/chosen/rejected (text or "
-        "messages); pairwise: prompt, two responses, winner; annotators: several annotator* columns; "
-        "label-studio / argilla: those tools' JSON export of a `prefgen route` batch.")
+    fmt: ImportFormatName = Field(default=formats.AUTO, description="auto: told from the first row; "
+                                  + formats.help_text() + ".")
     source: str | None = Field(default=None, description="Name of this import (default: the file's stem). "
                                "Importing a name again replaces its labels.")
     skip_bad: bool = Field(default=False, description="Skip invalid rows (reported) instead of failing with "
@@ -289,8 +292,8 @@ class EvalConfig(BaseModel):
                                       "(the held-out split: the train side shaped the model).")
     pairs: str | Path | None = Field(default=None, description="Evaluate on a labelled file instead (any import-human "
                               "format).")
-    fmt: Literal["auto", "hh", "trl", "pairwise", "annotators"] = Field(default="auto",
-                                                                       description="Format of --pairs.")
+    fmt: FileFormatName = Field(default=formats.AUTO, description="Format of --pairs (any file format of "
+                                "import-human).")
     skip_bad: bool = Field(default=False, description="Skip invalid rows of --pairs (reported) instead of failing.")
     batch_size: int = Field(default=SCORE_BATCH_SIZE, ge=1, description="Pairs scored per forward pass.")
     out: Path | None = Field(default=None, description="Folder for eval.html, eval.json and the plots (default: a "
