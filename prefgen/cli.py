@@ -179,7 +179,7 @@ def sql(query: str, db: Path, **options) -> None:
 def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
     # Loaded before the store is opened: a label run cannot write while a reader holds the file.
-    import prefgen.pipelines.humans.agreement  # noqa: F401
+    import prefgen.pipelines.reporting.facts  # noqa: F401
     from prefgen.pipelines.reporting.console import print_tables, stats_tables
     from prefgen.storage.db import Store
 

@@ -103,6 +103,7 @@ def _data_section(train: Mapping[str, Any], data: Mapping[str, Any]) -> str:
         lines.append("- sources: " + ", ".join(f"{name} ({count})" for name, count in data["sources"].items()))
     if data.get("categories"):
         lines.append("- principle categories: " + ", ".join(f"{k} ({v})" for k, v in data["categories"].items()))
+    lines += _label_job_lines(data.get("label_jobs") or [])
     lines += _judge_lines(data.get("judge_agreement"))
     if data.get("mix"):
         scalars = {k: v for k, v in data["mix"].items() if not isinstance(v, dict | list)}
@@ -117,6 +118,17 @@ def _data_section(train: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     if principles:
         lines += ["", "Principles the AI judge applied:", ""] + [f"- {_principle(p)}" for p in principles]
     return "\n".join(lines)
+
+
+def _label_job_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The label jobs of the store: judge, pairs kept and cost ("unknown" for a judge with no price)."""
+    return [f"- labelled by {job['judge_spec']}: {job['kept_pairs']} of {job['pairs']} pairs kept, cost "
+            f"{_cost(job['cost'])}" for job in jobs]
+
+
+def _cost(value: Any) -> str:
+    """A cost as the store facts give it: a number, or "unknown" (no price), never $0 for unknown."""
+    return value if isinstance(value, str) else f"${value or 0:.4f}"
 
 
 def _judge_lines(agreement: Any) -> list[str]:

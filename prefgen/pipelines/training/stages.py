@@ -58,23 +58,18 @@ def logged_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return [(int(entry.get("step", 0)), float(entry["loss"])) for entry in log_history if "loss" in entry]
 
 
-def _judge_agreement(store: Store) -> dict[str, float]:
-    """Agreement with the humans of each judge after the filter (ties excluded), for the model card."""
-    from prefgen.pipelines.humans.agreement import agreement_report
-    from prefgen.storage.human import has_human_tables
-
-    if not has_human_tables(store):
-        return {}
-    report = agreement_report(store, n_resamples=200)
-    return {j.judge_spec: j.after.ties_excluded.value for j in report.jobs if j.after.ties_excluded.value is not None}
-
-
 def _card_data(store: Store, mix: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the card says about the data: the rows, the mix, and the store facts marked for the card (the same
+    `prefgen stats` and the report page show: judge agreement, label jobs and their cost)."""
+    from prefgen.pipelines.reporting.facts import CARD, MISSING, judge_agreement, read_facts
     from prefgen.train.card import data_summary_from_rows
 
+    facts = {k: v for k, v in read_facts(store, CARD).items() if v is not MISSING}
     return {
         **data_summary_from_rows(rows),
-        "judge_agreement": _judge_agreement(store),
+        "judge_agreement": judge_agreement(facts.get("agreement")),
+        "label_jobs": [{k: job[k] for k in ("judge_spec", "pairs", "kept_pairs", "cost")}
+                       for job in facts.get("jobs") or []],
         "principles": db.principles_for_mix(store, mix),
         "mix": mix_manifest(store, mix),
     }
