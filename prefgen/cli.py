@@ -264,16 +264,17 @@ def route(db: Path, as_json: bool, **options) -> None:
 def agreement(db: Path, as_json: bool, **options) -> None:
     """Judge/human agreement (ties excluded and as half, Cohen's kappa, 95% bootstrap interval), per
     principle and confidence bucket, before and after the filter; inter-annotator agreement; and each
-    judge's calibration against the human train labels (reliability and ECE before and after)."""
+    judge's calibration against the human train labels (reliability and ECE before and after). Reads only:
+    the calibrations are fitted to be shown; `mix` and `route`, which use them, store theirs."""
     from prefgen.pipelines.humans.agreement import agreement_report, summary_rows
     from prefgen.pipelines.humans.calibration import calibrate, calibration_rows
     from prefgen.pipelines.reporting.console import print_tables
     from prefgen.storage.db import Store
 
     config = config_from_options(AgreementConfig, **options)
-    with Store(db) as store:
+    with Store(db, read_only=True) as store:
         report = agreement_report(store, config)
-        calibrations = calibrate(store)
+        calibrations = calibrate(store, save=False)
     data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]} if as_json else None
     emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
 

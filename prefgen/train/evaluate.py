@@ -48,13 +48,6 @@ def accuracy(r_chosen: Any, r_rejected: Any, ties: Any = None) -> float:
     return float(correct.mean()) if correct.size else math.nan
 
 
-def bootstrap_interval(
-    values: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (seeded, so reports are reproducible); NaNs when empty."""
-    return mean_interval(values, n_resamples=n_boot, level=level, seed=seed) or (math.nan, math.nan)
-
-
 def tie_report(r_chosen: Any, r_rejected: Any, ties: Any, tie_margin: float = DEFAULT_TIE_MARGIN) -> dict[str, Any]:
     """For pairs the humans called a tie: how often the model also rates them within `tie_margin`."""
     rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
@@ -168,17 +161,17 @@ def compute_metrics(
     groups: Mapping[str, Sequence[Any]] | None = None,
     n_bins: int = 10,
     tie_margin: float = DEFAULT_TIE_MARGIN,
-    n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every metric of the evaluation report, as one JSON-able dict."""
+    """Every metric of the evaluation report, as one JSON-able dict. The accuracy's interval is prefgen's one
+    bootstrap (`prefgen.intervals.mean_interval`), as judge/human agreement's is; NaNs when nothing is scored."""
     rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
     correct = pairwise_correct(rc[~tie], rr[~tie])
     metrics: dict[str, Any] = {
         "n_pairs": int(rc.size),
         "n_scored": int((~tie).sum()),
         "accuracy": accuracy(rc, rr, tie),
-        "accuracy_ci95": list(bootstrap_interval(correct, n_boot=n_boot, seed=seed)),
+        "accuracy_ci95": list(mean_interval(correct, seed=seed) or (math.nan, math.nan)),
         "mean_margin": mean_margin(rc, rr, tie),
         "ties": tie_report(rc, rr, tie, tie_margin),
         "calibration": calibration(rc, rr, tie, n_bins),

@@ -184,7 +184,7 @@ def agreement_section(d: dict[str, Any]) -> str:
     parts.append("<h3>Calibration (judge P to how often humans agree, human train split)</h3>")
     calibrations = d["calibrations"]
     if not calibrations:
-        parts.append('<p class="empty">no calibration fitted yet (run `prefgen agreement` or `prefgen mix`)</p>')
+        parts.append('<p class="empty">no calibration stored yet (`prefgen mix` and `prefgen route` fit and store one; `prefgen agreement` shows it)</p>')
     for c in calibrations:
         if c["reliability"]:
             parts.append(image(plots.reliability(
