@@ -120,13 +120,13 @@ def label(as_json: bool, **options) -> None:
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
     Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
     """
-    from prefgen.pipelines.labelling import run_label
+    from prefgen import api
     from prefgen.pipelines.reporting.output import OUTPUT
     from prefgen.pipelines.reporting.console import print_label_summary, to_json
 
     if OUTPUT.quiet or as_json:
         options["progress"] = False
-    summary = run_label(config_from_options(LabelConfig, **options))
+    summary = api.label(config_from_options(LabelConfig, **options))
     if as_json:
         click.echo(to_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)}))
     else:
@@ -141,9 +141,9 @@ def label(as_json: bool, **options) -> None:
 def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
     """Merge Parquet shards of judgements (files or directories, from `label --engine ray`) into the store by
     request hash, and derive the preferences of the pairs they answered. Ingesting twice changes nothing."""
-    from prefgen.pipelines.labelling.ingest import ingest as ingest_shards
+    from prefgen import api
 
-    summary = ingest_shards(db, list(shards))
+    summary = api.ingest(db, list(shards))
     emit(summary, as_json, lambda: click.echo(
         f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
         f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)"))
@@ -178,13 +178,10 @@ def sql(query: str, db: Path, **options) -> None:
 @JSON_OPTION
 def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
-    # Loaded before the store is opened: a label run cannot write while a reader holds the file.
-    import prefgen.pipelines.reporting.facts  # noqa: F401
-    from prefgen.pipelines.reporting.console import print_tables, stats_tables
-    from prefgen.storage.db import Store
+    from prefgen import api
+    from prefgen.pipelines.reporting.console import print_tables
 
-    with Store(db, read_only=True) as store:
-        tables = stats_tables(store)
+    tables = api.stats(db)
     emit(tables, as_json, lambda: print_tables(tables))
 
 
@@ -204,12 +201,9 @@ def stats(db: Path, as_json: bool) -> None:
 @JSON_OPTION
 def import_human(file: str, db: Path, as_json: bool, **options) -> None:
     """Import human preference labels (JSONL, CSV, Parquet, a datasets directory, or FILE.duckdb:TABLE)."""
-    from prefgen.pipelines.humans.imports import import_human as run_import
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    config = config_from_options(ImportConfig, **options)
-    with Store(db) as store:
-        report = run_import(store, file, config)
+    report = api.import_human(db, file, config_from_options(ImportConfig, **options))
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
@@ -221,12 +215,9 @@ def import_human(file: str, db: Path, as_json: bool, **options) -> None:
 def split(db: Path, as_json: bool, **options) -> None:
     """Hold out human labels by prompt: no prompt has labels on both sides, and held-out prompts never
     enter a training mix (AI pairs included)."""
-    from prefgen.pipelines.humans.split import split_human
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    config = config_from_options(SplitConfig, **options)
-    with Store(db) as store:
-        report = split_human(store, config)
+    report = api.split(db, config_from_options(SplitConfig, **options))
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
@@ -247,11 +238,9 @@ def route(db: Path, as_json: bool, **options) -> None:
     uncertainty, closeness to the threshold, principle and judge disagreement (and a reward-model ensemble's
     spread) as weighted signals; draw a random slice for unbiased measurement, write a Label Studio or
     Argilla batch and store why each pair was picked (route_batches, route_items)."""
-    from prefgen.pipelines.mixing.route import route as run_route
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    with Store(db) as store:
-        report = run_route(store, config_from_options(RouteConfig, **options))
+    report = api.route(db, config_from_options(RouteConfig, **options))
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
@@ -266,17 +255,14 @@ def agreement(db: Path, as_json: bool, **options) -> None:
     principle and confidence bucket, before and after the filter; inter-annotator agreement; and each
     judge's calibration against the human train labels (reliability and ECE before and after). Reads only:
     the calibrations are fitted to be shown; `mix` and `route`, which use them, store theirs."""
-    from prefgen.pipelines.humans.agreement import agreement_report, summary_rows
-    from prefgen.pipelines.humans.calibration import calibrate, calibration_rows
+    from prefgen import api
+    from prefgen.pipelines.humans.agreement import summary_rows
+    from prefgen.pipelines.humans.calibration import calibration_rows
     from prefgen.pipelines.reporting.console import print_tables
-    from prefgen.storage.db import Store
 
-    config = config_from_options(AgreementConfig, **options)
-    with Store(db, read_only=True) as store:
-        report = agreement_report(store, config)
-        calibrations = calibrate(store, save=False)
-    data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]} if as_json else None
-    emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
+    shown = api.agreement(db, config_from_options(AgreementConfig, **options))
+    data = {**shown.report.as_dict(), "calibration": [c.record() for c in shown.calibrations]} if as_json else None
+    emit(data, as_json, lambda: print_tables({**summary_rows(shown.report), **calibration_rows(shown.calibrations)}))
 
 
 AUTO_ONLY = ("folds", "confidence", "base", "max_length")  # mix options that only --auto reads
@@ -308,25 +294,17 @@ AUTO_SEARCHED = ("human_ratio", "every_row", "labels", "ai_weight")  # mix optio
 def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, base: str | None, max_length: int,
         as_json: bool, **options) -> None:
     """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
-    from prefgen.pipelines.mixing.mix import build_mix
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    ctx = click.get_current_context()
-    _refuse_options_that_cannot_apply(ctx, auto)
+    _refuse_options_that_cannot_apply(click.get_current_context(), auto)
     if every_row:
         options["human_ratio"] = None
     config = config_from_options(MixConfig, **options)
-    search = None
+    search: AutoMixConfig | bool = False
     if auto:
         search = config_from_options(AutoMixConfig, folds=folds, confidence=confidence,
                                      train=config_from_options(TrainConfig, base=base, max_length=max_length))
-    with Store(db) as store:
-        if search is not None:
-            from prefgen.pipelines.mixing.auto import auto_mix
-
-            report = auto_mix(store, config, search)
-        else:
-            report = build_mix(store, config)
+    report = api.mix(db, config, auto=search)
     emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
 
 
@@ -356,12 +334,9 @@ def _refuse_options_that_cannot_apply(ctx: click.Context, auto: bool) -> None:
 def export(db: Path, as_json: bool, **options) -> None:
     """Write a mix, or the held-out human set, in TRL's preference format (prompt, chosen, rejected,
     optional margin, source, pair_id); conversational when the prompts are chats."""
-    from prefgen.storage.db import Store
-    from prefgen.storage.export import export_preferences
+    from prefgen import api
 
-    config = config_from_options(ExportConfig, **options)
-    with Store(db) as store:
-        report = export_preferences(store, config.out, fmt=config.fmt, mix=config.mix, split=config.split)
+    report = api.export(db, config_from_options(ExportConfig, **options))
     emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
                                               f"{', conversational' if report.conversational else ''})"))
 
@@ -400,14 +375,14 @@ def train(db: Path, mix_name: str, config_json: str | None, as_json: bool, **opt
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
     there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs. On a mix chosen by `mix --auto`, the
     training settings it was validated with apply to every option not given."""
-    from prefgen.pipelines.training.launch import run_training
+    from prefgen import api
     from prefgen.pipelines.reporting.console import train_summary_lines
 
     if config_json is not None:
         config = TrainConfig.model_validate_json(config_json)
     else:
         config = config_from_options(TrainConfig, **options)
-    outcome = run_training(db, mix_name, config)
+    outcome = api.train(db, mix_name, config)
     if outcome is not None:  # None in the launching process and in every process but the first
         emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
 
@@ -429,18 +404,13 @@ def eval_(model_dir: Path, db: Path | None, as_json: bool, **options) -> None:
     """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
     length bias, per-source accuracy; writes PNG plots and eval.html into a folder of their own (earlier
     evaluations are kept; the model card lists them all)."""
+    from prefgen import api
     from prefgen.pipelines.reporting.console import print_eval
-    from prefgen.pipelines.training.stages import evaluate
-    from prefgen.storage.db import Store
 
     config = config_from_options(EvalConfig, **options)
     if db is None and config.pairs is None:
         raise click.UsageError("give --db (held-out human labels) or --pairs FILE")
-    if db is not None:
-        with Store(db) as store:
-            report = evaluate(store, model_dir, config)
-    else:
-        report = evaluate(None, model_dir, config)
+    report = api.evaluate(model_dir, config, db=db)
     summary = {k: v for k, v in dataclasses.asdict(report).items() if k not in ("r_chosen", "r_rejected")}
     emit(summary, as_json, lambda: print_eval(report))
 
@@ -456,9 +426,9 @@ def eval_(model_dir: Path, db: Path | None, as_json: bool, **options) -> None:
 def score(model_dir: Path, as_json: bool, **options) -> None:
     """Score responses with a reward model (or ensemble: mean, conservative min, disagreement) for
     best-of-N reranking."""
-    from prefgen.pipelines.training.stages import score_file
+    from prefgen import api
 
-    target, n = score_file(model_dir, config_from_options(ScoreConfig, **options))
+    target, n = api.score(model_dir, config_from_options(ScoreConfig, **options))
     emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
 
 
@@ -474,9 +444,9 @@ def report(db: Path, out: Path, as_json: bool) -> None:
     """One HTML page about the store: jobs, cost, calls/s, position bias, consistency, drops, confidence,
     agreement with humans and calibration, mixes, reward models and their evaluations (plots inlined).
     Reads only, so it works while a label run writes."""
-    from prefgen.pipelines.reporting.page import write_report
+    from prefgen import api
 
-    page = write_report(db, out)
+    page = api.report(db, out)
     empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
     emit(page, as_json,
          lambda: click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
