@@ -65,17 +65,25 @@ def test_stats_shows_every_fact_marked_for_it_under_its_title(inputs, loopback):
     assert tables["label jobs"][0]["cost"] != "unknown"  # a listed price
 
 
-def test_a_new_fact_is_one_entry_that_stats_and_the_page_both_show(inputs, loopback, monkeypatch, tmp_path):  # noqa: F811
+def test_a_new_fact_is_one_entry_that_stats_the_page_and_the_card_all_show(inputs, loopback, monkeypatch,  # noqa: F811
+                                                                            tmp_path):
     label(inputs, "--judge", "openai:gpt-4o-mini", "--api-base", loopback.openai_base, "--api-key", "k")
     longest = facts.Fact("longest_prompts", "longest prompts",
                          lambda store: store.dicts("SELECT prompt, length(prompt) AS chars FROM pairs "
-                                                   "ORDER BY chars DESC, prompt LIMIT 2"))
+                                                   "ORDER BY chars DESC, prompt LIMIT 2"),
+                         frozenset({facts.STATS, facts.PAGE, facts.CARD}))
     monkeypatch.setattr(facts, "FACTS", (*facts.FACTS, longest))
     stats = json.loads(CliRunner().invoke(cli, ["stats", "--db", str(inputs / "db.duckdb"), "--json"]).output)
     assert [row["chars"] for row in stats["longest prompts"]] == [3, 3]
     page = write_report(inputs / "db.duckdb", tmp_path / "page.html")
     assert page.sections[-1] == "Longest prompts"
     assert column(page.path.read_text(encoding="utf-8"), '<section id="longest-prompts">', "chars") == ["3", "3"]
+    with Store(inputs / "db.duckdb", read_only=True) as store:
+        on_card = facts.card_facts(store)
+    assert on_card["facts"] == {"longest prompts": stats["longest prompts"]}
+    (tmp_path / "rm").mkdir()
+    card = write_model_card(tmp_path / "rm", train={"config": {}}, data=on_card).read_text()
+    assert "### Longest prompts" in card and "| prompt | chars |" in card and "| q10 | 3 |" in card
 
 
 @pytest.mark.parametrize("value, tables", [

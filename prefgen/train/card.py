@@ -46,7 +46,7 @@ def write_model_card(
 
     `train` is the content of `prefgen_train.json`. `data` may hold `n_pairs`, `sources` (name -> count),
     `categories`, `judge_agreement` (a number, or judge -> number), `label_jobs` (judge_spec, pairs,
-    kept_pairs, cost), `principles` (names, or dicts with `name`, `text`, `weight`) and `mix` (the mix
+    kept_pairs, cost), `facts` (other store facts: title -> rows), `principles` (names, or dicts with `name`, `text`, `weight`) and `mix` (the mix
     manifest). `evaluation` is a `compute_metrics` dict, optionally with a `split` name: the newest evaluation,
     shown in full. `evaluations` lists every evaluation of the model, newest first (`at`, `split`, `n_pairs`,
     `accuracy`, `ci95`, `html`), each linked to its page and given as a result in `model-index`.
@@ -58,6 +58,7 @@ def write_model_card(
     sections = [
         _overview(train),
         _data_section(train, data),
+        _facts_section(data.get("facts") or {}),
         _mix_search_section(data.get("mix") or {}),
         _evaluation_section(evaluation),
         _evaluations_list(out, evaluations),
@@ -174,6 +175,18 @@ def _data_section(train: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     if principles:
         lines += ["", "Principles the AI judge applied:", ""] + [f"- {_principle(p)}" for p in principles]
     return "\n".join(lines)
+
+
+def _facts_section(facts: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Other store facts marked for the card (`prefgen.pipelines.reporting.facts`), a table each."""
+    parts = []
+    for title, rows in facts.items():
+        if rows:
+            columns = list(rows[0])
+            parts += [f"### {title[:1].upper()}{title[1:]}", "", "| " + " | ".join(columns) + " |",
+                      "|" + "---|" * len(columns), *("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |"
+                                                     for row in rows), ""]
+    return "\n".join(parts).rstrip()
 
 
 def _label_job_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:

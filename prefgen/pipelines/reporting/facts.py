@@ -7,8 +7,8 @@ of a label job with no price (no list price, no --price-in / --price-out) is "un
 $0, which would claim nothing was spent.
 
 A new report section is one `Fact` in `FACTS`: `stats` prints it as a table, the page gives it a section of its
-own (with its table; `page.py` draws plots for the sections it knows), and the card lists the facts marked for
-it. A fact's value is rows (a list of dicts), key-value pairs (a dict of plain values), or titled tables (a dict
+own (with its table; `page.py` draws plots for the sections it knows), and the card shows it as a table when it
+is marked for the card. A fact's value is rows (a list of dicts), key-value pairs (a dict of plain values), or titled tables (a dict
 of row lists).
 """
 
@@ -129,3 +129,16 @@ def judge_agreement(agreement: dict[str, list[dict[str, Any]]] | None) -> dict[s
     """Each judge's agreement with the humans after the filter (ties excluded), from the agreement fact."""
     rows = (agreement or {}).get("judge vs human") or []
     return {row["judge"]: row["agree_after"] for row in rows if row.get("agree_after") is not None}
+
+
+CARD_COLUMNS = {"jobs": ("judge_spec", "pairs", "kept_pairs", "cost")}  # what the card keeps of a fact's rows
+
+
+def card_facts(store: Store) -> dict[str, Any]:
+    """What the model card says about the store: the label jobs and their cost, each judge's agreement with the
+    humans, and any other fact marked for the card, as titled tables."""
+    data = {k: v for k, v in read_facts(store, CARD).items() if v is not MISSING}
+    jobs = [{k: job[k] for k in CARD_COLUMNS["jobs"]} for job in data.get("jobs") or []]
+    others = {title: rows for fact in facts_for(CARD) if fact.key not in ("jobs", "agreement") and fact.key in data
+              for title, rows in as_tables(fact, data[fact.key]).items()}
+    return {"label_jobs": jobs, "judge_agreement": judge_agreement(data.get("agreement")), "facts": others}

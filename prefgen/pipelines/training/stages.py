@@ -61,15 +61,12 @@ def logged_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
 def _card_data(store: Store, mix: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """What the card says about the data: the rows, the mix, and the store facts marked for the card (the same
     `prefgen stats` and the report page show: judge agreement, label jobs and their cost)."""
-    from prefgen.pipelines.reporting.facts import CARD, MISSING, judge_agreement, read_facts
+    from prefgen.pipelines.reporting.facts import card_facts
     from prefgen.train.card import data_summary_from_rows
 
-    facts = {k: v for k, v in read_facts(store, CARD).items() if v is not MISSING}
     return {
         **data_summary_from_rows(rows),
-        "judge_agreement": judge_agreement(facts.get("agreement")),
-        "label_jobs": [{k: job[k] for k in ("judge_spec", "pairs", "kept_pairs", "cost")}
-                       for job in facts.get("jobs") or []],
+        **card_facts(store),
         "principles": db.principles_for_mix(store, mix),
         "mix": mix_manifest(store, mix),
     }
