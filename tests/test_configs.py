@@ -59,6 +59,13 @@ def test_quick_is_a_train_option_from_the_config_and_is_not_stored():
     assert "quick" not in config.to_dict()
 
 
+def test_quick_with_another_method_is_refused_not_overridden(tmp_path):
+    result = CliRunner().invoke(cli, ["train", "--db", str(tmp_path / "s.duckdb"), "--mix", "m", "--out",
+                                      str(tmp_path / "rm"), "--quick", "--method", "lora"])
+    assert result.exit_code == 2 and "--quick sets --method full" in result.output
+    assert TrainConfig(quick=True, method="full").method == "full"
+
+
 def test_options_left_at_their_default_are_not_chosen(tmp_path):
     seen = {}
 

@@ -220,6 +220,10 @@ class TrainConfig(BaseModel):
     @classmethod
     def _quick(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("quick"):
+            clash = [k for k, v in QUICK.items() if data.get(k) not in (None, v)]
+            if clash:
+                raise ValueError(f"--quick sets {', '.join(f'--{k} {v}' for k, v in QUICK.items())}: leave out "
+                                 f"--{clash[0]} {data[clash[0]]}, or --quick")
             return {**data, **QUICK}
         return data
 
