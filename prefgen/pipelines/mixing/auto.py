@@ -213,8 +213,8 @@ def score_candidates(margins: dict[str, list[np.ndarray]], n_ai: dict[str, int],
 
 
 def recipe(train: TrainConfig, curriculum: str | None) -> dict[str, Any]:
-    """Every training setting a candidate was validated with (where it would be written aside): what the mix
-    records and `prefgen train` re-applies."""
+    """Every training setting a candidate was validated with (all but the directory a model is written to): what
+    the mix records and `prefgen train` re-applies."""
     settings = train.model_copy(update={"curriculum": curriculum, "ensemble": 1}).to_dict()
     return {k: v for k, v in settings.items() if k != "out_dir"}
 
