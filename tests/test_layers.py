@@ -18,13 +18,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "prefgen"
 LAYERS = [
     ("helpers", ("prefgen.records", "prefgen.errors", "prefgen.hashing", "prefgen.redact", "prefgen.intervals",
                  "prefgen.plots")),
-    ("concerns", ("prefgen.constitution", "prefgen.judge", "prefgen.storage", "prefgen.train")),
+    ("concerns", ("prefgen.constitution", "prefgen.formats", "prefgen.judge", "prefgen.storage", "prefgen.train")),
     ("pipelines: configs", ("prefgen.pipelines", "prefgen.pipelines.configs")),
     ("pipelines: labelling", ("prefgen.pipelines.labelling",)),
     ("pipelines: humans", ("prefgen.pipelines.humans",)),
     ("pipelines: mixing, training, reporting", ("prefgen.pipelines.mixing", "prefgen.pipelines.training",
                                                 "prefgen.pipelines.reporting")),
-    ("command line and facade", ("prefgen", "prefgen.__main__", "prefgen.cli", "prefgen.cli_options",
+    ("command line and facade", ("prefgen", "prefgen.__main__", "prefgen.api", "prefgen.cli", "prefgen.cli_options",
                                  "prefgen.cli_output")),
 ]
 

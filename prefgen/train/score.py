@@ -16,9 +16,9 @@ import numpy as np
 
 from prefgen.errors import PrefgenError
 from prefgen.train.data import encode_responses, normalize_row, pad_batch, prepare_tokenizer
-from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device
+from prefgen.train.common import ENSEMBLE_MANIFEST, SCORE_BATCH_SIZE, TRAIN_RECORD, pick_device
 
-DEFAULT_MAX_LENGTH = 512
+DEFAULT_MAX_LENGTH = 512  # a model prefgen did not train, whose config gives no length
 
 
 @dataclass
@@ -104,7 +104,7 @@ def score_texts(
     model: RewardModel | RewardEnsemble,
     prompts: Sequence[Any],
     responses: Sequence[Any],
-    batch_size: int = 16,
+    batch_size: int = SCORE_BATCH_SIZE,
 ) -> Scores:
     """Reward of each (prompt, response); prompts and responses are text or message lists."""
     members = model.members if isinstance(model, RewardEnsemble) else [model]
@@ -112,7 +112,7 @@ def score_texts(
 
 
 def score_pairs(
-    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = 16
+    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = SCORE_BATCH_SIZE
 ) -> tuple[Scores, Scores]:
     """Scores of the chosen and of the rejected side of TRL preference rows."""
     pairs = [normalize_row(i, row) for i, row in enumerate(rows)]

@@ -14,7 +14,6 @@ from rich.table import Table
 
 from prefgen.errors import PrefgenError
 from prefgen.pipelines.reporting.output import OUTPUT
-from prefgen.storage import stats as st
 from prefgen.storage.db import Store
 
 
@@ -213,35 +212,11 @@ def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
 
 
 def stats_tables(store: Store) -> dict[str, list[dict[str, Any]]]:
-    """What `prefgen stats` shows, as titled rows (printed as tables, or as JSON with --json)."""
-    from prefgen.pipelines.humans.agreement import agreement_summary
+    """What `prefgen stats` shows, as titled rows (printed as tables, or as JSON with --json): the store facts
+    marked for it (`prefgen.pipelines.reporting.facts`), the same the page and the model card show."""
+    from prefgen.pipelines.reporting.facts import STATS, tables_for
 
-    agreement = agreement_summary(store) or {}
-    overview, jobs = st.overview(store), st.jobs(store)
-    unpriced = _unpriced_jobs(store)
-    for job in jobs:
-        if job["job_id"] in unpriced:
-            job["cost"] = job["cost_per_kept_pair"] = "unknown"
-    if unpriced:
-        overview["cost"] = ("unknown" if len(unpriced) == len(jobs)
-                            else f"{overview['cost']:.4g} + unknown ({len(unpriced)} unpriced job(s))")
-    return {
-        "store": [{"": k, "value": v} for k, v in overview.items()],
-        "label jobs": jobs,
-        "drops by reason": st.drop_reasons(store),
-        "position bias: share of first-slot verdicts per judge and principle": st.position_bias(store),
-        "consistency across orders per judge and principle": st.consistency(store),
-        "confidence histogram": st.confidence_histogram(store),
-        **{f"agreement with human labels: {title}": rows for title, rows in agreement.items()},
-    }
-
-
-def _unpriced_jobs(store: Store) -> set[str]:
-    """Label jobs with no price (no list price and no --price-in / --price-out): their cost is unknown, not 0."""
-    from prefgen.judge.pricing import resolve_price
-
-    return {row["job_id"] for row in st.job_pricing(store)
-            if resolve_price(row["model"], row["backend"], row["price_in"], row["price_out"]) is None}
+    return tables_for(store, STATS)
 
 
 def print_tables(tables: dict[str, list[dict[str, Any]]], console: Console | None = None) -> None:
