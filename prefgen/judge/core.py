@@ -28,6 +28,7 @@ from prefgen.judge.reply import token_count
 from prefgen.redact import redact
 from prefgen.judge.pricing import Price
 from prefgen.judge.prompts import Template
+from prefgen.judge.ratelimit import AdaptiveLimit
 
 MAX_RETRY_AFTER_S = 120.0
 # Chat formats wrap each message in a few special tokens (role, start, end) and add a few per request.
@@ -60,6 +61,7 @@ class JudgeClient:
     timeout_s: float = 120.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    limiter: AdaptiveLimit | None = None  # calls in flight adapted to the server's rate limits (judge.ratelimit)
 
     @property
     def identity(self) -> dict:
@@ -92,7 +94,7 @@ class JudgeClient:
         """What one attempt at this call can cost at most (0 without a price)."""
         if self.price is None:
             return 0.0
-        return self.price.cost(*self.upper_bound_tokens(messages))
+        return self.price.most(*self.upper_bound_tokens(messages))
 
     async def judge(self, messages: list[dict[str, str]],
                     may_retry: Callable[[float], bool] | None = None) -> Verdict:
@@ -151,6 +153,17 @@ class JudgeClient:
         verdict.cost += billed * bound
         return verdict
 
+    def answer_verdict(self, completion: Completion, bound: tuple[int, int], price: Price | None,
+                       latency_s: float) -> Verdict:
+        """The verdict of a completion that came some other way than `judge` (a provider batch), charged at
+        `price`; a reply no parser foresaw is a parse error, as in `judge`."""
+        started = time.perf_counter() - latency_s
+        try:
+            return self._verdict(completion, started, 1, bound, price)
+        except Exception as exc:  # noqa: BLE001 - as in `judge`
+            return Verdict(None, _raw_text(completion), PARSE_ERROR, None, latency_s=latency_s,
+                           error=f"unreadable reply: {_describe(exc)}", cost=price.most(*bound) if price else 0.0)
+
     def _failure(self, exc: Exception, started: float, attempts: int, *, unexpected: bool = False,
                  cost: float = 0.0) -> Verdict:
         error = _describe(exc)
@@ -160,7 +173,9 @@ class JudgeClient:
                        error=error, attempts=attempts)
 
     def _verdict(self, completion: Completion, started: float, attempts: int,
-                 bound: tuple[int, int]) -> Verdict:
+                 bound: tuple[int, int], price: Price | None = None) -> Verdict:
+        """`price`: what the call is charged at (default: the client's; `label --batch` gives the batch rate)."""
+        price = price or self.price
         parsed = parse_completion(completion, self.template.mode)
         # Backends read usage totally already; a third-party backend's counts are bounded here the same way.
         tokens_in, tokens_out = token_count(completion.tokens_in), token_count(completion.tokens_out)
@@ -171,13 +186,16 @@ class JudgeClient:
             note = (f"usage report of {tokens_in} in / {tokens_out} out passes this call's bound of "
                     f"{bound[0]} / {bound[1]}; counted and charged the bound")
             tokens_in, tokens_out = min(tokens_in, bound[0]), min(tokens_out, bound[1])
-        most = self.price.cost(*bound) if self.price else math.inf
+        # Cache reads and writes are parts of the input, never more than it.
+        cached = min(token_count(getattr(completion, "tokens_cached", 0)), tokens_in)
+        written = min(token_count(getattr(completion, "tokens_cache_written", 0)), tokens_in - cached)
+        most = price.most(*bound) if price else math.inf
         reported = completion.cost
         if isinstance(reported, (int, float)) and not isinstance(reported, bool) and math.isfinite(reported) \
                 and reported >= 0:
             cost = min(float(reported), most)
         else:
-            cost = self.price.cost(tokens_in, tokens_out) if self.price else 0.0
+            cost = price.cost(tokens_in, tokens_out, cached, written) if price else 0.0
         return Verdict(
             p_first=parsed.p_first,
             raw_text=_raw_text(completion),
@@ -190,9 +208,34 @@ class JudgeClient:
             error=parsed.error if parsed.error or note is None else note,
             attempts=attempts,
             letter=parsed.verdict,
+            tokens_cached=cached,
+            tokens_cache_written=written,
         )
 
     async def _complete_once(self, messages: list[dict[str, str]]):
+        limiter = self.limiter
+        if limiter is None:
+            return await self._complete(messages)
+        tokens = self.window_tokens(messages)
+        await limiter.acquire(tokens)
+        try:
+            completion = await self._complete(messages)
+        except TransientError as exc:
+            limiter.release(tokens, exc.limits, exc.retry_after, exc.throttled)
+            raise
+        except BaseException:
+            limiter.release(tokens)
+            raise
+        limiter.release(tokens, getattr(completion, "limits", None))
+        return completion
+
+    def window_tokens(self, messages: list[dict[str, str]]) -> int:
+        """What a call counts against a provider's tokens-per-minute budget: the prompt at about four characters
+        a token and the most it may answer (OpenAI counts max_tokens, not what is answered)."""
+        n = max(self.params.n, 1)
+        return sum(len(m["content"]) for m in messages) // 4 + self.params.max_tokens * n
+
+    async def _complete(self, messages: list[dict[str, str]]):
         try:
             # asyncio.timeout rather than wait_for: no extra task per call.
             async with asyncio.timeout(self.timeout_s):

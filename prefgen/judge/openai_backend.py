@@ -24,6 +24,7 @@ from prefgen.errors import PrefgenError
 from prefgen.judge import endpoint, reply
 from prefgen.judge.base import Completion, PermanentError, SamplingParams, TransientError
 from prefgen.judge.http_errors import error_for_status, error_message, sdk_error_message
+from prefgen.judge.ratelimit import RateLimits, rate_limits
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 TRANSPORTS = ("http", "sdk")
@@ -97,11 +98,15 @@ def parse_chat_completion(data: Any) -> Completion:
             raise reply.MalformedReply(f"choices[{i}].message is not an object: {reply.shape(message)}")
         texts.append(reply.content_text(message.get("content"), f"choices[{i}].message.content"))
     usage = data.get("usage")
+    details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
     return Completion(
         texts=texts,
         tokens_in=reply.usage_count(usage, "prompt_tokens"),
         tokens_out=reply.usage_count(usage, "completion_tokens"),
         first_token_logprobs=first_token_logprobs(choices[0]),
+        # OpenAI counts cache hits in prompt_tokens_details; litellm adds Anthropic's cache writes beside them.
+        tokens_cached=reply.usage_count(details, "cached_tokens"),
+        tokens_cache_written=reply.usage_count(usage, "cache_creation_input_tokens"),
     )
 
 
@@ -122,7 +127,7 @@ def decode_reply(raw: bytes, source: str) -> Any:
 
 
 class _Transport(Protocol):
-    async def send(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def send(self, body: dict[str, Any]) -> tuple[Any, RateLimits | None]: ...
 
     async def aclose(self) -> None: ...
 
@@ -153,7 +158,7 @@ class _HttpTransport:
         )
         return self._session
 
-    async def send(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def send(self, body: dict[str, Any]) -> tuple[Any, RateLimits | None]:
         import aiohttp
 
         session = self._session or self._open()
@@ -171,7 +176,7 @@ class _HttpTransport:
             raise TransientError(f"{type(exc).__name__} talking to {self._url}: {exc}", billed=billed) from exc
         if status >= 400:
             raise error_for_status(status, error_message(raw), headers)
-        return decode_reply(raw, self._url)
+        return decode_reply(raw, self._url), rate_limits(headers)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -198,7 +203,7 @@ class _SdkTransport:
             http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
         )
 
-    async def send(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def send(self, body: dict[str, Any]) -> tuple[Any, RateLimits | None]:
         import openai
 
         fields = dict(body)
@@ -212,7 +217,7 @@ class _SdkTransport:
             raise error_for_status(exc.status_code, sdk_error_message(exc), exc.response.headers) from exc
         except openai.APIConnectionError as exc:  # APITimeoutError included
             raise TransientError(f"{type(exc).__name__}: {exc}", billed=isinstance(exc, openai.APITimeoutError)) from exc
-        return decode_reply(raw.content, "the server")
+        return decode_reply(raw.content, "the server"), rate_limits(raw.headers)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -240,10 +245,21 @@ class OpenAIBackend(endpoint.HttpBackend):
         transport_class = _HttpTransport if transport == "http" else _SdkTransport
         self._transport: _Transport = transport_class(base_url, key, connection.timeout, connection.concurrency,
                                                       basic)
+        self._where = (base_url, key, basic, connection.timeout)
+
+    def sdk_client(self, max_retries: int = 3) -> Any:
+        """The official SDK's client at the same place with the same key (the Batch API: `label --batch`)."""
+        import openai
+
+        base_url, key, basic, timeout = self._where
+        return openai.AsyncOpenAI(base_url=base_url, api_key=key or "no-key", max_retries=max_retries,
+                                  timeout=timeout, default_headers={"Authorization": basic} if basic else None)
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
-        data = await self._transport.send(build_request(self.model, messages, params))
-        return parse_chat_completion(data)
+        data, limits = await self._transport.send(build_request(self.model, messages, params))
+        completion = parse_chat_completion(data)
+        completion.limits = limits
+        return completion
 
     async def aclose(self) -> None:
         await self._transport.aclose()
