@@ -90,8 +90,8 @@ class Behaviour:
     prompt_cache: report prompt-cache hits as the providers do (`PromptCache`): OpenAI's automatic prefix cache
         (`prompt_tokens_details.cached_tokens`), Anthropic's `cache_control` (`cache_read_input_tokens`,
         `cache_creation_input_tokens`).
-    token_budget / request_budget: a rate limit per `budget_window_s` window (tokens: prompt + max_tokens, as
-        OpenAI counts them); past it, 429 with Retry-After until the window ends. Every answer then carries
+    token_budget / request_budget: a rate limit per `budget_window_s` (tokens: prompt + max_tokens, as OpenAI
+        counts them), as token buckets (`RateWindow`); past it, 429 with Retry-After. Every answer then carries
         `x-ratelimit-limit/remaining/reset-requests/-tokens` headers, as OpenAI's do.
     """
 
@@ -152,6 +152,8 @@ class LoopbackServer:
         self.cache = PromptCache()
         self.limits = RateWindow()
         self.throttled = 0  # 429s sent because a rate budget was spent
+        self.in_flight = 0  # requests being answered (slept on) now, and the most at once
+        self.peak_in_flight = 0
         from tests.loopback_batches import BatchDesk  # the batch wire protocols; answers come from here
 
         self.batches = BatchDesk(self)
@@ -196,6 +198,7 @@ class LoopbackServer:
         self.requests.clear()
         self.received = 0
         self.throttled = 0
+        self.peak_in_flight = 0
         self.cache = PromptCache()
         self.limits = RateWindow()
         self.batches.reset()
@@ -318,7 +321,12 @@ class LoopbackServer:
                               protocol, limit_headers)
         fault = self._next_fault(behaviour)
         if behaviour.latency_s:
-            await asyncio.sleep(behaviour.latency_s)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(behaviour.latency_s)
+            finally:
+                self.in_flight -= 1
         if behaviour.mode == "slow" or fault == "timeout":
             await asyncio.sleep(behaviour.slow_s)
         if not body.get("model") or not isinstance(body.get("messages"), list):
@@ -434,34 +442,44 @@ def _blocks(content: Any) -> list[tuple[str, bool]]:
 
 
 class RateWindow:
-    """A fixed-window rate limit on requests and tokens, reported in OpenAI's `x-ratelimit-*` headers."""
+    """Rate limits as token buckets (the algorithm OpenAI and Anthropic document): `token_budget` tokens and
+    `request_budget` requests, each refilled at budget / `budget_window_s` per second. A request the buckets
+    cannot hold gets a 429 with Retry-After (the time until it would fit); every answer carries OpenAI's
+    `x-ratelimit-limit/remaining/reset-requests/-tokens` headers (reset: time until the bucket is full)."""
 
     def __init__(self) -> None:
-        self.started = 0.0
-        self.requests = 0
-        self.tokens = 0
+        self.updated: float | None = None
+        self.tokens = 0.0  # the buckets' levels
+        self.requests = 0.0
 
     def take(self, behaviour: Behaviour, cost: int) -> tuple[dict[str, str], bool]:
         now = time.monotonic()
-        if now - self.started >= behaviour.budget_window_s:
-            self.started, self.requests, self.tokens = now, 0, 0
-        reset = max(self.started + behaviour.budget_window_s - now, 0.0)
-        fits = ((behaviour.token_budget is None or self.tokens + cost <= behaviour.token_budget)
-                and (behaviour.request_budget is None or self.requests + 1 <= behaviour.request_budget))
+        buckets = [(name, float(budget), need) for name, budget, need in
+                   (("tokens", behaviour.token_budget, cost), ("requests", behaviour.request_budget, 1))
+                   if budget is not None]
+        if self.updated is None:
+            self.tokens, self.requests = float(behaviour.token_budget or 0), float(behaviour.request_budget or 0)
+        else:
+            elapsed = now - self.updated
+            for name, budget, _ in buckets:
+                level = getattr(self, name) + budget / behaviour.budget_window_s * elapsed
+                setattr(self, name, min(level, budget))
+        self.updated = now
+        waits = [(need - getattr(self, name)) * behaviour.budget_window_s / budget
+                 for name, budget, need in buckets if getattr(self, name) < need]
+        fits = not waits
         if fits:
-            self.requests += 1
-            self.tokens += cost
-        headers = {"x-ratelimit-reset-requests": f"{reset * 1000:.0f}ms",
-                   "x-ratelimit-reset-tokens": f"{reset * 1000:.0f}ms"}
-        if behaviour.request_budget is not None:
-            headers["x-ratelimit-limit-requests"] = str(behaviour.request_budget)
-            headers["x-ratelimit-remaining-requests"] = str(max(behaviour.request_budget - self.requests, 0))
-        if behaviour.token_budget is not None:
-            headers["x-ratelimit-limit-tokens"] = str(behaviour.token_budget)
-            headers["x-ratelimit-remaining-tokens"] = str(max(behaviour.token_budget - self.tokens, 0))
+            for name, _, need in buckets:
+                setattr(self, name, getattr(self, name) - need)
+        headers = {}
+        for name, budget, _ in buckets:
+            level = getattr(self, name)
+            headers[f"x-ratelimit-limit-{name}"] = str(int(budget))
+            headers[f"x-ratelimit-remaining-{name}"] = str(max(int(level), 0))
+            headers[f"x-ratelimit-reset-{name}"] = f"{(budget - level) * behaviour.budget_window_s / budget * 1000:.0f}ms"
         if not fits:
-            headers["retry-after-ms"] = f"{reset * 1000:.0f}"
-            headers["retry-after"] = str(math.ceil(reset))
+            headers["retry-after-ms"] = f"{max(waits) * 1000:.0f}"
+            headers["retry-after"] = str(math.ceil(max(waits)))
         return headers, fits
 
 
