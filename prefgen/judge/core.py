@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from prefgen.hashing import content_hash
+from prefgen.hashing import HASH_TAG, canonical_json
 from prefgen.judge.base import (
     JUDGE_ERROR,
     OK,
@@ -62,6 +63,7 @@ class JudgeClient:
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     limiter: AdaptiveLimit | None = None  # calls in flight adapted to the server's rate limits (judge.ratelimit)
+    _hash_head: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def identity(self) -> dict:
@@ -74,7 +76,11 @@ class JudgeClient:
         }
 
     def request_hash(self, messages: list[dict[str, str]]) -> str:
-        return content_hash(["judge-request", self.identity, messages])
+        """`content_hash(["judge-request", identity, messages])`, with the identity's canonical JSON made once."""
+        if self._hash_head is None:
+            self._hash_head = canonical_json(["judge-request", self.identity])[:-1] + b","
+        digest = hashlib.sha256(self._hash_head + canonical_json(messages) + b"]").hexdigest()[:32]
+        return f"{HASH_TAG}-{digest}"
 
     def render(self, comparison: Comparison) -> list[dict[str, str]]:
         return self.template.render(comparison)
@@ -87,32 +93,42 @@ class JudgeClient:
         the input counts n times, since backends without a native `n` send n calls.
         """
         n = max(self.params.n, 1)
-        tokens_in = sum(len(str(m.get("content", "")).encode("utf-8")) + _PER_MESSAGE_TOKENS for m in messages)
-        return (tokens_in + _PER_REQUEST_TOKENS) * n, self.params.max_tokens * n
+        tokens_in = _PER_REQUEST_TOKENS
+        for m in messages:
+            content = str(m.get("content", ""))
+            # An ASCII text has one byte a character: len() spares encoding every prompt once per call.
+            tokens_in += (len(content) if content.isascii() else len(content.encode("utf-8"))) + _PER_MESSAGE_TOKENS
+        return tokens_in * n, self.params.max_tokens * n
 
-    def upper_bound_cost(self, messages: list[dict[str, str]]) -> float:
-        """What one attempt at this call can cost at most (0 without a price)."""
+    def upper_bound_cost(self, messages: list[dict[str, str]], tokens: tuple[int, int] | None = None) -> float:
+        """What one attempt at this call can cost at most (0 without a price); `tokens`: its upper_bound_tokens,
+        when known already."""
         if self.price is None:
             return 0.0
-        return self.price.most(*self.upper_bound_tokens(messages))
+        return self.price.most(*(tokens or self.upper_bound_tokens(messages)))
 
-    async def judge(self, messages: list[dict[str, str]],
-                    may_retry: Callable[[float], bool] | None = None) -> Verdict:
+    async def judge(self, messages: list[dict[str, str]], may_retry: Callable[[float], bool] | None = None,
+                    tokens: tuple[int, int] | None = None) -> Verdict:
         """Ask once (with retries); a final failure is a verdict with status judge_error, never an exception.
 
         An attempt that the provider may have billed (a timeout, a cut-off reply) is charged at the call's upper
         bound; before a retry that follows one, `may_retry(bound)` must reserve that much again (the budget), or
-        the call ends as a judge error instead of retrying.
+        the call ends as a judge error instead of retrying. `tokens`: the call's upper_bound_tokens, when the
+        caller has them already.
         """
         started = time.perf_counter()
         attempts = 1
         billed = 0  # failed attempts the provider may have charged for
-        bound = self.upper_bound_cost(messages) if self.price is not None else 0.0
+        tokens = tokens or self.upper_bound_tokens(messages)
+        bound = self.price.most(*tokens) if self.price is not None else 0.0
+        # What the call counts against a provider's tokens-per-minute budget (judge.ratelimit): the prompt at
+        # about four bytes a token, and the most it may answer (OpenAI counts max_tokens, not the answer).
+        window = tokens[0] // max(self.params.n, 1) // 4 + tokens[1]
 
         async def attempt_once():
             nonlocal billed
             try:
-                return await self._complete_once(messages)
+                return await self._complete_once(messages, window)
             except TransientError as exc:
                 billed += int(exc.billed)
                 raise
@@ -145,7 +161,7 @@ class JudgeClient:
         except Exception as exc:  # noqa: BLE001 - the last resort: a backend bug fails one call, not the run
             return self._failure(exc, started, attempts, unexpected=True, cost=billed * bound)
         try:
-            verdict = self._verdict(completion, started, attempts, self.upper_bound_tokens(messages))
+            verdict = self._verdict(completion, started, attempts, tokens)
         except Exception as exc:  # noqa: BLE001 - a reply no parser foresaw is a parse error with its reason
             verdict = Verdict(None, _raw_text(completion), PARSE_ERROR, None,
                               latency_s=time.perf_counter() - started,
@@ -212,11 +228,10 @@ class JudgeClient:
             tokens_cache_written=written,
         )
 
-    async def _complete_once(self, messages: list[dict[str, str]]):
+    async def _complete_once(self, messages: list[dict[str, str]], tokens: int):
         limiter = self.limiter
         if limiter is None:
             return await self._complete(messages)
-        tokens = self.window_tokens(messages)
         await limiter.acquire(tokens)
         try:
             completion = await self._complete(messages)
@@ -229,13 +244,9 @@ class JudgeClient:
         limiter.release(tokens, getattr(completion, "limits", None))
         return completion
 
-    def window_tokens(self, messages: list[dict[str, str]]) -> int:
-        """What a call counts against a provider's tokens-per-minute budget: the prompt at about four characters
-        a token and the most it may answer (OpenAI counts max_tokens, not what is answered)."""
-        n = max(self.params.n, 1)
-        return sum(len(m["content"]) for m in messages) // 4 + self.params.max_tokens * n
-
     async def _complete(self, messages: list[dict[str, str]]):
+        if getattr(self.backend, "times_out", False):  # its own timeout (aiohttp's): no second timer per call
+            return await self.backend.complete(messages, self.params)
         try:
             # asyncio.timeout rather than wait_for: no extra task per call.
             async with asyncio.timeout(self.timeout_s):

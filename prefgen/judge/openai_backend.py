@@ -14,6 +14,7 @@ The status mapping and Retry-After parsing (`judge.http_errors`) are shared with
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -80,6 +81,65 @@ def parse_chat_completion(data: Any) -> Completion:
     Total over JSON: a reply with no usable choices raises `MalformedReply` (stored as a judge_error with the
     reason); odd usage or logprobs are read as far as they make sense (see `judge.reply`).
     """
+    plain = _plain_reply(data)
+    return plain if plain is not None else _parse_carefully(data)
+
+
+def _plain_reply(data: Any) -> Completion | None:
+    """The shape nearly every reply has (one choice, text content, integer usage, well-formed logprobs), read
+    without the checks a broken reply needs: a few microseconds a call, at hundreds of calls a second. None:
+    anything else, which `_parse_carefully` reads; on what this accepts the two give the same `Completion`."""
+    if type(data) is not dict:
+        return None
+    choices = data.get("choices")
+    if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
+        return None
+    choice = choices[0]
+    message = choice.get("message")
+    text = message.get("content") if type(message) is dict else None
+    usage = data.get("usage")
+    if type(text) is not str or type(usage) is not dict:
+        return None
+    counts = [usage.get("prompt_tokens"), usage.get("completion_tokens"), 0, usage.get("cache_creation_input_tokens", 0)]
+    details = usage.get("prompt_tokens_details")
+    if details is not None:
+        if type(details) is not dict:
+            return None
+        counts[2] = details.get("cached_tokens", 0)
+    if not all(type(c) is int and 0 <= c <= reply.MAX_TOKENS for c in counts):
+        return None
+    logprobs: dict[str, float] | None = None
+    if choice.get("logprobs") is not None:
+        logprobs = _plain_logprobs(choice["logprobs"])
+        if logprobs is None:
+            return None
+    return Completion(texts=[text], tokens_in=counts[0], tokens_out=counts[1], first_token_logprobs=logprobs,
+                      tokens_cached=counts[2], tokens_cache_written=counts[3])
+
+
+def _plain_logprobs(logprobs: Any) -> dict[str, float] | None:
+    """`first_token_logprobs` of a well-formed report (string tokens, float log-probabilities in [-inf, 0]);
+    None when anything differs."""
+    content = logprobs.get("content") if type(logprobs) is dict else None
+    first = content[0] if type(content) is list and content else None
+    tops = first.get("top_logprobs") if type(first) is dict else None
+    if type(tops) is not list:
+        return None
+    if not all(_plain_entry(top) for top in tops) or not _plain_entry(first):
+        return None
+    found = {top["token"]: top["logprob"] for top in tops}
+    found.setdefault(first["token"], first["logprob"])
+    return found
+
+
+def _plain_entry(entry: Any) -> bool:
+    if type(entry) is not dict:
+        return False
+    value = entry.get("logprob")
+    return type(entry.get("token")) is str and type(value) is float and -math.inf < value <= 0.0
+
+
+def _parse_carefully(data: Any) -> Completion:
     if not isinstance(data, Mapping):
         raise reply.MalformedReply(f"the reply is not a JSON object: {reply.shape(data)}")
     choices = data.get("choices")
@@ -237,6 +297,8 @@ class OpenAIBackend(endpoint.HttpBackend):
         if transport not in TRANSPORTS:
             raise PrefgenError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
         self.transport = transport
+        # aiohttp's total timeout ends a call and is reported as a billed TransientError, as judge.core would.
+        self.times_out = transport == "http"
         # The same environment variables as the SDK, so both transports reach the same place.
         base_url = connection.api_base or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         key = connection.api_key or os.environ.get("OPENAI_API_KEY")

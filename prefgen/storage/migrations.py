@@ -17,26 +17,26 @@ migration = MIGRATIONS.append
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction. Returns the names applied."""
+    """Apply every migration not yet recorded, all in one transaction: a store is upgraded whole or not at all,
+    and a new one is made with one commit rather than one per migration. Returns the names applied."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
-    applied = []
-    for fn in MIGRATIONS:
-        if fn.__name__ in done:
-            continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+    pending = [fn for fn in MIGRATIONS if fn.__name__ not in done]
+    if not pending:
+        return []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for fn in pending:
             fn(con)
             con.execute("INSERT INTO _migrations (name) VALUES (?)", [fn.__name__])
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # the migration's own error is the one to report
-                con.execute("ROLLBACK")
-            raise
-        applied.append(fn.__name__)
-    return applied
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # the migration's own error is the one to report
+            con.execute("ROLLBACK")
+        raise
+    return [fn.__name__ for fn in pending]
 
 
 @migration

@@ -209,7 +209,8 @@ class LabelRun:
                 for task in queue:
                     if self.stop.is_set():
                         return
-                    bound = self.client.upper_bound_cost(task.messages)
+                    tokens = self.client.upper_bound_tokens(task.messages)
+                    bound = self.client.upper_bound_cost(task.messages, tokens)
                     if not self.budget.reserve(bound):
                         self.stop.set()
                         return
@@ -222,7 +223,7 @@ class LabelRun:
                         reserved += more
                         return True
 
-                    verdict = await self.client.judge(task.messages, may_retry=may_retry)
+                    verdict = await self.client.judge(task.messages, may_retry=may_retry, tokens=tokens)
                     self.budget.settle(reserved, verdict.cost)
                     self._record(task, verdict)
                     if len(self.buffer) >= self.config.write_batch:
@@ -262,8 +263,8 @@ class LabelRun:
             counts.parse_errors += verdict.status == PARSE_ERROR
             self.answers[task.request_hash] = Answer(verdict.status, verdict.p_first, verdict.confidence_source)
         self.buffer.append(self._judgement(task, verdict, batch_id))
-        self._update_live_counts(task)
-        if self.progress:
+        if self.progress is not None and self.progress.enabled:  # the live kept count is for the bar only
+            self._update_live_counts(task)
             self.progress.advance(counts.sent, self.budget.spent, self.kept, self.decided)
 
     def _judgement(self, task: Task, verdict: Verdict, batch_id: str | None = None) -> Judgement:
@@ -319,10 +320,7 @@ class LabelRun:
     def derive_preferences(self) -> None:
         """Per-principle and per-pair preferences from the answers; judge errors count as such, not as pending."""
         # A judge error stored by this or an earlier run and not answered since stands in for its order.
-        answers = {
-            h: a for h, a in labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks]).items()
-            if a.status == JUDGE_ERROR
-        } | self.answers
+        answers = labels_sql.stored_judge_errors(self.store, [t.request_hash for t in self.tasks]) | self.answers
         orders = {key: (answers.get(hashes["ab"]), answers.get(hashes["ba"]))
                   for key, hashes in self._order_hashes.items()}
         prefs, pair_prefs = preferences_from_answers(
