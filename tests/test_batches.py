@@ -130,11 +130,12 @@ def test_a_run_killed_between_submit_and_collect_resumes_polling_and_submits_not
     assert query(files[2], "SELECT DISTINCT status FROM label_batches") == [("collected",)]
 
 
-def test_a_batch_whose_id_never_reached_the_store_is_found_by_its_key_and_not_sent_again(files, loopback):
-    """A kill right after the provider accepted a batch and before its id was stored: the key in the batch's
-    metadata finds it."""
+@pytest.mark.parametrize("judge", [OPENAI, ANTHROPIC])
+def test_a_batch_whose_id_never_reached_the_store_is_found_and_not_sent_again(files, loopback, judge):
+    """A kill right after the provider accepted a batch and before its id was stored: OpenAI's is found by the key
+    in its metadata, Anthropic's by its time and size."""
     loopback.behaviour = Behaviour(truth=truth)
-    cfg = batch_config(files, loopback, limit=2)
+    cfg = batch_config(files, loopback, judge, limit=2)
     job = LabelJob.from_config(cfg)
     from prefgen.pipelines.labelling.inputs import PairsRead
     from prefgen.pipelines.labelling.job import plan_tasks
@@ -144,8 +145,8 @@ def test_a_batch_whose_id_never_reached_the_store_is_found_by_its_key_and_not_se
     tasks = plan_tasks(job.client, job.constitution, pairs)
     with Store(cfg.db) as store:
         job.save_inputs(store)
-        batches_sql.record_batch(store, batch_key="k-lost", job_id=job.job_id, run_id="run-killed", backend="openai",
-                                 model="gpt-4o-mini", reserved=0.0,
+        batches_sql.record_batch(store, batch_key="k-lost", job_id=job.job_id, run_id="run-killed", backend="x",
+                                 model="x", reserved=0.0,
                                  items=[BatchItem(t.request_hash, t.pair_id, t.principle_id, t.ordering, 999, 1)
                                         for t in tasks])
 
@@ -160,6 +161,23 @@ def test_a_batch_whose_id_never_reached_the_store_is_found_by_its_key_and_not_se
     assert summary.status == "finished" and summary.calls_sent == 8
     assert loopback.batches.counts()["created"] == 1 and loopback.received == 0
     assert query(cfg.db, "SELECT batch_key, status FROM label_batches") == [("k-lost", "collected")]
+
+
+def test_polling_a_batch_the_provider_does_not_know_stops_the_run_with_the_reason_and_keeps_the_batch(files,
+                                                                                                  loopback):
+    loopback.behaviour = Behaviour(truth=truth)
+    cfg = batch_config(files, loopback, limit=1)
+    job = LabelJob.from_config(cfg)
+    with Store(cfg.db) as store:
+        job.save_inputs(store)
+        batches_sql.record_batch(store, batch_key="k-gone", job_id=job.job_id, run_id="run-old", backend="openai",
+                                 model="gpt-4o-mini", reserved=0.0, items=[])
+        batches_sql.mark_submitted(store, "k-gone", "batch_nobody_knows")
+    summary = run_label(cfg)
+    assert summary.status == "failed" and summary.exit_code != 0
+    assert "polling batch batch_nobody_knows failed 10 times in a row" in summary.stopped_early
+    assert "404" in summary.stopped_early
+    assert query(cfg.db, "SELECT status FROM label_batches WHERE batch_key = 'k-gone'") == [("submitted",)]
 
 
 def test_calls_waiting_in_a_batch_are_not_asked_directly_and_are_collected_once_it_ends(files, loopback):

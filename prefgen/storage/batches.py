@@ -7,6 +7,7 @@ not collected polls them instead of asking their calls again; a sync run leaves 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +44,9 @@ def record_batch(store: Store, *, batch_key: str, job_id: str, run_id: str, back
     with store.transaction(), registered(store.con, "_prefgen_items", table):
         store.con.execute(
             """INSERT INTO label_batches (batch_key, job_id, run_id, backend, model, status, n_requests, reserved,
-                                          created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, 'submitting', ?, ?, now(), now())""",
-            [batch_key, job_id, run_id, backend, model, len(items), reserved],
+                                          submitted_s, created_at, updated_at)
+               VALUES (?, ?, ?, ?, ?, 'submitting', ?, ?, ?, now(), now())""",
+            [batch_key, job_id, run_id, backend, model, len(items), reserved, time.time()],
         )
         store.con.execute("INSERT OR IGNORE INTO label_batch_items BY NAME SELECT * FROM _prefgen_items")
 
@@ -84,7 +85,7 @@ def open_batches(store: Store, job_id: str) -> list[dict[str, Any]]:
     """The job's batches not collected yet, oldest first."""
     return store.dicts(
         f"""SELECT batch_key, provider_batch_id, status, provider_status, n_requests, reserved, run_id,
-                   epoch(created_at) AS created_s
+                   submitted_s AS created_s
             FROM label_batches WHERE job_id = ? AND status IN {OPEN} ORDER BY created_at, batch_key""",
         [job_id],
     )

@@ -469,6 +469,8 @@ def m014_batches_and_cached_tokens(con: duckdb.DuckDBPyConnection) -> None:
             reserved DOUBLE NOT NULL,        -- what --max-cost set aside for it, at the batch rate
             cost DOUBLE,                     -- charged for its answers, once collected
             error VARCHAR,
+            submitted_s DOUBLE NOT NULL,     -- when it was submitted, seconds since the epoch (the provider's clock
+                                             -- is compared with it to find a batch whose id was never stored)
             created_at TIMESTAMP NOT NULL,
             updated_at TIMESTAMP NOT NULL
         );

@@ -22,6 +22,7 @@ batches that have ended: a call is never paid for twice, whichever way it was as
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,6 +41,9 @@ from prefgen.storage import labels as labels_sql
 from prefgen.storage.batches import BatchItem
 
 log = logging.getLogger("prefgen.label")
+
+# Polls of one batch that may fail in a row (the network, the provider) before the run stops and says why.
+MAX_FAILED_POLLS = 10
 
 
 def batch_client(job: LabelJob) -> BatchClient:
@@ -89,8 +93,9 @@ class BatchRun:
         self.open: dict[str, dict[str, Any]] = {}  # batch_key -> its stored row
         self.submitted = 0
         self.collected = 0
-        self.fatal: str | None = None  # why a batch could not be submitted
+        self.fatal: str | None = None  # why a batch could not be submitted, or polled
         self.fatal_calls = 0
+        self.chunks_seen = 0
 
     # -- the three passes ---------------------------------------------------------------------------------
     async def label(self, chunks: Callable[[], Iterable[list[Pair]]]) -> str:
@@ -98,7 +103,7 @@ class BatchRun:
         stopped = await self.submit_all(chunks())
         if self.fatal is None:
             await self.collect_all()
-        self.derive_all(chunks())
+        self.derive_all(itertools.islice(chunks(), self.chunks_seen))  # the chunks whose pairs pass 1 stored
         if self.fatal is not None:
             return "failed"
         if self.run.stop.is_set() or self.open:
@@ -112,6 +117,7 @@ class BatchRun:
         for pairs in chunks:
             if run.stop.is_set() or self.fatal is not None:
                 return False
+            self.chunks_seen += 1
             run.plan(pairs)
             with self.store.briefly(FINAL_WAIT_S):
                 labels_sql.save_pairs(self.store, pairs)
@@ -124,7 +130,7 @@ class BatchRun:
     async def collect_all(self) -> None:
         """Pass 2: poll until every open batch is collected, or the user stops the run (Ctrl-C)."""
         stop = self.run.stop
-        while self.open and not stop.is_set():
+        while self.open and not stop.is_set() and self.fatal is None:
             await self.poll_once()
             if self.open:
                 try:
@@ -242,9 +248,16 @@ class BatchRun:
             try:
                 state = await self.client.state(batch_id)
             except Exception as exc:  # noqa: BLE001 - a failed poll is tried again at the next one
-                log.warning("polling batch %s failed (%s); trying again in %g s", batch_id,
-                            redact(str(exc))[:300], self.run.config.batch_poll_s)
+                error = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
+                row["failed_polls"] = row.get("failed_polls", 0) + 1
+                if row["failed_polls"] >= MAX_FAILED_POLLS:  # the batch stays open: the next run polls it again
+                    self.fatal = f"polling batch {batch_id} failed {MAX_FAILED_POLLS} times in a row ({error})"
+                    self.fatal_calls = row["n_requests"]
+                    return
+                log.warning("polling batch %s failed (%s); trying again in %g s", batch_id, error,
+                            self.run.config.batch_poll_s)
                 continue
+            row["failed_polls"] = 0
             self._show(row, state.provider_status, state.completed + state.failed, state.total)
             if state.provider_status != row.get("provider_status"):
                 row["provider_status"] = state.provider_status

@@ -49,6 +49,7 @@ def dry_run(job: LabelJob) -> LabelSummary:
     started = time.perf_counter()
     with Store(":memory:" if not config.db.exists() else config.db) as store:
         run = LabelRun(job, store, run_id="dry-run")
+        run.batches_open = True  # calls waiting in a provider batch of the job will not be sent either
         read, estimate = PairsRead([]), DryRunEstimate(batch=config.batch)
         for pairs in job.chunks(read):
             run.plan(pairs)
