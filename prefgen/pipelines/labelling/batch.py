@@ -301,6 +301,7 @@ class BatchRun:
             run._record(Task(item.pair_id, item.principle_id, item.ordering, item.request_hash, []), verdict,
                         batch_id=batch_id)
         run.flush(wait_s=FINAL_WAIT_S)
+        run.answers.clear()  # stored now; pass 3 reads them back a chunk at a time (memory stays one chunk's)
         with self.store.briefly(FINAL_WAIT_S):
             batches_sql.update_status(self.store, key, status="collected", provider_status=state.provider_status,
                                       cost=cost)

@@ -93,6 +93,8 @@ class LabelSummary:
             return ExitCode.INTERRUPTED
         if self.status == "budget_stopped":
             return ExitCode.BUDGET_REACHED
+        if self.stopped_early:  # the first calls all failed the same way, or a --batch could not be sent or polled
+            return ExitCode.ALL_CALLS_FAILED
         if self.calls_sent and self.judge_errors + self.parse_errors >= self.calls_sent:
             return ExitCode.ALL_CALLS_FAILED
         if self.judge_errors:
