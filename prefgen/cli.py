@@ -113,6 +113,10 @@ def cli() -> None:
 @option_from_field(LabelConfig, "address", "--address")
 @option_from_field(LabelConfig, "workers", "--workers")
 @option_from_field(LabelConfig, "shards", "--shards")
+@option_from_field(LabelConfig, "batch", "--batch")
+@option_from_field(LabelConfig, "batch_poll_s", "--batch-poll")
+@option_from_field(LabelConfig, "batch_max_requests", "--batch-max-requests")
+@option_from_field(LabelConfig, "adaptive_concurrency", "--adaptive-concurrency")
 @JSON_OPTION
 def label(as_json: bool, **options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.

@@ -134,6 +134,9 @@ class Judgement:
     latency_s: float
     attempts: int
     error: str | None
+    tokens_cached: int = 0  # of tokens_in, served by the provider's prompt cache
+    tokens_cache_written: int = 0  # of tokens_in, written to the prompt cache
+    batch_id: str | None = None  # the provider batch that answered it (`label --batch`); None: asked directly
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,12 +84,27 @@ class LabelConfig(BaseModel):
                                                             "bounds memory, whatever the size of the input.")
     engine: Literal["local", "ray"] = Field(default="local", description="local: one process (asyncio); ray: "
                                             "Ray workers write Parquet shards, merged into --db at the end.")
+    batch: bool = Field(default=False, description="Send the calls as provider batch jobs (openai:, anthropic:, "
+                                                   "litellm:openai/...): half the price, answered within 24 h. "
+                                                   "A killed or restarted run polls the batches it finds.")
+    batch_poll_s: float = Field(default=30.0, gt=0, description="--batch: seconds between two polls of a batch.")
+    batch_max_requests: int = Field(default=10_000, ge=1, description="--batch: calls per provider batch (the "
+                                                                     "provider's own limit applies too).")
+    adaptive_concurrency: bool = Field(default=True, description="Adapt the calls in flight (1 to --concurrency) "
+                                                                 "to the server's rate-limit headers and 429s; "
+                                                                 "off: always --concurrency.")
     address: str | None = Field(default=None, description="Ray cluster address (--engine ray; default: start a "
                                                           "local Ray instance).")
     workers: int = Field(default=2, ge=1, description="Ray workers (--engine ray), each with --concurrency calls "
                                                       "in flight.")
     shards: Path | None = Field(default=None, description="Directory of the Parquet shards (--engine ray; "
                                                           "default: DB.shards/ beside the store).")
+
+    @model_validator(mode="after")
+    def _batches_in_one_process(self) -> LabelConfig:
+        if self.batch and self.engine == "ray":
+            raise ValueError("--batch hands the calls to the provider from one process: leave out --engine ray")
+        return self
 
     @field_validator("api_base", mode="before")
     @classmethod

@@ -186,12 +186,14 @@ class Store:
         if read_only and not Path(self.path).exists():
             raise PrefgenError(f"{self.path}: no such database (run `prefgen label` first, or check --db)")
         self._sharing = False
+        new = self.path == ":memory:" or not Path(self.path).exists()
         self.con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
         try:
             if not read_only:
                 migrate(self.con)
-            guard_macros(self.con, read_only=read_only)
-            guard_views(self.con, read_only=read_only)
+            if not new:  # a file made just now holds prefgen's own views and no macro: nothing to check
+                guard_macros(self.con, read_only=read_only)
+                guard_views(self.con, read_only=read_only)
         except BaseException:
             self.con.close()
             raise

@@ -110,6 +110,16 @@ def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
     return {h: Answer(status, p, src) for h, status, p, src in rows}
 
 
+def stored_judge_errors(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
+    """The stored judge errors among `hashes` (what a chunk's preferences count as failed, not pending)."""
+    with registered(store.con, "_wanted", _hash_table(hashes)):
+        rows = store.con.execute(
+            """SELECT j.request_hash FROM judgements j JOIN _wanted w USING (request_hash)
+               WHERE j.status = 'judge_error'"""
+        ).fetchall()
+    return {h: Answer("judge_error", None, None) for (h,) in rows}
+
+
 def save_judgements(store: Store, rows: Sequence[Judgement], *, run: tuple[str, int, float] | None = None) -> int:
     """One batch, one transaction: a crash mid-run loses at most the batch in flight, never half of one.
 

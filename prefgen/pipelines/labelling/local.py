@@ -18,6 +18,7 @@ import threading
 import time
 
 from prefgen.pipelines.configs import LabelConfig
+from prefgen.pipelines.labelling.batch import BatchRun, batch_client, collect_ended_batches
 from prefgen.pipelines.labelling.inputs import PairsRead
 from prefgen.pipelines.labelling.job import DryRunEstimate, LabelJob
 from prefgen.pipelines.labelling.progress import LabelProgress
@@ -48,7 +49,8 @@ def dry_run(job: LabelJob) -> LabelSummary:
     started = time.perf_counter()
     with Store(":memory:" if not config.db.exists() else config.db) as store:
         run = LabelRun(job, store, run_id="dry-run")
-        read, estimate = PairsRead([]), DryRunEstimate()
+        run.batches_open = True  # calls waiting in a provider batch of the job will not be sent either
+        read, estimate = PairsRead([]), DryRunEstimate(batch=config.batch)
         for pairs in job.chunks(read):
             run.plan(pairs)
             estimate.add(job.client, run.tasks_to_send())
@@ -59,10 +61,12 @@ def dry_run(job: LabelJob) -> LabelSummary:
 async def _label(job: LabelJob) -> LabelSummary:
     config = job.config
     first, calls = job.count_planned_calls()
+    batches = batch_client(job) if config.batch else None  # refused before anything is written
     with RunLifecycle(job) as life, Store(config.db) as store:
         life.start(store)
         run = LabelRun(job, store, life.run_id)
-        status = "failed"
+        batch = BatchRun(run, batches) if batches is not None else None
+        status, waiting = "failed", 0
         ctrl_c = _CtrlC(run.stop).install()
         try:
             try:
@@ -71,7 +75,11 @@ async def _label(job: LabelJob) -> LabelSummary:
                     # Other processes (stats, sql, agreement) may open the store while the judge is asked: once
                     # one waits, each batch holds it only while it commits. Held again at the end.
                     with store.shared(wait_s=FINAL_WAIT_S):
-                        status = await run.label_chunks(job.chunks(PairsRead([])))
+                        if batch is not None:
+                            status = await batch.label(lambda: job.chunks(PairsRead([])))
+                        else:
+                            waiting = await collect_ended_batches(run, job)
+                            status = await run.label_chunks(job.chunks(PairsRead([])))
             except (KeyboardInterrupt, asyncio.CancelledError):
                 status = "interrupted"  # a second Ctrl-C: what was answered is still written below
                 raise
@@ -80,10 +88,17 @@ async def _label(job: LabelJob) -> LabelSummary:
                 run.finish_chunk()
                 run.counts.planned = calls
                 life.finish(store, status, run.counts, pairs=first.count, planned=calls)
-            fatal = run.first_batch.fatal if run.first_batch else None
+                if batches is not None:
+                    await batches.aclose()
+            if batch is not None:
+                fatal, size = batch.fatal, batch.fatal_calls
+            else:
+                fatal = run.first_batch.fatal if run.first_batch else None
+                size = run.first_batch.size if fatal else 0
             return label_summary(store, job, life.run_id, status, run.counts, started=life.started,
                                  already=run.budget.already, read=first,
-                                 stopped_early=stopped_early_reason(job, fatal, run.first_batch.size if fatal else 0))
+                                 stopped_early=stopped_early_reason(job, fatal, size),
+                                 batches=batch.counts() if batch is not None else None, waiting=waiting)
         finally:
             # Last, and on every way out (an interrupted run too): a handler still installed when asyncio closes
             # the loop meets a Ctrl-C after the loop's wake-up pipe is closed, and CPython prints a traceback.

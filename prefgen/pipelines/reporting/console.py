@@ -129,6 +129,10 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
     if summary.job_cost or summary.max_cost is not None:
         budget = f" of --max-cost ${summary.max_cost:.4f}" if summary.max_cost is not None else ""
         rows.append({"": "cost (job, all runs)", "value": _money(summary.job_cost, summary.priced) + budget})
+    batches = getattr(summary, "batches", None)
+    if batches is not None:
+        rows.append({"": "provider batches submitted / collected / still running", "value":
+                     f"{batches['submitted']} / {batches['collected']} / {batches['open']}"})
     rows += [{"": f"dropped: {reason}", "value": n} for reason, n in summary.drop_reasons.items() if reason != "kept"]
     print_table(console, rows, f"label run {summary.run_id} (job {summary.job_id})")
     _print_failures(summary, console)
@@ -140,7 +144,10 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         _note(console, f"Stopped before passing --max-cost ${summary.max_cost:.4f}: the job (every run of it) has "
               f"spent ${summary.job_cost:.4f}. To go on, run the same command with a larger --max-cost (it "
               "counts what the job spent already, so give the new total).")
-    if summary.status == "interrupted":
+    if batches and batches["open"]:
+        _note(console, f"{batches['open']} provider batch(es) still running: their ids are stored, so running the "
+              "same command again polls and collects them (nothing is sent or paid twice).")
+    elif summary.status == "interrupted":
         _note(console, "Interrupted; everything answered is stored. Run the same command to resume.")
 
 
