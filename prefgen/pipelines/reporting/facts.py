@@ -81,7 +81,7 @@ FACTS: tuple[Fact, ...] = (
     Fact("position_bias", "position bias: share of first-slot verdicts per judge and principle", st.position_bias),
     Fact("consistency", "consistency across orders per judge and principle", st.consistency),
     Fact("confidence_histogram", "confidence histogram", st.confidence_histogram),
-    Fact("batches", "provider batches (label --batch)", job_batches),
+    Fact("batches", "provider batches (label --batch)", job_batches, frozenset({STATS})),
     Fact("human_overview", "human labels per import and side", rq.human_overview, frozenset({PAGE})),
     Fact("agreement", "agreement with human labels", agreement_summary, frozenset({STATS, PAGE, CARD})),
     Fact("calibrations", "judge calibrations", rq.calibrations, frozenset({PAGE})),
