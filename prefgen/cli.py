@@ -281,9 +281,9 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
 
     from prefgen.pipelines.humans.calibration import calibrate, calibration_rows
 
-    with Store(db) as store:
+    with Store(db, read_only=True) as store:  # a reader: the calibrations are shown, `mix` stores them
         report = agreement_report(store, judge=judge, split=split_name, seed=seed)
-        calibrations = calibrate(store)
+        calibrations = calibrate(store, save=False)
     data = {**report.as_dict(), "calibration": [c.record() for c in calibrations.values()]} if as_json else None
     emit(data, as_json, lambda: print_tables({**summary_rows(report), **calibration_rows(calibrations.values())}))
 

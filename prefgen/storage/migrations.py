@@ -7,7 +7,7 @@ database is missing, so an old file upgrades itself when it is opened.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import duckdb
 
@@ -16,15 +16,16 @@ MIGRATIONS: list[Migration] = []
 migration = MIGRATIONS.append
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction. Returns the names applied."""
+def migrate(con: duckdb.DuckDBPyConnection, *, only: Collection[str] | None = None) -> list[str]:
+    """Apply every migration not yet recorded (of those named in `only`, when given: the schema of an older
+    store), each in its own transaction. Returns the names applied."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
     applied = []
     for fn in MIGRATIONS:
-        if fn.__name__ in done:
+        if fn.__name__ in done or (only is not None and fn.__name__ not in only):
             continue
         con.execute("BEGIN TRANSACTION")
         try:
