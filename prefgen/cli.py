@@ -12,10 +12,11 @@ from pathlib import Path
 import click
 
 from prefgen.cli_options import config_from_options, option_from_field, options_from_fields
-from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output
+from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output, say
 from prefgen.errors import ExitCode, PrefgenError
 from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput, RouteConfig, RouteWeights
 from prefgen.redact import redact
+from prefgen.terminal import inert
 from prefgen.train.config import TrainConfig
 
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
@@ -47,7 +48,7 @@ class PrefgenGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PrefgenError as exc:
-            click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
+            click.secho(f"error: {inert(redact(str(exc)))}", fg="red", err=True)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:
             _interrupted()
@@ -142,7 +143,7 @@ def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
     from prefgen.pipelines.labelling.ingest import ingest as ingest_shards
 
     summary = ingest_shards(db, list(shards))
-    emit(summary, as_json, lambda: click.echo(
+    emit(summary, as_json, lambda: say(
         f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
         f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)"))
 
@@ -220,7 +221,7 @@ def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bo
     with Store(db) as store:
         report = run_import(store, file, fmt=fmt, source=source, skip_bad=skip_bad,
                             columns=parse_column_map(columns), pin=pin, labels=labels, on=on)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -236,7 +237,7 @@ def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
 
     with Store(db) as store:
         report = split_human(store, heldout=heldout, seed=seed)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -261,7 +262,7 @@ def route(db: Path, as_json: bool, **options) -> None:
 
     with Store(db) as store:
         report = run_route(store, config_from_options(RouteConfig, **options))
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -330,7 +331,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, ba
                               folds=folds, confidence=confidence)
         else:
             report = build_mix(store, config)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -350,7 +351,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 
     with Store(db) as store:
         report = export_preferences(store, out, fmt=fmt, mix=mix_name, split=split_name)
-    emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
+    emit(report, as_json, lambda: say(f"wrote {report.rows} rows to {report.path} ({report.format}"
                                               f"{', conversational' if report.conversational else ''})"))
 
 
@@ -400,7 +401,7 @@ def train(db: Path, mix_name: str, quick: bool, processes: int, config_json: str
                                                                     if quick else {})})
     outcome = run_training(db, mix_name, config, processes)
     if outcome is not None:  # None in the launching process and in every process but the first
-        emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
+        emit(outcome, as_json, lambda: say("\n".join(train_summary_lines(outcome))))
 
 
 @cli.command("eval")
@@ -458,7 +459,7 @@ def score(model_dir: Path, spec: str | None, responses: str | None, out: str | N
     if (spec is None) == (responses is None):
         raise click.UsageError("give exactly one of --pairs or --responses")
     target, n = score_file(model_dir, spec or responses, out=out, batch_size=batch_size)
-    emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
+    emit({"responses": n, "out": target}, as_json, lambda: say(f"scored {n} responses; wrote {target}"))
 
 
 # --- reading a store (issue 10) ---
@@ -478,7 +479,7 @@ def report(db: Path, out: Path, as_json: bool) -> None:
     page = write_report(db, out)
     empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
     emit(page, as_json,
-         lambda: click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
+         lambda: say(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
 
 
 @cli.command()
@@ -496,7 +497,7 @@ def show(judgement_id: str, db: Path, wire: bool, as_json: bool) -> None:
     with Store(db, read_only=True) as store:
         shown = show_judgement(store, judgement_id)
     if not wire:
-        emit(shown.record(), as_json, lambda: click.echo("\n".join(judgement_lines(shown))))
+        emit(shown.record(), as_json, lambda: say("\n".join(judgement_lines(shown))))
         return
     if not shown.verified:
         click.secho("warning: the rebuilt request does not hash to the stored request_hash", fg="yellow", err=True)

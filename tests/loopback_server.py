@@ -86,6 +86,7 @@ class Behaviour:
         URL of the wrong form (an Anthropic base ending in /v1) gets a 404; by default any prefix is served.
     states_confidence: False makes the judge ignore --mode verbalised's request for a `Confidence: N` line.
     api_key: when set, a request without this key (Bearer or x-api-key) gets a 401, as from a provider.
+    error_message: the message a "status_NNN" error carries (a provider's words reach the user's terminal).
     """
 
     first_bias: float = 0.0
@@ -105,6 +106,7 @@ class Behaviour:
     strict_paths: bool = False
     api_key: str | None = None
     states_confidence: bool = True
+    error_message: str | None = None  # the message of a "status_NNN" error (default "loopback says NNN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +325,7 @@ class LoopbackServer:
         if status == 429 and behaviour.retry_after is not None:
             headers["Retry-After"] = _seconds(behaviour.retry_after)
         kind = "rate_limit_error" if status == 429 else "api_error" if status >= 500 else "invalid_request_error"
-        return _error(status, f"loopback says {status}", kind, protocol, headers)
+        return _error(status, behaviour.error_message or f"loopback says {status}", kind, protocol, headers)
 
 
 # -- request reading -------------------------------------------------------------------------------
