@@ -5,15 +5,17 @@ Heavy libraries are imported inside the commands, so `prefgen --help` is instant
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
+from prefgen import signals
 from prefgen.cli_options import config_from_options, option_from_field, options_from_fields
 from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output, say
-from prefgen.errors import ExitCode, PrefgenError
+from prefgen.errors import PrefgenError
 from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput, RouteConfig, RouteWeights
 from prefgen.redact import redact
 from prefgen.terminal import inert
@@ -29,6 +31,7 @@ class PrefgenGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra) -> click.Context:
         reset_output()
+        signals.reset()
         return super().make_context(info_name, args, parent, **extra)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -46,26 +49,37 @@ class PrefgenGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with signals.graceful_signals():  # SIGTERM and SIGHUP end every command as Ctrl-C does
+                return super().invoke(ctx)
         except PrefgenError as exc:
-            click.secho(f"error: {inert(redact(str(exc)))}", fg="red", err=True)
-            sys.exit(int(exc.exit_code))
+            if signals.received() is None:
+                click.secho(f"error: {inert(redact(str(exc)))}", fg="red", err=True)
+                sys.exit(int(exc.exit_code))
+            _interrupted()  # an error raised while the command was being stopped
         except KeyboardInterrupt:
             _interrupted()
         except Exception as exc:
-            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted").
-            if type(exc).__name__ == "InterruptException" and type(exc).__module__.startswith(("duckdb", "_duckdb")):
+            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted"), and a
+            # SIGTERM handler's exception into a RuntimeError of the same words.
+            if signals.received() is not None or (type(exc).__name__ == "InterruptException"
+                                                  and type(exc).__module__.startswith(("duckdb", "_duckdb"))):
                 _interrupted()
             raise
 
 
 def _interrupted() -> None:
-    """A Ctrl-C that reached the top: one line, exit 130. Every write is a transaction, so the store is whole."""
+    """Ctrl-C, SIGTERM or SIGHUP reached the top: one line, exit 128 + the signal (130, 143, 129). Every write is
+    a transaction, so the store is whole."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not turn the exit into a traceback
-    click.secho("interrupted; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
-    sys.exit(ExitCode.INTERRUPTED)
+    for sig in (signal.SIGINT, *signals.GRACEFUL):  # a further signal must not turn the exit into a traceback
+        with contextlib.suppress(ValueError):  # not the main thread: it cannot set handlers, nor get signals
+            signal.signal(sig, signal.SIG_IGN)
+    received = signals.received()
+    what = "interrupted" if received in (None, signal.SIGINT) else f"stopped by {signals.signal_name(received)}"
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.secho(f"{what}; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
+    sys.exit(signals.exit_code(received))
 
 
 @click.group(cls=PrefgenGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -78,7 +92,7 @@ def cli() -> None:
     \b
     Exit codes (docs/exit-codes.md): 0 done; 2 bad input; 3 some judge calls
     failed; 4 every call failed, or the run stopped early (key, URL, server);
-    5 --max-cost reached; 130 interrupted.
+    5 --max-cost reached; 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
     Shell completion: eval "$(_PREFGEN_COMPLETE=bash_source prefgen)"
     """
 
@@ -117,7 +131,8 @@ def label(as_json: bool, **options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
 
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
-    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
+    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 / 143 / 129 when stopped by Ctrl-C,
+    SIGTERM or SIGHUP (every answer got is written first).
     """
     from prefgen.pipelines.labelling import run_label
     from prefgen.pipelines.reporting.output import OUTPUT

@@ -78,6 +78,7 @@ class LabelSummary:
     failures: list[dict[str, Any]] = field(default_factory=list)  # this run's top failure reasons with counts
     stopped_early: str | None = None  # why the run stopped after its first batch, and what to check
     warnings: list[str] = field(default_factory=list)  # e.g. a confidence that --threshold cannot use
+    stopped_by: str | None = None  # the signal that interrupted the run: SIGINT (Ctrl-C), SIGTERM or SIGHUP
 
     @property
     def calls_per_s(self) -> float:
@@ -87,7 +88,7 @@ class LabelSummary:
     def exit_code(self) -> ExitCode:
         """What `prefgen label` exits with (docs/exit-codes.md): the stop reason first, then failed calls."""
         if self.status == "interrupted":
-            return ExitCode.INTERRUPTED
+            return ExitCode.for_signal(self.stopped_by)
         if self.status == "budget_stopped":
             return ExitCode.BUDGET_REACHED
         if self.calls_sent and self.judge_errors + self.parse_errors >= self.calls_sent:

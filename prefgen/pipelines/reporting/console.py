@@ -146,7 +146,9 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
               f"spent ${summary.job_cost:.4f}. To go on, run the same command with a larger --max-cost (it "
               "counts what the job spent already, so give the new total).")
     if summary.status == "interrupted":
-        _note(console, "Interrupted; everything answered is stored. Run the same command to resume.")
+        stopped_by = getattr(summary, "stopped_by", None)
+        what = "Interrupted" if stopped_by in (None, "SIGINT") else f"Stopped by {stopped_by}"
+        _note(console, f"{what}; everything answered is stored. Run the same command to resume.")
 
 
 def _note(console: Console, text: str) -> None:
