@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterator
@@ -92,7 +93,8 @@ def _leave_hung_up_terminal() -> None:
     try:
         for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
             with contextlib.suppress(OSError, ValueError):
-                if os.isatty(fd):
+                # A character device: a terminal (one that hung up is no longer `isatty`) or /dev/null itself.
+                if stat.S_ISCHR(os.fstat(fd).st_mode):
                     with contextlib.suppress(OSError, ValueError):
                         stream.flush()
                     os.dup2(devnull, fd)
