@@ -37,8 +37,8 @@ class Completion:
     """What a backend got back for one request. `first_token_logprobs` maps token text to logprob."""
 
     texts: list[str]
-    tokens_in: int = 0
-    tokens_out: int = 0
+    tokens_in: int | None = 0  # None: the reply's usage could not be read (the call is charged its bound)
+    tokens_out: int | None = 0
     first_token_logprobs: dict[str, float] | None = None
     cost: float | None = None  # set only when the provider reports a price itself
 
