@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from prefgen.cli import cli
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.labelling import LabelConfig, run_label
 from prefgen.storage.db import Store
 from tests.loopback_server import Behaviour
 
@@ -52,8 +51,10 @@ def base_store(tmp_path_factory, loopback_server) -> Path:
     (root / "h.jsonl").write_text("".join(json.dumps({**r, "winner": "b"}) + "\n" for r in rows))
     db = root / "base.duckdb"
     loopback_server.reset(Behaviour(truth=longer_wins))
-    run_label(LabelConfig(constitution=root / "c.yaml", pairs=str(root / "p.jsonl"), db=db, judge="openai:gpt-4o-mini",
-                          api_base=loopback_server.openai_base, api_key="k", progress=False))
+    result = CliRunner().invoke(cli, ["label", "-c", str(root / "c.yaml"), "-p", str(root / "p.jsonl"), "--db", str(db),
+                                      "--judge", "openai:gpt-4o-mini", "--api-base", loopback_server.openai_base,
+                                      "--api-key", "k", "--no-progress"])
+    assert result.exit_code == 0, result.output
     result = CliRunner().invoke(cli, ["import-human", str(root / "h.jsonl"), "--db", str(db), "--format", "pairwise"])
     assert result.exit_code == 0, result.output
     return db
