@@ -162,7 +162,7 @@ def test_a_wal_that_cannot_be_replayed_is_moved_aside_and_the_store_opens(tmp_pa
     assert len(aside) == 1 and aside[0].read_bytes() == held  # moved, never deleted
     message = " ".join(caplog.text.split())
     assert f"It was moved to {aside[0]} and the store opened without it" in message
-    assert "put it back as" in message and "CHECKPOINT" in message
+    assert f"put {aside[0]} back as {wal(db)}" in message and "CHECKPOINT" in message
 
 
 def test_a_reader_refuses_a_store_whose_wal_cannot_be_replayed_and_changes_nothing(tmp_path):
@@ -171,7 +171,7 @@ def test_a_reader_refuses_a_store_whose_wal_cannot_be_replayed_and_changes_nothi
     result = CliRunner().invoke(cli, ["stats", "--db", str(db)])
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "cannot be replayed" in result.output and "nothing was changed" in result.output
-    assert "move" in result.output and "aside" in result.output
+    assert "Move" in result.output and "aside (never delete it)" in result.output
     assert sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir()) == before
     with pytest.raises(PrefgenError, match="cannot be replayed"):
         Store(db, read_only=True)

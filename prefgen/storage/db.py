@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from prefgen.storage.guard import (HostileStore, applied_migrations, check_table
                                    refuse_foreign_objects)
 from prefgen.storage.migrations import migrate
 from prefgen.storage.names import quote_name
+from prefgen.storage.wal import is_unreplayable_wal, move_wal_aside, unreplayable_wal
 from prefgen.storage.watchdog import GuardedConnection, damaged, is_damage, query_time_limit
 
 log = logging.getLogger("prefgen.storage")
@@ -117,7 +117,7 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
             raise _busy(path, str(exc), wait_s) from None
         raise PrefgenError(f"{path}: cannot open the database ({_first_line(exc)})") from None
     except duckdb.Error as exc:
-        if _WAL_REPLAY in str(exc):
+        if is_unreplayable_wal(exc):
             if read_only:
                 raise unreplayable_wal(path, exc) from None
             move_wal_aside(path, exc)
@@ -127,46 +127,9 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
         raise
 
 
-# DuckDB's words when the write-ahead log beside a file cannot be applied to it.
-_WAL_REPLAY = "Failure while replaying WAL file"
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _recover_wal_hint(path: str, wal: str) -> str:
-    return (f"To get those writes back, put it back as {path}.wal and open the store with a DuckDB that can "
-            f"replay it (the one that wrote it, or a newer one), then CHECKPOINT: python -c \"import duckdb; "
-            f"duckdb.connect('{path}').execute('CHECKPOINT')\". A WAL DuckDB calls corrupt is damaged: its "
-            "writes cannot be recovered")
-
-
-def unreplayable_wal(path: str, exc: BaseException) -> PrefgenError:
-    """A reader changes nothing, the WAL included: it says what is wrong and how to go on."""
-    return PrefgenError(
-        f"{path}: its write-ahead log {path}.wal cannot be replayed by DuckDB {duckdb.__version__} "
-        f"({_first_line(exc)}); nothing was changed. {_recover_wal_hint(path, path + '.wal')}; or move "
-        f"{path}.wal aside (never delete it) to open the store without the writes it holds")
-
-
-def move_wal_aside(path: str, exc: BaseException) -> Path:
-    """Move the WAL DuckDB cannot replay to a name of its own beside the store (never deleting it), and say so:
-    the store then opens as of its last checkpoint."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    wal = Path(f"{path}.wal")
-    aside = wal.with_name(f"{wal.name}.unreplayable-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = wal.with_name(f"{wal.name}.unreplayable-{stamp}-{n}")
-    wal.rename(aside)
-    log.warning("%s could not be replayed by DuckDB %s (%s). It was moved to %s and the store opened without it: "
-                "the writes it held (since the store's last checkpoint) are not in the store, and a label run asks "
-                "those calls again. %s.", wal, duckdb.__version__, _first_line(exc), aside,
-                _recover_wal_hint(path, str(aside)))
-    return aside
 
 
 def wanted_note(path: str) -> Path:
