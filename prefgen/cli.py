@@ -364,7 +364,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
     from prefgen.storage.db import Store
     from prefgen.storage.export import export_preferences
 
-    with Store(db) as store:
+    with Store(db, read_only=True) as store:  # a reader: it writes OUT, never the store
         report = export_preferences(store, out, fmt=fmt, mix=mix_name, split=split_name)
     emit(report, as_json, lambda: say(f"wrote {report.rows} rows to {report.path} ({report.format}"
                                               f"{', conversational' if report.conversational else ''})"))

@@ -142,9 +142,11 @@ def test_a_writer_drops_exactly_the_macro_whatever_its_name(store, name):
 # -- readers never write ----------------------------------------------------------------------------------
 
 def test_reader_commands_leave_the_file_and_its_folder_as_they_were(store, tmp_path):
+    assert invoke("split", "--heldout", "0.5", "--db", str(store)).exit_code == 0  # a writer, before the readers
     listing = sorted(p.name for p in tmp_path.iterdir())
     before = digest(store)
-    for args in (*READERS, ["report", "--out", str(tmp_path.parent / "page.html")]):
+    for args in (*READERS, ["report", "--out", str(tmp_path.parent / "page.html")],
+                 ["export", "--split", "heldout", "--out", str(tmp_path.parent / "heldout.jsonl")]):
         result = invoke(*args, "--db", str(store))
         assert result.exit_code == 0, (args, result.output)
         assert digest(store) == before, f"{args[0]} changed the file it was handed"
