@@ -150,16 +150,22 @@ def _store_for(bench: Bench, command: str, kind: str, name: str) -> Path:
     return db
 
 
-def _end(bench: Bench, command: str, db: Path, sig: int, moment: float, output: Path) -> int:
+def _end(bench: Bench, command: str, db: Path, sig: int, moment: float, output: Path) -> tuple[int, float]:
+    """Start the command, signal it `moment` seconds later; (its exit code, the calls per second it sent at)."""
     child = bench.forked.start(bench.argv(command, db), output)
     deadline = time.monotonic() + moment
+    first_call = None
     while child.is_alive() and time.monotonic() < deadline:
+        if first_call is None and bench.server.received:
+            first_call = time.monotonic()
         time.sleep(0.002)
+    sent, signalled = bench.server.received, time.monotonic()
     if child.is_alive():
         os.kill(child.pid, sig)
     child.join(120)
     assert child.exitcode is not None, f"{command} did not end within 120 s of {signal.Signals(sig).name}"
-    return child.exitcode
+    rate = sent / (signalled - first_call) if first_call is not None and signalled - first_call > 0.2 else 0.0
+    return child.exitcode, rate
 
 
 def _judgements(db: Path) -> tuple[int, int, int]:
@@ -172,8 +178,9 @@ def _judgements(db: Path) -> tuple[int, int, int]:
     return rows, distinct, attempts
 
 
-def _check_label(bench: Bench, db: Path, sig: int, code: int, before: tuple[int, int, int]) -> int:
-    """The checks after a label run ended; returns how many calls were sent again."""
+def _check_label(bench: Bench, db: Path, sig: int, code: int, before: tuple[int, int, int], rate: float) -> int:
+    """The checks after a label run ended (`rate`: the calls per second it sent at); returns how many calls were
+    sent again."""
     if db.exists():
         assert invoke(["stats", "--db", str(db)]).exit_code == 0
     rerun = invoke(bench.argv("label", db))
@@ -185,7 +192,7 @@ def _check_label(bench: Bench, db: Path, sig: int, code: int, before: tuple[int,
     resent = bench.server.received - (attempts - before[2])
     if sig != signal.SIGKILL and code != -sig:
         assert resent == 0, f"{resent} calls answered before {signal.Signals(sig).name} were asked again"
-    bound = bench.calls_per_s * 1.0 + CONCURRENCY
+    bound = max(bench.calls_per_s, rate) * 1.0 + CONCURRENCY
     assert resent <= bound, f"{resent} calls sent again after a kill: more than one second of calls ({bound:.0f})"
     return resent
 
@@ -221,7 +228,7 @@ def test_every_ending_leaves_a_store_that_opens_and_resumes_with_nothing_lost(be
         bench.server.reset(Behaviour(truth=truth, latency_s=LATENCY_S))
         output = bench.root / f"{name}.out"
         cell.tried += 1
-        code = _end(bench, command, db, sig, moment, output)
+        code, rate = _end(bench, command, db, sig, moment, output)
         cell.codes[code] = cell.codes.get(code, 0) + 1
         said = output.read_text(errors="replace")
         context = f"{name} at {moment:.2f} s exited {code}: {said[-600:]}"
@@ -233,7 +240,7 @@ def test_every_ending_leaves_a_store_that_opens_and_resumes_with_nothing_lost(be
             if code == 128 + sig:
                 assert "Run the same command to resume" in " ".join(said.split()), context
         if command == "label":
-            cell.worst_resent = max(cell.worst_resent, _check_label(bench, db, sig, code, judged_before))
+            cell.worst_resent = max(cell.worst_resent, _check_label(bench, db, sig, code, judged_before, rate))
         else:
             _check_import(bench, db)
         cell.survived += 1
