@@ -5,19 +5,22 @@ Heavy libraries are imported inside the commands, so `prefgen --help` is instant
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
+from prefgen import signals
 from prefgen.cli_options import config_from_options, given_flags, option_from_field, options_from_fields
-from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output
-from prefgen.errors import ExitCode, PrefgenError
+from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output, say
+from prefgen.errors import PrefgenError
 from prefgen.pipelines.configs import (AgreementConfig, AutoMixConfig, EvalConfig, ExportConfig, ImportConfig,
                                        LabelConfig, MixConfig, QueryOutput, RouteConfig, RouteWeights, ScoreConfig,
                                        SplitConfig)
 from prefgen.redact import redact
+from prefgen.terminal import inert
 from prefgen.train.config import TrainConfig
 
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
@@ -30,6 +33,7 @@ class PrefgenGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra) -> click.Context:
         reset_output()
+        signals.reset()
         return super().make_context(info_name, args, parent, **extra)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -47,26 +51,37 @@ class PrefgenGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with signals.graceful_signals():  # SIGTERM and SIGHUP end every command as Ctrl-C does
+                return super().invoke(ctx)
         except PrefgenError as exc:
-            click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
-            sys.exit(int(exc.exit_code))
+            if signals.received() is None:
+                click.secho(f"error: {inert(redact(str(exc)))}", fg="red", err=True)
+                sys.exit(int(exc.exit_code))
+            _interrupted()  # an error raised while the command was being stopped
         except KeyboardInterrupt:
             _interrupted()
         except Exception as exc:
-            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted").
-            if type(exc).__name__ == "InterruptException" and type(exc).__module__.startswith(("duckdb", "_duckdb")):
+            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted"), and a
+            # SIGTERM handler's exception into a RuntimeError of the same words.
+            if signals.received() is not None or (type(exc).__name__ == "InterruptException"
+                                                  and type(exc).__module__.startswith(("duckdb", "_duckdb"))):
                 _interrupted()
             raise
 
 
 def _interrupted() -> None:
-    """A Ctrl-C that reached the top: one line, exit 130. Every write is a transaction, so the store is whole."""
+    """Ctrl-C, SIGTERM or SIGHUP reached the top: one line, exit 128 + the signal (130, 143, 129). Every write is
+    a transaction, so the store is whole."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not turn the exit into a traceback
-    click.secho("interrupted; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
-    sys.exit(ExitCode.INTERRUPTED)
+    for sig in (signal.SIGINT, *signals.GRACEFUL):  # a further signal must not turn the exit into a traceback
+        with contextlib.suppress(ValueError):  # not the main thread: it cannot set handlers, nor get signals
+            signal.signal(sig, signal.SIG_IGN)
+    received = signals.received()
+    what = "interrupted" if received in (None, signal.SIGINT) else f"stopped by {signals.signal_name(received)}"
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.secho(f"{what}; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
+    sys.exit(signals.exit_code(received))
 
 
 @click.group(cls=PrefgenGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -79,7 +94,7 @@ def cli() -> None:
     \b
     Exit codes (docs/exit-codes.md): 0 done; 2 bad input; 3 some judge calls
     failed; 4 every call failed, or the run stopped early (key, URL, server);
-    5 --max-cost reached; 130 interrupted.
+    5 --max-cost reached; 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
     Shell completion: eval "$(_PREFGEN_COMPLETE=bash_source prefgen)"
     """
 
@@ -122,7 +137,8 @@ def label(as_json: bool, **options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
 
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
-    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
+    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 / 143 / 129 when stopped by Ctrl-C,
+    SIGTERM or SIGHUP (every answer got is written first).
     """
     from prefgen import api
     from prefgen.pipelines.reporting.output import OUTPUT
@@ -148,7 +164,7 @@ def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
     from prefgen import api
 
     summary = api.ingest(db, list(shards))
-    emit(summary, as_json, lambda: click.echo(
+    emit(summary, as_json, lambda: say(
         f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
         f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)"))
 
@@ -208,7 +224,7 @@ def import_human(file: str, db: Path, as_json: bool, **options) -> None:
     from prefgen import api
 
     report = api.import_human(db, file, config_from_options(ImportConfig, **options))
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -222,7 +238,7 @@ def split(db: Path, as_json: bool, **options) -> None:
     from prefgen import api
 
     report = api.split(db, config_from_options(SplitConfig, **options))
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -245,7 +261,7 @@ def route(db: Path, as_json: bool, **options) -> None:
     from prefgen import api
 
     report = api.route(db, config_from_options(RouteConfig, **options))
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -309,7 +325,7 @@ def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, ba
         search = config_from_options(AutoMixConfig, folds=folds, confidence=confidence,
                                      train=config_from_options(TrainConfig, base=base, max_length=max_length))
     report = api.mix(db, config, auto=search)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 def _refuse_options_that_cannot_apply(ctx: click.Context, auto: bool) -> None:
@@ -341,7 +357,7 @@ def export(db: Path, as_json: bool, **options) -> None:
     from prefgen import api
 
     report = api.export(db, config_from_options(ExportConfig, **options))
-    emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
+    emit(report, as_json, lambda: say(f"wrote {report.rows} rows to {report.path} ({report.format}"
                                               f"{', conversational' if report.conversational else ''})"))
 
 
@@ -388,7 +404,7 @@ def train(db: Path, mix_name: str, config_json: str | None, as_json: bool, **opt
         config = config_from_options(TrainConfig, **options)
     outcome = api.train(db, mix_name, config)
     if outcome is not None:  # None in the launching process and in every process but the first
-        emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
+        emit(outcome, as_json, lambda: say("\n".join(train_summary_lines(outcome))))
 
 
 @cli.command("eval")
@@ -433,7 +449,7 @@ def score(model_dir: Path, as_json: bool, **options) -> None:
     from prefgen import api
 
     target, n = api.score(model_dir, config_from_options(ScoreConfig, **options))
-    emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
+    emit({"responses": n, "out": target}, as_json, lambda: say(f"scored {n} responses; wrote {target}"))
 
 
 # --- reading a store (issue 10) ---
@@ -453,7 +469,7 @@ def report(db: Path, out: Path, as_json: bool) -> None:
     page = api.report(db, out)
     empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
     emit(page, as_json,
-         lambda: click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
+         lambda: say(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
 
 
 @cli.command()
@@ -471,7 +487,7 @@ def show(judgement_id: str, db: Path, wire: bool, as_json: bool) -> None:
     with Store(db, read_only=True) as store:
         shown = show_judgement(store, judgement_id)
     if not wire:
-        emit(shown.record(), as_json, lambda: click.echo("\n".join(judgement_lines(shown))))
+        emit(shown.record(), as_json, lambda: say("\n".join(judgement_lines(shown))))
         return
     if not shown.verified:
         click.secho("warning: the rebuilt request does not hash to the stored request_hash", fg="yellow", err=True)

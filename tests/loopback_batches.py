@@ -35,6 +35,7 @@ class BatchBehaviour:
     hold: bool = False  # keep every batch running, whatever the polls
     answered_share: float = 1.0  # below 1: a batch expires with this share of its requests answered
     error_every: int = 0  # every k-th request of a batch fails with a 400 (0: none)
+    results_unreadable: bool = False  # an ended batch's results come back as lines no client can read
 
 
 @dataclass
@@ -101,6 +102,8 @@ class BatchDesk:
         data = self.files.get(request.match_info["file_id"])
         if data is None:
             return _error(404, "no such file")
+        if self.behaviour.results_unreadable and data.startswith(b'{"id":"batch_req'):
+            data = b"this is not JSON\n"
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def _openai_create(self, request: web.Request) -> web.Response:

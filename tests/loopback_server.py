@@ -93,6 +93,7 @@ class Behaviour:
     token_budget / request_budget: a rate limit per `budget_window_s` (tokens: prompt + max_tokens, as OpenAI
         counts them), as token buckets (`RateWindow`); past it, 429 with Retry-After. Every answer then carries
         `x-ratelimit-limit/remaining/reset-requests/-tokens` headers, as OpenAI's do.
+    error_message: the message a "status_NNN" error carries (a provider's words reach the user's terminal).
     """
 
     first_bias: float = 0.0
@@ -116,6 +117,7 @@ class Behaviour:
     token_budget: int | None = None
     request_budget: int | None = None
     budget_window_s: float = 1.0
+    error_message: str | None = None  # the message of a "status_NNN" error (default "loopback says NNN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +380,7 @@ class LoopbackServer:
         if status == 429 and behaviour.retry_after is not None:
             headers["Retry-After"] = _seconds(behaviour.retry_after)
         kind = "rate_limit_error" if status == 429 else "api_error" if status >= 500 else "invalid_request_error"
-        return _error(status, f"loopback says {status}", kind, protocol, headers)
+        return _error(status, behaviour.error_message or f"loopback says {status}", kind, protocol, headers)
 
 
 # -- prompt caching and rate limits ----------------------------------------------------------------

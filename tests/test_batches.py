@@ -294,3 +294,11 @@ def test_stats_lists_the_batches_and_the_share_answered_in_batches(files, loopba
     batches = tables["provider batches (label --batch)"]
     assert [(b["status"], b["n_requests"]) for b in batches] == [("collected", 8)]
     assert tables["label jobs"][0]["batched_share"] == 1.0
+
+
+def test_results_that_can_never_be_read_stop_the_run_with_the_reason_instead_of_polling_forever(files, loopback):
+    loopback.behaviour = Behaviour(truth=truth)
+    loopback.batches.behaviour = BatchBehaviour(results_unreadable=True)
+    summary = run_label(batch_config(files, loopback, limit=1))
+    assert summary.status == "failed" and summary.exit_code != 0
+    assert "reading the results of batch" in summary.stopped_early and "failed 10 times" in summary.stopped_early

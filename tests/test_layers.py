@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "prefgen"
 # Lowest first; a module belongs to the last prefix that matches it, and may import its own layer or lower.
 LAYERS = [
     ("helpers", ("prefgen.records", "prefgen.errors", "prefgen.hashing", "prefgen.redact", "prefgen.intervals",
-                 "prefgen.plots")),
+                 "prefgen.plots", "prefgen.terminal", "prefgen.signals")),
     ("concerns", ("prefgen.constitution", "prefgen.formats", "prefgen.judge", "prefgen.storage", "prefgen.train")),
     ("pipelines: configs", ("prefgen.pipelines", "prefgen.pipelines.configs")),
     ("pipelines: labelling", ("prefgen.pipelines.labelling",)),

@@ -76,11 +76,19 @@ def parse_message(data: Any) -> Completion:
     usage = data.get("usage")
     return Completion(
         texts=[text],
-        tokens_in=reply.usage_count(usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
+        tokens_in=reply.usage_count(usage, "input_tokens",
+                                    optional=("cache_creation_input_tokens", "cache_read_input_tokens")),
         tokens_out=reply.usage_count(usage, "output_tokens"),
-        tokens_cached=reply.usage_count(usage, "cache_read_input_tokens"),
-        tokens_cache_written=reply.usage_count(usage, "cache_creation_input_tokens"),
+        # Absent cache counts are 0 (no cache was used); present but unreadable, None (charged at the full rate).
+        tokens_cached=reply.usage_count(usage, optional=("cache_read_input_tokens",)),
+        tokens_cache_written=reply.usage_count(usage, optional=("cache_creation_input_tokens",)),
     )
+
+
+def _total(counts: Any) -> int | None:
+    """The sum of the samples' token counts; None (unread, charged the bound) when any one is unread."""
+    counts = list(counts)
+    return None if any(c is None for c in counts) else sum(counts)
 
 
 def merge(completions: list[Completion]) -> Completion:
@@ -88,11 +96,11 @@ def merge(completions: list[Completion]) -> Completion:
     costs = [c.cost for c in completions if c.cost is not None]
     return Completion(
         texts=[text for c in completions for text in c.texts],
-        tokens_in=sum(c.tokens_in for c in completions),
-        tokens_out=sum(c.tokens_out for c in completions),
+        tokens_in=_total(c.tokens_in for c in completions),
+        tokens_out=_total(c.tokens_out for c in completions),
         cost=sum(costs) if costs else None,
-        tokens_cached=sum(c.tokens_cached for c in completions),
-        tokens_cache_written=sum(c.tokens_cache_written for c in completions),
+        tokens_cached=sum(c.tokens_cached or 0 for c in completions),
+        tokens_cache_written=sum(c.tokens_cache_written or 0 for c in completions),
     )
 
 

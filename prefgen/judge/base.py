@@ -37,13 +37,15 @@ class Completion:
     """What a backend got back for one request. `first_token_logprobs` maps token text to logprob."""
 
     texts: list[str]
-    tokens_in: int = 0  # every input token, those read from or written to the prompt cache included
-    tokens_out: int = 0
+    # Every input token, those read from or written to the prompt cache included. None: the reply's usage could
+    # not be read, and the call is charged its reserved bound.
+    tokens_in: int | None = 0
+    tokens_out: int | None = 0
     first_token_logprobs: dict[str, float] | None = None
     cost: float | None = None  # set only when the provider reports a price itself
     limits: Any = None  # the answer's rate-limit headers (judge.ratelimit.RateLimits), where the backend reads them
-    tokens_cached: int = 0  # input tokens the provider's prompt cache served (charged at the cached rate)
-    tokens_cache_written: int = 0  # input tokens written to the prompt cache (Anthropic cache_control)
+    tokens_cached: int | None = 0  # input tokens the prompt cache served (at the cached rate); None: unread
+    tokens_cache_written: int | None = 0  # input tokens written to the prompt cache (Anthropic cache_control)
 
 
 @dataclass(slots=True)

@@ -195,16 +195,22 @@ class JudgeClient:
         parsed = parse_completion(completion, self.template.mode)
         # Backends read usage totally already; a third-party backend's counts are bounded here the same way.
         tokens_in, tokens_out = token_count(completion.tokens_in), token_count(completion.tokens_out)
-        # A count past the call's upper bound is a broken report (a request of this size cannot hold more):
-        # the bound is counted and charged instead, and the row says so. This is what keeps --max-cost whole.
+        # A usage report that cannot be read, or a count past the call's upper bound (a request of this size
+        # cannot hold more), is a broken report: the bound it reserved is counted and charged instead, and the
+        # row says so. Charging nothing would let a broken server spend past --max-cost.
         note = None
-        if tokens_in > bound[0] or tokens_out > bound[1]:
+        if tokens_in is None or tokens_out is None:
+            note = (f"the reply's usage could not be read ({_usage_shape(completion)}); counted and charged this "
+                    f"call's bound of {bound[0]} / {bound[1]}")
+            tokens_in, tokens_out = bound
+        elif tokens_in > bound[0] or tokens_out > bound[1]:
             note = (f"usage report of {tokens_in} in / {tokens_out} out passes this call's bound of "
                     f"{bound[0]} / {bound[1]}; counted and charged the bound")
             tokens_in, tokens_out = min(tokens_in, bound[0]), min(tokens_out, bound[1])
         # Cache reads and writes are parts of the input, never more than it.
-        cached = min(token_count(getattr(completion, "tokens_cached", 0)), tokens_in)
-        written = min(token_count(getattr(completion, "tokens_cache_written", 0)), tokens_in - cached)
+        # A cache count that cannot be read is none: the tokens are then charged at the full input rate.
+        cached = min(token_count(getattr(completion, "tokens_cached", 0)) or 0, tokens_in)
+        written = min(token_count(getattr(completion, "tokens_cache_written", 0)) or 0, tokens_in - cached)
         most = price.most(*bound) if price else math.inf
         reported = completion.cost
         if isinstance(reported, (int, float)) and not isinstance(reported, bool) and math.isfinite(reported) \
@@ -253,6 +259,11 @@ class JudgeClient:
                 return await self.backend.complete(messages, self.params)
         except TimeoutError:
             raise TransientError(f"no answer within {self.timeout_s:g} s", billed=True) from None
+
+
+def _usage_shape(completion: Completion) -> str:
+    unread = [name for name in ("tokens_in", "tokens_out") if token_count(getattr(completion, name)) is None]
+    return f"no count for {' and '.join(unread)}"
 
 
 def _describe(exc: BaseException) -> str:

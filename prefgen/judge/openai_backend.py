@@ -165,8 +165,10 @@ def _parse_carefully(data: Any) -> Completion:
         tokens_out=reply.usage_count(usage, "completion_tokens"),
         first_token_logprobs=first_token_logprobs(choices[0]),
         # OpenAI counts cache hits in prompt_tokens_details; litellm adds Anthropic's cache writes beside them.
-        tokens_cached=reply.usage_count(details, "cached_tokens"),
-        tokens_cache_written=reply.usage_count(usage, "cache_creation_input_tokens"),
+        # Absent: no cache was used (0); present but unreadable: None, charged at the full input rate.
+        tokens_cached=reply.usage_count(details, optional=("cached_tokens",)) if details is not None else 0,
+        tokens_cache_written=(reply.usage_count(usage, optional=("cache_creation_input_tokens",))
+                              if isinstance(usage, Mapping) else 0),
     )
 
 

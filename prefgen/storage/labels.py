@@ -12,6 +12,7 @@ import pyarrow as pa
 from prefgen.records import Answer, Judgement, Pair, PairPreference, Preference
 from prefgen.redact import redact_value
 from prefgen.storage.db import Store, registered, rows_to_arrow
+from prefgen.storage.names import quote_name
 
 
 def save_constitution(store: Store, *, cid: str, name: str, version: str | None, source: str,
@@ -150,7 +151,7 @@ def _insert_new_judgements(store: Store, rows: Sequence[Judgement], run: tuple[s
     statement, unregister included, inside a transaction that a failed INSERT aborted.
     """
     batch = rows_to_arrow(rows)
-    columns = ", ".join(batch.column_names)
+    columns = ", ".join(quote_name(c) for c in batch.column_names)
     try:
         with registered(store.con, "_prefgen_judgements", batch), store.transaction():
             store.con.execute(f"INSERT INTO judgements ({columns}) SELECT {columns} FROM _prefgen_judgements")

@@ -7,7 +7,7 @@ database is missing, so an old file upgrades itself when it is opened.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import duckdb
 
@@ -16,14 +16,15 @@ MIGRATIONS: list[Migration] = []
 migration = MIGRATIONS.append
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration not yet recorded, all in one transaction: a store is upgraded whole or not at all,
-    and a new one is made with one commit rather than one per migration. Returns the names applied."""
+def migrate(con: duckdb.DuckDBPyConnection, *, only: Collection[str] | None = None) -> list[str]:
+    """Apply every migration not yet recorded (of those named in `only`, when given: the schema of an older
+    store), all in one transaction: a store is upgraded whole or not at all, and a new one is made with one
+    commit rather than one per migration. Returns the names applied."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
-    pending = [fn for fn in MIGRATIONS if fn.__name__ not in done]
+    pending = [fn for fn in MIGRATIONS if fn.__name__ not in done and (only is None or fn.__name__ in only)]
     if not pending:
         return []
     con.execute("BEGIN TRANSACTION")

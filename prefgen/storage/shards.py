@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from prefgen.errors import PrefgenError
 from prefgen.records import Answer, Judgement
 from prefgen.storage.db import Store, registered, rows_to_arrow
+from prefgen.storage.names import quote_name
 
 SHARD_SUFFIX = ".parquet"
 _COLUMNS = [f.name for f in fields(Judgement)]
@@ -95,7 +96,7 @@ def ingest_shards(store: Store, paths: Sequence[Path]) -> IngestCount:
 
 
 def _merge_batch(store: Store, batch: pa.Table) -> int:
-    columns = ", ".join(batch.column_names)
+    columns = ", ".join(quote_name(c) for c in batch.column_names)
     with registered(store.con, "_prefgen_shard", batch):
         store.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _prefgen_merge AS

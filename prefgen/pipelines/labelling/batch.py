@@ -289,8 +289,15 @@ class BatchRun:
                 if item is not None:  # not ours, or a repeat: left alone
                     verdicts.append((item, self._verdict(answer, item, latency)))
         except Exception as exc:  # noqa: BLE001 - the results could not be read: tried again at the next poll
-            log.warning("reading the results of batch %s failed (%s); trying again in %g s", batch_id,
-                        redact(str(exc))[:300], run.config.batch_poll_s)
+            error = redact(str(exc))[:300] or type(exc).__name__
+            # Counted like a failed poll: results that can never be read must stop the run, not be polled forever.
+            row["failed_reads"] = row.get("failed_reads", 0) + 1
+            if row["failed_reads"] >= MAX_FAILED_POLLS:  # the batch stays open: the next run tries it again
+                self.fatal = f"reading the results of batch {batch_id} failed {MAX_FAILED_POLLS} times ({error})"
+                self.fatal_calls = row["n_requests"]
+                return
+            log.warning("reading the results of batch %s failed (%s); trying again in %g s", batch_id, error,
+                        run.config.batch_poll_s)
             return
         why = f"no answer in batch {batch_id} ({state.provider_status}{': ' + state.error if state.error else ''})"
         verdicts += [(item, Verdict(None, "", JUDGE_ERROR, None, error=f"{why}; asked again next run",

@@ -172,26 +172,10 @@ def _dataset_rows(path: Path) -> Iterator[Row]:
 
 
 def _duckdb_rows(path: Path, table: str) -> Iterator[Row]:
-    import duckdb
+    from prefgen.storage.input_tables import table_rows
 
-    from prefgen.storage.db import connect
-
-    if not path.exists():
-        raise InputError(path, "no such DuckDB file")
-    con = connect(path, read_only=True)  # locked down: the file's SQL cannot reach anything else
-    try:
-        cur = con.execute(f'SELECT * FROM "{table.replace(chr(34), "")}"')
-    except duckdb.CatalogException as exc:
-        raise InputError(path, f"no table {table!r} ({exc})") from None
-    names = [d[0] for d in cur.description]
-    number = 0
-    try:
-        while rows := cur.fetchmany(_READ_BATCH):
-            for values in rows:
-                number += 1
-                yield Row(number, dict(zip(names, values)))
-    finally:
-        con.close()
+    for number, data in enumerate(table_rows(path, table, _READ_BATCH), start=1):
+        yield Row(number, data)
 
 
 @dataclass

@@ -81,6 +81,7 @@ class LabelSummary:
     warnings: list[str] = field(default_factory=list)  # e.g. a confidence that --threshold cannot use
     batches: dict[str, int] | None = None  # --batch: provider batches submitted, collected and still open
     calls_in_batches: int = 0  # calls left out because they wait in a provider batch of the job
+    stopped_by: str | None = None  # the signal that interrupted the run: SIGINT (Ctrl-C), SIGTERM or SIGHUP
 
     @property
     def calls_per_s(self) -> float:
@@ -90,7 +91,7 @@ class LabelSummary:
     def exit_code(self) -> ExitCode:
         """What `prefgen label` exits with (docs/exit-codes.md): the stop reason first, then failed calls."""
         if self.status == "interrupted":
-            return ExitCode.INTERRUPTED
+            return ExitCode.for_signal(self.stopped_by)
         if self.status == "budget_stopped":
             return ExitCode.BUDGET_REACHED
         if self.stopped_early:  # the first calls all failed the same way, or a --batch could not be sent or polled

@@ -11,10 +11,12 @@ import sys
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from prefgen.errors import PrefgenError
 from prefgen.pipelines.reporting.output import OUTPUT
 from prefgen.storage.db import Store
+from prefgen.terminal import inert
 
 
 # A cell longer than this is cut before rendering: a table cell is for reading, `--format` for the full text.
@@ -38,7 +40,7 @@ def _fmt(value: Any) -> str:
     text = str(value)
     if len(text) > _MAX_CELL:
         text = text[: _MAX_CELL - 1] + "…"
-    return " ".join(text.split()) if "\n" in text or "\t" in text else text
+    return inert(" ".join(text.split()) if "\n" in text or "\t" in text else text)
 
 
 def _is_number(value: Any) -> bool:
@@ -65,22 +67,24 @@ def table_of(rows: list[dict[str, Any]], width: int | None = None) -> tuple[Tabl
             left_out.append(column)
             continue
         used += needed
-        table.add_column(column, no_wrap=True, overflow="ellipsis", justify="right" if numeric else "left",
-                         min_width=least)
+        # Text, not str: rich reads markup in strings, and `[link=...]` in a cell would print an OSC 8 link.
+        table.add_column(Text(inert(column, one_line=True)), no_wrap=True, overflow="ellipsis",
+                         justify="right" if numeric else "left", min_width=least)
     shown = len(table.columns)
     for row in cells:
-        table.add_row(*row[:shown])
+        table.add_row(*(Text(cell) for cell in row[:shown]))
     return table, left_out
 
 
 def print_table(console: Console, rows: list[dict[str, Any]], title: str | None = None) -> None:
     """A titled table; the title is a line of its own, wrapped at the console's width, not the table's."""
     if title:
-        console.print(title, style="bold", markup=False, highlight=False)
+        console.print(inert(title), style="bold", markup=False, highlight=False)
     table, left_out = table_of(rows, console.width)
     console.print(table)
     if left_out:
-        console.print(f"{len(left_out)} more column(s) not shown: {', '.join(left_out)} (widen with --max-width, "
+        names = inert(", ".join(left_out), one_line=True)
+        console.print(f"{len(left_out)} more column(s) not shown: {names} (widen with --max-width, "
                       "or print them with --format csv / json)", style="dim", markup=False, highlight=False)
 
 
@@ -148,12 +152,14 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         _note(console, f"{batches['open']} provider batch(es) still running: their ids are stored, so running the "
               "same command again polls and collects them (nothing is sent or paid twice).")
     elif summary.status == "interrupted":
-        _note(console, "Interrupted; everything answered is stored. Run the same command to resume.")
+        stopped_by = getattr(summary, "stopped_by", None)
+        what = "Interrupted" if stopped_by in (None, "SIGINT") else f"Stopped by {stopped_by}"
+        _note(console, f"{what}; everything answered is stored. Run the same command to resume.")
 
 
 def _note(console: Console, text: str) -> None:
     if not OUTPUT.quiet:
-        console.print(text, style="yellow", markup=False, highlight=False)
+        console.print(inert(text), style="yellow", markup=False, highlight=False)
 
 
 def _print_warnings(summary: Any, console: Console) -> None:
@@ -165,14 +171,14 @@ def _print_failures(summary: Any, console: Console) -> None:
     """The run's top failure reasons with their counts; an early stop says why and what to check. Printed
     even with -q: a failed call is never silent."""
     if summary.stopped_early:
-        console.print(f"error: {summary.stopped_early}", style="red", markup=False, highlight=False)
+        console.print(inert(f"error: {summary.stopped_early}"), style="red", markup=False, highlight=False)
     if not summary.failures:
         return
     failed = summary.judge_errors + summary.parse_errors
     console.print(f"{failed} of {summary.calls_sent} calls failed; top reasons:", style="red", highlight=False)
     for failure in summary.failures:
-        console.print(f"  {failure['calls']:>6}  {failure['status']}: {failure['error']}", markup=False,
-                      highlight=False)
+        console.print(inert(f"  {failure['calls']:>6}  {failure['status']}: {failure['error']}", one_line=True),
+                      markup=False, highlight=False)
     if summary.judge_errors and not summary.stopped_early:
         console.print("Judge errors are asked again when the same command runs again.", highlight=False)
 
@@ -211,7 +217,7 @@ def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
     if skipped:
         console.print(f"[yellow]Skipped {len(skipped)} bad row(s) (--skip-bad):[/yellow]", highlight=False)
         for line in skipped[:show]:
-            console.print(f"  {line}", markup=False, highlight=False)
+            console.print(inert(f"  {line}", one_line=True), markup=False, highlight=False)
         if len(skipped) > show:
             console.print(f"  ... and {len(skipped) - show} more", highlight=False)
     if getattr(summary, "duplicates", 0):
@@ -282,7 +288,8 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
     if table.num_rows:
         print_table(console, table.to_pylist())
     else:  # no table at all, so that no rows cannot be mistaken for a row of NULLs
-        console.print(f"columns: {', '.join(table.column_names)}", markup=False, highlight=False)
+        console.print(inert(f"columns: {', '.join(table.column_names)}", one_line=True), markup=False,
+                      highlight=False)
     console.print(f"{table.num_rows} row{'' if table.num_rows == 1 else 's'}", style="dim", highlight=False)
 
 
@@ -295,7 +302,7 @@ def print_eval(report: Any, console: Console | None = None) -> None:
     rows += [{"": "agreement with held-out humans" if label == "agreement with humans" else label, "value": value}
              for label, value in summary_rows(report.metrics) if not label.startswith("pairs")]
     print_table(console, rows, f"reward model {report.model_dir}")
-    console.print(f"full report: {report.html_path}")
+    console.print(inert(f"full report: {report.html_path}"), markup=False, highlight=False)
 
 
 def _json_default(value: Any) -> Any:
