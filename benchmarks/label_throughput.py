@@ -14,7 +14,7 @@ One run of this script:
      pipeline  - the summary's own `elapsed_s`: store open + migrations, planning (render + hash every call),
                  the cache lookup, saving inputs, sending, deriving preferences, the summary queries. It leaves
                  out process start, imports, reading the constitution and pairs, and building the client.
-                 THE TARGET (>= 0.8x ceiling) IS READ ON THIS COLUMN. Each process pays some lazy imports once
+                 THE TARGET (>= 0.95x ceiling) IS READ ON THIS COLUMN. Each process pays some lazy imports once
                  (pyarrow imports pandas on first use); an untimed warm-up run per backend takes them first;
      wall      - the wall time of the whole `run_label` call (adds input reading and client construction;
                  SDK imports are done before, so they are not in it);
@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -70,7 +71,7 @@ BACKENDS = {
     "anthropic": ("anthropic:claude-3-5-haiku-latest", "http", ""),
     "litellm": ("litellm:openai/gpt-4o-mini", "http", "/v1"),
 }
-TARGET_RATIO = 0.8
+TARGET_RATIO = 0.95
 TARGET_INSERT_ROWS_S = 100_000
 TARGET_RERUN_S = 5.0
 
@@ -192,9 +193,11 @@ async def _bare_aiohttp(url: str, body: bytes, calls: int, concurrency: int) -> 
         return time.perf_counter() - started
 
 
-def measure_ceiling(base: str, calls: int, concurrency: int) -> float:
+def measure_ceiling(base: str, calls: int, concurrency: int) -> tuple[float, float]:
+    """(calls/s, CPU ms per call) of the bare client."""
+    cpu = _cpu_seconds()
     seconds = asyncio.run(_bare_aiohttp(f"{base}/v1/chat/completions", ceiling_body(), calls, concurrency))
-    return calls / seconds
+    return calls / seconds, 1000 * (_cpu_seconds() - cpu) / calls
 
 
 # -- (2) the pipeline ----------------------------------------------------------------------------------------
@@ -221,6 +224,11 @@ class PipelineRun:
     send_s: float
     wall_s: float
     server_delta: int
+    cpu_s: float = 0.0  # CPU seconds of this process (every thread: asyncio, DuckDB) over the whole run_label
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        return 1000 * self.cpu_s / self.summary.calls_sent if self.summary.calls_sent else float("nan")
 
     @property
     def send_rate(self) -> float:
@@ -244,13 +252,21 @@ def label_config(backend: str, base: str, constitution: Path, pairs: Path, db: P
 def run_pipeline(config: LabelConfig, base: str) -> PipelineRun:
     _send_seconds.clear()
     before = server_count(base)
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     summary = run_label(config)
     wall = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     delta = server_count(base) - before
     if summary.status != "finished":
         raise RuntimeError(f"{config.judge}: run ended {summary.status}")
-    return PipelineRun(summary, sum(_send_seconds), wall, delta)
+    return PipelineRun(summary, sum(_send_seconds), wall, delta, cpu)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU of this process, all threads: the server runs in its own process and is not counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cli_label(config: LabelConfig, base: str) -> tuple[float, int]:
@@ -312,6 +328,7 @@ def measure_inserts(rows: list[Judgement], batch: int, directory: Path) -> tuple
 @dataclass
 class Results:
     ceiling: list[float] = field(default_factory=list)
+    ceiling_cpu: list[float] = field(default_factory=list)  # CPU ms per call of the bare client
     runs: dict[str, list[PipelineRun]] = field(default_factory=dict)
     cli_first: list[tuple[float, int, int]] = field(default_factory=list)  # (wall, calls, server requests)
     rerun_inproc: list[PipelineRun] = field(default_factory=list)
@@ -335,11 +352,12 @@ def print_report(res: Results, args: argparse.Namespace, n_calls: int) -> bool:
     print()
     print(f"== label throughput: {n_calls} judge calls per run, concurrency {args.concurrency}, server latency "
           f"{args.latency * 1000:.0f} ms (in its own process), {args.rounds} rounds, medians [min-max] ==")
-    print(f"bare aiohttp ceiling: {ceiling:.0f} calls/s [{spread(res.ceiling)}]  "
-          f"(theoretical max {args.concurrency / args.latency:.0f})")
+    theoretical = f"{args.concurrency / args.latency:.0f}" if args.latency else "unbounded: CPU-bound"
+    print(f"bare aiohttp ceiling: {ceiling:.0f} calls/s [{spread(res.ceiling)}], {med(res.ceiling_cpu):.2f} CPU ms "
+          f"per call  (theoretical max {theoretical})")
     print()
     header = (f"{'path':<14}{'send c/s':>10}{'x ceil':>8}{'pipeline c/s':>14}{'x ceil':>8}{'wall c/s':>10}"
-              f"{'x ceil':>8}  {'pipeline range':>15}  {'server req':>10}")
+              f"{'x ceil':>8}  {'pipeline range':>15}  {'server req':>10}  {'cpu ms/call':>11}")
     print(header)
     print("-" * len(header))
     for name, runs in res.runs.items():
@@ -347,7 +365,7 @@ def print_report(res: Results, args: argparse.Namespace, n_calls: int) -> bool:
         requests = {r.server_delta for r in runs}
         print(f"{name:<14}{send:>10.0f}{send / ceiling:>8.2f}{pipe:>14.0f}{pipe / ceiling:>8.2f}{wall:>10.0f}"
               f"{wall / ceiling:>8.2f}  {spread(r.pipeline_rate for r in runs):>15}  "
-              f"{'/'.join(map(str, sorted(requests))):>10}")
+              f"{'/'.join(map(str, sorted(requests))):>10}  {med(r.cpu_ms_per_call for r in runs):>11.2f}")
     if res.cli_first:
         wall = med(w for w, _, _ in res.cli_first)
         calls = res.cli_first[0][1]
@@ -438,8 +456,11 @@ def main(argv: list[str] | None = None) -> int:
 
         last_openai_db: Path | None = None
         for rnd in range(1, args.rounds + 1):
-            res.ceiling.append(measure_ceiling(base, n_calls, args.concurrency))
-            print(f"round {rnd}: ceiling {res.ceiling[-1]:.0f} calls/s", flush=True)
+            rate, cpu_ms = measure_ceiling(base, n_calls, args.concurrency)
+            res.ceiling.append(rate)
+            res.ceiling_cpu.append(cpu_ms)
+            print(f"round {rnd}: ceiling {rate:.0f} calls/s, cpu {cpu_ms:.2f} ms/call "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
             for backend in backends:
                 db = tmp_dir / f"{backend}-{rnd}.duckdb"
                 config = label_config(backend, base, constitution, pairs, db, args.concurrency)
@@ -449,8 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                                        f"expected {n_calls} (errors: {run.summary.judge_errors})")
                 res.runs[backend].append(run)
                 print(f"round {rnd}: {backend:<12} send {run.send_rate:6.0f}  pipeline {run.pipeline_rate:6.0f}  "
-                      f"wall {run.wall_rate:6.0f} calls/s  ({run.summary.calls_sent} sent, "
-                      f"{run.summary.judge_errors} errors)", flush=True)
+                      f"wall {run.wall_rate:6.0f} calls/s  cpu {run.cpu_ms_per_call:.2f} ms/call  "
+                      f"({run.summary.calls_sent} sent, {run.summary.judge_errors} errors)", flush=True)
                 if backend == "openai-http":
                     last_openai_db = db
                     # (4) the same job again on the finished store: nothing may be sent.

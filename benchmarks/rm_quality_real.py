@@ -45,7 +45,8 @@ from prefgen.judge.prompts import neutralise  # noqa: E402
 from prefgen.pipelines.humans.imports import import_human  # noqa: E402
 from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
 from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.mixing.auto import DEFAULT_FOLDS, GRID, auto_mix  # noqa: E402
+from prefgen.pipelines.configs import AutoMixConfig  # noqa: E402
+from prefgen.pipelines.mixing.auto import GRID, auto_mix  # noqa: E402
 from prefgen.pipelines.training.stages import rows_from_file  # noqa: E402
 from prefgen.pipelines.humans.split import split_human  # noqa: E402
 from prefgen.records import normalise_text  # noqa: E402
@@ -159,8 +160,8 @@ def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str,
                 elif row == "soft":
                     build_mix(store, MixConfig(name=name, human_ratio=None, labels="soft", seed=seed))
                 else:
-                    report = auto_mix(store, MixConfig(name=name, seed=seed), train_config(args, seed),
-                                      folds=args.folds)
+                    report = auto_mix(store, MixConfig(name=name, seed=seed),
+                                      AutoMixConfig(folds=args.folds, train=train_config(args, seed)))
                     chosen[seed] = report.chosen
                     if args.dump:
                         dump_search(args.dump, store, report, heldout, seed, args, kind=kind, q=q)
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--routed", type=int, default=ROUTED, help="pool pairs with human labels (calibration)")
     parser.add_argument("--no-ceiling", action="store_true")
-    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="folds of the auto row's search")
+    parser.add_argument("--folds", type=int, default=AutoMixConfig().folds, help="folds of the auto row's search")
     parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
     parser.add_argument("--dump", type=Path, default=None,
                         help="append each auto search's validation margins (per candidate and fold) and the "

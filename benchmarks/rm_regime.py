@@ -29,7 +29,7 @@ from prefgen.train.config import TrainConfig  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless"
 REGIMES = {
     "head": lambda **kw: TrainConfig(**kw),
-    "quick": lambda **kw: TrainConfig.quick(**kw),
+    "quick": lambda **kw: TrainConfig(quick=True, **kw),
     "full-3ep": lambda **kw: TrainConfig(method="full", epochs=3, **kw),
 }
 

@@ -1,4 +1,5 @@
-"""Soak: many calls against a fault-injecting judge, with SIGKILLs at random moments and a resume after each.
+"""Soak: many calls against a fault-injecting judge, stopped by SIGKILL, SIGTERM and SIGHUP at random moments,
+with a resume after each.
 
 One run of this script:
 
@@ -8,10 +9,15 @@ One run of this script:
    text, non-object JSON, ...), the others a normal answer after `--latency` seconds;
 2. writes a constitution (per_pair 2) and enough pairs for `--calls` judge calls (pairs x 2 principles x 2
    orders), and runs `prefgen label` as a subprocess with a price and a `--max-cost`;
-3. kills it with SIGKILL `--kills` times at random moments, running the same command again after each
-   (a resume), then lets the last run finish;
+3. stops it `--kills` times with SIGKILL, `--terms` times with SIGTERM and `--hups` times with SIGHUP, in a
+   random order at random moments, running the same command again after each (a resume), then lets the last
+   run finish;
 4. checks and prints:
-   - every planned call ends as exactly one judgement row (no hole, no duplicate);
+   - every planned call ends as exactly one judgement row: lost answers (planned calls with no row) and
+     duplicates (rows of the same call) are both 0;
+   - per stop, the requests that stop threw away (the requests its run sent, less the attempts its rows
+     record, read right after it ended): they are sent again by the next run. SIGTERM and SIGHUP end a run as
+     Ctrl-C does, so theirs is 0; the worst is printed;
    - the requests the server received, against what the stored rows account for: each row's `attempts`,
      plus the attempts of judge-error rows that a resume asked again (they are replaced, by design). The
      rest were re-sent because a kill lost their answers; the bound is
@@ -19,8 +25,8 @@ One run of this script:
    - the spend recorded for the job (every run, killed ones included) against --max-cost;
    - the runs' statuses (killed runs are marked interrupted by the next start).
 
-    .venv/bin/python benchmarks/soak.py                       # 20k calls, five kills
-    .venv/bin/python benchmarks/soak.py --calls 4000 --kills 3 --seed 2
+    .venv/bin/python benchmarks/soak.py                       # 20k calls, five kills, three SIGTERMs, one SIGHUP
+    .venv/bin/python benchmarks/soak.py --calls 4000 --kills 3 --terms 2 --hups 0 --seed 2
 """
 
 from __future__ import annotations
@@ -91,7 +97,9 @@ def query(db: Path, sql: str) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=5, help="stops by SIGKILL")
+    parser.add_argument("--terms", type=int, default=3, help="stops by SIGTERM")
+    parser.add_argument("--hups", type=int, default=1, help="stops by SIGHUP")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per normal answer")
     parser.add_argument("--fault-every", type=int, default=3)
@@ -138,21 +146,26 @@ def run_soak(tmp: Path, url: str, args: argparse.Namespace, rng: random.Random) 
     max_cost = round(0.6 * cost_max, 6)
     command = base + ["--max-cost", str(max_cost)]
     planned = n_pairs * 4
-    print(f"soak: {planned} calls ({n_pairs} pairs x 2 principles x 2 orders), {args.kills} kills, "
-          f"concurrency {args.concurrency}, latency {args.latency} s, a fault every {args.fault_every} requests")
+    stops = [signal.SIGKILL] * args.kills + [signal.SIGTERM] * args.terms + [signal.SIGHUP] * args.hups
+    rng.shuffle(stops)
+    print(f"soak: {planned} calls ({n_pairs} pairs x 2 principles x 2 orders), {args.kills} SIGKILLs, "
+          f"{args.terms} SIGTERMs, {args.hups} SIGHUPs, concurrency {args.concurrency}, latency {args.latency} s, "
+          f"a fault every {args.fault_every} requests")
     print(f"budget: --max-cost {max_cost} (the dry run's upper bound for all calls: {cost_max:.6f})")
 
     reasked_attempts = 0  # attempts of stored judge errors that a resume asks again (their rows are replaced)
     active_s = 0.0
     kill_log = []
-    for k in range(args.kills + 1):
+    thrown = {}  # per signal: requests of each stopped run that its rows do not account for
+    exits = []
+    for k in range(len(stops) + 1):
         if db.exists():
             reasked_attempts += query(db, "SELECT coalesce(sum(attempts), 0) FROM judgements "
                                           "WHERE status = 'judge_error'")[0][0]
         before = server_count(url)["received"]
         started = time.monotonic()
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if k < args.kills:
+        if k < len(stops):
             # A random moment after the run has started sending (planning and imports take a second or two).
             wait = rng.uniform(0.5, 6.0)
             deadline = time.monotonic() + 120
@@ -160,9 +173,20 @@ def run_soak(tmp: Path, url: str, args: argparse.Namespace, rng: random.Random) 
                 time.sleep(0.05)
             time.sleep(wait)
             if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kill_log.append((round(wait, 2), server_count(url)["received"] - before))
+                proc.send_signal(stops[k])
+            _, err = proc.communicate(timeout=600)
+            sent = server_count(url)["received"] - before
+            name = signal.Signals(stops[k]).name
+            exits.append((name, proc.returncode))
+            if proc.returncode not in (-signal.SIGKILL, 128 + stops[k], 0, 5):
+                print(f"{name} run exited {proc.returncode}: {err.strip()[-500:]}")
+            # What this run's rows account for, read before the next run replaces its judge errors.
+            run_id, = query(db, "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1")[0]
+            recorded = query(db, f"SELECT coalesce(sum(attempts), 0) FROM judgements WHERE run_id = '{run_id}'")[0][0]
+            # One second of calls at the rate this run sent them (its first request to the signal).
+            bound_k = sent / max(wait, 1e-3) + args.concurrency
+            thrown.setdefault(name, []).append((sent - recorded, round(bound_k)))
+            kill_log.append((name, round(wait, 2), sent))
         else:
             _, err = proc.communicate(timeout=3600)
             if proc.returncode not in (0,):
@@ -180,13 +204,24 @@ def run_soak(tmp: Path, url: str, args: argparse.Namespace, rng: random.Random) 
     rate = received / active_s if active_s else 0.0
     accounted = attempts + reasked_attempts
     resent = received - accounted
-    bound = args.kills * (rate * 1.0 + args.concurrency)
+    bound = args.kills * (rate * 1.0 + args.concurrency)  # SIGTERM and SIGHUP throw nothing away
 
-    print(f"kills (seconds after the first request, requests in that run): {kill_log}")
+    print(f"stops (signal, seconds after the first request, requests in that run): {kill_log}")
+    print(f"exit codes of the stopped runs: {exits}")
     print(f"runs: {runs}")
     print(f"faults served: {counts.get('faults')}")
-    print(f"judgement rows {rows}, distinct calls {distinct}, planned {planned}: "
-          f"{'OK' if rows == distinct == planned else 'FAIL'}")
+    lost, duplicates = planned - distinct, rows - distinct
+    print(f"judgement rows {rows}, distinct calls {distinct}, planned {planned}: lost answers {lost}, duplicates "
+          f"{duplicates}: {'OK' if lost == duplicates == 0 else 'FAIL'}")
+    for name, stops_of in sorted(thrown.items()):
+        values = [v for v, _ in stops_of]
+        if name != "SIGKILL":
+            ok, why = all(v == 0 for v in values), "0 expected: ended as Ctrl-C is"
+            shown = values
+        else:
+            ok, why = all(v <= b for v, b in stops_of), "each <= its bound: 1 s of that run's calls + concurrency"
+            shown = [f"{v} <= {b}" for v, b in stops_of]
+        print(f"re-sent after each {name}: {shown}, worst {max(values)} ({why}): {'OK' if ok else 'FAIL'}")
     print(f"statuses: {statuses}")
     print(f"requests received {received} = stored attempts {attempts} + re-asked judge errors' attempts "
           f"{reasked_attempts} + re-sent after kills {resent}")

@@ -114,9 +114,10 @@ def plain_rewards(model_dir: str, texts: list[str], max_length: int, batch_size:
 
 
 def agreement(r_chosen: list[float], r_rejected: list[float]) -> dict:
-    from prefgen.train.evaluate import accuracy, bootstrap_interval, pairwise_correct
+    from prefgen.intervals import mean_interval
+    from prefgen.train.evaluate import accuracy, pairwise_correct
 
-    lo, hi = bootstrap_interval(pairwise_correct(r_chosen, r_rejected))
+    lo, hi = mean_interval(pairwise_correct(r_chosen, r_rejected))
     return {"agreement": accuracy(r_chosen, r_rejected), "ci95": [lo, hi]}
 
 

@@ -5,17 +5,22 @@ Heavy libraries are imported inside the commands, so `prefgen --help` is instant
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
 
 import click
 
-from prefgen.cli_options import config_from_options, option_from_field, options_from_fields
-from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output
-from prefgen.errors import ExitCode, PrefgenError
-from prefgen.pipelines.configs import LabelConfig, MixConfig, QueryOutput, RouteConfig, RouteWeights
+from prefgen import signals
+from prefgen.cli_options import config_from_options, given_flags, option_from_field, options_from_fields
+from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output, say
+from prefgen.errors import PrefgenError
+from prefgen.pipelines.configs import (AgreementConfig, AutoMixConfig, EvalConfig, ExportConfig, ImportConfig,
+                                       LabelConfig, MixConfig, QueryOutput, RouteConfig, RouteWeights, ScoreConfig,
+                                       SplitConfig)
 from prefgen.redact import redact
+from prefgen.terminal import inert
 from prefgen.train.config import TrainConfig
 
 DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
@@ -28,6 +33,7 @@ class PrefgenGroup(click.Group):
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra) -> click.Context:
         reset_output()
+        signals.reset()
         return super().make_context(info_name, args, parent, **extra)
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
@@ -45,26 +51,37 @@ class PrefgenGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with signals.graceful_signals():  # SIGTERM and SIGHUP end every command as Ctrl-C does
+                return super().invoke(ctx)
         except PrefgenError as exc:
-            click.secho(f"error: {redact(str(exc))}", fg="red", err=True)
-            sys.exit(int(exc.exit_code))
+            if signals.received() is None:
+                click.secho(f"error: {inert(redact(str(exc)))}", fg="red", err=True)
+                sys.exit(int(exc.exit_code))
+            _interrupted()  # an error raised while the command was being stopped
         except KeyboardInterrupt:
             _interrupted()
         except Exception as exc:
-            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted").
-            if type(exc).__name__ == "InterruptException" and type(exc).__module__.startswith(("duckdb", "_duckdb")):
+            # DuckDB turns a Ctrl-C during a query into its own InterruptException ("Query interrupted"), and a
+            # SIGTERM handler's exception into a RuntimeError of the same words.
+            if signals.received() is not None or (type(exc).__name__ == "InterruptException"
+                                                  and type(exc).__module__.startswith(("duckdb", "_duckdb"))):
                 _interrupted()
             raise
 
 
 def _interrupted() -> None:
-    """A Ctrl-C that reached the top: one line, exit 130. Every write is a transaction, so the store is whole."""
+    """Ctrl-C, SIGTERM or SIGHUP reached the top: one line, exit 128 + the signal (130, 143, 129). Every write is
+    a transaction, so the store is whole."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C must not turn the exit into a traceback
-    click.secho("interrupted; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
-    sys.exit(ExitCode.INTERRUPTED)
+    for sig in (signal.SIGINT, *signals.GRACEFUL):  # a further signal must not turn the exit into a traceback
+        with contextlib.suppress(ValueError):  # not the main thread: it cannot set handlers, nor get signals
+            signal.signal(sig, signal.SIG_IGN)
+    received = signals.received()
+    what = "interrupted" if received in (None, signal.SIGINT) else f"stopped by {signals.signal_name(received)}"
+    with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+        click.secho(f"{what}; everything written is kept. Run the same command to resume.", fg="yellow", err=True)
+    sys.exit(signals.exit_code(received))
 
 
 @click.group(cls=PrefgenGroup, context_settings={"help_option_names": ["-h", "--help"]},
@@ -77,7 +94,7 @@ def cli() -> None:
     \b
     Exit codes (docs/exit-codes.md): 0 done; 2 bad input; 3 some judge calls
     failed; 4 every call failed, or the run stopped early (key, URL, server);
-    5 --max-cost reached; 130 interrupted.
+    5 --max-cost reached; 130 interrupted (Ctrl-C), 143 SIGTERM, 129 SIGHUP.
     Shell completion: eval "$(_PREFGEN_COMPLETE=bash_source prefgen)"
     """
 
@@ -111,20 +128,25 @@ def cli() -> None:
 @option_from_field(LabelConfig, "address", "--address")
 @option_from_field(LabelConfig, "workers", "--workers")
 @option_from_field(LabelConfig, "shards", "--shards")
+@option_from_field(LabelConfig, "batch", "--batch")
+@option_from_field(LabelConfig, "batch_poll_s", "--batch-poll")
+@option_from_field(LabelConfig, "batch_max_requests", "--batch-max-requests")
+@option_from_field(LabelConfig, "adaptive_concurrency", "--adaptive-concurrency")
 @JSON_OPTION
 def label(as_json: bool, **options) -> None:
     """Judge every pair under principles sampled from a constitution, in both orders, into DuckDB.
 
     Re-running the same command resumes: answers already stored are not asked for (or paid for) again.
-    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 when interrupted.
+    Exits 3 when some calls failed, 4 when all did, 5 at --max-cost, 130 / 143 / 129 when stopped by Ctrl-C,
+    SIGTERM or SIGHUP (every answer got is written first).
     """
-    from prefgen.pipelines.labelling import run_label
+    from prefgen import api
     from prefgen.pipelines.reporting.output import OUTPUT
     from prefgen.pipelines.reporting.console import print_label_summary, to_json
 
     if OUTPUT.quiet or as_json:
         options["progress"] = False
-    summary = run_label(config_from_options(LabelConfig, **options))
+    summary = api.label(config_from_options(LabelConfig, **options))
     if as_json:
         click.echo(to_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)}))
     else:
@@ -139,10 +161,10 @@ def label(as_json: bool, **options) -> None:
 def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
     """Merge Parquet shards of judgements (files or directories, from `label --engine ray`) into the store by
     request hash, and derive the preferences of the pairs they answered. Ingesting twice changes nothing."""
-    from prefgen.pipelines.labelling.ingest import ingest as ingest_shards
+    from prefgen import api
 
-    summary = ingest_shards(db, list(shards))
-    emit(summary, as_json, lambda: click.echo(
+    summary = api.ingest(db, list(shards))
+    emit(summary, as_json, lambda: say(
         f"{summary.files} shard(s), {summary.rows} judgement row(s): {summary.written} new to {db}; "
         f"preferences derived for {summary.pairs} pair(s) ({summary.preferences} pair-principle rows)"))
 
@@ -176,13 +198,10 @@ def sql(query: str, db: Path, **options) -> None:
 @JSON_OPTION
 def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
-    # Loaded before the store is opened: a label run cannot write while a reader holds the file.
-    import prefgen.pipelines.humans.agreement  # noqa: F401
-    from prefgen.pipelines.reporting.console import print_tables, stats_tables
-    from prefgen.storage.db import Store
+    from prefgen import api
+    from prefgen.pipelines.reporting.console import print_tables
 
-    with Store(db, read_only=True) as store:
-        tables = stats_tables(store)
+    tables = api.stats(db)
     emit(tables, as_json, lambda: print_tables(tables))
 
 
@@ -191,54 +210,35 @@ def stats(db: Path, as_json: bool) -> None:
 
 @cli.command("import-human")
 @click.argument("file")
-@click.option("--format", "fmt", type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators", "label-studio",
-                                                    "argilla"]),
-              default="auto", show_default=True,
-              help="hh: HH-RLHF chosen/rejected transcripts; trl: prompt/chosen/rejected (text or messages); "
-                   "pairwise: prompt, two responses, winner; annotators: several annotator* columns; "
-                   "label-studio / argilla: those tools' JSON export of a `prefgen route` batch.")
+@option_from_field(ImportConfig, "fmt", "--format")
 @DB_OPTION
-@click.option("--source", default=None,
-              help="Name of this import (default: the file's stem). Importing a name again replaces its labels.")
-@click.option("--skip-bad", is_flag=True, help="Skip invalid rows (reported) instead of failing with nothing written.")
-@click.option("--column", "columns", multiple=True, metavar="OURS=THEIRS",
-              help="Read column THEIRS as OURS (prompt, response_a, response_b, winner, chosen, rejected).")
-@click.option("--split", "pin", type=click.Choice(["train", "heldout"]), default=None,
-              help="Pin every label of this file to that side: `prefgen split` never moves it.")
-@click.option("--labels", "labels", default=None, metavar="LABEL_FILE",
-              help="FILE holds the pairs and LABEL_FILE their labels (e.g. pool.jsonl + pool_labels.jsonl), "
-                   "joined on --on.")
-@click.option("--on", default="id", show_default=True, help="--labels: the id column both files share.")
+@option_from_field(ImportConfig, "source", "--source")
+@option_from_field(ImportConfig, "skip_bad", "--skip-bad")
+@option_from_field(ImportConfig, "columns", "--column", multiple=True, metavar="OURS=THEIRS")
+@option_from_field(ImportConfig, "pin", "--split")
+@option_from_field(ImportConfig, "labels", "--labels", metavar="LABEL_FILE")
+@option_from_field(ImportConfig, "on", "--on")
 @JSON_OPTION
-def import_human(file: str, fmt: str, db: Path, source: str | None, skip_bad: bool, columns: tuple[str, ...],
-                 pin: str | None, labels: str | None, on: str, as_json: bool) -> None:
+def import_human(file: str, db: Path, as_json: bool, **options) -> None:
     """Import human preference labels (JSONL, CSV, Parquet, a datasets directory, or FILE.duckdb:TABLE)."""
-    from prefgen.pipelines.humans.imports import import_human as run_import
-    from prefgen.pipelines.humans.imports import parse_column_map
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    with Store(db) as store:
-        report = run_import(store, file, fmt=fmt, source=source, skip_bad=skip_bad,
-                            columns=parse_column_map(columns), pin=pin, labels=labels, on=on)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    report = api.import_human(db, file, config_from_options(ImportConfig, **options))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
 @DB_OPTION
-@click.option("--heldout", type=float, required=True,
-              help="Share of human-labelled prompts to hold out, in [0, 1). Prompts with a label pinned at import "
-                   "(import-human --split) keep their side and do not count: the share applies to the others.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the prompt hash that decides each side.")
+@option_from_field(SplitConfig, "heldout", "--heldout")
+@option_from_field(SplitConfig, "seed", "--seed")
 @JSON_OPTION
-def split(db: Path, heldout: float, seed: int, as_json: bool) -> None:
+def split(db: Path, as_json: bool, **options) -> None:
     """Hold out human labels by prompt: no prompt has labels on both sides, and held-out prompts never
     enter a training mix (AI pairs included)."""
-    from prefgen.pipelines.humans.split import split_human
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    with Store(db) as store:
-        report = split_human(store, heldout=heldout, seed=seed)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    report = api.split(db, config_from_options(SplitConfig, **options))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
@@ -258,54 +258,51 @@ def route(db: Path, as_json: bool, **options) -> None:
     uncertainty, closeness to the threshold, principle and judge disagreement (and a reward-model ensemble's
     spread) as weighted signals; draw a random slice for unbiased measurement, write a Label Studio or
     Argilla batch and store why each pair was picked (route_batches, route_items)."""
-    from prefgen.pipelines.mixing.route import route as run_route
-    from prefgen.storage.db import Store
+    from prefgen import api
 
-    with Store(db) as store:
-        report = run_route(store, config_from_options(RouteConfig, **options))
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+    report = api.route(db, config_from_options(RouteConfig, **options))
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
 
 @cli.command()
 @DB_OPTION
-@click.option("--judge", default=None, help="Only this judge spec (or label job id).")
-@click.option("--split", "split_name", type=click.Choice(["train", "heldout"]), default=None,
-              help="Only human labels on this side of the split.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap intervals.")
+@option_from_field(AgreementConfig, "judge", "--judge")
+@option_from_field(AgreementConfig, "split", "--split")
+@option_from_field(AgreementConfig, "seed", "--seed")
 @JSON_OPTION
-def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as_json: bool) -> None:
+def agreement(db: Path, as_json: bool, **options) -> None:
     """Judge/human agreement (ties excluded and as half, Cohen's kappa, 95% bootstrap interval), per
     principle and confidence bucket, before and after the filter; inter-annotator agreement; and each
-    judge's calibration against the human train labels (reliability and ECE before and after)."""
-    from prefgen.pipelines.humans.agreement import agreement_report, summary_rows
-    from prefgen.pipelines.reporting.console import print_tables
-    from prefgen.storage.db import Store
+    judge's calibration against the human train labels (reliability and ECE before and after). Reads only:
+    the calibrations are fitted to be shown; `mix` and `route`, which use them, store theirs."""
+    from prefgen import api
+    from prefgen.pipelines.humans.agreement import summary_rows
+    from prefgen.pipelines.humans.calibration import calibration_rows
+    from prefgen.pipelines.reporting.console import print_notes, print_tables
 
-    from prefgen.pipelines.humans.agreement import store_notes
-    from prefgen.pipelines.humans.calibration import calibrate, calibration_notes, calibration_rows
-    from prefgen.pipelines.reporting.console import print_notes
-
-    with Store(db) as store:
-        report = agreement_report(store, judge=judge, split=split_name, seed=seed)
-        calibrations = calibrate(store)
-        notes = store_notes(store, report) + calibration_notes(calibrations.values())
-    data = ({**report.as_dict(), "calibration": [c.record() for c in calibrations.values()], "notes": notes}
+    shown = api.agreement(db, config_from_options(AgreementConfig, **options))
+    data = ({**shown.report.as_dict(), "calibration": [c.record() for c in shown.calibrations], "notes": shown.notes}
             if as_json else None)
 
     def show() -> None:
-        tables = {**summary_rows(report), **calibration_rows(calibrations.values())} if report.jobs else {}
-        if tables or not notes:
+        tables = {**summary_rows(shown.report), **calibration_rows(shown.calibrations)} if shown.report.jobs else {}
+        if tables or not shown.notes:
             print_tables(tables)
-        print_notes(notes)
+        print_notes(shown.notes)
 
     emit(data, as_json, show)
+
+
+AUTO_ONLY = ("folds", "confidence", "base", "max_length")  # mix options that only --auto reads
+AUTO_SEARCHED = ("human_ratio", "every_row", "labels", "ai_weight")  # mix options --auto's grid sets itself
 
 
 @cli.command()
 @DB_OPTION
 @option_from_field(MixConfig, "name", "--name")
 @option_from_field(MixConfig, "human_ratio", "--human-ratio")
-@click.option("--every-row", is_flag=True, help="Use every human and every AI row that passes (no ratio).")
+@click.option("--every-row", is_flag=True, help="Every human and every AI row that passes: the default, spelled out "
+              "(--human-ratio sub-samples instead).")
 @option_from_field(MixConfig, "labels", "--labels")
 @option_from_field(MixConfig, "ai_weight", "--ai-weight")
 @option_from_field(MixConfig, "ai_min_confidence", "--ai-min-confidence")
@@ -317,53 +314,59 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
 @option_from_field(MixConfig, "size", "--size")
 @click.option("--auto", is_flag=True,
               help="Choose how AI rows enter by validation on human train folds (human-only unless AI rows "
-                   "beat it beyond the noise); --human-ratio, --every-row, --labels and --ai-weight are searched.")
-@click.option("--folds", default=3, show_default=True, type=click.IntRange(min=2),
-              help="--auto: folds of the human train split.")
-@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 1.0, min_open=True,
-              max_open=True), help="--auto: one-sided confidence that a mix with AI rows beats human-only "
-              "before it is chosen (lower takes smaller gains and more risk).")
+                   "beat it beyond the noise); it sets --human-ratio, --every-row, --labels and --ai-weight itself.")
+@option_from_field(AutoMixConfig, "folds", "--folds")
+@option_from_field(AutoMixConfig, "confidence", "--confidence")
 @option_from_field(TrainConfig, "base", "--base", help="--auto: reward-model base to validate with.")
 @option_from_field(TrainConfig, "max_length", "--max-length", help="--auto: tokens per side.")
 @JSON_OPTION
 def mix(db: Path, every_row: bool, auto: bool, folds: int, confidence: float, base: str | None, max_length: int,
         as_json: bool, **options) -> None:
     """Blend kept AI preferences with human train labels; store rows (with soft labels) and manifest."""
-    from prefgen.pipelines.mixing.mix import build_mix
-    from prefgen.storage.db import Store
+    from prefgen import api
 
+    _refuse_options_that_cannot_apply(click.get_current_context(), auto)
     if every_row:
         options["human_ratio"] = None
     config = config_from_options(MixConfig, **options)
-    with Store(db) as store:
-        if auto:
-            from prefgen.pipelines.mixing.auto import auto_mix
+    search: AutoMixConfig | bool = False
+    if auto:
+        search = config_from_options(AutoMixConfig, folds=folds, confidence=confidence,
+                                     train=config_from_options(TrainConfig, base=base, max_length=max_length))
+    report = api.mix(db, config, auto=search)
+    emit(report, as_json, lambda: say("\n".join(report.lines())))
 
-            report = auto_mix(store, config, TrainConfig(base=base, max_length=max_length, seed=config.seed),
-                              folds=folds, confidence=confidence)
-        else:
-            report = build_mix(store, config)
-    emit(report, as_json, lambda: click.echo("\n".join(report.lines())))
+
+def _refuse_options_that_cannot_apply(ctx: click.Context, auto: bool) -> None:
+    """`mix` options that the chosen mode would ignore are usage errors, never silently dropped."""
+    if auto:
+        searched = given_flags(ctx, *AUTO_SEARCHED)
+        if searched:
+            raise click.UsageError(f"mix --auto chooses {', '.join(searched)} itself (each candidate of its grid "
+                                   "sets them): leave them out, or build that mix without --auto")
+        return
+    auto_only = given_flags(ctx, *AUTO_ONLY)
+    if auto_only:
+        raise click.UsageError(f"{', '.join(auto_only)} only apply to mix --auto (the search's folds and the "
+                               "model it validates with): add --auto, or leave them out")
+    if given_flags(ctx, "every_row") and given_flags(ctx, "human_ratio"):
+        raise click.UsageError("--every-row takes every row of both sides: leave out --human-ratio")
 
 
 @cli.command()
 @DB_OPTION
-@click.option("--mix", "mix_name", default=None, help="The mix to export.")
-@click.option("--split", "split_name", type=click.Choice(["heldout"]), default=None,
-              help="Export the held-out human set instead of a mix.")
-@click.option("--format", "fmt", type=click.Choice(["hf", "parquet", "jsonl"]), default="jsonl", show_default=True,
-              help="hf: a datasets directory (save_to_disk); parquet; jsonl.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="File (or directory, for hf) to write.")
+@option_from_field(ExportConfig, "mix", "--mix")
+@option_from_field(ExportConfig, "split", "--split")
+@option_from_field(ExportConfig, "fmt", "--format")
+@option_from_field(ExportConfig, "out", "--out", type=click.Path(path_type=Path))
 @JSON_OPTION
-def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out: Path, as_json: bool) -> None:
+def export(db: Path, as_json: bool, **options) -> None:
     """Write a mix, or the held-out human set, in TRL's preference format (prompt, chosen, rejected,
     optional margin, source, pair_id); conversational when the prompts are chats."""
-    from prefgen.storage.db import Store
-    from prefgen.storage.export import export_preferences
+    from prefgen import api
 
-    with Store(db) as store:
-        report = export_preferences(store, out, fmt=fmt, mix=mix_name, split=split_name)
-    emit(report, as_json, lambda: click.echo(f"wrote {report.rows} rows to {report.path} ({report.format}"
+    report = api.export(db, config_from_options(ExportConfig, **options))
+    emit(report, as_json, lambda: say(f"wrote {report.rows} rows to {report.path} ({report.format}"
                                               f"{', conversational' if report.conversational else ''})"))
 
 
@@ -378,7 +381,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @option_from_field(TrainConfig, "base", "--base")
 @option_from_field(TrainConfig, "method", "--method")
 @option_from_field(TrainConfig, "pooling", "--pooling")
-@click.option("--quick", is_flag=True, help="The former default for smoke runs: --method full, 1 epoch at 2e-4.")
+@option_from_field(TrainConfig, "quick", "--quick")
 @option_from_field(TrainConfig, "loss", "--loss")
 @option_from_field(TrainConfig, "curriculum", "--curriculum")
 @option_from_field(TrainConfig, "epochs", "--epochs")
@@ -394,26 +397,23 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @option_from_field(TrainConfig, "ensemble", "--ensemble")
 @option_from_field(TrainConfig, "logging_steps", "--logging-steps")
 @option_from_field(TrainConfig, "seed", "--seed")
-@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Train data-parallel on this many processes of this machine (GPUs, or CPU with gloo) under "
-                   "accelerate; worth it with --method full or lora (the head method gains nothing).")
-@click.option("--config-json", hidden=True, default=None, help="The whole config as JSON (used by --processes).")
+@option_from_field(TrainConfig, "processes", "--processes")
+@click.option("--config-json", hidden=True, default=None, help="The chosen settings as JSON (used by --processes).")
 @JSON_OPTION
-def train(db: Path, mix_name: str, quick: bool, processes: int, config_json: str | None, as_json: bool,
-          **options) -> None:
+def train(db: Path, mix_name: str, config_json: str | None, as_json: bool, **options) -> None:
     """Train a reward model on a mix with TRL's RewardTrainer (soft Bradley-Terry by default; CUDA+bf16 when
-    there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs."""
-    from prefgen.pipelines.training.launch import run_training
+    there is a GPU, CPU fp32 otherwise); the run is recorded in rm_runs. On a mix chosen by `mix --auto`, the
+    training settings it was validated with apply to every option not given."""
+    from prefgen import api
     from prefgen.pipelines.reporting.console import train_summary_lines
 
     if config_json is not None:
         config = TrainConfig.model_validate_json(config_json)
     else:
-        config = config_from_options(TrainConfig, **{**options, **({"method": "full", "pooling": "model"}
-                                                                    if quick else {})})
-    outcome = run_training(db, mix_name, config, processes)
+        config = config_from_options(TrainConfig, **options)
+    outcome = api.train(db, mix_name, config)
     if outcome is not None:  # None in the launching process and in every process but the first
-        emit(outcome, as_json, lambda: click.echo("\n".join(train_summary_lines(outcome))))
+        emit(outcome, as_json, lambda: say("\n".join(train_summary_lines(outcome))))
 
 
 @cli.command("eval")
@@ -421,57 +421,44 @@ def train(db: Path, mix_name: str, quick: bool, processes: int, config_json: str
               help="A model (or ensemble) directory written by `prefgen train`, or any reward model.")
 @click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Store with held-out human labels (results go to rm_evals).")
-@click.option("--split", default="heldout", show_default=True, help="Which human labels to evaluate on.")
-@click.option("--pairs", default=None, help="Evaluate on a labelled file instead (any import-human format).")
-@click.option("--format", "fmt", default="auto", show_default=True,
-              type=click.Choice(["auto", "hh", "trl", "pairwise", "annotators"]), help="Format of --pairs.")
-@click.option("--skip-bad", is_flag=True, help="Skip invalid rows of --pairs (reported) instead of failing.")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for eval.html, eval.json and the plots (default: a new MODEL/evals/<UTC time>).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar while scoring.")
+@option_from_field(EvalConfig, "split", "--split")
+@option_from_field(EvalConfig, "pairs", "--pairs")
+@option_from_field(EvalConfig, "fmt", "--format")
+@option_from_field(EvalConfig, "skip_bad", "--skip-bad")
+@option_from_field(EvalConfig, "batch_size", "--batch-size")
+@option_from_field(EvalConfig, "out", "--out", type=click.Path(file_okay=False, path_type=Path))
+@option_from_field(EvalConfig, "progress", "--progress")
 @JSON_OPTION
-def eval_(model_dir: Path, db: Path | None, split: str, pairs: str | None, fmt: str, skip_bad: bool,
-          batch_size: int, out: Path | None, progress: bool, as_json: bool) -> None:
+def eval_(model_dir: Path, db: Path | None, as_json: bool, **options) -> None:
     """Agreement with held-out human labels (bootstrap 95% interval), calibration, reward distributions,
     length bias, per-source accuracy; writes PNG plots and eval.html into a folder of their own (earlier
     evaluations are kept; the model card lists them all)."""
+    from prefgen import api
     from prefgen.pipelines.reporting.console import print_eval
-    from prefgen.pipelines.training.stages import evaluate
-    from prefgen.storage.db import Store
 
-    if db is None and pairs is None:
+    config = config_from_options(EvalConfig, **options)
+    if db is None and config.pairs is None:
         raise click.UsageError("give --db (held-out human labels) or --pairs FILE")
-    if db is not None:
-        with Store(db) as store:
-            report = evaluate(store, model_dir, split=split, pairs=pairs, fmt=fmt, skip_bad=skip_bad,
-                              batch_size=batch_size, out=out, progress=progress)
-    else:
-        report = evaluate(None, model_dir, pairs=pairs, fmt=fmt, skip_bad=skip_bad, batch_size=batch_size,
-                          out=out, progress=progress)
+    report = api.evaluate(model_dir, config, db=db)
     summary = {k: v for k, v in dataclasses.asdict(report).items() if k not in ("r_chosen", "r_rejected")}
     emit(summary, as_json, lambda: print_eval(report))
 
 
 @cli.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--pairs", "spec", default=None,
-              help="Rows with prompt, response_a, response_b (JSONL, CSV, Parquet, datasets dir, FILE.duckdb:TABLE).")
-@click.option("--responses", "responses", default=None,
-              help="Rows with prompt and `response`, or `responses` (a list of best-of-N candidates).")
-@click.option("--out", default=None, help="Output JSONL (default: <input>.scored.jsonl next to the input).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A model (or ensemble) directory written by `prefgen train`, or any reward model.")
+@option_from_field(ScoreConfig, "pairs", "--pairs")
+@option_from_field(ScoreConfig, "responses", "--responses")
+@option_from_field(ScoreConfig, "out", "--out")
+@option_from_field(ScoreConfig, "batch_size", "--batch-size")
 @JSON_OPTION
-def score(model_dir: Path, spec: str | None, responses: str | None, out: str | None, batch_size: int,
-          as_json: bool) -> None:
+def score(model_dir: Path, as_json: bool, **options) -> None:
     """Score responses with a reward model (or ensemble: mean, conservative min, disagreement) for
     best-of-N reranking."""
-    from prefgen.pipelines.training.stages import score_file
+    from prefgen import api
 
-    if (spec is None) == (responses is None):
-        raise click.UsageError("give exactly one of --pairs or --responses")
-    target, n = score_file(model_dir, spec or responses, out=out, batch_size=batch_size)
-    emit({"responses": n, "out": target}, as_json, lambda: click.echo(f"scored {n} responses; wrote {target}"))
+    target, n = api.score(model_dir, config_from_options(ScoreConfig, **options))
+    emit({"responses": n, "out": target}, as_json, lambda: say(f"scored {n} responses; wrote {target}"))
 
 
 # --- reading a store (issue 10) ---
@@ -486,12 +473,12 @@ def report(db: Path, out: Path, as_json: bool) -> None:
     """One HTML page about the store: jobs, cost, calls/s, position bias, consistency, drops, confidence,
     agreement with humans and calibration, mixes, reward models and their evaluations (plots inlined).
     Reads only, so it works while a label run writes."""
-    from prefgen.pipelines.reporting.page import write_report
+    from prefgen import api
 
-    page = write_report(db, out)
+    page = api.report(db, out)
     empty = f"; no data yet: {', '.join(page.empty)}" if page.empty else ""
     emit(page, as_json,
-         lambda: click.echo(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
+         lambda: say(f"wrote {page.path} ({len(page.sections)} sections, {page.plots} plots{empty})"))
 
 
 @cli.command()
@@ -509,7 +496,7 @@ def show(judgement_id: str, db: Path, wire: bool, as_json: bool) -> None:
     with Store(db, read_only=True) as store:
         shown = show_judgement(store, judgement_id)
     if not wire:
-        emit(shown.record(), as_json, lambda: click.echo("\n".join(judgement_lines(shown))))
+        emit(shown.record(), as_json, lambda: say("\n".join(judgement_lines(shown))))
         return
     if not shown.verified:
         click.secho("warning: the rebuilt request does not hash to the stored request_hash", fg="yellow", err=True)

@@ -22,8 +22,10 @@ What a field gives the option:
 Keyword arguments override any of these (`type=click.Path(exists=True)`, `help=...`), and the parameter
 name defaults to the field's name, so `config_from_options(Model, **options)` takes the command's kwargs.
 
-`config_from_options` builds the model and turns rules that span several fields (model validators)
-into the same usage error, naming the option the error belongs to.
+`config_from_options` builds the model from the options the user gave (the model's own defaults fill the
+rest, so `model_fields_set` says what was chosen), and turns rules that span several fields (model
+validators) into the same usage error, naming the option the error belongs to. Every option made here is a
+`FieldOption`: `literal_defaults` finds the options of a command line whose default came from anywhere else.
 """
 
 from __future__ import annotations
@@ -37,10 +39,16 @@ from typing import Any, Literal, TypeVar
 
 import annotated_types
 import click
+from click.core import ParameterSource
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-__all__ = ["FieldSpec", "config_from_options", "field_spec", "option_from_field", "options_from_fields",
-           "range_text"]
+__all__ = ["FieldOption", "FieldSpec", "config_from_options", "field_spec", "given_flags", "literal_defaults",
+           "option_from_field", "options_from_fields", "range_text"]
+
+try:
+    from click._utils import UNSET  # how click >= 8.3 marks a flag's "no default"
+except ImportError:  # older click: a flag's default is False
+    UNSET = None
 
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M")
@@ -136,6 +144,14 @@ def _click_type(annotation: Any) -> click.ParamType | None:
     return _CLICK_TYPES.get(annotation)
 
 
+class FieldOption(click.Option):
+    """An option made by `option_from_field`: it knows the config field its default and help come from."""
+
+    def __init__(self, *args: Any, field: FieldSpec, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field = field
+
+
 def option_from_field(model: type, name: str, *param_decls: str, **overrides: Any) -> Callable[[F], F]:
     """`click.option(*param_decls, ...)` with default, help, type and range taken from `model.name`.
 
@@ -164,8 +180,10 @@ def option_from_field(model: type, name: str, *param_decls: str, **overrides: An
         callback = _validator(spec)
         if callback is not None:
             kwargs["callback"] = callback
+    if overrides.get("multiple") and not spec.default and spec.default is not REQUIRED:
+        kwargs["default"] = None  # an empty list or dict: the option given no times
     kwargs.update(overrides)
-    return click.option(*decls, name, **kwargs)
+    return click.option(*decls, name, cls=FieldOption, field=spec, **kwargs)
 
 
 def options_from_fields(model: type[BaseModel], flag: Callable[[str], str]) -> Callable[[F], F]:
@@ -212,7 +230,10 @@ def config_from_options(model: type[M], **options: Any) -> M:
 
     Options built by `option_from_field` are checked as they are parsed; this catches the rest: options
     declared by hand, and rules over several fields (a model validator's message is shown as it is).
+    Options left at their default are not passed: the model's default is the same value, and the model then
+    knows which fields the user set (`model_fields_set`), e.g. to tell a chosen setting from a default.
     """
+    options = _given(model, options)
     try:
         return model(**options)
     except ValidationError as exc:
@@ -223,3 +244,53 @@ def config_from_options(model: type[M], **options: Any) -> M:
     fields = getattr(model, "model_fields", {})
     constraints = tuple(fields[field].metadata) if field in fields else ()
     raise click.BadParameter(_complaint(constraints, error), param_hint=f"'{_option_name(field)}'")
+
+
+def _given(model: type, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` less those click filled from a default equal to the field's own (outside a click command: all)."""
+    ctx = click.get_current_context(silent=True)
+    fields = getattr(model, "model_fields", None)
+    if ctx is None or fields is None:
+        return options
+    kept = {}
+    for name, value in options.items():
+        info = fields.get(name)
+        defaulted = ctx.get_parameter_source(name) is ParameterSource.DEFAULT
+        if defaulted and info is not None and not info.is_required() and \
+                value == info.get_default(call_default_factory=True):
+            continue
+        kept[name] = value
+    return kept
+
+
+def given_flags(ctx: click.Context, *names: str) -> list[str]:
+    """The flags of the parameters `names` that the user gave (on the command line or from the environment)."""
+    params = {p.name: p for p in ctx.command.params}
+    return [max(params[n].opts, key=len) for n in names
+            if ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
+
+
+def _neutral(option: click.Option) -> bool:
+    """A default that is no value: none at all, a flag left off, a count at 0."""
+    default = option.default
+    if default is None or default is UNSET:  # click marks a flag's "no default" with a sentinel
+        return True
+    if option.count:
+        return default == 0
+    return option.is_flag and not option.secondary_opts and default is False
+
+
+def literal_defaults(command: click.Command, path: str = "") -> list[str]:
+    """Options of `command` (and of its subcommands) with a default that no config field gave: each is
+    `"COMMAND --flag: default"`. An option from a field must keep the field's default (or be required)."""
+    found = []
+    name = f"{path} {command.name}".strip()
+    for param in command.params:
+        if not isinstance(param, click.Option) or _neutral(param):
+            continue
+        if isinstance(param, FieldOption) and (param.required or param.default == param.field.default):
+            continue
+        found.append(f"{name} {max(param.opts, key=len)}: {param.default!r}")
+    for sub in getattr(command, "commands", {}).values():
+        found += literal_defaults(sub, name)
+    return found

@@ -13,6 +13,7 @@ import click
 
 from prefgen.pipelines.reporting.output import OUTPUT, OutputSettings
 from prefgen.redact import redact
+from prefgen.terminal import inert
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
@@ -57,12 +58,17 @@ def emit(result: object, as_json: bool, show: Callable[[], None]) -> None:
         show()
 
 
+def say(text: str) -> None:
+    """A command's result for people (stdout), its data made inert for the terminal (`prefgen.terminal`)."""
+    click.echo(inert(text))
+
+
 class _EchoHandler(logging.Handler):
     """prefgen's log records as `warning: ...` lines on stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
         level = record.levelname.lower()
-        click.secho(f"{level}: {redact(record.getMessage())}", err=True,
+        click.secho(f"{level}: {inert(redact(record.getMessage()))}", err=True,
                     fg={"warning": "yellow", "error": "red"}.get(level))
 
 

@@ -18,6 +18,13 @@ class ExitCode(IntEnum):
     ALL_CALLS_FAILED = 4  # no call of the run got an answer (or it stopped early: auth, 404, connection)
     BUDGET_REACHED = 5  # --max-cost stopped the run before it could pass the job's budget
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, the shell's convention); everything answered is stored
+    HANGUP = 129  # SIGHUP (a closed ssh session), handled as Ctrl-C is
+    TERMINATED = 143  # SIGTERM (`timeout`, systemd, Kubernetes, Slurm), handled as Ctrl-C is
+
+    @classmethod
+    def for_signal(cls, name: str | None) -> ExitCode:
+        """The exit code of a run stopped by the signal of that name (Ctrl-C when None)."""
+        return {"SIGHUP": cls.HANGUP, "SIGTERM": cls.TERMINATED}.get(name or "", cls.INTERRUPTED)
 
 
 class PrefgenError(Exception):

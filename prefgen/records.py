@@ -11,6 +11,9 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from prefgen.errors import InputError
 from prefgen.hashing import content_hash
 
 Prompt = str | tuple[dict[str, str], ...]
@@ -77,6 +80,31 @@ def make_pair(
     return Pair(pair_id, norm_prompt, a, b, source, source_id, dict(metadata or {}), swapped), swapped
 
 
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+def parse_prompt(value: Any, path: str, line: int) -> str | list[dict[str, str]]:
+    """A prompt is text or a list of {role, content} messages (a JSON string of one is accepted too)."""
+    if isinstance(value, str) and value.lstrip().startswith("[{"):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    ):
+        for i, m in enumerate(value):
+            if m["role"] not in CHAT_ROLES:
+                # The role is printed into the judge's prompt as "Role: content": a role with a newline, or one
+                # of no known kind, could forge turns of the transcript.
+                raise InputError(path, f"unknown chat role {m['role'][:40]!r}", line=line,
+                                 field=f"prompt[{i}].role", hint=f"use one of {', '.join(CHAT_ROLES)}")
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise InputError(path, "must be text or a list of {role, content} messages", line=line, field="prompt")
+
+
 def flip_winner(winner: str, swapped: bool) -> str:
     """Map a winner given for (first, second) onto the canonical (a, b) order."""
     if not swapped or winner == "tie":
@@ -109,6 +137,9 @@ class Judgement:
     latency_s: float
     attempts: int
     error: str | None
+    tokens_cached: int = 0  # of tokens_in, served by the provider's prompt cache
+    tokens_cache_written: int = 0  # of tokens_in, written to the prompt cache
+    batch_id: str | None = None  # the provider batch that answered it (`label --batch`); None: asked directly
 
 
 @dataclass(frozen=True, slots=True)

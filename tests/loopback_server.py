@@ -23,6 +23,7 @@ import math
 import random
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,13 @@ class Behaviour:
         URL of the wrong form (an Anthropic base ending in /v1) gets a 404; by default any prefix is served.
     states_confidence: False makes the judge ignore --mode verbalised's request for a `Confidence: N` line.
     api_key: when set, a request without this key (Bearer or x-api-key) gets a 401, as from a provider.
+    prompt_cache: report prompt-cache hits as the providers do (`PromptCache`): OpenAI's automatic prefix cache
+        (`prompt_tokens_details.cached_tokens`), Anthropic's `cache_control` (`cache_read_input_tokens`,
+        `cache_creation_input_tokens`).
+    token_budget / request_budget: a rate limit per `budget_window_s` (tokens: prompt + max_tokens, as OpenAI
+        counts them), as token buckets (`RateWindow`); past it, 429 with Retry-After. Every answer then carries
+        `x-ratelimit-limit/remaining/reset-requests/-tokens` headers, as OpenAI's do.
+    error_message: the message a "status_NNN" error carries (a provider's words reach the user's terminal).
     """
 
     first_bias: float = 0.0
@@ -105,6 +113,11 @@ class Behaviour:
     strict_paths: bool = False
     api_key: str | None = None
     states_confidence: bool = True
+    prompt_cache: bool = False
+    token_budget: int | None = None
+    request_budget: int | None = None
+    budget_window_s: float = 1.0
+    error_message: str | None = None  # the message of a "status_NNN" error (default "loopback says NNN")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +151,14 @@ class LoopbackServer:
         self.received = 0
         self.failures = 0  # failures served under the current behaviour, for `fail_first_n`
         self.faults_served: dict[str, int] = {}  # "faults" mode: how often each fault was sent
+        self.cache = PromptCache()
+        self.limits = RateWindow()
+        self.throttled = 0  # 429s sent because a rate budget was spent
+        self.in_flight = 0  # requests being answered (slept on) now, and the most at once
+        self.peak_in_flight = 0
+        from tests.loopback_batches import BatchDesk  # the batch wire protocols; answers come from here
+
+        self.batches = BatchDesk(self)
         self._port = port
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -174,9 +195,15 @@ class LoopbackServer:
         self.faults_served = {}
 
     def reset(self, behaviour: Behaviour | None = None) -> None:
-        """Forget the seen requests and go back to the default (or the given) behaviour."""
+        """Forget the seen requests, the prompt cache, the rate window and the batches, and go back to the
+        default (or the given) behaviour."""
         self.requests.clear()
         self.received = 0
+        self.throttled = 0
+        self.peak_in_flight = 0
+        self.cache = PromptCache()
+        self.limits = RateWindow()
+        self.batches.reset()
         self.behaviour = behaviour or Behaviour()
 
     def start(self) -> LoopbackServer:
@@ -239,6 +266,7 @@ class LoopbackServer:
         app.router.add_get("/models", self._models)
         # The request count, for a benchmark that runs the server in another process.
         app.router.add_get("/_count", self._count)
+        self.batches.add_routes(app)  # before the catch-all below
         app.router.add_post("/{prefix:.*}", self._dispatch)
         return app
 
@@ -248,7 +276,8 @@ class LoopbackServer:
         return _json({"object": "list", "data": [{"id": "loopback-judge", "object": "model", "owned_by": "tests"}]})
 
     async def _count(self, request: web.Request) -> web.Response:
-        return _json({"received": self.received, "faults": self.faults_served})
+        return _json({"received": self.received, "faults": self.faults_served, "throttled": self.throttled,
+                      "batches": self.batches.counts()})
 
     async def _dispatch(self, request: web.Request) -> web.Response:
         # Routed by suffix so that base URLs with or without /v1 both work, as they do for real proxies.
@@ -284,25 +313,53 @@ class LoopbackServer:
         failure = self._failure(behaviour, protocol)
         if failure is not None:
             return failure
+        limit_headers: dict[str, str] | None = None
+        if behaviour.token_budget is not None or behaviour.request_budget is not None:
+            cost = sum(_tokens(t) for t in turns) + int(body.get("max_tokens") or 0) * int(body.get("n") or 1)
+            limit_headers, allowed = self.limits.take(behaviour, cost)
+            if not allowed:
+                self.throttled += 1
+                return _error(429, "Rate limit reached for tokens per window (loopback)", "rate_limit_error",
+                              protocol, limit_headers)
         fault = self._next_fault(behaviour)
         if behaviour.latency_s:
-            await asyncio.sleep(behaviour.latency_s)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(behaviour.latency_s)
+            finally:
+                self.in_flight -= 1
         if behaviour.mode == "slow" or fault == "timeout":
             await asyncio.sleep(behaviour.slow_s)
         if not body.get("model") or not isinstance(body.get("messages"), list):
             return _error(400, "model and messages are required", "invalid_request_error", protocol)
-        user = turns[-1] if turns else ""
+        payload = self.reply(protocol, body, turns, key)
+        if fault is not None and fault != "timeout":
+            return _faulty(fault, payload, protocol)
+        return _json(payload, headers=limit_headers)
+
+    def reply(self, protocol: str, body: dict[str, Any], turns: list[str], key: str) -> dict[str, Any]:
+        """The answer to a well-formed request, asked directly or inside a batch."""
+        behaviour = self.behaviour
+        user = "\n".join(turns)
         if protocol == "openai":
             answer = _answers(behaviour, user, key, int(body.get("n") or 1))
             payload = _chat_completion(body, answer, turns, behaviour, next(self._ids))
+            if behaviour.prompt_cache:
+                cached = min(self.cache.openai(body), payload["usage"]["prompt_tokens"])
+                payload["usage"]["prompt_tokens_details"] = {"cached_tokens": cached, "audio_tokens": 0}
         else:
             answer = _answers(behaviour, user, key, 1)  # the Messages API has no `n`
             payload = _anthropic_message(body, answer.texts[0], turns, next(self._ids))
+            if behaviour.prompt_cache:
+                usage = payload["usage"]
+                read, written = self.cache.anthropic(body, usage["input_tokens"])
+                usage.update(input_tokens=usage["input_tokens"] - read - written, cache_read_input_tokens=read,
+                             cache_creation_input_tokens=written)
         if behaviour.usage_factor != 1.0:
-            payload["usage"] = {k: int(v * behaviour.usage_factor) for k, v in payload["usage"].items()}
-        if fault is not None and fault != "timeout":
-            return _faulty(fault, payload, protocol)
-        return _json(payload)
+            payload["usage"] = {k: int(v * behaviour.usage_factor) if isinstance(v, (int, float)) else v
+                                for k, v in payload["usage"].items()}
+        return payload
 
     def _next_fault(self, behaviour: Behaviour) -> str | None:
         if behaviour.mode != "faults" or not behaviour.faults or self.received % max(behaviour.fault_every, 1):
@@ -323,7 +380,109 @@ class LoopbackServer:
         if status == 429 and behaviour.retry_after is not None:
             headers["Retry-After"] = _seconds(behaviour.retry_after)
         kind = "rate_limit_error" if status == 429 else "api_error" if status >= 500 else "invalid_request_error"
-        return _error(status, f"loopback says {status}", kind, protocol, headers)
+        return _error(status, behaviour.error_message or f"loopback says {status}", kind, protocol, headers)
+
+
+# -- prompt caching and rate limits ----------------------------------------------------------------
+
+
+class PromptCache:
+    """Prompt caching as the providers describe it, in the loopback's token unit (four characters):
+    - OpenAI, automatically: the longest prefix seen before that is at least 1,024 tokens long, in steps of 128;
+    - Anthropic, where asked: the prefix up to a block marked `cache_control`, at least `min_tokens` long, is read
+      when seen before and written otherwise (reads the longest marked prefix that hits).
+    A prefix counts as seen once a request carrying it arrived (a real cache holds it once the first request
+    with it has been processed; the loopback answers at once)."""
+
+    def __init__(self, min_tokens: int = 1024) -> None:
+        self.min_tokens = min_tokens
+        self.seen: set[bytes] = set()
+
+    def openai(self, body: dict[str, Any]) -> int:
+        text = "".join(f"{m.get('role')}\x00{_text(m.get('content'))}\x01" for m in body.get("messages") or []
+                       if isinstance(m, dict)).encode()
+        digest, done, cached, new = hashlib.blake2b(digest_size=16), 0, 0, []
+        for tokens in range(1024, len(text) // 4 + 1, 128):
+            digest.update(text[done:4 * tokens])
+            done = 4 * tokens
+            key = digest.copy().digest()
+            if key in self.seen:
+                cached = tokens
+            new.append(key)
+        self.seen.update(new)
+        return cached
+
+    def anthropic(self, body: dict[str, Any], input_tokens: int) -> tuple[int, int]:
+        """(tokens read, tokens written) of one request."""
+        blocks: list[tuple[str, bool]] = []
+        system = body.get("system")
+        blocks += _blocks(system)
+        for message in body.get("messages") or []:
+            if isinstance(message, dict):
+                blocks += _blocks(message.get("content"))
+        text, marks = "", []
+        for block_text, marked in blocks:
+            text += block_text + "\x01"
+            if marked and len(text) // 4 >= self.min_tokens:
+                marks.append((len(text) // 4, hashlib.blake2b(text.encode(), digest_size=16).digest()))
+        if not marks:
+            return 0, 0
+        read = max((tokens for tokens, key in marks if key in self.seen), default=0)
+        self.seen.update(key for _, key in marks)
+        longest = min(marks[-1][0], input_tokens)
+        read = min(read, input_tokens)
+        return read, max(longest - read, 0)
+
+
+def _blocks(content: Any) -> list[tuple[str, bool]]:
+    """(text, marked for the cache) of each block of a system prompt or message content."""
+    if isinstance(content, str):
+        return [(content, False)]
+    if isinstance(content, list):
+        return [(str(b.get("text", "")), bool(b.get("cache_control"))) for b in content if isinstance(b, dict)]
+    return []
+
+
+class RateWindow:
+    """Rate limits as token buckets (the algorithm OpenAI and Anthropic document): `token_budget` tokens and
+    `request_budget` requests, each refilled at budget / `budget_window_s` per second. A request the buckets
+    cannot hold gets a 429 with Retry-After (the time until it would fit); every answer carries OpenAI's
+    `x-ratelimit-limit/remaining/reset-requests/-tokens` headers (reset: time until the bucket is full)."""
+
+    def __init__(self) -> None:
+        self.updated: float | None = None
+        self.tokens = 0.0  # the buckets' levels
+        self.requests = 0.0
+
+    def take(self, behaviour: Behaviour, cost: int) -> tuple[dict[str, str], bool]:
+        now = time.monotonic()
+        buckets = [(name, float(budget), need) for name, budget, need in
+                   (("tokens", behaviour.token_budget, cost), ("requests", behaviour.request_budget, 1))
+                   if budget is not None]
+        if self.updated is None:
+            self.tokens, self.requests = float(behaviour.token_budget or 0), float(behaviour.request_budget or 0)
+        else:
+            elapsed = now - self.updated
+            for name, budget, _ in buckets:
+                level = getattr(self, name) + budget / behaviour.budget_window_s * elapsed
+                setattr(self, name, min(level, budget))
+        self.updated = now
+        waits = [(need - getattr(self, name)) * behaviour.budget_window_s / budget
+                 for name, budget, need in buckets if getattr(self, name) < need]
+        fits = not waits
+        if fits:
+            for name, _, need in buckets:
+                setattr(self, name, getattr(self, name) - need)
+        headers = {}
+        for name, budget, _ in buckets:
+            level = getattr(self, name)
+            headers[f"x-ratelimit-limit-{name}"] = str(int(budget))
+            headers[f"x-ratelimit-remaining-{name}"] = str(max(int(level), 0))
+            headers[f"x-ratelimit-reset-{name}"] = f"{(budget - level) * behaviour.budget_window_s / budget * 1000:.0f}ms"
+        if not fits:
+            headers["retry-after-ms"] = f"{max(waits) * 1000:.0f}"
+            headers["retry-after"] = str(math.ceil(max(waits)))
+        return headers, fits
 
 
 # -- request reading -------------------------------------------------------------------------------
@@ -347,9 +506,14 @@ def _conversation(body: dict[str, Any]) -> list[str]:
     return turns
 
 
+_PROMPT = re.compile(r"<prompt>\n.*?\n</prompt>", re.DOTALL)
+
+
 def _judged(user: str) -> _Judged:
+    """`user`: the conversation's text (system first). The instructions are what is outside the data: after the
+    responses (the v1 layout) or in the system message before them (v2)."""
     first, second = _RESPONSE_A.search(user), _RESPONSE_B.search(user)
-    instructions = user.rsplit("</response>", 1)[-1]
+    instructions = _PROMPT.sub("", _RESPONSE_B.sub("", _RESPONSE_A.sub("", user)))
     ask = "cot" if "Verdict:" in instructions else "verbalised" if "Confidence:" in instructions else "direct"
     return _Judged(
         first=first[1] if first else "",

@@ -229,6 +229,16 @@ def test_agreement_summary_gives_flat_tables_for_stats(judged):
     assert {r["principle_id"] for r in tables["per principle"]} == {"harmless", "honest"}
 
 
+def test_agreement_only_reads_the_calibrations_it_shows_are_not_stored(judged):
+    path = judged.path
+    judged.close()
+    result = CliRunner().invoke(cli, ["agreement", "--db", path])
+    assert result.exit_code == 0, result.output
+    assert "judge calibration (human train split)" in result.output and "openai:fake-judge" in result.output
+    with Store(path, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM calibrations")[1][0][0] == 0
+
+
 def test_cli_agreement_prints_tables_and_json(judged):
     path = judged.path
     judged.close()

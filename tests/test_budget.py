@@ -128,3 +128,22 @@ def test_an_absurd_usage_report_is_charged_no_more_than_the_calls_bound(loopback
     assert verdict.tokens_out == 1  # 1e30 reported, max_tokens 1 asked
     assert 0 < verdict.cost <= bound
     assert "passes this call's bound" in verdict.error
+
+
+@pytest.mark.parametrize("fault", ["usage_strings", "usage_missing"])
+def test_usage_that_cannot_be_read_is_charged_the_calls_bound(loopback, fault):
+    # 17 of 1,200 calls of the issue-20 probe had text for usage and were charged $0.
+    loopback.behaviour = Behaviour(mode="faults", faults=(fault,), fault_every=1)
+
+    verdict, bound = judge_once(loopback)
+    assert verdict.status == "ok" and verdict.letter == "A"
+    assert verdict.cost == pytest.approx(bound) and verdict.cost > 0
+    assert "usage could not be read" in verdict.error and "charged this call's bound" in verdict.error
+
+
+def test_a_run_whose_usage_is_text_spends_its_reservations_not_nothing(files, loopback):
+    loopback.behaviour = Behaviour(truth=truth, mode="faults", faults=("usage_strings",), fault_every=1)
+    summary = run_label(config(files, loopback, limit=2, **PRICED))
+    assert summary.cost > 0 and summary.calls_sent == 8
+    charged = query(files[2], "SELECT min(cost), min(tokens_in) FROM judgements")[0]
+    assert charged[0] > 0 and charged[1] > 0

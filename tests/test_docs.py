@@ -48,6 +48,17 @@ def test_the_python_api_page_imports_what_exists():
             assert hasattr(module, alias.name), f"{node.module}.{alias.name}"
 
 
+def test_every_prefgen_call_the_docs_show_is_on_the_facade():
+    import prefgen
+
+    for page in (DOCS / "python-api.md", REPO / "README.md"):
+        code = "\n".join(re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL))
+        used = {node.attr for node in ast.walk(ast.parse(code, page.name)) if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name) and node.value.id == "prefgen"}
+        assert used, page
+        assert sorted(used - set(prefgen.__all__)) == [], page
+
+
 def _shell_commands(text: str) -> list[str]:
     """`prefgen ...` command lines of the ```bash blocks, continuation lines joined, comments dropped."""
     commands = []

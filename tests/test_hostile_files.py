@@ -63,6 +63,41 @@ def test_billion_laughs_is_refused_before_any_expansion(tmp_path, store):
     assert "c.yaml:1: YAML anchors and aliases (&name, *name) are not allowed" in output
 
 
+@pytest.mark.parametrize(("shape", "depth"), [("flow", 1_000), ("flow", 100_000), ("block", 1_000)])
+def test_deeply_nested_yaml_is_refused_before_the_parser_recurses(tmp_path, store, shape, depth):
+    # Depth 1,000 was a RecursionError traceback; depth 100,000 still ran at 120 s. (Block nesting 100,000 deep
+    # needs 5 GB of indentation: the size limit refuses that.)
+    if shape == "flow":
+        nested = "[" * depth + "]" * depth
+    else:
+        nested = "\n" + "".join(" " * (i + 1) + "a:\n" for i in range(depth)) + " " * (depth + 1) + "1"
+    started = time.perf_counter()
+    output = label(tmp_path, store, f"name: x\n{GOOD_PRINCIPLES}extra: {nested}\n")
+    assert time.perf_counter() - started < 10
+    assert "mappings and lists nest more than 32 levels deep" in output
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deeply_nested_json_is_refused_before_the_parser_recurses(tmp_path, depth):
+    path = tmp_path / "c.json"
+    path.write_text('{"name": "x", "principles": [{"id": "q", "text": "t"}], "x": ' + "[" * depth + "]" * depth + "}")
+    started = time.perf_counter()
+    with pytest.raises(PrefgenError, match="nest more than 32 levels deep"):
+        load_constitution(path)
+    assert time.perf_counter() - started < 10
+
+
+def test_a_json_string_full_of_brackets_is_not_nesting(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"name": "x", "principles": [{"id": "q", "text": "[" * 500 + '\\"{' * 100}]}))
+    assert load_constitution(path).principles[0].text.startswith("[[[")
+
+
+def test_a_constitution_past_the_size_limit_is_refused_before_it_is_read(tmp_path, store):
+    output = label(tmp_path, store, f"name: x\n{GOOD_PRINCIPLES}# {'padding ' * 200_000}\n")
+    assert "too large for a constitution" in output
+
+
 def test_duplicate_yaml_keys_are_an_error_naming_both_lines(tmp_path, store):
     output = label(tmp_path, store, "name: x\nprinciples:\n  - id: q\n    text: Be good.\n    text: Be evil.\n")
     assert "c.yaml:5: duplicate key 'text' (first on line 4) (keep one of them)" in output

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from prefgen.cli import cli
 from prefgen.errors import InputError
-from prefgen.pipelines.humans.imports import import_human, parse_winner
+from prefgen.formats._columns import parse_winner
+from prefgen.pipelines.humans.imports import import_human
 from prefgen.pipelines.humans.votes import majority
 from prefgen.pipelines.labelling.inputs import read_pairs
 from prefgen.pipelines.humans.split import HELDOUT, TRAIN, side_of, split_human

@@ -32,7 +32,7 @@ def test_placeholders_inside_data_are_not_expanded():
 def test_custom_template_has_its_own_version_and_keeps_our_answer_format():
     custom = make_template("{principle} {prompt} {first} {second}")
     assert custom.version.startswith("custom-") and custom.version != make_template().version
-    assert "single letter A or B" in custom.render(Comparison("q", "x", "y", "p"))[1]["content"]
+    assert "single letter A or B" in custom.render(Comparison("q", "x", "y", "p"))[0]["content"]
 
 
 @pytest.mark.parametrize(("text", "letter"), [("A", "A"), ("B.", "B"), ("**A**", "A"), ("(B)", "B"),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from prefgen.pipelines.humans.annotation import FIRST, LABEL_STUDIO_CONFIG, SECOND, TIE
+from prefgen.formats.label_studio import FIRST, LABEL_STUDIO_CONFIG, SECOND, TIE
 from prefgen.pipelines.configs import RouteConfig
 from prefgen.pipelines.humans.imports import import_human
 from prefgen.pipelines.mixing.route import route

@@ -17,14 +17,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "prefgen"
 # Lowest first; a module belongs to the last prefix that matches it, and may import its own layer or lower.
 LAYERS = [
     ("helpers", ("prefgen.records", "prefgen.errors", "prefgen.hashing", "prefgen.redact", "prefgen.intervals",
-                 "prefgen.plots")),
-    ("concerns", ("prefgen.constitution", "prefgen.judge", "prefgen.storage", "prefgen.train")),
+                 "prefgen.plots", "prefgen.terminal", "prefgen.signals")),
+    ("concerns", ("prefgen.constitution", "prefgen.formats", "prefgen.judge", "prefgen.storage", "prefgen.train")),
     ("pipelines: configs", ("prefgen.pipelines", "prefgen.pipelines.configs")),
     ("pipelines: labelling", ("prefgen.pipelines.labelling",)),
     ("pipelines: humans", ("prefgen.pipelines.humans",)),
     ("pipelines: mixing, training, reporting", ("prefgen.pipelines.mixing", "prefgen.pipelines.training",
                                                 "prefgen.pipelines.reporting")),
-    ("command line and facade", ("prefgen", "prefgen.__main__", "prefgen.cli", "prefgen.cli_options",
+    ("command line and facade", ("prefgen", "prefgen.__main__", "prefgen.api", "prefgen.cli", "prefgen.cli_options",
                                  "prefgen.cli_output")),
 ]
 

@@ -55,7 +55,7 @@ def test_implicit_prompt_rows_pool_the_whole_text(tokenizer):
 
 
 def test_response_mean_pooling_needs_the_frozen_head_method():
-    assert TrainConfig().pooling == "auto" and TrainConfig.quick().pooling == "model"
+    assert TrainConfig().pooling == "auto" and TrainConfig(quick=True).pooling == "model"
     assert TrainConfig(method="lora").pooling == "model"
     with pytest.raises(ValidationError, match="response-mean needs method head"):
         TrainConfig(method="full", pooling="response-mean")

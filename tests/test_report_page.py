@@ -109,12 +109,14 @@ def test_page_renders_in_headless_chromium_with_every_plot_decoded_and_no_consol
     assert rendered.screenshot.stat().st_size > 10_000
 
 
-def test_a_store_from_before_a_table_existed_says_so_instead_of_failing(full_store, tmp_path):
-    import shutil
+def test_a_store_from_before_a_table_existed_says_so_instead_of_failing(full_store):
+    # What `collect` records for a table an older store lacks (its _migrations do not list the migration that
+    # makes it). A table dropped from a store whose migrations made it is another matter: the store was
+    # changed outside prefgen, and opening it is refused (tests/test_hostile_stores.py).
+    from prefgen.pipelines.reporting.page import _MISSING, build_sections, collect
 
-    old = tmp_path / "old.duckdb"
-    shutil.copy(full_store, old)
-    with Store(old) as store:
-        store.con.execute("DROP TABLE mix_trials")  # as a store written before `mix --auto` existed
-    page = write_report(old, tmp_path / "page.html")
-    assert "not in this store" in page.path.read_text(encoding="utf-8") and "Reward models and evaluations" in page.sections
+    with Store(full_store, read_only=True) as store:
+        data = collect(store)
+    data["mix_trials"] = _MISSING
+    sections = {section.title: section.body for section in build_sections(data)}
+    assert "not in this store" in sections["Training mixes"] and "Reward models and evaluations" in sections

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from prefgen.cli import cli
 from prefgen.errors import InputError, PrefgenError
 from prefgen.pipelines.humans.agreement import agreement_report
-from prefgen.pipelines.humans.annotation import LABEL_STUDIO_CONFIG
+from prefgen.formats.label_studio import LABEL_STUDIO_CONFIG
 from prefgen.pipelines.configs import RouteConfig, RouteWeights
 from prefgen.pipelines.humans.imports import import_human
 from prefgen.pipelines.mixing.mix import MixConfig, build_mix

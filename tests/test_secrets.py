@@ -71,6 +71,19 @@ def test_an_explicit_key_is_not_sent_over_plain_http_to_another_host(make) -> No
     make("http://127.0.0.1:8000/v1", api_key=KEY_CANARY)
 
 
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST", "127.0.0.1", "127.8.9.10", "[::1]", "[::ffff:127.0.0.1]"])
+def test_a_key_may_go_over_plain_http_to_this_machine(host) -> None:
+    OpenAIBackend("m", api_base=f"http://{host}:8000/v1", api_key=KEY_CANARY)  # no refusal
+
+
+@pytest.mark.parametrize("host", ["evil.localhost", "localhost.localdomain", "localhost.evil.example",
+                                  "128.0.0.1", "[::2]", "0.0.0.0"])
+def test_a_name_that_only_looks_local_is_another_host_for_the_key(host) -> None:
+    # `*.localhost` is whatever a resolver, a hosts file or a proxy makes of it: the key may leave the machine.
+    with pytest.raises(PrefgenError, match="--allow-http-key"):
+        OpenAIBackend("m", api_base=f"http://{host}:8000/v1", api_key=KEY_CANARY)
+
+
 def test_an_environment_key_is_withheld_from_plain_http_to_another_host(monkeypatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY_CANARY)
     backend = OpenAIBackend("m", api_base="http://10.255.255.1:8000/v1")

@@ -16,6 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from prefgen.errors import PrefgenError  # noqa: E402
 from prefgen.pipelines.humans.calibration import MIN_FIT_PAIRS, calibrate, fit_calibration, fit_map  # noqa: E402
 from prefgen.pipelines.humans.imports import import_human  # noqa: E402
+from prefgen.pipelines.configs import AutoMixConfig  # noqa: E402
 from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
 from prefgen.pipelines.humans.split import split_human  # noqa: E402
 from prefgen.records import make_pair  # noqa: E402
@@ -23,7 +24,7 @@ from prefgen.storage.db import Store  # noqa: E402
 from prefgen.storage.export import mix_rows_for_training  # noqa: E402
 from prefgen.storage.labels import save_pairs  # noqa: E402
 from prefgen.train.config import TrainConfig, resolve_base  # noqa: E402
-from tests.test_agreement import pair_ids, save_ai_verdicts, write_pairwise  # noqa: E402
+from tests.test_agreement import pair_ids, save_ai_verdicts  # noqa: E402
 
 KEY = {"judge_spec": "openai:fake-judge", "template_version": "t1", "constitution_id": "c-test"}
 
@@ -298,12 +299,15 @@ def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_no
     assert f"about ±{half_width:.3f}" in reason  # the user learns how fine the search can see
 
 
+SMALL_SEARCH = AutoMixConfig(folds=2, train=TrainConfig(max_length=48))
+
+
 @pytest.mark.slow
 def test_auto_mix_keeps_noise_out_and_says_why(store, tmp_path):
     from prefgen.pipelines.mixing.auto import GRID, HUMAN_ONLY, auto_mix
 
     world(store, tmp_path, n_human=12, n_ai=48, ai_right=0.5)
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
+    report = auto_mix(store, MixConfig(name="auto"), SMALL_SEARCH, grid=GRID[:3])
     assert report.chosen == HUMAN_ONLY and "beyond the noise" in report.reason
     assert report.mix.ai == 0 and report.mix.human == 12
     trials = store.query("SELECT count(*), count(DISTINCT candidate) FROM mix_trials")[1][0]
@@ -318,7 +322,7 @@ def test_auto_mix_takes_clean_ai_rows_when_they_beat_human_only(store, tmp_path)
 
     # Each fold's humans show one kind of preference; the clean AI pairs show both.
     world(store, tmp_path, n_human=24, n_ai=48, ai_right=1.0, split_kinds=True)
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
+    report = auto_mix(store, MixConfig(name="auto"), SMALL_SEARCH, grid=GRID[:3])
     scores = {c.name: c for c in report.candidates}
     assert report.chosen != HUMAN_ONLY, report.lines()
     assert scores[report.chosen].low > 0 and report.mix.ai > 0
@@ -330,7 +334,7 @@ def test_auto_mix_search_never_reads_the_heldout_split(store, tmp_path):
 
     world(store, tmp_path, n_human=24, n_ai=12, ai_right=1.0, heldout=0.5)
     heldout = {r["pair_id"] for r in store.dicts("SELECT pair_id FROM human_pair_labels WHERE split = 'heldout'")}
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=(GRID[0], GRID[2]))
+    report = auto_mix(store, MixConfig(name="auto"), SMALL_SEARCH, grid=(GRID[0], GRID[2]))
     trial_pairs = report.n_val
     n_train = store.query("SELECT count(*) FROM human_pair_labels WHERE split = 'train'")[1][0][0]
     assert trial_pairs == n_train and heldout
@@ -352,7 +356,7 @@ def test_gguf_base_is_accepted_as_a_file_and_other_paths_are_refused(tmp_path):
 
 
 def test_quick_is_the_former_one_epoch_full_regime_and_head_is_the_default():
-    quick, default = TrainConfig.quick(), TrainConfig()
+    quick, default = TrainConfig(quick=True), TrainConfig()
     assert (quick.method, quick.epochs, quick.lr, quick.batch_size) == ("full", 1, 2e-4, 8)
     assert (default.method, default.epochs, default.lr, default.scheduler) == ("head", 10, 1e-3, "cosine")
     assert TrainConfig(lr=5e-4).lr == 5e-4

@@ -106,9 +106,12 @@ def test_macros_a_file_carries_cannot_change_prefgens_queries(labelled_db):
     con.execute("CREATE MACRO avg(x) AS 0.42")
     con.close()
 
+    before = labelled_db.read_bytes()
     result = CliRunner().invoke(cli, ["stats", "--db", str(labelled_db)])
-    assert result.exit_code == 2 and "defines SQL macros (avg)" in result.output
+    assert result.exit_code == 2 and f"{labelled_db}: the store defines SQL macros ('avg')" in result.output
     assert result.output.count("\n") == 1
+    assert "prefgen label" not in result.output and "writing command" not in result.output  # readers never write
+    assert labelled_db.read_bytes() == before
 
     with Store(labelled_db) as store:  # a writer drops them
         assert store.query("SELECT avg(x) FROM (VALUES (1), (3)) t(x)")[1] == [(2.0,)]

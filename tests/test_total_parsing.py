@@ -52,7 +52,8 @@ ANTHROPIC_REPLY = JSON | st.fixed_dictionaries({}, optional={
 
 def assert_sound(completion: Completion) -> None:
     assert all(isinstance(t, str) for t in completion.texts)
-    assert 0 <= completion.tokens_in <= MAX_TOKENS and 0 <= completion.tokens_out <= MAX_TOKENS
+    for count in (completion.tokens_in, completion.tokens_out):  # None: unread, charged the call's bound
+        assert count is None or 0 <= count <= MAX_TOKENS
     for token, lp in (completion.first_token_logprobs or {}).items():
         assert isinstance(token, str) and math.isfinite(lp) and lp <= 0
     for mode in ("direct", "cot", "verbalised"):
@@ -109,9 +110,10 @@ def test_absurd_logprobs_fall_back_to_the_hard_verdict() -> None:
         assert (parsed.verdict, parsed.p_first, parsed.source) == ("A", 1.0, "verdict"), odd
 
 
-def test_odd_usage_is_bounded_never_an_error() -> None:
-    for value, expected in [("lots", 0), (-5, 0), (1e30, MAX_TOKENS), ("12", 12), (3.7, 3), (None, 0),
-                            ([1], 0), (True, 0), (math.inf, MAX_TOKENS), (math.nan, 0)]:
+def test_odd_usage_is_bounded_or_unread_never_an_error() -> None:
+    # None: the count cannot be read, and the call is charged the bound it reserved (judge.core).
+    for value, expected in [("lots", None), (-5, 0), (1e30, MAX_TOKENS), ("12", 12), (3.7, 3), (None, None),
+                            ([1], None), (True, None), (math.inf, MAX_TOKENS), (math.nan, None)]:
         reply = {"choices": [{"message": {"content": "A"}}], "usage": {"prompt_tokens": value}}
         assert parse_chat_completion(reply).tokens_in == expected, value
 

@@ -33,7 +33,6 @@ from prefgen.train.data import (  # noqa: E402
 from prefgen.train.evaluate import (  # noqa: E402
     accuracy,
     accuracy_by_group,
-    bootstrap_interval,
     calibration,
     compute_metrics,
     length_bias,
@@ -235,11 +234,14 @@ def test_human_ties_are_left_out_of_accuracy_and_reported_apart():
     assert metrics["n_scored"] == 3 and metrics["mean_margin"] == pytest.approx(1 / 3)
 
 
-def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
-    correct = np.array([1.0] * 70 + [0.0] * 30)
-    lo, hi = bootstrap_interval(correct, seed=3)
+def test_the_accuracy_interval_is_the_one_bootstrap_agreement_uses_too():
+    from prefgen.intervals import N_RESAMPLES, mean_interval
+
+    r_chosen = np.array([1.0] * 70 + [-1.0] * 30)
+    lo, hi = compute_metrics(r_chosen, np.zeros(100), seed=3)["accuracy_ci95"]
+    assert (lo, hi) == mean_interval(np.array([1.0] * 70 + [0.0] * 30), n_resamples=N_RESAMPLES, seed=3)
     assert lo < 0.7 < hi and hi - lo < 0.25
-    assert bootstrap_interval(correct, seed=3) == (lo, hi)
+    assert compute_metrics(np.array([]), np.array([]))["accuracy_ci95"] == [pytest.approx(np.nan, nan_ok=True)] * 2
 
 
 def test_length_bias_compares_model_and_humans():

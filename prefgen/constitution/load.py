@@ -14,6 +14,13 @@ from prefgen.errors import InputError, PrefgenError
 
 Loc = tuple[str | int, ...]
 
+# A constitution is a few kilobytes (thousands of principles are a few hundred): a file past this is not one.
+MAX_BYTES = 1 << 20
+# How deep mappings and lists may nest. A constitution needs four or five levels; the parsers recurse once per
+# level (PyYAML's composer and Python's json raise RecursionError near 1,000) and PyYAML's scanner slows down
+# with the square of the depth of `[[[...`, so the depth is counted first, by a pass that stops at the limit.
+MAX_DEPTH = 32
+
 
 def load_constitution(path: str | Path) -> Constitution:
     path = Path(path)
@@ -31,6 +38,10 @@ def load_constitution(path: str | Path) -> Constitution:
 
 def _read_text(path: Path) -> str:
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise InputError(path, f"{size:,} bytes is too large for a constitution (at most {MAX_BYTES:,})",
+                             hint="a constitution holds principles; keep data out of it")
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise InputError(path, "no such file", hint="check the --constitution path") from None
@@ -71,20 +82,57 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _refuse_aliases(path: Path, text: str) -> None:
-    """Anchors and aliases are refused before anything is built: an alias expands to a copy of what it names,
-    and nine lines of nested aliases expand to gigabytes (the "billion laughs"). A constitution needs none."""
+def _too_deep(path: Path, line: int | None) -> InputError:
+    return InputError(path, f"mappings and lists nest more than {MAX_DEPTH} levels deep", line=line,
+                      hint="a constitution needs a handful of levels; flatten it")
+
+
+def _check_yaml_events(path: Path, text: str) -> None:
+    """Refused before anything is built: anchors and aliases (an alias expands to a copy of what it names, and
+    nine lines of nested aliases expand to gigabytes, the "billion laughs"; a constitution needs none), and
+    nesting past MAX_DEPTH. The event stream is read only up to the first problem."""
+    depth = 0
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 raise InputError(path, "YAML anchors and aliases (&name, *name) are not allowed in a constitution",
                                  line=event.start_mark.line + 1, hint="write each value out in full")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _too_deep(path, event.start_mark.line + 1)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     except yaml.YAMLError:
         return  # reported by the loader with its own line
 
 
+def _check_json_depth(path: Path, text: str) -> None:
+    """Nesting past MAX_DEPTH refused in one pass over the characters, before json recurses into it."""
+    depth, line, in_string, escaped = 0, 1, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _too_deep(path, line)
+        elif char in "]}":
+            depth -= 1
+        if char == "\n":
+            line += 1
+
+
 def _parse(path: Path, text: str) -> Any:
     if path.suffix.lower() == ".json":
+        _check_json_depth(path, text)
         try:
             data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:
@@ -99,7 +147,7 @@ def _parse(path: Path, text: str) -> Any:
                 pass
             raise InputError(path, f"duplicate key {exc.key!r}", hint="keep one of them") from None
     else:
-        _refuse_aliases(path, text)
+        _check_yaml_events(path, text)
         try:
             data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
         except InputError as exc:

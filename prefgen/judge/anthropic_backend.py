@@ -24,6 +24,40 @@ def split_system(messages: list[dict[str, str]]) -> tuple[str | None, list[dict[
     return ("\n\n".join(system) if system else None), rest
 
 
+# The shortest prefix each model caches (tokens; Anthropic's prompt-caching docs): below it `cache_control` is
+# ignored and the request is charged as usual. First match of the model name wins; 1024 for the rest.
+_MIN_CACHED_TOKENS = (("haiku-4", 4096), ("opus-4-5", 4096), ("opus-4-6", 4096), ("sonnet-4-6", 2048),
+                      ("haiku", 2048))
+_CHARS_PER_TOKEN = 4  # English runs at ~3.5 characters a Claude token: 4 errs towards leaving a prefix unmarked
+
+
+def min_cached_tokens(model: str) -> int:
+    name = model.lower()
+    return next((tokens for part, tokens in _MIN_CACHED_TOKENS if part in name), 1024)
+
+
+def system_field(model: str, system: str) -> str | list[dict[str, Any]]:
+    """The system prompt, marked for the prompt cache where the model can cache it.
+
+    The system message is the part every call of one principle shares (`judge.prompts`): a label job sends it
+    2 x (pairs drawn for that principle) times within minutes, so the one cache write (1.25x input) is paid
+    back by the first read (0.1x). Below the model's minimum the mark would be ignored, so it is left off and
+    the request stays the plain string."""
+    if len(system) // _CHARS_PER_TOKEN < min_cached_tokens(model):
+        return system
+    return [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+
+
+def message_params(model: str, messages: list[dict[str, str]], params: SamplingParams) -> dict[str, Any]:
+    """The Messages API body of one sample of a rendered request (a batch request's `params` as they are)."""
+    system, turns = split_system(messages)
+    body: dict[str, Any] = {"model": model, "messages": turns, "max_tokens": params.max_tokens,
+                            "temperature": params.temperature, **dict(params.extra)}
+    if system is not None:
+        body["system"] = system_field(model, system)
+    return body
+
+
 def parse_message(data: Any) -> Completion:
     """One Messages API reply to a one-text `Completion`; cached input tokens count as input.
 
@@ -42,9 +76,19 @@ def parse_message(data: Any) -> Completion:
     usage = data.get("usage")
     return Completion(
         texts=[text],
-        tokens_in=reply.usage_count(usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
+        tokens_in=reply.usage_count(usage, "input_tokens",
+                                    optional=("cache_creation_input_tokens", "cache_read_input_tokens")),
         tokens_out=reply.usage_count(usage, "output_tokens"),
+        # Absent cache counts are 0 (no cache was used); present but unreadable, None (charged at the full rate).
+        tokens_cached=reply.usage_count(usage, optional=("cache_read_input_tokens",)),
+        tokens_cache_written=reply.usage_count(usage, optional=("cache_creation_input_tokens",)),
     )
+
+
+def _total(counts: Any) -> int | None:
+    """The sum of the samples' token counts; None (unread, charged the bound) when any one is unread."""
+    counts = list(counts)
+    return None if any(c is None for c in counts) else sum(counts)
 
 
 def merge(completions: list[Completion]) -> Completion:
@@ -52,9 +96,11 @@ def merge(completions: list[Completion]) -> Completion:
     costs = [c.cost for c in completions if c.cost is not None]
     return Completion(
         texts=[text for c in completions for text in c.texts],
-        tokens_in=sum(c.tokens_in for c in completions),
-        tokens_out=sum(c.tokens_out for c in completions),
+        tokens_in=_total(c.tokens_in for c in completions),
+        tokens_out=_total(c.tokens_out for c in completions),
         cost=sum(costs) if costs else None,
+        tokens_cached=sum(c.tokens_cached or 0 for c in completions),
+        tokens_cache_written=sum(c.tokens_cache_written or 0 for c in completions),
     )
 
 
@@ -105,24 +151,22 @@ class AnthropicBackend(endpoint.HttpBackend):
         )
         self._slots = asyncio.Semaphore(connection.concurrency)
 
-    async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
-        system, turns = split_system(messages)
-        if params.n == 1:
-            return await self._one(system, turns, params)
-        return await sample_separately(lambda: self._one(system, turns, params), params.n)
+    def sdk_client(self, max_retries: int = 3) -> Any:
+        """The same client with the SDK's own retries on (Message Batches: a few calls per batch)."""
+        return self._client.with_options(max_retries=max_retries)
 
-    async def _one(self, system: str | None, turns: list[dict[str, str]], params: SamplingParams) -> Completion:
+    async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        body = message_params(self.model, messages, params)
+        if params.n == 1:
+            return await self._one(body)
+        return await sample_separately(lambda: self._one(body), params.n)
+
+    async def _one(self, body: dict[str, Any]) -> Completion:
         import anthropic
 
-        request: dict[str, Any] = {
-            "model": self.model,
-            "messages": turns,
-            "max_tokens": params.max_tokens,
-            # The 2.x SDK has no `temperature` argument any more; the API still takes the field.
-            "extra_body": {"temperature": params.temperature, **dict(params.extra)},
-        }
-        if system is not None:
-            request["system"] = system
+        request = {key: body[key] for key in ("model", "messages", "max_tokens", "system") if key in body}
+        # The 2.x SDK has no `temperature` argument any more; the API still takes the field.
+        request["extra_body"] = {key: value for key, value in body.items() if key not in request}
         try:
             async with self._slots:
                 message = await self._client.messages.create(**request)

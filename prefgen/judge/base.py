@@ -37,10 +37,15 @@ class Completion:
     """What a backend got back for one request. `first_token_logprobs` maps token text to logprob."""
 
     texts: list[str]
-    tokens_in: int = 0
-    tokens_out: int = 0
+    # Every input token, those read from or written to the prompt cache included. None: the reply's usage could
+    # not be read, and the call is charged its reserved bound.
+    tokens_in: int | None = 0
+    tokens_out: int | None = 0
     first_token_logprobs: dict[str, float] | None = None
     cost: float | None = None  # set only when the provider reports a price itself
+    limits: Any = None  # the answer's rate-limit headers (judge.ratelimit.RateLimits), where the backend reads them
+    tokens_cached: int | None = 0  # input tokens the prompt cache served (at the cached rate); None: unread
+    tokens_cache_written: int | None = 0  # input tokens written to the prompt cache (Anthropic cache_control)
 
 
 @dataclass(slots=True)
@@ -58,6 +63,8 @@ class Verdict:
     error: str | None = None
     attempts: int = 1
     letter: str | None = None  # "A" / "B": the slot the answer named
+    tokens_cached: int = 0
+    tokens_cache_written: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +96,13 @@ class TransientError(Exception):
     a reply cut off or unreadable). Such attempts are charged to the budget at the call's upper bound.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None, *, billed: bool = False) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, billed: bool = False,
+                 throttled: bool = False, limits: Any = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.billed = billed
+        self.throttled = throttled  # a 429: the server asks for fewer calls (judge.ratelimit)
+        self.limits = limits  # the answer's rate-limit headers (judge.ratelimit.RateLimits), if any
 
 
 class PermanentError(Exception):

@@ -28,14 +28,19 @@ def basic_auth(credentials: tuple[str, str]) -> str:
 
 
 def is_loopback(host: str | None) -> bool:
+    """Whether `host` is this machine: 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z), or the name `localhost`.
+    Nothing else by name: `*.localhost` and `localhost.localdomain` are whatever a resolver, a hosts file or a
+    proxy makes of them, so a key sent there may well leave the machine."""
     if not host:
         return False
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def plain_http_off_machine(url: str) -> bool:

@@ -56,7 +56,10 @@ def error_for_status(
 ) -> TransientError | PermanentError:
     """429, 408, 409 and 5xx are worth retrying (with the server's Retry-After); other 4xx are not."""
     if status in _RETRYABLE_4XX or status >= 500:
-        return TransientError(f"HTTP {status}: {message}", retry_after=retry_after_seconds(headers))
+        from prefgen.judge.ratelimit import rate_limits
+
+        return TransientError(f"HTTP {status}: {message}", retry_after=retry_after_seconds(headers),
+                              throttled=status == 429, limits=rate_limits(headers))
     return PermanentError(f"HTTP {status}: {message}")
 
 

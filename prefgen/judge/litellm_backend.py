@@ -22,6 +22,9 @@ from prefgen.judge.openai_backend import parse_chat_completion
 
 # Providers whose replies carry token logprobs; for the others the fields are not even sent.
 LOGPROB_PROVIDERS = frozenset({"openai", "hosted_vllm"})
+# Providers litellm sends OpenAI-format batches to (its acreate_file / acreate_batch); Azure, Vertex and Bedrock
+# batches need cloud storage settings prefgen does not take.
+BATCH_PROVIDERS = frozenset({"openai", "hosted_vllm", "litellm_proxy"})
 
 
 def _import_litellm() -> Any:
@@ -124,6 +127,17 @@ class LiteLLMBackend(endpoint.HttpBackend):
         supported = litellm.get_supported_openai_params(model=model, custom_llm_provider=self.provider) or ()
         # Providers without `n` (Anthropic, Ollama) get n separate calls instead of an error.
         self._native_n = "n" in supported
+
+    def batch_settings(self) -> tuple[Any, str, dict[str, Any]] | None:
+        """(litellm, provider, connection settings) for litellm's OpenAI-format batches (files + batches), where
+        litellm sends them that way; None elsewhere (litellm 1.110 creates no Anthropic batch:
+        `anthropic:MODEL --batch` does)."""
+        if self.provider not in BATCH_PROVIDERS:
+            return None
+        settings: dict[str, Any] = {"api_base": self._api_base, "api_key": self._api_key}
+        if self._headers:
+            settings["extra_headers"] = dict(self._headers)
+        return self._litellm, self.provider, {k: v for k, v in settings.items() if v is not None}
 
     async def complete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         if params.n == 1 or self._native_n:

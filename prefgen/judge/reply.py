@@ -27,33 +27,40 @@ def shape(value: Any, limit: int = 120) -> str:
     return f"{type(value).__name__} {text[:limit]}{'...' if len(text) > limit else ''}"
 
 
-def token_count(value: Any) -> int:
-    """A usage field as a count in [0, MAX_TOKENS]: numbers and numeric strings are read, anything else is 0.
+def token_count(value: Any) -> int | None:
+    """A usage field as a count in [0, MAX_TOKENS], or None when it is not a count at all (text, NaN, null, a
+    list): numbers and numeric strings are read.
 
     Negative counts become 0 and absurd ones MAX_TOKENS, so a broken report can neither refund a budget nor
-    overflow the store; a count it cannot read at all is 0, and the budget's reservation still bounds the call.
+    overflow the store; a count that cannot be read is None, and the call is charged the bound it reserved
+    (`judge.core`): charging it nothing would let a server that sends `"usage": "n/a"` spend past --max-cost.
     """
     if isinstance(value, bool) or value is None:
-        return 0
+        return None
     if isinstance(value, str):
         try:
             value = float(value.strip())
         except ValueError:
-            return 0
+            return None
     if isinstance(value, int):
         return min(max(value, 0), MAX_TOKENS)
     if isinstance(value, float):
         if math.isnan(value):
-            return 0
+            return None
         return int(min(max(value, 0.0), float(MAX_TOKENS)))
-    return 0
+    return None
 
 
-def usage_count(usage: Any, *fields: str) -> int:
-    """The sum of the named counts of a usage object (0 when usage is not an object)."""
+def usage_count(usage: Any, *fields: str, optional: tuple[str, ...] = ()) -> int | None:
+    """The sum of the named counts of a usage object; None when it cannot be read (no usage object, a named
+    field missing or not a count, an `optional` field present but not a count)."""
     if not isinstance(usage, Mapping):
-        return 0
-    return min(sum(token_count(usage.get(f)) for f in fields), MAX_TOKENS)
+        return None
+    counts = [token_count(usage.get(f)) for f in fields]
+    counts += [token_count(usage[f]) for f in optional if usage.get(f) is not None]
+    if any(count is None for count in counts):
+        return None
+    return min(sum(counts), MAX_TOKENS)
 
 
 def logprob(value: Any) -> float | None:

@@ -5,6 +5,7 @@ comparison; every caller that needs a side from a probability uses `side`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 
@@ -81,8 +82,13 @@ def swap_answers(ab: Answer | None, ba: Answer | None, threshold: float) -> Swap
                             ba.status if ba else None, ba.p_first if ba else None, threshold)
 
 
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))  # dataclasses.fields builds its tuple anew on every call
+
+
 def _values(record: object, cls: type) -> dict[str, object]:
-    return {f.name: getattr(record, f.name) for f in fields(cls)}
+    return {name: getattr(record, name) for name in _names(cls)}
 
 
 def preference(job_id: str, pair_id: str, principle_id: str, ab: Answer | None, ba: Answer | None,

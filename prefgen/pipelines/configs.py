@@ -8,11 +8,30 @@ import, so that the CLI can read them without loading the pipelines' dependencie
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from prefgen import formats
 from prefgen.judge.swap import DEFAULT_THRESHOLD
+from prefgen.train.common import SCORE_BATCH_SIZE
+from prefgen.train.config import TrainConfig
+
+C = TypeVar("C", bound=BaseModel)
+
+# The format choices, from the registry of formats (`prefgen.formats`): a new format is one class there.
+ImportFormatName = Literal[(formats.AUTO, *formats.names())]  # type: ignore[valid-type]
+FileFormatName = Literal[(formats.AUTO, *formats.names(formats.file_formats()))]  # type: ignore[valid-type]
+ToolFormatName = Literal[formats.names(formats.tool_formats())]  # type: ignore[valid-type]
+
+
+def configured(model: type[C], config: C | None, options: dict[str, Any]) -> C:
+    """The config a library call was given: `config`, or one built from its keyword options (not both), so a
+    stage's knobs and their defaults are written once, on its config model."""
+    if config is not None and options:
+        raise TypeError(f"give a {model.__name__} or its fields as keyword arguments, not both "
+                        f"(got {', '.join(sorted(options))})")
+    return config if config is not None else model(**options)
 
 
 class LabelConfig(BaseModel):
@@ -65,12 +84,27 @@ class LabelConfig(BaseModel):
                                                             "bounds memory, whatever the size of the input.")
     engine: Literal["local", "ray"] = Field(default="local", description="local: one process (asyncio); ray: "
                                             "Ray workers write Parquet shards, merged into --db at the end.")
+    batch: bool = Field(default=False, description="Send the calls as provider batch jobs (openai:, anthropic:, "
+                                                   "litellm:openai/...): half the price, answered within 24 h. "
+                                                   "A killed or restarted run polls the batches it finds.")
+    batch_poll_s: float = Field(default=30.0, gt=0, description="--batch: seconds between two polls of a batch.")
+    batch_max_requests: int = Field(default=10_000, ge=1, description="--batch: calls per provider batch (the "
+                                                                     "provider's own limit applies too).")
+    adaptive_concurrency: bool = Field(default=True, description="Adapt the calls in flight (1 to --concurrency) "
+                                                                 "to the server's rate-limit headers and 429s; "
+                                                                 "off: always --concurrency.")
     address: str | None = Field(default=None, description="Ray cluster address (--engine ray; default: start a "
                                                           "local Ray instance).")
     workers: int = Field(default=2, ge=1, description="Ray workers (--engine ray), each with --concurrency calls "
                                                       "in flight.")
     shards: Path | None = Field(default=None, description="Directory of the Parquet shards (--engine ray; "
                                                           "default: DB.shards/ beside the store).")
+
+    @model_validator(mode="after")
+    def _batches_in_one_process(self) -> LabelConfig:
+        if self.batch and self.engine == "ray":
+            raise ValueError("--batch hands the calls to the provider from one process: leave out --engine ray")
+        return self
 
     @field_validator("api_base", mode="before")
     @classmethod
@@ -161,8 +195,7 @@ class RouteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     budget: int = Field(ge=1, description="Pairs to send to annotators.")
-    format: Literal["label-studio", "argilla"] = Field(
-        description="label-studio: task JSON plus a labelling config beside it; argilla: v2 records JSON.")
+    format: ToolFormatName = Field(description=formats.help_text(formats.tool_formats(), "batch_help") + ".")
     out: Path = Field(description="The batch file to write.")
     random_share: float = Field(default=0.15, ge=0.0, le=1.0,
                                 description="Share of the budget drawn at random: the unbiased sample that "
@@ -187,3 +220,146 @@ class RouteConfig(BaseModel):
         weights = rest.get("weights") or {}
         weights = weights.model_dump() if isinstance(weights, RouteWeights) else dict(weights)
         return {**rest, "weights": {**weights, **flat}}
+
+
+class AutoMixConfig(BaseModel):
+    """What `prefgen mix --auto` takes besides the mix's own options: the search and the training settings every
+    candidate is validated with. The training settings are recorded with the chosen mix, and `prefgen train`
+    on it re-applies those it is not given (and says which it was given otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(default=3, ge=2, description="--auto: folds of the human train split.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0,
+                              description="--auto: one-sided confidence that a mix with AI rows beats human-only "
+                                          "before it is chosen (lower takes smaller gains and more risk).")
+    train: TrainConfig = Field(default_factory=TrainConfig,
+                               description="Training settings of every candidate (seed: the mix's, unless set).")
+
+    @field_validator("train")
+    @classmethod
+    def _one_process(cls, train: TrainConfig) -> TrainConfig:
+        if train.processes != 1 or train.ensemble != 1:
+            raise ValueError("mix --auto trains each candidate once, in this process: leave out processes and "
+                             "ensemble (train the chosen mix with them)")
+        return train
+
+
+class SplitConfig(BaseModel):
+    """What `prefgen split` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    heldout: float = Field(ge=0.0, lt=1.0, description="Share of human-labelled prompts to hold out, in [0, 1). "
+                           "Prompts with a label pinned at import (import-human --split) keep their side and do "
+                           "not count: the share applies to the others.")
+    seed: int = Field(default=0, description="Seed of the prompt hash that decides each side.")
+
+
+class AgreementConfig(BaseModel):
+    """What `prefgen agreement` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge: str | None = Field(default=None, description="Only this judge spec (or label job id).")
+    split: Literal["train", "heldout"] | None = Field(default=None,
+                                                      description="Only human labels on this side of the split.")
+    seed: int = Field(default=0, description="Seed of the bootstrap intervals.")
+
+
+def _column_map(items: object) -> object:
+    """`--column OURS=THEIRS` options (a list of such strings) as {ours: theirs}; a dict as it is."""
+    if isinstance(items, dict) or items is None:
+        return items or {}
+    mapping = {}
+    for item in items:  # type: ignore[union-attr]
+        ours, sep, theirs = str(item).partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise ValueError(f"--column {item!r}: expected OURS=THEIRS, e.g. prompt=question")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+class ImportConfig(BaseModel):
+    """What `prefgen import-human` takes besides the file. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fmt: ImportFormatName = Field(default=formats.AUTO, description="auto: told from the first row; "
+                                  + formats.help_text() + ".")
+    source: str | None = Field(default=None, description="Name of this import (default: the file's stem). "
+                               "Importing a name again replaces its labels.")
+    skip_bad: bool = Field(default=False, description="Skip invalid rows (reported) instead of failing with "
+                           "nothing written.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Read column THEIRS as OURS (prompt, "
+                                    "response_a, response_b, winner, chosen, rejected).")
+    pin: Literal["train", "heldout"] | None = Field(default=None, description="Pin every label of this file to "
+                                                    "that side: `prefgen split` never moves it.")
+    labels: str | Path | None = Field(default=None, description="FILE holds the pairs and LABEL_FILE their labels (e.g. "
+                               "pool.jsonl + pool_labels.jsonl), joined on --on.")
+    on: str = Field(default="id", description="--labels: the id column both files share.")
+
+    _columns = field_validator("columns", mode="before")(_column_map)
+
+
+class EvalConfig(BaseModel):
+    """What `prefgen eval` takes besides the model and the store. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: Literal["heldout"] = Field(default="heldout", description="Which human labels of --db to evaluate on "
+                                      "(the held-out split: the train side shaped the model).")
+    pairs: str | Path | None = Field(default=None, description="Evaluate on a labelled file instead (any import-human "
+                              "format).")
+    fmt: FileFormatName = Field(default=formats.AUTO, description="Format of --pairs (any file format of "
+                                "import-human).")
+    skip_bad: bool = Field(default=False, description="Skip invalid rows of --pairs (reported) instead of failing.")
+    batch_size: int = Field(default=SCORE_BATCH_SIZE, ge=1, description="Pairs scored per forward pass.")
+    out: Path | None = Field(default=None, description="Folder for eval.html, eval.json and the plots (default: a "
+                             "new MODEL/evals/<UTC time>).")
+    progress: bool = Field(default=True, description="Show a progress bar while scoring.")
+
+    @model_validator(mode="after")
+    def _split_is_of_the_store(self) -> EvalConfig:
+        if self.pairs is not None and "split" in self.model_fields_set:
+            raise ValueError("--split picks the store's human labels; --pairs FILE is evaluated whole: give one")
+        return self
+
+
+class ScoreConfig(BaseModel):
+    """What `prefgen score` takes besides the model. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: str | Path | None = Field(default=None, description="Rows with prompt, response_a, response_b (JSONL, CSV, "
+                              "Parquet, datasets dir, FILE.duckdb:TABLE).")
+    responses: str | Path | None = Field(default=None, description="Rows with prompt and `response`, or `responses` (a "
+                                  "list of best-of-N candidates).")
+    out: str | Path | None = Field(default=None, description="Output JSONL (default: <input>.scored.jsonl next to the "
+                            "input).")
+    batch_size: int = Field(default=SCORE_BATCH_SIZE, ge=1, description="Responses scored per forward pass.")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ScoreConfig:
+        if (self.pairs is None) == (self.responses is None):
+            raise ValueError("give exactly one of --pairs or --responses")
+        return self
+
+
+class ExportConfig(BaseModel):
+    """What `prefgen export` takes. Descriptions are the CLI's help texts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mix: str | None = Field(default=None, description="The mix to export.")
+    split: Literal["heldout"] | None = Field(default=None, description="Export the held-out human set instead of "
+                                             "a mix.")
+    fmt: Literal["hf", "parquet", "jsonl"] = Field(default="jsonl", description="hf: a datasets directory "
+                                                   "(save_to_disk); parquet; jsonl.")
+    out: Path = Field(description="File (or directory, for hf) to write.")
+
+    @model_validator(mode="after")
+    def _one_set(self) -> ExportConfig:
+        if (self.mix is None) == (self.split is None):
+            raise ValueError("export needs exactly one of --mix NAME or --split heldout")
+        return self

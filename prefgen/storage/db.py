@@ -26,7 +26,7 @@ large.
 from __future__ import annotations
 
 import contextlib
-import functools
+import logging
 import os
 import re
 import time
@@ -40,7 +40,14 @@ import pyarrow as pa
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from prefgen.errors import PrefgenError
+from prefgen.storage.guard import (HostileStore, applied_migrations, check_tables, guard_views,
+                                   refuse_foreign_objects)
 from prefgen.storage.migrations import migrate
+from prefgen.storage.names import quote_name
+from prefgen.storage.wal import is_unreplayable_wal, move_wal_aside, unreplayable_wal
+from prefgen.storage.watchdog import GuardedConnection, damaged, is_damage, query_time_limit
+
+log = logging.getLogger("prefgen.storage")
 
 
 # No file or network access from SQL, no extensions, and no way for SQL to turn that back on.
@@ -108,8 +115,21 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float = LOCK_W
     except (duckdb.IOException, duckdb.PermissionException, duckdb.InvalidInputException) as exc:
         if _is_lock_conflict(exc):
             raise _busy(path, str(exc), wait_s) from None
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PrefgenError(f"{path}: cannot open the database ({first_line})") from None
+        raise PrefgenError(f"{path}: cannot open the database ({_first_line(exc)})") from None
+    except duckdb.Error as exc:
+        if is_unreplayable_wal(exc):
+            if read_only:
+                raise unreplayable_wal(path, exc) from None
+            move_wal_aside(path, exc)
+            return connect(path, read_only=read_only, wait_s=wait_s)
+        if is_damage(exc):
+            raise damaged(path, exc) from None
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def wanted_note(path: str) -> Path:
@@ -147,6 +167,9 @@ def _check_is_duckdb(path: Path) -> None:
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         return  # a new file, or one DuckDB will refuse with its own words
     if not head:
+        if path.exists():
+            raise PrefgenError(f"{path}: an empty file (0 bytes), not a DuckDB database; give --db a prefgen store, "
+                               "or a name that does not exist yet to create one")
         return
     if head.startswith(_SQLITE_MAGIC):
         raise PrefgenError(f"{path}: this is a SQLite database, not a DuckDB one; give --db a DuckDB file "
@@ -177,6 +200,33 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, table: Any) -> Iterato
         yield
 
 
+def create_store(path: Path) -> None:
+    """A new store appears whole or not at all: it is built beside its name (every migration applied and
+    checkpointed, so that nothing lives in a WAL), then linked into place. A process killed meanwhile leaves no
+    store, or a whole one, never a file that holds half a schema; at worst a `NAME.new-PID` file to delete."""
+    staging = path.with_name(f"{path.name}.new-{os.getpid()}")
+    for leftover in (staging, Path(f"{staging}.wal")):
+        leftover.unlink(missing_ok=True)  # this process's own, from an attempt that failed
+    con = connect(staging)
+    try:
+        migrate(con)
+        con.execute("CHECKPOINT")
+    except BaseException:  # Ctrl-C, SIGTERM: nothing was created
+        con.close()
+        for leftover in (staging, Path(f"{staging}.wal")):
+            leftover.unlink(missing_ok=True)
+        raise
+    con.close()
+    try:
+        os.link(staging, path)  # unlike a rename, never replaces a store another process created meanwhile
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not path.exists():
+            os.replace(staging, path)
+    staging.unlink(missing_ok=True)
+
+
 class Store:
     """One DuckDB file. Writers migrate on open; readers (`read_only=True`) never change the file."""
 
@@ -186,15 +236,53 @@ class Store:
         if read_only and not Path(self.path).exists():
             raise PrefgenError(f"{self.path}: no such database (run `prefgen label` first, or check --db)")
         self._sharing = False
-        self.con: duckdb.DuckDBPyConnection | None = connect(self.path, read_only=read_only)
+        # Readers run each query under a time limit (a store may be a file someone handed you).
+        self._limit_s = query_time_limit() if read_only else None
+        self.con: Any = None
+        if not read_only and self.path != ":memory:" and not Path(self.path).exists():
+            create_store(Path(self.path))
+        self._reopen(LOCK_WAIT_S)
         try:
-            if not read_only:
-                migrate(self.con)
-            guard_macros(self.con, read_only=read_only)
-            guard_views(self.con, read_only=read_only)
+            self._check_and_migrate()
+        except HostileStore as exc:
+            self.close()
+            raise HostileStore(f"{self.path}: {exc}") from None
         except BaseException:
-            self.con.close()
+            self.close()
             raise
+
+    def _check_and_migrate(self) -> None:
+        """Refuse what would change prefgen's queries (`storage.guard`), bring a writer's schema up to date, and
+        checkpoint every schema change: DDL must never live only in the WAL, which a DuckDB that cannot replay
+        it (1.4 and 1.5 could not replay ALTER TABLE on these tables) would make unopenable."""
+        con = self.con
+        dropped = refuse_foreign_objects(con, read_only=self.read_only)
+        applied = applied_migrations(con)
+        if applied is None and self.read_only:
+            raise PrefgenError(f"{self.path}: not a prefgen store (it has no _migrations table); give --db a store "
+                               "that prefgen wrote")
+        if applied is not None:
+            check_tables(con, applied)
+        changed = [] if self.read_only else self._migrate()
+        changed += guard_views(con, read_only=self.read_only)
+        if dropped or changed:
+            self.checkpoint()
+
+    def _migrate(self) -> list[str]:
+        try:
+            return migrate(self.con)
+        except duckdb.Error as exc:
+            raise PrefgenError(f"{self.path}: cannot bring the store's schema up to date ({_first_line(exc)}); is "
+                               "--db a store that prefgen wrote, or a new file name?") from None
+
+    def checkpoint(self) -> None:
+        """Write everything the WAL holds into the file itself (a writer's; readers change nothing)."""
+        if self.con is None or self.read_only or self.path == ":memory:":
+            return
+        try:
+            self.con.execute("CHECKPOINT")
+        except duckdb.TransactionException as exc:  # another connection of this process is mid-transaction
+            log.debug("checkpoint of %s postponed to the close: %s", self.path, exc)
 
     def close(self) -> None:
         if self.con is not None:
@@ -204,7 +292,8 @@ class Store:
     def _reopen(self, wait_s: float) -> None:
         # No migration or guard: they ran when the store was first opened, and the writes made in between
         # (INSERTs of prefgen's own rows) read no view or function that a file could have redefined.
-        self.con = connect(self.path, read_only=self.read_only, wait_s=wait_s)
+        self.con = GuardedConnection(connect(self.path, read_only=self.read_only, wait_s=wait_s), self.path,
+                                     self._limit_s)
 
     @contextlib.contextmanager
     def shared(self, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
@@ -251,8 +340,7 @@ class Store:
             yield
         finally:
             self._reopen(wait_s)
-            guard_macros(self.con, read_only=self.read_only)
-            guard_views(self.con, read_only=self.read_only)
+            self._check_and_migrate()
 
     def __enter__(self) -> Store:
         return self
@@ -280,9 +368,9 @@ class Store:
             return 0
         batch = rows_to_arrow(rows)
         verb = {"replace": "INSERT OR REPLACE", "ignore": "INSERT OR IGNORE", "error": "INSERT"}[on_conflict]
-        columns = ", ".join(batch.column_names)
+        columns = ", ".join(quote_name(name) for name in batch.column_names)
         with registered(self.con, "_prefgen_batch", batch):
-            self.con.execute(f"{verb} INTO {table} ({columns}) SELECT {columns} FROM _prefgen_batch")
+            self.con.execute(f"{verb} INTO {quote_name(table)} ({columns}) SELECT {columns} FROM _prefgen_batch")
         return batch.num_rows
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> tuple[list[str], list[tuple]]:
@@ -304,73 +392,9 @@ class Store:
             raise PrefgenError(f"SQL error: {' '.join(str(exc).split())}") from None
 
     def query_arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        relation = self.con.sql(sql, params=list(params) if params else None)
-        return relation.to_arrow_table() if relation is not None else pa.table({})
-
-
-@functools.cache
-def canonical_views() -> dict[str, str]:
-    """prefgen's views as its migrations define them: name -> CREATE VIEW statement (this DuckDB's wording)."""
-    con = duckdb.connect(":memory:", config=dict(LOCKED_DOWN))
-    try:
-        migrate(con)
-        return dict(con.execute(
-            "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary"
-        ).fetchall())
-    finally:
-        con.close()
-
-
-def guard_macros(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> list[str]:
-    """prefgen creates no SQL macros, and a macro in the file shadows a built-in function of the same name
-    (`avg`, `lower`) in every query, prefgen's views included. A writer drops them; a reader refuses the file."""
-    found = con.execute(
-        "SELECT DISTINCT function_name, function_type FROM duckdb_functions() "
-        "WHERE NOT internal AND database_name = current_database() AND function_type IN ('macro', 'table_macro')"
-    ).fetchall()
-    if found and read_only:
-        names = ", ".join(sorted(name for name, _ in found))
-        raise PrefgenError(f"the store defines SQL macros ({names}) that would change what prefgen's queries "
-                           "compute; prefgen makes none: open it once with a writing command (e.g. prefgen "
-                           "label) to drop them, or drop them yourself")
-    for name, kind in found:
-        con.execute(f'DROP {"MACRO TABLE" if kind == "table_macro" else "MACRO"} IF EXISTS "{name}"')
-    return [name for name, _ in found]
-
-
-def guard_views(con: duckdb.DuckDBPyConnection, *, read_only: bool) -> list[str]:
-    """Make prefgen's view names mean prefgen's definitions, whatever the file carries under those names.
-
-    A writer restores a changed view in the file; a reader leaves the file alone and shadows it with a
-    temporary view (DuckDB resolves temporary objects first). Returns the names that were changed.
-    """
-    found = dict(con.execute(
-        "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND NOT temporary "
-        "AND database_name = current_database()"
-    ).fetchall())
-    tables = {row[0] for row in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary"
-    ).fetchall()}
-    changed = []
-    for name, sql in canonical_views().items():
-        if found.get(name) == sql:
-            continue
-        if name not in found and name not in tables and read_only:
-            continue  # an older store without this view: queries on it fail as before
-        body = sql.split(" AS ", 1)[1]
-        try:
-            if read_only:
-                con.execute(f'CREATE OR REPLACE TEMP VIEW "{name}" AS {body}')
-            else:
-                if name in tables:
-                    con.execute(f'DROP TABLE "{name}"')
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {body}')
-        except duckdb.Error as exc:
-            if read_only:
-                continue  # the file lacks what the view reads: an older store; the view stays unusable
-            raise PrefgenError(f"cannot restore prefgen's view {name!r} in the store ({exc})") from None
-        changed.append(name)
-    return changed
+        with self.con.running(sql):  # a relation runs when fetched: both under the reader's time limit
+            relation = self.con.sql(sql, params=list(params) if params else None)
+            return relation.to_arrow_table() if relation is not None else pa.table({})
 
 
 def rows_to_arrow(rows: Sequence[Any]) -> pa.Table:

@@ -153,23 +153,6 @@ def heldout_rows(store: Store, *, include_ties: bool = False, import_source: boo
     return _training_rows(records, extras)
 
 
-def write_rows(rows: Sequence[dict[str, Any]], fmt: str, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "jsonl":
-        out.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
-    elif fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(list(rows)), out)
-    elif fmt == "hf":
-        from datasets import Dataset
-
-        Dataset.from_list(list(rows)).save_to_disk(str(out))
-    else:
-        raise ValueError(f"unknown export format {fmt!r}")
-
-
 def _schema(flags: tuple[bool, bool], extras: Sequence[str]):
     """The Arrow schema of an exported set: fixed up front, since a batch may hold only None in a column."""
     import pyarrow as pa

@@ -266,15 +266,3 @@ def annotator_votes(store: Store, *, split: str | None = None) -> list[dict[str,
            ORDER BY source, pair_id, annotator""",
         [split],
     )
-
-
-def human_label_counts(store: Store) -> dict[str, Any]:
-    """Labelled pairs per source and split, and per consensus winner, for summaries."""
-    return {
-        "by_source": store.dicts(
-            """SELECT source, coalesce(split, 'unassigned') AS split, count(*) AS pairs
-               FROM human_labels WHERE annotator IN ('label', 'majority') GROUP BY ALL ORDER BY ALL""",
-            [],
-        ),
-        "by_winner": dict(store.query("SELECT winner, count(*) FROM human_pair_labels GROUP BY 1 ORDER BY 1")[1]),
-    }

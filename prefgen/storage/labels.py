@@ -12,6 +12,7 @@ import pyarrow as pa
 from prefgen.records import Answer, Judgement, Pair, PairPreference, Preference
 from prefgen.redact import redact_value
 from prefgen.storage.db import Store, registered, rows_to_arrow
+from prefgen.storage.names import quote_name
 
 
 def save_constitution(store: Store, *, cid: str, name: str, version: str | None, source: str,
@@ -111,6 +112,16 @@ def stored_answers(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
     return {h: Answer(status, p, src) for h, status, p, src in rows}
 
 
+def stored_judge_errors(store: Store, hashes: Sequence[str]) -> dict[str, Answer]:
+    """The stored judge errors among `hashes` (what a chunk's preferences count as failed, not pending)."""
+    with registered(store.con, "_wanted", _hash_table(hashes)):
+        rows = store.con.execute(
+            """SELECT j.request_hash FROM judgements j JOIN _wanted w USING (request_hash)
+               WHERE j.status = 'judge_error'"""
+        ).fetchall()
+    return {h: Answer("judge_error", None, None) for (h,) in rows}
+
+
 def save_judgements(store: Store, rows: Sequence[Judgement], *, run: tuple[str, int, float] | None = None) -> int:
     """One batch, one transaction: a crash mid-run loses at most the batch in flight, never half of one.
 
@@ -141,7 +152,7 @@ def _insert_new_judgements(store: Store, rows: Sequence[Judgement], run: tuple[s
     statement, unregister included, inside a transaction that a failed INSERT aborted.
     """
     batch = rows_to_arrow(rows)
-    columns = ", ".join(batch.column_names)
+    columns = ", ".join(quote_name(c) for c in batch.column_names)
     try:
         with registered(store.con, "_prefgen_judgements", batch), store.transaction():
             store.con.execute(f"INSERT INTO judgements ({columns}) SELECT {columns} FROM _prefgen_judgements")

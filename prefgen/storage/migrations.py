@@ -7,7 +7,7 @@ database is missing, so an old file upgrades itself when it is opened.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import duckdb
 
@@ -16,27 +16,28 @@ MIGRATIONS: list[Migration] = []
 migration = MIGRATIONS.append
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction. Returns the names applied."""
+def migrate(con: duckdb.DuckDBPyConnection, *, only: Collection[str] | None = None) -> list[str]:
+    """Apply every migration not yet recorded (of those named in `only`, when given: the schema of an older
+    store), all in one transaction: a store is upgraded whole or not at all, and a new one is made with one
+    commit rather than one per migration. Returns the names applied."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP DEFAULT now())"
     )
     done = {row[0] for row in con.execute("SELECT name FROM _migrations").fetchall()}
-    applied = []
-    for fn in MIGRATIONS:
-        if fn.__name__ in done:
-            continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+    pending = [fn for fn in MIGRATIONS if fn.__name__ not in done and (only is None or fn.__name__ in only)]
+    if not pending:
+        return []
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for fn in pending:
             fn(con)
             con.execute("INSERT INTO _migrations (name) VALUES (?)", [fn.__name__])
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # the migration's own error is the one to report
-                con.execute("ROLLBACK")
-            raise
-        applied.append(fn.__name__)
-    return applied
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # the migration's own error is the one to report
+            con.execute("ROLLBACK")
+        raise
+    return [fn.__name__ for fn in pending]
 
 
 @migration
@@ -474,5 +475,50 @@ def m013_input_orientation(con: duckdb.DuckDBPyConnection) -> None:
                         WHEN p.input_swapped THEN 1 - pp.p_a ELSE pp.p_a END AS input_p_a,
                    pp.confidence, pp.kept, pp.drop_reason
             FROM pair_preferences pp JOIN pairs p ON p.id = pp.pair_id;
+        """
+    )
+
+
+@migration
+def m014_batches_and_cached_tokens(con: duckdb.DuckDBPyConnection) -> None:
+    # Prompt caching: how many of a call's input tokens the provider's cache served (charged at the cached
+    # rate) or took in (Anthropic cache writes); NULL for calls stored before this migration.
+    # Provider batch jobs (`label --batch`): one row per batch handed to a provider, with the calls it holds,
+    # so that a killed or restarted run polls the batches it finds instead of paying for the calls again.
+    con.execute(
+        """
+        ALTER TABLE judgements ADD COLUMN tokens_cached INTEGER;
+        ALTER TABLE judgements ADD COLUMN tokens_cache_written INTEGER;
+        ALTER TABLE judgements ADD COLUMN batch_id VARCHAR;   -- the provider batch that answered it; NULL: asked directly
+        CREATE TABLE label_batches (
+            batch_key VARCHAR PRIMARY KEY,   -- ours: content hash of the job and the batch's request hashes
+            job_id VARCHAR NOT NULL,
+            run_id VARCHAR NOT NULL,         -- the run that submitted it
+            backend VARCHAR NOT NULL,
+            model VARCHAR NOT NULL,
+            provider_batch_id VARCHAR,       -- NULL until the provider accepted it
+            status VARCHAR NOT NULL,         -- submitting / submitted / ended / collected / failed
+            provider_status VARCHAR,         -- the provider's word (validating, in_progress, expired, ended, ...)
+            n_requests INTEGER NOT NULL,
+            n_completed INTEGER,
+            n_failed INTEGER,
+            reserved DOUBLE NOT NULL,        -- what --max-cost set aside for it, at the batch rate
+            cost DOUBLE,                     -- charged for its answers, once collected
+            error VARCHAR,
+            submitted_s DOUBLE NOT NULL,     -- when it was submitted, seconds since the epoch (the provider's clock
+                                             -- is compared with it to find a batch whose id was never stored)
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE label_batch_items (
+            batch_key VARCHAR NOT NULL,
+            request_hash VARCHAR NOT NULL,   -- the custom_id the provider answers under
+            pair_id VARCHAR NOT NULL,
+            principle_id VARCHAR NOT NULL,
+            ordering VARCHAR NOT NULL,
+            bound_in INTEGER NOT NULL,       -- the call's upper bound on input / output tokens: a usage report
+            bound_out INTEGER NOT NULL,      -- past it is charged the bound, as for a call asked directly
+            PRIMARY KEY (batch_key, request_hash)
+        );
         """
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 from prefgen.errors import PrefgenError
 from prefgen.storage.db import Store, cleanup
+from prefgen.storage.names import quote_name
 
 MANIFEST_JSON = ("inputs", "filters", "counts", "auto")
 
@@ -171,7 +172,7 @@ class MixCandidates:
 
     def drop(self) -> None:
         for table in (_SELECTED, _CANDIDATES, _AI_ROWS):
-            self.store.con.execute(f"DROP TABLE IF EXISTS {table}")
+            self.store.con.execute(f"DROP TABLE IF EXISTS {quote_name(table)}")
 
 
 @contextmanager

@@ -58,7 +58,7 @@ def human_overview(store: Store) -> list[dict[str, Any]]:
 
 
 def calibrations(store: Store) -> list[dict[str, Any]]:
-    """The stored calibration of each judge (as `agreement` and `mix` last fitted it), reliability bins decoded."""
+    """The stored calibration of each judge (as `mix` or `route` last fitted it), reliability bins decoded."""
     rows = store.dicts(
         """SELECT judge_spec, template_version, method, n_pairs, agreement, ece_before, ece_after, reliability,
                   fitted_at FROM calibrations ORDER BY judge_spec, template_version"""

@@ -56,7 +56,3 @@ def save_batch(store: Store, batch: dict[str, Any], items: Sequence[dict[str, An
     with store.transaction():
         store.insert_rows("route_batches", [record], on_conflict="error")
         store.insert_rows("route_items", items, on_conflict="error")
-
-
-def batch_items(store: Store, batch_id: str) -> list[dict[str, Any]]:
-    return store.dicts("SELECT * FROM route_items WHERE batch_id = ? ORDER BY position", [batch_id])

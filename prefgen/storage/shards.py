@@ -22,9 +22,12 @@ import pyarrow.parquet as pq
 from prefgen.errors import PrefgenError
 from prefgen.records import Answer, Judgement
 from prefgen.storage.db import Store, registered, rows_to_arrow
+from prefgen.storage.names import quote_name
 
 SHARD_SUFFIX = ".parquet"
 _COLUMNS = [f.name for f in fields(Judgement)]
+# Columns a shard written before m014 lacks: read as NULL.
+_OPTIONAL = frozenset({"tokens_cached", "tokens_cache_written", "batch_id"})
 _INGEST_BATCH = 65_536
 
 
@@ -79,11 +82,13 @@ def ingest_shards(store: Store, paths: Sequence[Path]) -> IngestCount:
             parquet = pq.ParquetFile(path)
         except (OSError, pa.ArrowInvalid) as exc:
             raise PrefgenError(f"{path}: not a readable Parquet shard ({exc})") from None
-        missing = [c for c in _COLUMNS if c not in parquet.schema_arrow.names]
+        present = parquet.schema_arrow.names
+        missing = [c for c in _COLUMNS if c not in present and c not in _OPTIONAL]
         if missing:
             raise PrefgenError(f"{path}: not a judgement shard (no column {', '.join(missing)})")
+        columns = [c for c in _COLUMNS if c in present]
         with store.transaction():
-            for batch in parquet.iter_batches(batch_size=_INGEST_BATCH, columns=_COLUMNS):
+            for batch in parquet.iter_batches(batch_size=_INGEST_BATCH, columns=columns):
                 count.rows += batch.num_rows
                 count.written += _merge_batch(store, pa.Table.from_batches([batch]))
         count.files += 1
@@ -91,7 +96,7 @@ def ingest_shards(store: Store, paths: Sequence[Path]) -> IngestCount:
 
 
 def _merge_batch(store: Store, batch: pa.Table) -> int:
-    columns = ", ".join(_COLUMNS)
+    columns = ", ".join(quote_name(c) for c in batch.column_names)
     with registered(store.con, "_prefgen_shard", batch):
         store.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _prefgen_merge AS

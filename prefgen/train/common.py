@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 TRAIN_RECORD = "prefgen_train.json"  # how the model was trained: enough to reproduce it and score like it
 ENSEMBLE_MANIFEST = "ensemble.json"  # present in an ensemble's directory, next to member-0, member-1...
-MODEL_CARD = "README.md"
+SCORE_BATCH_SIZE = 16  # responses per forward pass when a trained model scores (eval, score)
 
 
 def launched_world_size() -> int:

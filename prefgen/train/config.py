@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from prefgen.errors import PrefgenError
 
@@ -46,6 +46,13 @@ REGIMES = {
     "lora": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
                    pooling="model"),
 }
+
+
+QUICK = {"method": "full", "pooling": "model"}  # `--quick`: the former default, for smoke runs
+REGIME_FIELDS = frozenset(f.name for f in dataclasses.fields(Regime))
+# Where a run writes and how it is spread or logged: a different value trains the same recipe.
+RUN_FIELDS = frozenset({"out_dir", "seed", "ensemble", "bootstrap", "logging_steps", "processes",
+                        "gradient_checkpointing"})
 
 
 class TrainConfig(BaseModel):
@@ -137,6 +144,13 @@ class TrainConfig(BaseModel):
         seed (`int`, *optional*, defaults to `0`):
             Seed for the head initialisation, shuffling and bootstrap samples.
 
+        quick (`bool`, *optional*, defaults to `False`):
+            The former default, for smoke runs: sets `method="full"` and `pooling="model"` (one epoch at 2e-4).
+            Not stored: the settings it gives are.
+        processes (`int`, *optional*, defaults to `1`):
+            Train data-parallel on this many processes of this machine under accelerate (`prefgen train
+            --processes N`; see `prefgen.pipelines.training.launch`).
+
         > Parameters that control ensembles
 
         ensemble (`int`, *optional*, defaults to `1`):
@@ -191,13 +205,32 @@ class TrainConfig(BaseModel):
     group_by_length: bool = Field(default=True, description="Batch pairs of similar length (full and lora).")
     logging_steps: int = Field(default=10, ge=1, description="Optimiser steps between two loss log entries.")
     seed: int = Field(default=0, description="Seed of the head initialisation, shuffling and bootstrap samples.")
+    quick: bool = Field(default=False, exclude=True, description="The former default for smoke runs: --method "
+                        "full, 1 epoch at 2e-4.")
+    processes: int = Field(default=1, ge=1, description="Train data-parallel on this many processes of this machine "
+                           "(GPUs, or CPU with gloo) under accelerate; worth it with --method full or lora (the head "
+                           "method gains nothing).")
     # Ensembles
     ensemble: int = Field(default=1, ge=1, description="Train K members on bootstrap samples.")
     bootstrap: bool = Field(default=True, description="Train each ensemble member on a bootstrap sample.")
 
+    _chosen: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quick(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("quick"):
+            clash = [k for k, v in QUICK.items() if data.get(k) not in (None, v)]
+            if clash:
+                raise ValueError(f"--quick sets {', '.join(f'--{k} {v}' for k, v in QUICK.items())}: leave out "
+                                 f"--{clash[0]} {data[clash[0]]}, or --quick")
+            return {**data, **QUICK}
+        return data
+
     @model_validator(mode="after")
     def _fill_from_regime(self) -> TrainConfig:
         """What the user left unset takes the method's regime (`REGIMES`)."""
+        self._chosen = frozenset(self.model_fields_set)  # before the regime fills in the rest
         for name, value in dataclasses.asdict(REGIMES[self.method]).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -206,10 +239,31 @@ class TrainConfig(BaseModel):
                              "use --pooling model with --method full or lora")
         return self
 
-    @classmethod
-    def quick(cls, **overrides: Any) -> TrainConfig:
-        """The former default, for smoke runs: every weight trained for one epoch at 2e-4."""
-        return cls(**{**overrides, "method": "full", "pooling": "model"})
+    @property
+    def chosen(self) -> frozenset[str]:
+        """The fields the caller set (on the command line: the options given), not those left to a default or
+        filled from the method's regime."""
+        return self._chosen
+
+    def chosen_json(self) -> str:
+        """The chosen fields as JSON: what rebuilds this config, with the same `chosen`, in another process."""
+        return self.model_dump_json(include=set(self.chosen))
+
+    def with_recipe(self, recipe: dict[str, Any]) -> tuple[TrainConfig, dict[str, tuple[Any, Any]]]:
+        """This config with a recipe's settings (e.g. what `mix --auto` validated) for every field the caller did
+        not choose, and the recipe's settings the caller chose otherwise: {field: (chosen, recipe's)}.
+
+        A method chosen against the recipe's brings its own regime (`REGIMES`), not the recipe's epochs or lr.
+        Where a run goes and how it is spread (`RUN_FIELDS`) are never a difference."""
+        mine = self.to_dict()
+        recipe = {k: v for k, v in recipe.items() if k in type(self).model_fields and k != "out_dir"}
+        differ = {k: (mine[k], v) for k, v in recipe.items()
+                  if k in self.chosen and k not in RUN_FIELDS and mine[k] != v}
+        taken = {k: v for k, v in recipe.items() if k not in self.chosen}
+        if "method" in differ:
+            taken = {k: v for k, v in taken.items() if k not in REGIME_FIELDS}
+        merged = type(self)(**taken, **{k: getattr(self, k) for k in self.chosen})
+        return merged, differ
 
     def for_tokenizer(self, tokenizer: Any) -> TrainConfig:
         """The config with `pooling="auto"` decided for a base, by its tokenizer (see `pooling`)."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from prefgen.intervals import mean_interval
+from prefgen.train.common import SCORE_BATCH_SIZE
 from prefgen.train.eval_report import EvalReport, is_tie, response_length
 
 DEFAULT_TIE_MARGIN = 0.2  # |r_a - r_b| <= 0.2 means P(a better) within about 0.45-0.55
@@ -43,13 +44,6 @@ def accuracy(r_chosen: Any, r_rejected: Any, ties: Any = None) -> float:
     rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
     correct = pairwise_correct(rc[~tie], rr[~tie])
     return float(correct.mean()) if correct.size else math.nan
-
-
-def bootstrap_interval(
-    values: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values` (seeded, so reports are reproducible); NaNs when empty."""
-    return mean_interval(values, n_resamples=n_boot, level=level, seed=seed) or (math.nan, math.nan)
 
 
 def tie_report(r_chosen: Any, r_rejected: Any, ties: Any, tie_margin: float = DEFAULT_TIE_MARGIN) -> dict[str, Any]:
@@ -165,17 +159,17 @@ def compute_metrics(
     groups: Mapping[str, Sequence[Any]] | None = None,
     n_bins: int = 10,
     tie_margin: float = DEFAULT_TIE_MARGIN,
-    n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every metric of the evaluation report, as one JSON-able dict."""
+    """Every metric of the evaluation report, as one JSON-able dict. The accuracy's interval is prefgen's one
+    bootstrap (`prefgen.intervals.mean_interval`), as judge/human agreement's is; NaNs when nothing is scored."""
     rc, rr, tie = _arrays(r_chosen, r_rejected, ties)
     correct = pairwise_correct(rc[~tie], rr[~tie])
     metrics: dict[str, Any] = {
         "n_pairs": int(rc.size),
         "n_scored": int((~tie).sum()),
         "accuracy": accuracy(rc, rr, tie),
-        "accuracy_ci95": list(bootstrap_interval(correct, n_boot=n_boot, seed=seed)),
+        "accuracy_ci95": list(mean_interval(correct, seed=seed) or (math.nan, math.nan)),
         "mean_margin": mean_margin(rc, rr, tie),
         "ties": tie_report(rc, rr, tie, tie_margin),
         "calibration": calibration(rc, rr, tie, n_bins),
@@ -210,7 +204,7 @@ def evaluate_model(
     rows: Sequence[dict[str, Any]],
     out_dir: str | Path | None = None,
     *,
-    batch_size: int = 16,
+    batch_size: int = SCORE_BATCH_SIZE,
     n_bins: int = 10,
     tie_margin: float = DEFAULT_TIE_MARGIN,
     seed: int = 0,

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-LOSSES = ("bt", "soft")
-
 
 def preference_loss(
     rewards_chosen: Any,

@@ -16,9 +16,9 @@ import numpy as np
 
 from prefgen.errors import PrefgenError
 from prefgen.train.data import encode_responses, normalize_row, pad_batch, prepare_tokenizer
-from prefgen.train.common import ENSEMBLE_MANIFEST, TRAIN_RECORD, pick_device, quiet_libraries
+from prefgen.train.common import ENSEMBLE_MANIFEST, SCORE_BATCH_SIZE, TRAIN_RECORD, pick_device, quiet_libraries
 
-DEFAULT_MAX_LENGTH = 512
+DEFAULT_MAX_LENGTH = 512  # a model prefgen did not train, whose config gives no length
 
 
 @dataclass
@@ -105,7 +105,7 @@ def score_texts(
     model: RewardModel | RewardEnsemble,
     prompts: Sequence[Any],
     responses: Sequence[Any],
-    batch_size: int = 16,
+    batch_size: int = SCORE_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Scores:
     """Reward of each (prompt, response); prompts and responses are text or message lists.
@@ -121,7 +121,7 @@ def score_texts(
 
 
 def score_pairs(
-    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = 16,
+    model: RewardModel | RewardEnsemble, rows: Sequence[dict[str, Any]], batch_size: int = SCORE_BATCH_SIZE,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Scores, Scores]:
     """Scores of the chosen and of the rejected side of TRL preference rows; `on_progress(pairs done, pairs)`

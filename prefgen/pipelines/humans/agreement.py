@@ -8,7 +8,8 @@ Definitions:
   where neither said tie;
 - agreement, ties as half: over every pair, 1 for the same label (tie = tie included), 1/2 when exactly one
   side said tie, 0 for opposite sides;
-- Cohen's kappa over the labels a / b / tie; undefined (None) when chance agreement is already 1;
+- Cohen's kappa over the labels a / b / tie (scikit-learn's); undefined (None) when chance agreement is
+  already 1;
 - the interval is a percentile bootstrap over pairs (seeded, so a report is reproducible);
 - "before the filter" uses the judge's verdict on every pair it answered (P(a better) averaged over all its
   principles, weighted), "after" only the pairs kept by the consistency/confidence filter;
@@ -24,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import cohen_kappa_score
 
 from prefgen.intervals import N_RESAMPLES, mean_interval
 from prefgen.judge.swap import side
+from prefgen.pipelines.configs import AgreementConfig, configured
 from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
@@ -52,16 +55,11 @@ def agreement_rate(ai: Sequence[str], human: Sequence[str], *, ties: str = "excl
 
 
 def cohen_kappa(x: Sequence[str], y: Sequence[str]) -> float | None:
-    """(p_o - p_e) / (1 - p_e) over the categories either rater used."""
-    if not x:
+    """Cohen's kappa (scikit-learn's) over the labels either rater used; None where it is undefined: no pairs,
+    or chance agreement already 1 (both raters gave one and the same label throughout)."""
+    if not x or len(set(x) | set(y)) < 2:
         return None
-    n = len(x)
-    observed = sum(a == b for a, b in zip(x, y)) / n
-    cx, cy = Counter(x), Counter(y)
-    expected = sum(cx[k] * cy[k] for k in cx.keys() | cy.keys()) / (n * n)
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1.0 - expected)
+    return float(cohen_kappa_score(x, y))
 
 
 def vote_counts(items: Sequence[Sequence[str]], categories: Sequence[str] = LABELS) -> np.ndarray:
@@ -264,10 +262,13 @@ def annotator_agreement(source: str, votes: Sequence[dict[str, Any]]) -> Annotat
     )
 
 
-def agreement_report(store: Store, *, judge: str | None = None, split: str | None = None, seed: int = 0,
-                     n_resamples: int = N_RESAMPLES) -> AgreementReport:
+def agreement_report(store: Store, config: AgreementConfig | None = None, *, n_resamples: int = N_RESAMPLES,
+                     **options: Any) -> AgreementReport:
     """Judge/human agreement per label job (for pairs with both an AI verdict and a human label), and
-    inter-annotator agreement per import with several annotators."""
+    inter-annotator agreement per import with several annotators. The knobs are `AgreementConfig`'s (or its
+    fields as keyword arguments: `judge`, `split`, `seed`)."""
+    config = configured(AgreementConfig, config, options)
+    judge, split, seed = config.judge, config.split, config.seed
     pairs_by_job: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in human_sql.pair_verdicts(store, judge=judge, split=split):
         pairs_by_job[(row["job_id"], row["judge_spec"])].append(row)

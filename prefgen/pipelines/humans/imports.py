@@ -1,4 +1,4 @@
-"""`prefgen import-human`: human preference labels from HH-RLHF, TRL, pairwise and multi-annotator files.
+"""`prefgen import-human`: human preference labels from any registered format (`prefgen.formats`).
 
 Every format becomes the same thing: a canonical pair (`records.make_pair`, so the same pair from an AI run
 or another file is one pair) with one or more votes, each mapped onto the canonical a/b order. The file is
@@ -6,274 +6,34 @@ read and written a batch of rows at a time inside one transaction, so memory doe
 bad row fails the import (naming its line) and nothing of it is kept, unless `skip_bad` is set, in which case
 it is skipped and reported.
 
-Formats (`fmt`; "auto" picks one from the first row's columns):
-- hh: `{"chosen": transcript, "rejected": transcript}`; the shared conversation before the last
-  "Assistant:" turn is the prompt (kept as text, the form HH pools use, so ids match), the last turns are the
-  responses. A line whose two conversations differ before that turn is reported, never guessed.
-- trl: `prompt`, `chosen`, `rejected`, as text or as lists of {role, content} messages; without `prompt`,
-  conversational `chosen`/`rejected` share their prefix (TRL's implicit prompt).
-- pairwise: prompt, two responses and a winner (`a`/`b`/`tie`, `1`/`2`/`0`, `model1`/`model2`/`TIE`).
-- annotators: prompt, two responses and several `annotator*` columns; every annotator's vote is stored, and
-  the majority (more than half of the votes; a tie when no side has that) speaks for the pair.
-Column names: the prompt is `prompt`, `query`, `question`, or `instruction` (+ `input`); the responses are
-`response_a`/`response_b` or `response1`/`response2`; the winner is `winner`, `human`, `label` or
-`preference`. `columns` maps other names onto these.
+`fmt` names the format; "auto" asks every format's `detect` about the first row. File formats (hh, trl,
+pairwise, annotators...) stream; annotation tools' exports (label-studio, argilla) label pairs the store already
+has (`prefgen.pipelines.humans.annotation`). `columns` maps other column names onto the ones the file formats
+read (`prefgen.formats._columns`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from prefgen.errors import InputError, PrefgenError
-from prefgen.pipelines.humans.split import HELDOUT, TRAIN, side_of
-from prefgen.pipelines.humans.votes import (SINGLE, HumanLabel, HumanRead, ImportReport, Votes, default_source,
-                                            labels_of)
-from prefgen.pipelines.labelling.inputs import Row, batched, parse_prompt, read_rows
+from prefgen import formats
+from prefgen.errors import InputError
+from prefgen.formats import Votes
+from prefgen.pipelines.configs import ImportConfig, configured
+from prefgen.pipelines.humans.split import side_of
+from prefgen.pipelines.humans.votes import HumanLabel, HumanRead, ImportReport, default_source, labels_of
+from prefgen.pipelines.labelling.inputs import Row, batched, read_rows
 from prefgen.records import Pair, flip_winner, make_pair
 from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
-FORMATS = ("auto", "hh", "trl", "pairwise", "annotators")
-TOOL_FORMATS = ("label-studio", "argilla")  # exports of annotation tools, read by pipelines.annotation
-
-PROMPT_COLUMNS = ("prompt", "query", "question", "instruction")
-FIRST_COLUMNS = ("response_a", "response1")
-SECOND_COLUMNS = ("response_b", "response2")
-WINNER_COLUMNS = ("winner", "human", "label", "preference")
 IMPORT_BATCH = 10_000  # rows parsed, checked for repeats and written at a time
-ANNOTATOR_PREFIX = "annotator"
-
-# a = the first response, b = the second. Numbers follow PandaLM (1 first, 2 second, 0 tie).
-WINNER_VALUES = {
-    "a": "a", "response_a": "a", "first": "a", "1": "a", "model1": "a", "model_a": "a",
-    "b": "b", "response_b": "b", "second": "b", "2": "b", "model2": "b", "model_b": "b",
-    "tie": "tie", "0": "tie", "draw": "tie", "equal": "tie",
-}
-
-
-HH_TURN = re.compile(r"\n\n(?=(?:Human|Assistant):)")
-HH_ASSISTANT = "\n\nAssistant:"
-
-
-
-
-
-
-def parse_column_map(items: Iterable[str]) -> dict[str, str]:
-    """`--column OURS=THEIRS` options as {ours: theirs}."""
-    mapping = {}
-    for item in items:
-        ours, sep, theirs = item.partition("=")
-        if not sep or not ours.strip() or not theirs.strip():
-            raise PrefgenError(f"--column {item!r}: expected OURS=THEIRS, e.g. prompt=question")
-        mapping[ours.strip()] = theirs.strip()
-    return mapping
-
-
-# -- values ----------------------------------------------------------------------------------------------
-
-
-def parse_winner(value: Any, path: str, line: int, column: str) -> str:
-    """a / b / tie over (first, second) from the spellings datasets use."""
-    if isinstance(value, bool) or value is None:
-        raise InputError(path, f"no winner (got {value!r})", line=line, field=column,
-                         hint="use a, b or tie (or 1, 2, 0)")
-    key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    winner = WINNER_VALUES.get(key.strip().lower())
-    if winner is None:
-        raise InputError(path, f"unknown winner {value!r}", line=line, field=column,
-                         hint="use a, b or tie (or 1, 2, 0, model1, model2)")
-    return winner
-
-
-
-def _text(value: Any, path: str, line: int, column: str) -> str:
-    # JSON true/false or numbers where text belongs are usually conversion damage: report, do not guess.
-    if not isinstance(value, str):
-        raise InputError(path, f"must be text (got {type(value).__name__} {value!r})", line=line, field=column)
-    return value
-
-
-def _column(data: dict[str, Any], names: tuple[str, ...], path: str, line: int, what: str) -> str:
-    for name in names:
-        if name in data:
-            return name
-    raise InputError(path, f"no {what} column (looked for {', '.join(names)})", line=line,
-                     hint=mapping_hint(data))
-
-
-# Name fragments that suggest a column's role, for the hints of a failed auto-detect.
-ROLE_HINTS = {
-    "prompt": ("prompt", "question", "query", "instruction", "context", "conversation", "input"),
-    "response_a": ("response_a", "response1", "answer_a", "answer1", "completion_a", "output_a", "model_a"),
-    "response_b": ("response_b", "response2", "answer_b", "answer2", "completion_b", "output_b", "model_b"),
-    "winner": ("winner", "label", "pref", "choice", "human", "chosen", "better"),
-}
-
-
-def _looks_like_winner(value: Any) -> bool:
-    return isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip().lower() in WINNER_VALUES
-
-
-def column_suggestions(data: dict[str, Any]) -> list[str]:
-    """`--column OURS=THEIRS` options that would map this row's columns onto the roles prefgen reads."""
-    suggestions = []
-    for role, fragments in ROLE_HINTS.items():
-        if role in data:
-            continue
-        for name in data:
-            lowered = name.lower()
-            fits = (_looks_like_winner(data[name]) if role == "winner" else isinstance(data[name], (str, list)))
-            if fits and any(f in lowered for f in fragments) and name not in ROLE_HINTS:
-                suggestions.append(f"--column {role}={name}")
-                break
-    return suggestions
-
-
-def mapping_hint(data: dict[str, Any]) -> str:
-    """What to pass: the --column mappings that would work, and --labels when the row has labels but no pair."""
-    suggestions = column_suggestions(data)
-    hint = f"try {' '.join(suggestions)}" if suggestions else "rename the columns, or map them with --column"
-    has_text = any(isinstance(v, str) and len(v) > 20 for v in data.values())
-    if any(_looks_like_winner(v) for v in data.values()) and not has_text:
-        hint += ("; this looks like labels without their pairs: import the pair file with "
-                 "--labels THIS_FILE --on ID_COLUMN")
-    return hint
-
-
-def _prompt(data: dict[str, Any], path: str, line: int) -> str | list[dict[str, str]]:
-    name = _column(data, PROMPT_COLUMNS, path, line, "prompt")
-    prompt = parse_prompt(data[name], path, line)
-    # Instruction datasets (Alpaca, PandaLM) keep the task's input apart from the instruction.
-    if name == "instruction" and isinstance(prompt, str) and isinstance(data.get("input"), str) and data["input"]:
-        prompt = f"{prompt}\n\n{data['input']}"
-    return prompt
-
-
-def _responses(data: dict[str, Any], path: str, line: int) -> tuple[str, str]:
-    first = _column(data, FIRST_COLUMNS, path, line, "first response")
-    second = _column(data, SECOND_COLUMNS, path, line, "second response")
-    return _text(data[first], path, line, first), _text(data[second], path, line, second)
-
-
-def _metadata(data: dict[str, Any], used: set[str]) -> dict[str, Any]:
-    rest = {k: v for k, v in data.items() if k not in used}
-    return orjson.loads(orjson.dumps(rest, default=str))
-
-
-# -- formats ---------------------------------------------------------------------------------------------
-
-
-def split_transcript(text: str, path: str, line: int, column: str) -> tuple[str, str]:
-    """An HH transcript -> (conversation before the last Assistant turn, that turn's text)."""
-    cut = text.rfind(HH_ASSISTANT)
-    if cut < 0:
-        raise InputError(path, "no Assistant turn in the transcript", line=line, field=column,
-                         hint="HH lines are '\\n\\nHuman: ...\\n\\nAssistant: ...' transcripts")
-    return text[:cut], text[cut + len(HH_ASSISTANT):]
-
-
-def _first_difference(a: str, b: str) -> int:
-    turns_a, turns_b = HH_TURN.split(a.strip()), HH_TURN.split(b.strip())
-    return next((i for i, (x, y) in enumerate(zip(turns_a, turns_b)) if x.strip() != y.strip()),
-                min(len(turns_a), len(turns_b))) + 1
-
-
-def read_hh(data: dict[str, Any], path: str, line: int) -> Votes:
-    chosen = _text(data.get("chosen"), path, line, "chosen")
-    rejected = _text(data.get("rejected"), path, line, "rejected")
-    prompt, first = split_transcript(chosen, path, line, "chosen")
-    other, second = split_transcript(rejected, path, line, "rejected")
-    if prompt.strip() != other.strip():
-        turn = _first_difference(prompt, other)
-        raise InputError(path, f"chosen and rejected conversations differ before the last Assistant turn "
-                         f"(first at turn {turn})", line=line, field="rejected",
-                         hint="fix the line or drop it with --skip-bad")
-    return Votes(prompt, first, second, {SINGLE: "a"}, _metadata(data, {"chosen", "rejected"}))
-
-
-def _message_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
-
-
-def _assistant_text(value: Any, path: str, line: int, column: str) -> str:
-    if _message_list(value):
-        if len(value) != 1 or value[0]["role"] != "assistant":
-            raise InputError(path, "a conversational response must be one assistant message", line=line,
-                             field=column, hint="put the earlier turns in the prompt")
-        return _text(value[0]["content"], path, line, column)
-    return _text(value, path, line, column)
-
-
-def _implicit_prompt(chosen: list[dict], rejected: list[dict], path: str, line: int) -> Votes:
-    if not chosen or not rejected or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
-        raise InputError(path, "conversations must end with an assistant message", line=line, field="chosen")
-    if chosen[:-1] != rejected[:-1]:
-        raise InputError(path, "chosen and rejected conversations differ before the last assistant message",
-                         line=line, field="rejected", hint="fix the row or drop it with --skip-bad")
-    prompt = parse_prompt(chosen[:-1], path, line)
-    return Votes(prompt, _text(chosen[-1]["content"], path, line, "chosen"),
-                 _text(rejected[-1]["content"], path, line, "rejected"), {SINGLE: "a"})
-
-
-def read_trl(data: dict[str, Any], path: str, line: int) -> Votes:
-    chosen, rejected = data.get("chosen"), data.get("rejected")
-    if "prompt" not in data and _message_list(chosen) and _message_list(rejected):
-        votes = _implicit_prompt(chosen, rejected, path, line)
-        return Votes(votes.prompt, votes.first, votes.second, votes.votes,
-                     _metadata(data, {"chosen", "rejected"}))
-    prompt = parse_prompt(data.get("prompt"), path, line)
-    first = _assistant_text(chosen, path, line, "chosen")
-    second = _assistant_text(rejected, path, line, "rejected")
-    return Votes(prompt, first, second, {SINGLE: "a"}, _metadata(data, {"prompt", "chosen", "rejected"}))
-
-
-def read_pairwise(data: dict[str, Any], path: str, line: int) -> Votes:
-    prompt = _prompt(data, path, line)
-    first, second = _responses(data, path, line)
-    column = _column(data, WINNER_COLUMNS, path, line, "winner")
-    winner = parse_winner(data[column], path, line, column)
-    used = {*PROMPT_COLUMNS, "input", *FIRST_COLUMNS, *SECOND_COLUMNS, column}
-    return Votes(prompt, first, second, {SINGLE: winner}, _metadata(data, used))
-
-
-def annotator_columns(data: dict[str, Any]) -> list[str]:
-    return sorted(k for k in data if k.lower().startswith(ANNOTATOR_PREFIX))
-
-
-def read_annotators(data: dict[str, Any], path: str, line: int) -> Votes:
-    prompt = _prompt(data, path, line)
-    first, second = _responses(data, path, line)
-    columns = annotator_columns(data)
-    votes = {c: parse_winner(data[c], path, line, c) for c in columns if data[c] not in (None, "")}
-    if not votes:
-        raise InputError(path, "no annotator labelled this pair", line=line,
-                         hint=f"expected columns starting with {ANNOTATOR_PREFIX!r}")
-    used = {*PROMPT_COLUMNS, "input", *FIRST_COLUMNS, *SECOND_COLUMNS, *columns}
-    return Votes(prompt, first, second, votes, _metadata(data, used))
-
-
-READERS: dict[str, Callable[[dict[str, Any], str, int], Votes]] = {
-    "hh": read_hh, "trl": read_trl, "pairwise": read_pairwise, "annotators": read_annotators,
-}
-
-
-def detect_format(data: dict[str, Any], path: str, line: int) -> str:
-    """The layout a row has, from its columns."""
-    if annotator_columns(data):
-        return "annotators"
-    if "chosen" in data and "rejected" in data:
-        return "trl" if "prompt" in data or _message_list(data["chosen"]) else "hh"
-    if any(c in data for c in WINNER_COLUMNS):
-        return "pairwise"
-    raise InputError(path, f"cannot tell the format from the columns {sorted(data)}", line=line,
-                     hint=f"{mapping_hint(data)}; or pass --format ({', '.join(FORMATS[1:])})")
 
 
 # -- one file --------------------------------------------------------------------------------------------
@@ -385,9 +145,9 @@ def labelled_rows(spec: str | Path, report: ImportReport, *, columns: dict[str, 
         report.rows += 1
         data = _renamed(row, columns or {})
         try:
-            if report.format == "auto":
-                report.format = detect_format(data, path, row.line)
-            votes = READERS[report.format](data, path, row.line)
+            if report.format == formats.AUTO:
+                report.format = formats.detect(data, path, row.line, among=formats.file_formats()).name
+            votes = formats.get(report.format).read(data, path, row.line)
             pair, canonical = _canonical(votes, path, row.line, source)
         except InputError as exc:
             if not skip_bad:
@@ -447,10 +207,20 @@ def _stored_report(store: Store, report: ImportReport, new_pairs: int, pin: str 
     return report
 
 
-def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: str | None = None,
-                 skip_bad: bool = False, columns: dict[str, str] | None = None, pin: str | None = None,
-                 labels: str | Path | None = None, on: str = "id") -> ImportReport:
+def _tool_export(spec: str | Path, columns: dict[str, str]) -> str | None:
+    """The annotation tool whose export `spec` is, by its first row; None for anything else (a file format is
+    detected as the file streams, where --skip-bad may skip an unreadable first row)."""
+    with closing(read_rows(spec)) as rows:  # closed: a DuckDB table's connection is let go of at once
+        first = next(rows, None)
+    claimed = [] if first is None else [f for f in formats.tool_formats() if f.detect(_renamed(first, columns))]
+    return claimed[0].name if len(claimed) == 1 else None
+
+
+def import_human(store: Store, spec: str | Path, config: ImportConfig | None = None,
+                 **options: Any) -> ImportReport:
     """Replace a source's labels with those of a human-label file, read a batch at a time, in one transaction.
+    The knobs are `ImportConfig`'s (or its fields as keyword arguments: `fmt`, `source`, `skip_bad`, `columns`,
+    `pin`, `labels`, `on`).
 
     Re-importing a source replaces its labels, so a corrected file is imported by running the command again.
     New labels land on the side of an existing held-out split straight away (the side depends only on the
@@ -458,12 +228,13 @@ def import_human(store: Store, spec: str | Path, *, fmt: str = "auto", source: s
     label is on the pinned side, whatever the hash says. `fmt` "label-studio" and "argilla" read those tools'
     exports of a batch from `prefgen route` (`prefgen.pipelines.humans.annotation`).
     """
-    if fmt not in (*FORMATS, *TOOL_FORMATS):
-        raise InputError(spec, f"unknown format {fmt!r}", hint=f"use one of {', '.join((*FORMATS, *TOOL_FORMATS))}")
-    if pin not in (None, TRAIN, HELDOUT):
-        raise PrefgenError(f"--split must be {TRAIN} or {HELDOUT} (got {pin!r})")
+    config = configured(ImportConfig, config, options)
+    fmt, source, skip_bad, columns = config.fmt, config.source, config.skip_bad, config.columns
+    pin, labels, on = config.pin, config.labels, config.on
     split = human_sql.split_settings(store)
-    if fmt in TOOL_FORMATS:
+    if fmt == formats.AUTO and labels is None:
+        fmt = _tool_export(spec, columns) or fmt
+    if fmt != formats.AUTO and isinstance(formats.get(fmt), formats.ToolFormat):
         from prefgen.pipelines.humans.annotation import read_tool_export
 
         read = read_tool_export(store, spec, fmt=fmt, source=source, skip_bad=skip_bad, split=split, pin=pin)

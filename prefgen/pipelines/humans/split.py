@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from prefgen.errors import PrefgenError
+from prefgen.pipelines.configs import SplitConfig, configured
 from prefgen.storage import human as human_sql
 from prefgen.storage.db import Store
 
@@ -65,11 +67,12 @@ class SplitReport:
         ]
 
 
-def split_human(store: Store, *, heldout: float, seed: int = 0) -> SplitReport:
-    """Assign every human-labelled prompt to train or heldout and record the split's settings. A prompt with
-    a label pinned at import (`import-human --split`) keeps the pinned side; the share applies to the rest."""
-    if not 0.0 <= heldout < 1.0:
-        raise PrefgenError(f"--heldout must be in [0, 1) (got {heldout})")
+def split_human(store: Store, config: SplitConfig | None = None, **options: Any) -> SplitReport:
+    """Assign every human-labelled prompt to train or heldout and record the split's settings (`SplitConfig`:
+    `heldout`, the share held out, and `seed`). A prompt with a label pinned at import (`import-human
+    --split`) keeps the pinned side; the share applies to the rest."""
+    config = configured(SplitConfig, config, options)
+    heldout, seed = config.heldout, config.seed
     if not human_sql.has_labels(store):
         raise PrefgenError(f"{store.path}: no human labels to split (run `prefgen import-human` first)")
     by_origin = human_sql.save_split(store, heldout, seed)

@@ -1,6 +1,6 @@
-"""What every import format turns its rows into: votes over a pair, one `human_labels` row per annotator plus
-the consensus that speaks for the pair, and the report of an import. Shared by the file formats
-(`humans.imports`) and the annotation tools' exports (`humans.annotation`)."""
+"""What the votes of every import format become: one `human_labels` row per annotator plus the consensus that
+speaks for the pair, and the report of an import. Shared by the file formats (`humans.imports`) and the
+annotation tools' exports (`humans.annotation`); the formats themselves are in `prefgen.formats`."""
 
 from __future__ import annotations
 
@@ -8,32 +8,18 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from prefgen.errors import InputError
+from prefgen.formats import SINGLE
 from prefgen.pipelines.labelling.inputs import split_duckdb_spec
 from prefgen.records import Pair
 
 
 SKIPPED_SHOWN = 10  # skipped rows listed in the summary; --json has every one
-SINGLE = "label"  # annotator name of the one label in single-label formats
-
-
 MAJORITY = "majority"  # annotator name of the consensus of several annotators
 
 
 FILE_ORDER = {"a": "first", "b": "second", "tie": "tie"}
-
-
-@dataclass(frozen=True, slots=True)
-class Votes:
-    """One row read: the prompt, the two responses in the file's order, and votes over (first, second)."""
-
-    prompt: str | list[dict[str, str]]
-    first: str
-    second: str
-    votes: dict[str, str]  # annotator -> a (first) / b (second) / tie
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from prefgen.errors import InputError, PrefgenError
-from prefgen.records import Pair, make_pair
+from prefgen.records import Pair, make_pair, parse_prompt
 
 T = TypeVar("T")
 
@@ -172,51 +172,10 @@ def _dataset_rows(path: Path) -> Iterator[Row]:
 
 
 def _duckdb_rows(path: Path, table: str) -> Iterator[Row]:
-    import duckdb
+    from prefgen.storage.input_tables import table_rows
 
-    from prefgen.storage.db import connect
-
-    if not path.exists():
-        raise InputError(path, "no such DuckDB file")
-    con = connect(path, read_only=True)  # locked down: the file's SQL cannot reach anything else
-    try:
-        cur = con.execute(f'SELECT * FROM "{table.replace(chr(34), "")}"')
-    except duckdb.CatalogException as exc:
-        raise InputError(path, f"no table {table!r} ({exc})") from None
-    names = [d[0] for d in cur.description]
-    number = 0
-    try:
-        while rows := cur.fetchmany(_READ_BATCH):
-            for values in rows:
-                number += 1
-                yield Row(number, dict(zip(names, values)))
-    finally:
-        con.close()
-
-
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
-
-
-def parse_prompt(value: Any, path: str, line: int) -> str | list[dict[str, str]]:
-    """A prompt is text or a list of {role, content} messages (a JSON string of one is accepted too)."""
-    if isinstance(value, str) and value.lstrip().startswith("[{"):
-        try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
-    ):
-        for i, m in enumerate(value):
-            if m["role"] not in CHAT_ROLES:
-                # The role is printed into the judge's prompt as "Role: content": a role with a newline, or one
-                # of no known kind, could forge turns of the transcript.
-                raise InputError(path, f"unknown chat role {m['role'][:40]!r}", line=line,
-                                 field=f"prompt[{i}].role", hint=f"use one of {', '.join(CHAT_ROLES)}")
-        return [{"role": m["role"], "content": m["content"]} for m in value]
-    raise InputError(path, "must be text or a list of {role, content} messages", line=line, field="prompt")
+    for number, data in enumerate(table_rows(path, table, _READ_BATCH), start=1):
+        yield Row(number, data)
 
 
 @dataclass

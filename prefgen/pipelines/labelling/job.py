@@ -17,8 +17,9 @@ from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
 from prefgen.judge.core import JudgeClient
 from prefgen.judge.fleet import Fleet, split_api_bases
-from prefgen.judge.pricing import resolve_price
+from prefgen.judge.pricing import Price, resolve_price
 from prefgen.judge.prompts import make_template
+from prefgen.judge.ratelimit import AdaptiveLimit
 from prefgen.judge.registry import make_backend, parse_spec
 from prefgen.judge.swap import both_orders
 from prefgen.pipelines.configs import LabelConfig
@@ -114,7 +115,9 @@ class LabelJob:
         config = self.config
         if self.mode != "verdict" or config.threshold <= 0:
             return []
-        why = "--mode cot answers with a letter" if config.mode == "cot" else "this backend gives no logprobs"
+        why = ("--mode cot answers with a letter" if config.mode == "cot"
+               else "this backend gives no logprobs, in batches neither" if config.batch
+               else "this backend gives no logprobs")
         return [f"{self.spec_text} gives hard A/B verdicts ({why}): every consistent pair has confidence 1, so "
                 f"--threshold {config.threshold:g} filters nothing. For a graded confidence use --mode "
                 "verbalised or --samples N."]
@@ -148,8 +151,10 @@ def build_client(config: LabelConfig, constitution: Constitution) -> tuple[Judge
             f"--max-cost needs a price, and none is known for model {backend.model!r}: "
             "pass --price-in and --price-out (USD per million tokens)"
         )
+    # One server's rate limits: a fleet of servers (several --api-base) and a local model have none to follow.
+    adapt = config.adaptive_concurrency and len(bases) <= 1 and spec.backend != "local"
     client = JudgeClient(backend, template, params, price=price, max_attempts=config.max_attempts,
-                         timeout_s=config.timeout_s)
+                         timeout_s=config.timeout_s, limiter=AdaptiveLimit(config.concurrency) if adapt else None)
     return client, spec.text
 
 
@@ -166,16 +171,23 @@ class DryRunEstimate:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_max: float = 0.0
+    batch: bool = False  # --batch: priced at the provider's batch rate
+
+    def price(self, client: JudgeClient) -> Price | None:
+        if client.price is None or not self.batch:
+            return client.price
+        return client.price.at_batch_rate()
 
     def add(self, client: JudgeClient, todo: list[Task]) -> None:
         self.calls += len(todo)
         self.tokens_in += sum(estimate_tokens(t.messages) for t in todo)
         self.tokens_out += len(todo) * client.params.max_tokens * client.params.n
-        if client.price:
-            self.cost_max += sum(client.upper_bound_cost(t.messages) for t in todo)
+        price = self.price(client)
+        if price:
+            self.cost_max += sum(price.most(*client.upper_bound_tokens(t.messages)) for t in todo)
 
     def as_dict(self, client: JudgeClient) -> dict[str, Any]:
-        price = client.price
+        price = self.price(client)
         return {
             "calls": self.calls,
             "tokens_in": self.tokens_in,

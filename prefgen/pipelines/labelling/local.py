@@ -18,12 +18,14 @@ import threading
 import time
 
 from prefgen.pipelines.configs import LabelConfig
+from prefgen.pipelines.labelling.batch import BatchRun, batch_client, collect_ended_batches
 from prefgen.pipelines.labelling.inputs import PairsRead
 from prefgen.pipelines.labelling.job import DryRunEstimate, LabelJob
 from prefgen.pipelines.labelling.progress import LabelProgress
 from prefgen.pipelines.labelling.run import LabelSummary, RunLifecycle, label_summary, stopped_early_reason
 from prefgen.pipelines.labelling.sender import FINAL_WAIT_S, LabelRun
 from prefgen.pipelines.labelling.sync import run_coroutine
+from prefgen.signals import GRACEFUL, note, signal_name
 from prefgen.storage.db import Store
 
 log = logging.getLogger("prefgen.label")
@@ -48,7 +50,8 @@ def dry_run(job: LabelJob) -> LabelSummary:
     started = time.perf_counter()
     with Store(":memory:" if not config.db.exists() else config.db) as store:
         run = LabelRun(job, store, run_id="dry-run")
-        read, estimate = PairsRead([]), DryRunEstimate()
+        run.batches_open = True  # calls waiting in a provider batch of the job will not be sent either
+        read, estimate = PairsRead([]), DryRunEstimate(batch=config.batch)
         for pairs in job.chunks(read):
             run.plan(pairs)
             estimate.add(job.client, run.tasks_to_send())
@@ -59,10 +62,12 @@ def dry_run(job: LabelJob) -> LabelSummary:
 async def _label(job: LabelJob) -> LabelSummary:
     config = job.config
     first, calls = job.count_planned_calls()
+    batches = batch_client(job) if config.batch else None  # refused before anything is written
     with RunLifecycle(job) as life, Store(config.db) as store:
         life.start(store)
         run = LabelRun(job, store, life.run_id)
-        status = "failed"
+        batch = BatchRun(run, batches) if batches is not None else None
+        status, waiting = "failed", 0
         ctrl_c = _CtrlC(run.stop).install()
         try:
             try:
@@ -71,7 +76,11 @@ async def _label(job: LabelJob) -> LabelSummary:
                     # Other processes (stats, sql, agreement) may open the store while the judge is asked: once
                     # one waits, each batch holds it only while it commits. Held again at the end.
                     with store.shared(wait_s=FINAL_WAIT_S):
-                        status = await run.label_chunks(job.chunks(PairsRead([])))
+                        if batch is not None:
+                            status = await batch.label(lambda: job.chunks(PairsRead([])))
+                        else:
+                            waiting = await collect_ended_batches(run, job)
+                            status = await run.label_chunks(job.chunks(PairsRead([])))
             except (KeyboardInterrupt, asyncio.CancelledError):
                 status = "interrupted"  # a second Ctrl-C: what was answered is still written below
                 raise
@@ -80,10 +89,20 @@ async def _label(job: LabelJob) -> LabelSummary:
                 run.finish_chunk()
                 run.counts.planned = calls
                 life.finish(store, status, run.counts, pairs=first.count, planned=calls)
-            fatal = run.first_batch.fatal if run.first_batch else None
-            return label_summary(store, job, life.run_id, status, run.counts, started=life.started,
-                                 already=run.budget.already, read=first,
-                                 stopped_early=stopped_early_reason(job, fatal, run.first_batch.size if fatal else 0))
+                store.checkpoint()  # the answers now live in the file itself, not only in its WAL
+                if batches is not None:
+                    await batches.aclose()
+            if batch is not None:
+                fatal, size = batch.fatal, batch.fatal_calls
+            else:
+                fatal = run.first_batch.fatal if run.first_batch else None
+                size = run.first_batch.size if fatal else 0
+            summary = label_summary(store, job, life.run_id, status, run.counts, started=life.started,
+                                    already=run.budget.already, read=first,
+                                    stopped_early=stopped_early_reason(job, fatal, size),
+                                    batches=batch.counts() if batch is not None else None, waiting=waiting)
+            summary.stopped_by = signal_name(ctrl_c.signum) if status == "interrupted" else None
+            return summary
         finally:
             # Last, and on every way out (an interrupted run too): a handler still installed when asyncio closes
             # the loop meets a Ctrl-C after the loop's wake-up pipe is closed, and CPython prints a traceback.
@@ -91,20 +110,26 @@ async def _label(job: LabelJob) -> LabelSummary:
 
 
 class _CtrlC:
-    """First Ctrl-C: stop sending, finish the calls in flight, write everything. Second: stop now (the calls in
-    flight are abandoned; everything answered is still written). Presses while the final writes and the summary
-    run are ignored, so those finish: they take a moment, and a traceback out of them helps nobody.
+    """Ctrl-C, and SIGTERM and SIGHUP alike (`timeout`, systemd, Kubernetes, Slurm, a closed ssh session). The
+    first: stop sending, finish the calls in flight, write everything. The second: stop now (the calls in flight
+    are abandoned; everything answered is still written). Signals while the final writes and the summary run are
+    ignored, so those finish: they take a moment, and a traceback out of them helps nobody. `signum` is the
+    first signal: the exit code says which one it was (130, 143, 129).
 
     Raising KeyboardInterrupt from a loop callback would leave the main task half-run; cancelling it instead lets
     its `finally` write everything, and `run_label` turns the cancellation into KeyboardInterrupt.
     """
 
+    SIGNALS = (signal.SIGINT, *GRACEFUL)
+
     def __init__(self, stop: asyncio.Event) -> None:
         self.stop = stop
         self.finishing = False
         self.cancelled = False
+        self.signum: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._previous: dict[int, object] = {}
 
     def install(self) -> _CtrlC:
         # Only the main thread may set signal handlers, and Windows event loops have none: there the default
@@ -112,13 +137,17 @@ class _CtrlC:
         if sys.platform == "win32" or threading.current_thread() is not threading.main_thread():
             return self
         self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
-        self._loop.add_signal_handler(signal.SIGINT, self._on_sigint)
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.getsignal(sig)
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
         return self
 
-    def _on_sigint(self) -> None:
+    def _on_signal(self, sig: int) -> None:
         if self.finishing:
             return
         if not self.stop.is_set():
+            self.signum = sig
+            note(sig)
             self.stop.set()
             return
         self.finishing = self.cancelled = True
@@ -126,8 +155,13 @@ class _CtrlC:
             self._task.cancel()
 
     def remove(self) -> None:
+        """Hand the signals back to the handlers they had (asyncio itself would leave SIGTERM and SIGHUP to
+        their default, which ends the process on the spot while the summary prints)."""
         if self._loop is not None:
-            self._loop.remove_signal_handler(signal.SIGINT)
+            for sig, previous in self._previous.items():
+                self._loop.remove_signal_handler(sig)
+                if previous is not None:
+                    signal.signal(sig, previous)
             self._loop = None
 
 

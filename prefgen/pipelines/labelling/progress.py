@@ -16,18 +16,20 @@ class LabelProgress:
         self.total = total
         self.started = time.monotonic()
         self._progress = Progress(
-            TextColumn("[bold]judging"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>7.1f} calls/s"),
-            TextColumn("kept {task.fields[kept]}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[kept]}"),
             TextColumn("{task.fields[cost]}"),
             TimeRemainingColumn(),
             console=console or Console(stderr=True),
             refresh_per_second=4,
             disable=not self.enabled,
         )
-        self._task = self._progress.add_task("judge", total=total, rate=0.0, kept="-", cost=self._cost(0.0))
+        self._task = self._progress.add_task("judging", total=total, rate=self._rate(0.0), kept="kept -",
+                                             cost=self._cost(0.0))
+        self._batches: dict[str, object] = {}  # provider batch id -> its row (`label --batch`)
 
     def __enter__(self) -> LabelProgress:
         self._progress.start()
@@ -47,8 +49,23 @@ class LabelProgress:
         if not self.enabled:
             return
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        kept_text = f"{kept}/{decided} ({kept / decided:.0%})" if decided else "-"
-        self._progress.update(self._task, completed=sent, rate=sent / elapsed, kept=kept_text, cost=self._cost(cost))
+        kept_text = f"kept {kept}/{decided} ({kept / decided:.0%})" if decided else "kept -"
+        self._progress.update(self._task, completed=sent, rate=self._rate(sent / elapsed), kept=kept_text,
+                              cost=self._cost(cost))
+
+    def batch(self, batch_id: str, status: str, done: int, total: int) -> None:
+        """One row per provider batch (`label --batch`): submitted / in progress / completed, and how far."""
+        if not self.enabled:
+            return
+        description = f"batch {batch_id} {status}"
+        if batch_id not in self._batches:
+            self._batches[batch_id] = self._progress.add_task(description, total=total, completed=done, rate="",
+                                                              kept="", cost="")
+        self._progress.update(self._batches[batch_id], description=description, completed=done, total=total)
+
+    @staticmethod
+    def _rate(rate: float) -> str:
+        return f"{rate:>7.1f} calls/s"
 
     def _cost(self, cost: float) -> str:
         return f"${cost:.4f}" if self.priced else "cost unknown"

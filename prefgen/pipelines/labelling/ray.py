@@ -34,6 +34,7 @@ from prefgen.pipelines.labelling.progress import LabelProgress
 from prefgen.pipelines.labelling.run import LabelSummary, RunCounts, RunLifecycle, label_summary
 from prefgen.pipelines.labelling.sender import Budget, LabelRun
 from prefgen.records import Answer, Judgement, Pair
+from prefgen.storage import batches as batches_sql
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import Store
 from prefgen.storage.shards import IngestCount, ingest_shards, remove_shards, shard_paths, sharded_answers, write_shard
@@ -252,6 +253,9 @@ def run_label_ray(config: LabelConfig) -> LabelSummary:
     try:
         with RunLifecycle(job) as life:
             with Store(config.db) as store:
+                if batches_sql.open_batches(store, job.job_id):  # the workers cannot tell which calls wait there
+                    raise PrefgenError("this job has provider batches still running (label --batch): collect them "
+                                       "first with the same command and --batch, or label without --engine ray")
                 merge_shards(store, shard_paths(shards))  # what a killed run left: stored now, so not asked again
                 life.start(store)
                 already = labels_sql.job_spend(store, job.job_id)

@@ -40,6 +40,7 @@ class RunCounts:
     tokens_in: int = 0
     tokens_out: int = 0
     spent: float = 0.0
+    in_batches: int = 0  # calls left out because they wait in a provider batch of the job (`label --batch`)
 
     def add(self, other: RunCounts) -> None:
         for f in fields(self):
@@ -79,6 +80,9 @@ class LabelSummary:
     failures: list[dict[str, Any]] = field(default_factory=list)  # this run's top failure reasons with counts
     stopped_early: str | None = None  # why the run stopped after its first batch, and what to check
     warnings: list[str] = field(default_factory=list)  # e.g. a confidence that --threshold cannot use
+    batches: dict[str, int] | None = None  # --batch: provider batches submitted, collected and still open
+    calls_in_batches: int = 0  # calls left out because they wait in a provider batch of the job
+    stopped_by: str | None = None  # the signal that interrupted the run: SIGINT (Ctrl-C), SIGTERM or SIGHUP
 
     @property
     def calls_per_s(self) -> float:
@@ -88,9 +92,11 @@ class LabelSummary:
     def exit_code(self) -> ExitCode:
         """What `prefgen label` exits with (docs/exit-codes.md): the stop reason first, then failed calls."""
         if self.status == "interrupted":
-            return ExitCode.INTERRUPTED
+            return ExitCode.for_signal(self.stopped_by)
         if self.status == "budget_stopped":
             return ExitCode.BUDGET_REACHED
+        if self.stopped_early:  # the first calls all failed the same way, or a --batch could not be sent or polled
+            return ExitCode.ALL_CALLS_FAILED
         if self.calls_sent and self.judge_errors + self.parse_errors >= self.calls_sent:
             return ExitCode.ALL_CALLS_FAILED
         if self.judge_errors:
@@ -158,7 +164,8 @@ class RunLifecycle:
 
 def label_summary(store: Store, job: LabelJob, run_id: str, status: str, counts: RunCounts, *, started: float,
                   already: float, read: PairsRead | None = None, stopped_early: str | None = None,
-                  estimated: dict[str, Any] | None = None) -> LabelSummary:
+                  estimated: dict[str, Any] | None = None, batches: dict[str, int] | None = None,
+                  waiting: int = 0) -> LabelSummary:
     """The summary a run prints: its counts, and what the store says of the job now (kept pairs, drop reasons,
     position bias, this run's failures). A dry run (`estimated`) reads nothing of the store's answers."""
     config = job.config
@@ -179,8 +186,19 @@ def label_summary(store: Store, job: LabelJob, run_id: str, status: str, counts:
         max_cost=config.max_cost, priced=job.client.price is not None, parse_errors=counts.parse_errors,
         failures=failures, stopped_early=stopped_early,
         # What the answers showed, or what was said at the start when no answer came.
-        warnings=outcome_warnings(config, job.mode, sources, counts.parse_errors, failures) or job.start_warnings(),
+        warnings=(outcome_warnings(config, job.mode, sources, counts.parse_errors, failures) or job.start_warnings())
+        + batch_warnings(counts, waiting),
+        batches=batches, calls_in_batches=counts.in_batches,
     )
+
+
+def batch_warnings(counts: RunCounts, waiting: int) -> list[str]:
+    """A run asked directly that left out calls waiting in a provider batch of the job."""
+    if not counts.in_batches:
+        return []
+    return [f"{counts.in_batches} calls wait in provider batches of this job ({waiting} calls in all) and were "
+            "not asked again; run the same command with --batch to wait for them, or run it again later: ended "
+            "batches are collected first."]
 
 
 def stopped_early_reason(job: LabelJob, fatal: str | None, calls: int) -> str | None:

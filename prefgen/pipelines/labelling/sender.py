@@ -19,6 +19,7 @@ from prefgen.pipelines.labelling.job import LabelJob, Task, plan_tasks
 from prefgen.pipelines.labelling.progress import LabelProgress
 from prefgen.pipelines.labelling.run import RunCounts
 from prefgen.records import Answer, Judgement, Pair, SwapResult
+from prefgen.storage import batches as batches_sql
 from prefgen.storage import labels as labels_sql
 from prefgen.storage.db import LOCK_WAIT_S, Store, StoreBusy
 
@@ -123,17 +124,21 @@ class LabelRun:
         self.tasks: list[Task] = []
         self.answers: dict[str, Answer] = {}
         self._order_hashes: dict[tuple[str, str], dict[str, str]] = {}
+        # The job has provider batches not collected yet (`label --batch`): their calls are left out.
+        self.batches_open = False
 
     # -- planning -----------------------------------------------------------------------------------------
-    def plan(self, pairs: list[Pair]) -> list[Task]:
-        """Plan the calls of one chunk of pairs; the previous chunk's tasks and answers are let go."""
+    def plan(self, pairs: list[Pair], *, count: bool = True) -> list[Task]:
+        """Plan the calls of one chunk of pairs; the previous chunk's tasks and answers are let go. `count`: add
+        them to the run's counts (not when a chunk is planned again to derive its preferences)."""
         self.tasks = plan_tasks(self.client, self.constitution, pairs)
         self.answers = {}
         self._order_hashes = {}
         for task in self.tasks:
             self._order_hashes.setdefault((task.pair_id, task.principle_id), {})[task.ordering] = task.request_hash
-        self.counts.pairs += len(pairs)
-        self.counts.planned += len(self.tasks)
+        if count:
+            self.counts.pairs += len(pairs)
+            self.counts.planned += len(self.tasks)
         self._chunk_done = False
         return self.tasks
 
@@ -145,11 +150,16 @@ class LabelRun:
         for h, answer in stored.items():
             if answer.status != JUDGE_ERROR:  # a stored judge error is asked again; any answer is not
                 self.answers[h] = answer
+        # Calls waiting in a provider batch of the job (`label --batch`) are paid for already: not asked here.
+        waiting = (batches_sql.in_open_batches(self.store, self.job_id, [t.request_hash for t in self.tasks])
+                   if self.batches_open else set())
         unique: dict[str, Task] = {}
         for task in self.tasks:
-            if task.request_hash not in self.answers:
+            if task.request_hash not in self.answers and task.request_hash not in waiting:
                 unique.setdefault(task.request_hash, task)
-        self.counts.cached += len(self.tasks) - len(unique)
+        held = sum(1 for t in self.tasks if t.request_hash in waiting) if waiting else 0
+        self.counts.in_batches += held
+        self.counts.cached += len(self.tasks) - len(unique) - held
         log.info("job %s: %d pairs, %d calls planned, %d already stored, %d to send (concurrency %d)", self.job_id,
                  len({pair for pair, _ in self._order_hashes}), len(self.tasks),
                  len(self.tasks) - len(unique), len(unique), self.config.concurrency)
@@ -199,7 +209,8 @@ class LabelRun:
                 for task in queue:
                     if self.stop.is_set():
                         return
-                    bound = self.client.upper_bound_cost(task.messages)
+                    tokens = self.client.upper_bound_tokens(task.messages)
+                    bound = self.client.upper_bound_cost(task.messages, tokens)
                     if not self.budget.reserve(bound):
                         self.stop.set()
                         return
@@ -212,7 +223,7 @@ class LabelRun:
                         reserved += more
                         return True
 
-                    verdict = await self.client.judge(task.messages, may_retry=may_retry)
+                    verdict = await self.client.judge(task.messages, may_retry=may_retry, tokens=tokens)
                     self.budget.settle(reserved, verdict.cost)
                     self._record(task, verdict)
                     if len(self.buffer) >= self.config.write_batch:
@@ -240,7 +251,7 @@ class LabelRun:
             return "failed"
         return "interrupted" if self.stop.is_set() else "finished"
 
-    def _record(self, task: Task, verdict: Verdict) -> None:
+    def _record(self, task: Task, verdict: Verdict, batch_id: str | None = None) -> None:
         counts = self.counts
         counts.sent += 1
         counts.tokens_in += verdict.tokens_in
@@ -251,12 +262,12 @@ class LabelRun:
         else:
             counts.parse_errors += verdict.status == PARSE_ERROR
             self.answers[task.request_hash] = Answer(verdict.status, verdict.p_first, verdict.confidence_source)
-        self.buffer.append(self._judgement(task, verdict))
-        self._update_live_counts(task)
-        if self.progress:
+        self.buffer.append(self._judgement(task, verdict, batch_id))
+        if self.progress is not None and self.progress.enabled:  # the live kept count is for the bar only
+            self._update_live_counts(task)
             self.progress.advance(counts.sent, self.budget.spent, self.kept, self.decided)
 
-    def _judgement(self, task: Task, verdict: Verdict) -> Judgement:
+    def _judgement(self, task: Task, verdict: Verdict, batch_id: str | None = None) -> Judgement:
         return Judgement(
             request_hash=task.request_hash, job_id=self.job_id, run_id=self.run_id, pair_id=task.pair_id,
             constitution_id=self._constitution_id, principle_id=task.principle_id, ordering=task.ordering,
@@ -265,10 +276,13 @@ class LabelRun:
             p_first=verdict.p_first, confidence_source=verdict.confidence_source, status=verdict.status,
             tokens_in=verdict.tokens_in, tokens_out=verdict.tokens_out, cost=verdict.cost,
             latency_s=verdict.latency_s, attempts=verdict.attempts, error=verdict.error,
+            tokens_cached=verdict.tokens_cached, tokens_cache_written=verdict.tokens_cache_written, batch_id=batch_id,
         )
 
     def _update_live_counts(self, task: Task) -> None:
-        hashes = self._order_hashes[(task.pair_id, task.principle_id)]
+        hashes = self._order_hashes.get((task.pair_id, task.principle_id))
+        if hashes is None:  # an answer from a batch of another chunk: counted when its chunk is derived
+            return
         if all(h in self.answers for h in hashes.values()):
             result = self._swap(hashes)
             self.decided += 1
@@ -306,10 +320,7 @@ class LabelRun:
     def derive_preferences(self) -> None:
         """Per-principle and per-pair preferences from the answers; judge errors count as such, not as pending."""
         # A judge error stored by this or an earlier run and not answered since stands in for its order.
-        answers = {
-            h: a for h, a in labels_sql.stored_answers(self.store, [t.request_hash for t in self.tasks]).items()
-            if a.status == JUDGE_ERROR
-        } | self.answers
+        answers = labels_sql.stored_judge_errors(self.store, [t.request_hash for t in self.tasks]) | self.answers
         orders = {key: (answers.get(hashes["ab"]), answers.get(hashes["ba"]))
                   for key, hashes in self._order_hashes.items()}
         prefs, pair_prefs = preferences_from_answers(

@@ -8,8 +8,8 @@ The held-out split is never read: calibration and folds use the train split only
 
 Decision: per validation pair, the difference between a candidate's and human-only's correctness (1 when
 r_chosen > r_rejected), pooled over the folds; a paired bootstrap of its mean gives a one-sided 95% lower
-bound by default (`--confidence`; the lower end of the 90% interval: the question is only whether the
-candidate is better). A candidate
+bound by default (`--confidence`; the lower end of the 90% interval at 0.95: the question is only whether
+the candidate is better). A candidate
 with AI rows is chosen only when that bound is above 0 (it beats human-only beyond the noise), the best such
 by mean; otherwise human-only is chosen and the report says why, with the resolution of the search: the
 half-width of the interval, below which a gain cannot be told from noise with this many validation pairs.
@@ -36,6 +36,7 @@ import numpy as np
 
 from prefgen.intervals import interval_name, mean_interval
 from prefgen.errors import PrefgenError
+from prefgen.pipelines.configs import AutoMixConfig
 from prefgen.pipelines.humans.calibration import calibrate, calibration_for_jobs
 from prefgen.pipelines.mixing.mix import AI, HUMAN, Candidate, MixConfig, MixReport, build_mix, plan_mix, row_weight
 from prefgen.storage import mixes as db
@@ -44,8 +45,10 @@ from prefgen.storage.export import training_rows_for
 from prefgen.train.config import TrainConfig
 
 HUMAN_ONLY = "human-only"
-DEFAULT_FOLDS = 3
-DEFAULT_CONFIDENCE = 0.95  # one-sided: the question is only whether a candidate is better than human-only
+# One-sided: the question is only whether a candidate is better than human-only.
+DEFAULT_CONFIDENCE = AutoMixConfig.model_fields["confidence"].default
+# The mix options the grid sets for each candidate: a value given for them would be overridden.
+SEARCHED = ("human_ratio", "labels", "ai_weight")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,8 @@ class AutoMixReport:
             return [f"chosen: {self.chosen}: {self.reason}", *self.mix.lines()]
         out = [f"mix search {self.search_id}: {self.folds} folds of the human train split, {self.n_val} "
                "validation pairs (held-out split untouched)",
-               f"{'candidate':<22}{'AI rows':>8}{'agreement':>11}{'vs human-only':>15}{'90% interval':>18}"]
+               f"{'candidate':<22}{'AI rows':>8}{'agreement':>11}{'vs human-only':>15}"
+               f"{interval_name(self.confidence):>18}"]
         for c in self.candidates:
             interval = "" if c.name == HUMAN_ONLY else f"{c.low:+.3f} to {c.high:+.3f}"
             delta = "" if c.name == HUMAN_ONLY else f"{c.delta:+.3f}"
@@ -131,14 +135,19 @@ def _train_and_score(rows: list[dict[str, Any]], val: list[dict[str, Any]], trai
     return np.array([c - r for c, r in result.scores], dtype=float)
 
 
-def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int = DEFAULT_FOLDS,
-             confidence: float = DEFAULT_CONFIDENCE, grid: Sequence[Trial] = GRID) -> AutoMixReport:
-    """Run the grid over k folds, store the trials, build the chosen mix under `config.name`: a candidate
-    with AI rows only when, with `confidence` (one-sided), it beats human-only."""
-    if folds < 2:
-        raise PrefgenError(f"--folds {folds}: the search needs at least 2 folds")
-    if not 0.5 < confidence < 1.0:
-        raise PrefgenError(f"--confidence {confidence}: give a probability between 0.5 and 1 (default 0.95)")
+def auto_mix(store: Store, config: MixConfig, auto: AutoMixConfig | None = None, *,
+             grid: Sequence[Trial] = GRID) -> AutoMixReport:
+    """Run the grid over `auto.folds` folds, store the trials, build the chosen mix under `config.name`: a
+    candidate with AI rows only when, with `auto.confidence` (one-sided), it beats human-only. Every candidate
+    trains with `auto.train` (seeded with the mix's seed unless it sets one), recorded with the mix."""
+    auto = auto or AutoMixConfig()
+    searched = [name for name in SEARCHED if name in config.model_fields_set]
+    if searched:
+        flags = ", ".join("--" + name.replace("_", "-") for name in searched)
+        raise PrefgenError(f"mix --auto chooses {flags} itself (every candidate sets them): leave {flags} out, "
+                           "or build the mix you want without --auto")
+    folds, confidence = auto.folds, auto.confidence
+    train = auto.train if "seed" in auto.train.chosen else auto.train.model_copy(update={"seed": config.seed})
     calibrations = calibration_for_jobs(store, calibrate(store))
     plans = {trial.name: plan_mix(store, MixConfig(**{**config.model_dump(), **trial.mix}), calibrations)
              for trial in grid}
@@ -146,7 +155,7 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
     # A candidate without AI rows is human-only under another name: it is not trained.
     grid = [t for t in grid if t.name == HUMAN_ONLY or any(c.source == AI for c in plans[t.name].rows)]
     if len(grid) == 1:
-        return _decided_without_search(store, config, calibrations, folds)
+        return _decided_without_search(store, config, calibrations, auto, train)
     if len(humans) < 2 * folds:
         raise PrefgenError(f"mix --auto needs human train labels to validate on: {len(humans)} pairs for "
                            f"{folds} folds (import human labels and `prefgen split` first)")
@@ -180,7 +189,7 @@ def auto_mix(store: Store, config: MixConfig, train: TrainConfig, *, folds: int 
     chosen = next(t for t in grid if t.name == winner.name)
     evidence = {
         "search_id": search_id, "chosen": winner.name, "reason": reason, "folds": folds, "confidence": confidence,
-        "n_val": n_val, "train": {"curriculum": chosen.curriculum},
+        "n_val": n_val, "train": recipe(train, chosen.curriculum),
         "candidates": [vars(c) for c in scored],
     }
     mix = build_mix(store, MixConfig(**{**config.model_dump(), **chosen.mix}), auto=evidence,
@@ -203,14 +212,21 @@ def score_candidates(margins: dict[str, list[np.ndarray]], n_ai: dict[str, int],
     return scored
 
 
+def recipe(train: TrainConfig, curriculum: str | None) -> dict[str, Any]:
+    """Every training setting a candidate was validated with (all but the directory a model is written to): what
+    the mix records and `prefgen train` re-applies."""
+    settings = train.model_copy(update={"curriculum": curriculum, "ensemble": 1}).to_dict()
+    return {k: v for k, v in settings.items() if k != "out_dir"}
+
+
 def _decided_without_search(store: Store, config: MixConfig, calibrations: dict[str, Any],
-                            folds: int) -> AutoMixReport:
+                            auto: AutoMixConfig, train: TrainConfig) -> AutoMixReport:
     reason = "no AI rows pass the filters (nothing to validate): the mix is human-only"
-    evidence = {"search_id": None, "chosen": HUMAN_ONLY, "reason": reason, "folds": folds, "n_val": 0,
-                "train": {"curriculum": None}, "candidates": []}
+    evidence = {"search_id": None, "chosen": HUMAN_ONLY, "reason": reason, "folds": auto.folds, "n_val": 0,
+                "confidence": auto.confidence, "train": recipe(train, None), "candidates": []}
     mix = build_mix(store, MixConfig(**{**config.model_dump(), "human_ratio": 1.0}), auto=evidence,
                     calibrations=calibrations)
-    return AutoMixReport("none", HUMAN_ONLY, reason, 0, folds, [], mix)
+    return AutoMixReport("none", HUMAN_ONLY, reason, 0, auto.folds, [], mix, confidence=auto.confidence)
 
 
 def decide(scored: Sequence[CandidateScore], confidence: float = DEFAULT_CONFIDENCE) -> tuple[CandidateScore, str]:

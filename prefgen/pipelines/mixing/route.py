@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from prefgen import formats
 from prefgen.errors import PrefgenError
 from prefgen.hashing import content_hash
 from prefgen.judge.swap import side
-from prefgen.pipelines.humans.annotation import write_batch
 from prefgen.pipelines.humans.calibration import calibrate, calibration_for_jobs
 from prefgen.pipelines.configs import MixConfig, RouteConfig, RouteWeights
 from prefgen.pipelines.mixing.mix import AI, plan_mix
@@ -266,7 +266,8 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
               "calibration_weight": p.calibration_weight}
              for i, p in enumerate(picked)]
     texts = db.pair_texts(store, [item["pair_id"] for item in items])
-    files = write_batch(config.format, config.out, [{**texts[item["pair_id"]], **item} for item in items])
+    tool = formats.get(config.format)
+    files = tool.write_batch(config.out, [{**texts[item["pair_id"]], **item} for item in items])
     selected = dict(Counter(p.selection for p in picked))
     jobs = sorted({r["job_id"] for r in rows})
     batch = {"batch_id": batch_id, "label_jobs": jobs, "judge": config.judge,

@@ -13,11 +13,12 @@ import sys
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from prefgen.errors import PrefgenError
 from prefgen.pipelines.reporting.output import OUTPUT
-from prefgen.storage import stats as st
 from prefgen.storage.db import Store
+from prefgen.terminal import inert
 
 
 # A cell longer than this is cut before rendering: a table cell is for reading, `--format` for the full text.
@@ -45,7 +46,7 @@ def _fmt(value: Any) -> str:
     text = str(value)
     if len(text) > _MAX_CELL:
         text = text[: _MAX_CELL - 1] + "…"
-    return " ".join(text.split()) if "\n" in text or "\t" in text else text
+    return inert(" ".join(text.split()) if "\n" in text or "\t" in text else text)
 
 
 def _is_number(value: Any) -> bool:
@@ -107,10 +108,11 @@ def _table(columns: list[_Column], cells: list[list[str]], indexes: list[int], w
     widths = _widths(columns, indexes, width)
     for i in indexes:
         column = columns[i]
-        table.add_column(column.name, no_wrap=True, overflow="ellipsis", justify="right" if column.numeric else "left",
-                         min_width=widths[i], max_width=widths[i])
+        # Text, not str: rich reads markup in strings, and `[link=...]` in a cell would print an OSC 8 link.
+        table.add_column(Text(inert(column.name, one_line=True)), no_wrap=True, overflow="ellipsis",
+                         justify="right" if column.numeric else "left", min_width=widths[i], max_width=widths[i])
     for row in cells:
-        table.add_row(*(row[i] for i in indexes))
+        table.add_row(*(Text(row[i]) for i in indexes))
     return table
 
 
@@ -137,7 +139,7 @@ def print_table(console: Console, rows: list[dict[str, Any]], title: str | None 
     `every_column` (summaries) a table too wide for the screen continues in further tables; without it (`sql`)
     the columns that do not fit are named, with the options that print them."""
     if title:
-        console.print(title, style="bold", markup=False, highlight=False)
+        console.print(inert(title), style="bold", markup=False, highlight=False)
     if every_column:
         for table in tables_of(rows, console.width):
             console.print(table)
@@ -145,7 +147,8 @@ def print_table(console: Console, rows: list[dict[str, Any]], title: str | None 
     table, left_out = table_of(rows, console.width)
     console.print(table)
     if left_out:
-        console.print(f"{len(left_out)} more column(s) not shown: {', '.join(left_out)} (widen with --max-width, "
+        names = inert(", ".join(left_out), one_line=True)
+        console.print(f"{len(left_out)} more column(s) not shown: {names} (widen with --max-width, "
                       "or print them with --format csv / json)", style="dim", markup=False, highlight=False)
 
 
@@ -194,6 +197,10 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
     if summary.job_cost or summary.max_cost is not None:
         budget = f" of --max-cost ${summary.max_cost:.4f}" if summary.max_cost is not None else ""
         rows.append({"": "cost (job, all runs)", "value": _money(summary.job_cost, summary.priced) + budget})
+    batches = getattr(summary, "batches", None)
+    if batches is not None:
+        rows.append({"": "provider batches submitted / collected / still running", "value":
+                     f"{batches['submitted']} / {batches['collected']} / {batches['open']}"})
     rows += [{"": f"dropped: {reason}", "value": n} for reason, n in summary.drop_reasons.items() if reason != "kept"]
     print_table(console, rows, f"label run {summary.run_id} (job {summary.job_id})")
     _print_failures(summary, console)
@@ -205,8 +212,13 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
         _note(console, f"Stopped before passing --max-cost ${summary.max_cost:.4f}: the job (every run of it) has "
               f"spent ${summary.job_cost:.4f}. To go on, run the same command with a larger --max-cost (it "
               "counts what the job spent already, so give the new total).")
-    if summary.status == "interrupted":
-        _note(console, "Interrupted; everything answered is stored. Run the same command to resume.")
+    if batches and batches["open"]:
+        _note(console, f"{batches['open']} provider batch(es) still running: their ids are stored, so running the "
+              "same command again polls and collects them (nothing is sent or paid twice).")
+    elif summary.status == "interrupted":
+        stopped_by = getattr(summary, "stopped_by", None)
+        what = "Interrupted" if stopped_by in (None, "SIGINT") else f"Stopped by {stopped_by}"
+        _note(console, f"{what}; everything answered is stored. Run the same command to resume.")
     elif not summary.calls_sent and summary.calls_cached and summary.status == "finished":
         _note(console, f"Nothing to send: all {summary.calls_cached} planned calls were answered by earlier runs "
               "(nothing was paid twice).")
@@ -214,7 +226,7 @@ def print_label_summary(summary: Any, console: Console | None = None) -> None:
 
 def _note(console: Console, text: str) -> None:
     if not OUTPUT.quiet:
-        console.print(text, style="yellow", markup=False, highlight=False)
+        console.print(inert(text), style="yellow", markup=False, highlight=False)
 
 
 def _print_warnings(summary: Any, console: Console) -> None:
@@ -226,14 +238,14 @@ def _print_failures(summary: Any, console: Console) -> None:
     """The run's top failure reasons with their counts; an early stop says why and what to check. Printed
     even with -q: a failed call is never silent."""
     if summary.stopped_early:
-        console.print(f"error: {summary.stopped_early}", style="red", markup=False, highlight=False)
+        console.print(inert(f"error: {summary.stopped_early}"), style="red", markup=False, highlight=False)
     if not summary.failures:
         return
     failed = summary.judge_errors + summary.parse_errors
     console.print(f"{failed} of {summary.calls_sent} calls failed; top reasons:", style="red", highlight=False)
     for failure in summary.failures:
-        console.print(f"  {failure['calls']:>6}  {failure['status']}: {failure['error']}", markup=False,
-                      highlight=False)
+        console.print(inert(f"  {failure['calls']:>6}  {failure['status']}: {failure['error']}", one_line=True),
+                      markup=False, highlight=False)
     if summary.judge_errors and not summary.stopped_early:
         console.print("Judge errors are asked again when the same command runs again.", highlight=False)
 
@@ -272,7 +284,7 @@ def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
     if skipped:
         console.print(f"[yellow]Skipped {len(skipped)} bad row(s) (--skip-bad):[/yellow]", highlight=False)
         for line in skipped[:show]:
-            console.print(f"  {line}", markup=False, highlight=False)
+            console.print(inert(f"  {line}", one_line=True), markup=False, highlight=False)
         if len(skipped) > show:
             console.print(f"  ... and {len(skipped) - show} more", highlight=False)
     if getattr(summary, "duplicates", 0):
@@ -280,35 +292,11 @@ def _print_skipped(summary: Any, console: Console, show: int = 10) -> None:
 
 
 def stats_tables(store: Store) -> dict[str, list[dict[str, Any]]]:
-    """What `prefgen stats` shows, as titled rows (printed as tables, or as JSON with --json)."""
-    from prefgen.pipelines.humans.agreement import agreement_summary
+    """What `prefgen stats` shows, as titled rows (printed as tables, or as JSON with --json): the store facts
+    marked for it (`prefgen.pipelines.reporting.facts`), the same the page and the model card show."""
+    from prefgen.pipelines.reporting.facts import STATS, tables_for
 
-    agreement = agreement_summary(store) or {}
-    overview, jobs = st.overview(store), st.jobs(store)
-    unpriced = _unpriced_jobs(store)
-    for job in jobs:
-        if job["job_id"] in unpriced:
-            job["cost"] = job["cost_per_kept_pair"] = "unknown"
-    if unpriced:
-        overview["cost"] = ("unknown" if len(unpriced) == len(jobs)
-                            else f"{overview['cost']:.4g} + unknown ({len(unpriced)} unpriced job(s))")
-    return {
-        "store": [{"": k, "value": v} for k, v in overview.items()],
-        "label jobs": jobs,
-        "drops by reason": st.drop_reasons(store),
-        "position bias: share of first-slot verdicts per judge and principle": st.position_bias(store),
-        "consistency across orders per judge and principle": st.consistency(store),
-        "confidence histogram": st.confidence_histogram(store),
-        **{f"agreement with human labels: {title}": rows for title, rows in agreement.items()},
-    }
-
-
-def _unpriced_jobs(store: Store) -> set[str]:
-    """Label jobs with no price (no list price and no --price-in / --price-out): their cost is unknown, not 0."""
-    from prefgen.judge.pricing import resolve_price
-
-    return {row["job_id"] for row in st.job_pricing(store)
-            if resolve_price(row["model"], row["backend"], row["price_in"], row["price_out"]) is None}
+    return tables_for(store, STATS)
 
 
 def print_notes(notes: Sequence[str], console: Console | None = None) -> None:
@@ -376,7 +364,8 @@ def write_query_result(table: Any, fmt: str, out: Path | None, console: Console 
     if table.num_rows:
         print_table(console, table.to_pylist(), every_column=False)
     else:  # no table at all, so that no rows cannot be mistaken for a row of NULLs
-        console.print(f"columns: {', '.join(table.column_names)}", markup=False, highlight=False)
+        console.print(inert(f"columns: {', '.join(table.column_names)}", one_line=True), markup=False,
+                      highlight=False)
     console.print(f"{table.num_rows} row{'' if table.num_rows == 1 else 's'}", style="dim", highlight=False)
 
 
@@ -389,7 +378,7 @@ def print_eval(report: Any, console: Console | None = None) -> None:
     rows += [{"": "agreement with held-out humans" if label == "agreement with humans" else label, "value": value}
              for label, value in summary_rows(report.metrics) if not label.startswith("pairs")]
     print_table(console, rows, f"reward model {report.model_dir}")
-    console.print(f"full report: {report.html_path}")
+    console.print(inert(f"full report: {report.html_path}"), markup=False, highlight=False)
 
 
 def _json_default(value: Any) -> Any:

@@ -23,10 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from prefgen import plots
-# At import, not inside a query: scipy and scikit-learn load before the store is held.
-from prefgen.pipelines.humans.agreement import agreement_summary
-from prefgen.storage import report as rq
-from prefgen.storage import stats as st
+from prefgen.pipelines.reporting.facts import MISSING, PAGE, Fact, as_tables, facts_for, read_facts
 from prefgen.storage.db import Store
 
 NO_DATA = '<p class="empty">no data yet</p>'
@@ -187,7 +184,7 @@ def agreement_section(d: dict[str, Any]) -> str:
     parts.append("<h3>Calibration (judge P to how often humans agree, human train split)</h3>")
     calibrations = d["calibrations"]
     if not calibrations:
-        parts.append('<p class="empty">no calibration fitted yet (run `prefgen agreement` or `prefgen mix`)</p>')
+        parts.append('<p class="empty">no calibration stored yet (`prefgen mix` and `prefgen route` fit and store one; `prefgen agreement` shows it)</p>')
     for c in calibrations:
         if c["reliability"]:
             parts.append(image(plots.reliability(
@@ -244,16 +241,8 @@ def reward_models_section(d: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-# Everything the page shows, read in one go: the store is held only while these run, not while plots are drawn.
-QUERIES: dict[str, Callable[[Store], Any]] = {
-    "overview": st.overview, "jobs": st.jobs, "runs": rq.runs, "judge_latency": rq.judge_latency,
-    "error_reasons": rq.error_reasons, "position_bias": st.position_bias, "consistency": st.consistency,
-    "drop_reasons": st.drop_reasons, "confidence_histogram": st.confidence_histogram,
-    "human_overview": rq.human_overview, "agreement": agreement_summary, "calibrations": rq.calibrations,
-    "mixes": rq.mixes, "mix_trials": rq.mix_trials, "rm_runs": rq.rm_runs, "rm_evals": rq.rm_evals,
-}
-_MISSING = object()  # the query's table is not in this store
-
+# Everything the page shows is a store fact (`facts.py`), read in one go: the store is held only while they
+# are read, not while plots are drawn.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...], Callable[[dict[str, Any]], str]], ...] = (
     ("jobs", "Jobs, runs and cost", ("jobs", "runs", "judge_latency", "error_reasons"), jobs_section),
     ("position-bias", "Position bias per judge and principle", ("position_bias",), position_bias_section),
@@ -268,27 +257,41 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...], Callable[[dict[str, Any]], str]
 
 
 def collect(store: Store) -> dict[str, Any]:
-    """Run every query of the page; a table a store does not have yet is marked missing, not an error."""
-    import duckdb
+    """Every fact the page shows; a table a store does not have yet is marked missing, not an error."""
+    return read_facts(store, PAGE)
 
-    data = {}
-    for name, query in QUERIES.items():
-        try:
-            data[name] = query(store)
-        except duckdb.CatalogException:  # a store written by an older prefgen, opened read-only
-            data[name] = _MISSING
-    return data
+
+def _section(anchor: str, title: str, needs: tuple[str, ...], build: Callable[[dict[str, Any]], str],
+             data: dict[str, Any]) -> Section:
+    if any(data[name] is MISSING for name in needs):
+        body = ('<p class="empty">not in this store (written by an older prefgen: open it once with a writing '
+                "command, e.g. prefgen split, to upgrade it)</p>")
+    else:
+        body = build(data)
+    return Section(anchor, title, body)
+
+
+def _fact_tables(fact: Fact) -> Callable[[dict[str, Any]], str]:
+    """The body of a fact's section when no builder draws more: its table(s)."""
+
+    def build(data: dict[str, Any]) -> str:
+        tables = as_tables(fact, data[fact.key])
+        if not any(tables.values()):
+            return NO_DATA
+        if len(tables) == 1:
+            return table(next(iter(tables.values())))
+        return "".join(f"<h3>{html.escape(title)}</h3>{table(rows)}" for title, rows in tables.items() if rows)
+
+    return build
 
 
 def build_sections(data: dict[str, Any]) -> list[Section]:
-    sections = []
-    for anchor, title, needs, build in SECTIONS:
-        if any(data[name] is _MISSING for name in needs):
-            body = ('<p class="empty">not in this store (written by an older prefgen: open it once with a writing '
-                    "command, e.g. prefgen split, to upgrade it)</p>")
-        else:
-            body = build(data)
-        sections.append(Section(anchor, title, body))
+    """The sections of `SECTIONS`, then one for every other fact shown on the page (its table)."""
+    sections = [_section(*spec, data) for spec in SECTIONS]
+    drawn = {"overview", *(name for _, _, needs, _ in SECTIONS for name in needs)}
+    sections += [_section(fact.key.replace("_", "-"), fact.title[:1].upper() + fact.title[1:], (fact.key,),
+                          _fact_tables(fact), data)
+                 for fact in facts_for(PAGE) if fact.key not in drawn]
     return sections
 
 

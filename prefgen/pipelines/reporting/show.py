@@ -64,7 +64,7 @@ def job_template(row: dict[str, Any]) -> Template:
     """The template the job rendered with: its stored record, or (jobs labelled before the record existed)
     today's wording for the stored template version; the request hash check tells whether that still holds."""
     if row["template"]:
-        return Template(**row["template"])
+        return Template.from_record(row["template"])
     custom = (row["constitution"] or {}).get("judge_template")
     for mode in MODES:
         template = make_template(custom, mode)

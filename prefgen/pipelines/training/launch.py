@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from prefgen.errors import PrefgenError
-from prefgen.pipelines.training.stages import TrainOutcome, train_from_mix
+from prefgen.pipelines.training.stages import TrainOutcome, train_from_mix, with_mix_recipe
 from prefgen.storage import training as training_sql
 from prefgen.storage.db import Store
 from prefgen.storage.export import mix_rows_for_training
@@ -28,13 +28,13 @@ from prefgen.train.config import TrainConfig
 from prefgen.train.trainer import per_device_batch
 
 
-def run_training(db: Path, mix: str, config: TrainConfig, processes: int = 1) -> TrainOutcome | None:
+def run_training(db: Path, mix: str, config: TrainConfig) -> TrainOutcome | None:
     """Train on a stored mix in this process, in a process group this one belongs to, or by launching
-    `processes` of them. Returns the outcome where process 0 runs (here, or nothing when launched)."""
+    `config.processes` of them. Returns the outcome where process 0 runs (here, or nothing when launched)."""
     if launched_world_size() > 1:
         return train_in_process_group(db, mix, config)
-    if processes > 1:
-        launch(processes, db, mix, config)
+    if config.processes > 1:
+        launch(config.processes, db, mix, config)
         return None
     with Store(db) as store:
         return train_from_mix(store, mix, config)
@@ -50,7 +50,8 @@ def launch(processes: int, db: Path, mix: str, config: TrainConfig) -> None:
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
         "-m", "prefgen", "train", "--db", str(db), "--mix", mix, "--out", str(config.out_dir),
-        "--config-json", config.model_dump_json(),
+        # What was chosen only: every process then applies an auto mix's recipe to the rest, as one process does.
+        "--config-json", config.chosen_json(),
     ]
     returncode = subprocess.run(command, check=False).returncode
     if returncode != 0:
@@ -69,6 +70,7 @@ def train_in_process_group(db: Path, mix: str, config: TrainConfig) -> TrainOutc
     if not state.is_main_process:
         with Store(db, read_only=True) as store:
             rows = mix_rows_for_training(store, mix)
+            config = with_mix_recipe(store, mix, config, say=False)  # process 0 says it
         state.wait_for_everyone()  # every reader is done: process 0 may open the store for writing
         train_reward_model(rows, config, save=False)
         return None

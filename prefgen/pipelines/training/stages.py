@@ -8,6 +8,7 @@ agreement with humans, principles).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,10 @@ from prefgen.storage import training as db
 from prefgen.storage.db import Store
 from prefgen.storage.export import heldout_rows, mix_rows_for_training, training_row
 from prefgen.storage.mixes import mix_manifest
+from prefgen.pipelines.configs import EvalConfig, ScoreConfig, configured
 from prefgen.train.config import TrainConfig, resolve_base
+
+log = logging.getLogger("prefgen.train")
 
 
 @dataclass
@@ -54,33 +58,38 @@ def logged_losses(log_history: list[dict[str, Any]]) -> list[tuple[int, float]]:
     return [(int(entry.get("step", 0)), float(entry["loss"])) for entry in log_history if "loss" in entry]
 
 
-def _judge_agreement(store: Store) -> dict[str, float]:
-    """Agreement with the humans of each judge after the filter (ties excluded), for the model card."""
-    from prefgen.pipelines.humans.agreement import agreement_report
-    from prefgen.storage.human import has_human_tables
-
-    if not has_human_tables(store):
-        return {}
-    report = agreement_report(store, n_resamples=200)
-    return {j.judge_spec: j.after.ties_excluded.value for j in report.jobs if j.after.ties_excluded.value is not None}
-
-
 def _card_data(store: Store, mix: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the card says about the data: the rows, the mix, and the store facts marked for the card (the same
+    `prefgen stats` and the report page show: judge agreement, label jobs and their cost)."""
+    from prefgen.pipelines.reporting.facts import card_facts
     from prefgen.train.card import data_summary_from_rows
 
     return {
         **data_summary_from_rows(rows),
-        "judge_agreement": _judge_agreement(store),
+        **card_facts(store),
         "principles": db.principles_for_mix(store, mix),
         "mix": mix_manifest(store, mix),
     }
 
 
+def with_mix_recipe(store: Store, mix: str, config: TrainConfig, *, say: bool = True) -> TrainConfig:
+    """The config to train a mix with: a mix chosen by `prefgen mix --auto` carries the training settings its
+    candidates were validated with, and they apply to every setting the config does not choose. A chosen
+    setting that differs from them is said in one line (`say`), since that recipe was not validated."""
+    recipe = (mix_manifest(store, mix).get("auto") or {}).get("train") or {}
+    config, differ = config.with_recipe(recipe)
+    if differ and say:
+        settings = ", ".join(f"{name} {mine} (validated: {theirs})" for name, (mine, theirs) in differ.items())
+        log.warning("mix %r was chosen by mix --auto with other training settings; training with %s, which the "
+                    "search did not validate", mix, settings)
+    return config
+
+
 def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
     """Train one model (or an ensemble) on a stored mix; the run is a row in `rm_runs` whatever happens.
 
-    A mix chosen by `prefgen mix --auto` may carry a training recipe (the curriculum of the winning
-    candidate); it applies unless the config sets its own.
+    A mix chosen by `prefgen mix --auto` carries the training settings it was validated with: they apply to
+    what the config does not choose (`with_mix_recipe`).
     """
     from prefgen.train.card import write_model_card
     from prefgen.train.trainer import EnsembleResult, train
@@ -89,9 +98,7 @@ def train_from_mix(store: Store, mix: str, config: TrainConfig) -> TrainOutcome:
     if not rows:
         raise PrefgenError(f"mix {mix!r} has no rows")
     manifest = mix_manifest(store, mix)
-    recipe = (manifest.get("auto") or {}).get("train") or {}
-    if config.curriculum is None and recipe.get("curriculum"):
-        config = config.model_copy(update={"curriculum": recipe["curriculum"]})
+    config = with_mix_recipe(store, mix, config)
     run_id = f"rm-{uuid.uuid4().hex[:12]}"
     out_dir = Path(config.out_dir).resolve()
     db.start_rm_run(store, run_id=run_id, mix_name=mix, mix_hash=manifest.get("content_hash"),
@@ -139,10 +146,9 @@ def rows_from_file(spec: str, fmt: str, *, skip_bad: bool = False) -> list[dict[
             for pair in read.pairs]
 
 
-def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldout", pairs: str | None = None,
-             fmt: str = "auto", skip_bad: bool = False, batch_size: int = 16, out: str | Path | None = None,
-             progress: bool = True):
-    """Evaluate a model (or ensemble) against held-out human labels (or a labelled file); store the metrics.
+def evaluate(store: Store | None, model_dir: str | Path, config: EvalConfig | None = None, **options: Any):
+    """Evaluate a model (or ensemble) against held-out human labels (or a labelled file, `pairs`); store the
+    metrics. The knobs are `EvalConfig`'s (or its fields as keyword arguments).
 
     The page, plots and eval.json go to `out` (default: a new `MODEL/evals/<time>` folder), so an evaluation
     never overwrites an earlier one; the model card shows the newest in full and lists them all.
@@ -151,14 +157,14 @@ def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldou
     from prefgen.train.common import TRAIN_RECORD
     from prefgen.train.evaluate import evaluate_model, new_eval_dir
 
+    config = configured(EvalConfig, config, options)
+    pairs, out = config.pairs, config.out
     if pairs is not None:
-        rows, split_name = rows_from_file(pairs, fmt, skip_bad=skip_bad), Path(pairs).name
+        rows, split_name = rows_from_file(pairs, config.fmt, skip_bad=config.skip_bad), Path(pairs).name
     else:
         if store is None:
-            raise PrefgenError("evaluating on the held-out split needs --db")
-        if split != "heldout":
-            raise PrefgenError(f"--split {split!r}: evaluation is on held-out human labels (or use --pairs FILE)")
-        rows, split_name = heldout_rows(store, include_ties=True, import_source=True), "heldout"
+            raise PrefgenError("evaluating on the held-out split needs --db (or give --pairs FILE)")
+        rows, split_name = heldout_rows(store, include_ties=True, import_source=True), config.split
     model_path = str(Path(model_dir).resolve())
     record_path = Path(model_dir) / TRAIN_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else {}
@@ -166,8 +172,8 @@ def evaluate(store: Store | None, model_dir: str | Path, *, split: str = "heldou
     out_dir = Path(out) if out is not None else new_eval_dir(model_dir)
     from prefgen.pipelines.labelling.progress import ScoringProgress
 
-    with ScoringProgress(len(rows), enabled=progress) as bar:
-        report = evaluate_model(model_dir, rows, out_dir, batch_size=batch_size, context=context,
+    with ScoringProgress(len(rows), enabled=config.progress) as bar:
+        report = evaluate_model(model_dir, rows, out_dir, batch_size=config.batch_size, context=context,
                                 on_progress=bar.update if bar.enabled else None)
     if store is not None:
         run_id = db.rm_run_for_checkpoint(store, model_path)
@@ -230,8 +236,9 @@ def _card_data_from_existing(store: Store | None, model_path: str) -> dict[str, 
     return db.card_data_of_checkpoint(store, model_path)
 
 
-def score_file(model_dir: str | Path, spec: str, *, out: str | None = None, batch_size: int = 16) -> tuple[Path, int]:
-    """Reward of every response in a file, written next to it as JSONL (`<name>.scored.jsonl`).
+def score_file(model_dir: str | Path, config: ScoreConfig | None = None, **options: Any) -> tuple[Path, int]:
+    """Reward of every response in a file (`pairs` or `responses`), written next to it as JSONL
+    (`<name>.scored.jsonl`, or `out`). The knobs are `ScoreConfig`'s (or its fields as keyword arguments).
 
     Rows with `response_a`/`response_b` get `reward_a`, `reward_b` and `preferred`; rows with `response` get
     `reward`; rows with `responses` (best-of-N candidates) get `rewards` and `best`. Ensembles add the
@@ -239,6 +246,8 @@ def score_file(model_dir: str | Path, spec: str, *, out: str | None = None, batc
     """
     from prefgen.train.score import load_reward_model, score_texts
 
+    config = configured(ScoreConfig, config, options)
+    spec, out, batch_size = config.pairs or config.responses, config.out, config.batch_size
     rows = [row.data for row in read_rows(spec)]
     if not rows:
         raise PrefgenError(f"{spec}: nothing to score")
