@@ -176,14 +176,15 @@ def score(model: str | Path, config: ScoreConfig | None = None, /, **options: An
     return score_file(model, configured(ScoreConfig, config, options))
 
 
-def stats(db: str | Path) -> dict[str, list[dict[str, Any]]]:
-    """`prefgen stats`: the store's facts as titled tables (the store is opened read-only)."""
+def stats(db: str | Path) -> dict[str, Any]:
+    """`prefgen stats`: the store's facts by key (`overview`, `jobs`, `drop_reasons`, `position_bias`, ...: see
+    `prefgen.pipelines.reporting.facts.FACTS`); the store is opened read-only."""
     # Loaded before the store is opened: a label run cannot write while a reader holds the file.
-    from prefgen.pipelines.reporting.facts import STATS, tables_for
+    from prefgen.pipelines.reporting.facts import STATS, keyed_facts
     from prefgen.storage.db import Store
 
     with Store(db, read_only=True) as store:
-        return tables_for(store, STATS)
+        return keyed_facts(store, STATS)
 
 
 def report(db: str | Path, out: str | Path) -> ReportPage:

@@ -174,7 +174,8 @@ def ingest(shards: tuple[Path, ...], db: Path, as_json: bool) -> None:
 @DB_OPTION
 @option_from_field(QueryOutput, "format", "--format")
 @option_from_field(QueryOutput, "out", "--out", type=click.Path(dir_okay=False, path_type=Path))
-def sql(query: str, db: Path, **options) -> None:
+@JSON_OPTION
+def sql(query: str, db: Path, as_json: bool, **options) -> None:
     """Run SQL against the store (opened read-only) and print or export the result.
 
     \b
@@ -188,6 +189,8 @@ def sql(query: str, db: Path, **options) -> None:
     from prefgen.pipelines.reporting.console import write_query_result
     from prefgen.storage.db import Store
 
+    if as_json:  # as every other command spells it: --format json
+        options["format"] = "json"
     output = config_from_options(QueryOutput, **options)
     with Store(db, read_only=True) as store:
         write_query_result(store.run_sql(query), output.format, output.out)
@@ -200,9 +203,10 @@ def stats(db: Path, as_json: bool) -> None:
     """Summary of the store: pairs, judgements, kept, drops by reason, position bias, consistency, cost."""
     from prefgen import api
     from prefgen.pipelines.reporting.console import print_tables
+    from prefgen.pipelines.reporting.facts import titled_tables
 
-    tables = api.stats(db)
-    emit(tables, as_json, lambda: print_tables(tables))
+    data = api.stats(db)  # --json: by key (overview, jobs, drop_reasons...); the terminal: titled tables
+    emit(data, as_json, lambda: print_tables(titled_tables(data)))
 
 
 # --- human data, agreement, mixes (issue 3) ---

@@ -103,14 +103,22 @@ def test_an_empty_result_is_not_a_row_of_nulls(store):
 
 def test_every_command_that_prints_results_has_json():
     for name, command in cli.commands.items():
-        if name != "sql":  # sql has --format json / jsonl
-            assert "as_json" in {p.name for p in command.params}, name
+        assert "as_json" in {p.name for p in command.params}, name
 
 
-def test_stats_json_is_the_same_tables(store):
+def test_sql_json_is_the_json_format(store):
+    rows = json.loads(invoke("sql", "SELECT 1 AS x, 'a' AS y", "--db", store, "--json").output)
+    assert rows == [{"x": 1, "y": "a"}]
+
+
+def test_stats_json_is_keyed_by_short_names_a_script_can_use(store):
+    """Keys are the facts' names, not the tables' titles ("position bias: share of first-slot verdicts ...")."""
     data = json.loads(invoke("stats", "--db", store, "--json").output)
-    assert {"store", "label jobs", "drops by reason"} <= set(data)
-    assert {"": "judgements", "value": 12} in data["store"]
+    assert {"overview", "jobs", "drop_reasons", "position_bias", "consistency", "confidence_histogram"} <= set(data)
+    assert all(re.fullmatch(r"[a-z_]+", key) for key in data)
+    assert data["overview"]["judgements"] == 12 and data["jobs"][0]["pairs"] == 6
+    text = invoke("stats", "--db", store).output  # the terminal keeps the titles
+    assert "position bias: share of first-slot verdicts per judge and principle" in text
 
 
 def test_sql_json_keeps_decimals_as_numbers(store):

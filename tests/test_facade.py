@@ -66,7 +66,7 @@ def test_label_import_split_mix_train_and_evaluate_through_the_facade(tmp_path, 
     assert prefgen.split(db, heldout=0.3, seed=0).heldout == 0.3
     mixed = prefgen.mix(db, prefgen.MixConfig(name="m1", human_ratio=None))
     assert mixed.human > 0 and mixed.ai > 0
-    assert prefgen.stats(db)["label jobs"][0]["kept_pairs"] == summary.kept_pairs
+    assert prefgen.stats(db)["jobs"][0]["kept_pairs"] == summary.kept_pairs
 
     outcome = prefgen.train(db, "m1", out_dir=tmp_path / "rm", max_length=48, max_steps=5)
     assert outcome.n_train == mixed.rows and (tmp_path / "rm" / "README.md").is_file()

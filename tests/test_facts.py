@@ -39,8 +39,8 @@ def test_an_unpriced_cost_is_unknown_in_stats_on_the_page_and_on_the_card(inputs
     assert result.exit_code == 0, result.output
     db = inputs / "db.duckdb"
     stats = json.loads(CliRunner().invoke(cli, ["stats", "--db", str(db), "--json"]).output)
-    assert {"": "cost", "value": "unknown"} in stats["store"]
-    assert stats["label jobs"][0]["cost"] == "unknown"
+    assert stats["overview"]["cost"] == "unknown"
+    assert stats["jobs"][0]["cost"] == "unknown"
 
     page = write_report(db, tmp_path / "page.html").path.read_text(encoding="utf-8")
     assert cell_after(page, "cost") == "unknown"  # the store table (it said 0 before)
@@ -74,13 +74,13 @@ def test_a_new_fact_is_one_entry_that_stats_the_page_and_the_card_all_show(input
                          frozenset({facts.STATS, facts.PAGE, facts.CARD}))
     monkeypatch.setattr(facts, "FACTS", (*facts.FACTS, longest))
     stats = json.loads(CliRunner().invoke(cli, ["stats", "--db", str(inputs / "db.duckdb"), "--json"]).output)
-    assert [row["chars"] for row in stats["longest prompts"]] == [3, 3]
+    assert [row["chars"] for row in stats["longest_prompts"]] == [3, 3]
     page = write_report(inputs / "db.duckdb", tmp_path / "page.html")
     assert page.sections[-1] == "Longest prompts"
     assert column(page.path.read_text(encoding="utf-8"), '<section id="longest-prompts">', "chars") == ["3", "3"]
     with Store(inputs / "db.duckdb", read_only=True) as store:
         on_card = facts.card_facts(store)
-    assert on_card["facts"] == {"longest prompts": stats["longest prompts"]}
+    assert on_card["facts"] == {"longest prompts": stats["longest_prompts"]}
     (tmp_path / "rm").mkdir()
     card = write_model_card(tmp_path / "rm", train={"config": {}}, data=on_card).read_text()
     assert "### Longest prompts" in card and "| prompt | chars |" in card and "| q10 | 3 |" in card

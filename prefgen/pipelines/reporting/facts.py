@@ -14,6 +14,7 @@ of row lists).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -119,6 +120,36 @@ def as_tables(fact: Fact, value: Any) -> dict[str, list[dict[str, Any]]]:
             return {f"{fact.title}: {title}": rows for title, rows in value.items()}
         return {fact.title: [{"": k, "value": v} for k, v in value.items()]}
     return {fact.title: list(value)}
+
+
+def key_of(title: str) -> str:
+    """A table title as a JSON key: "judge vs human" -> "judge_vs_human"."""
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+
+
+def keyed_facts(store: Store, place: str) -> dict[str, Any]:
+    """Every fact shown in `place` by its key, for machine output (`stats --json`): rows, key-value pairs, or
+    titled tables under keys made from their titles. Facts whose table the store lacks are left out."""
+    data = {}
+    for key, value in read_facts(store, place).items():
+        if value is MISSING or value is None:
+            continue
+        if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+            value = {key_of(title): rows for title, rows in value.items()}
+        data[key] = value
+    return data
+
+
+def titled_tables(data: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """`keyed_facts` as the titled tables a terminal shows."""
+    by_key = {fact.key: fact for fact in FACTS}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for key, value in data.items():
+        fact = by_key[key]
+        if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+            value = {sub.replace("_", " "): rows for sub, rows in value.items()}
+        tables.update(as_tables(fact, value))
+    return tables
 
 
 def tables_for(store: Store, place: str) -> dict[str, list[dict[str, Any]]]:
