@@ -26,9 +26,11 @@ def longer(first: str, second: str) -> str:
     return "A" if len(first) > len(second) else "B"
 
 
-def run(*args) -> dict | list:
+def run(*args, stderr: list[str] | None = None) -> dict | list:
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 0, result.output
+    if stderr is not None:
+        stderr.append(result.stderr)
     try:
         return json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -59,8 +61,11 @@ def test_every_command_prints_only_json_on_stdout(workspace):
     assert run("show", hashes[0]["request_hash"], "--db", db, "--json")["verified"] is True
     mixed = run("mix", "--db", db, "--name", "plain", "--json")
     assert mixed["human"] > 0 and mixed["ai"] > 0
-    auto = run("mix", "--db", db, "--name", "auto", "--auto", "--folds", "2", "--max-length", "64", "--json")
+    progress: list[str] = []
+    auto = run("mix", "--db", db, "--name", "auto", "--auto", "--folds", "2", "--max-length", "64", "--json",
+               stderr=progress)
     assert auto["mix"]["name"] == "auto" and auto["chosen"]
+    assert "mix --auto: fold 1/2, candidate 1/" in progress[0] and "fold 2/2" in progress[0]  # one line a stage
     assert run("export", "--db", db, "--mix", "plain", "--format", "jsonl", "--out", tmp / "m.jsonl",
                "--json")["rows"] == mixed["rows"]
     trained = run("train", "--db", db, "--mix", "plain", "--out", tmp / "rm", "--max-length", "64", "--json")

@@ -135,6 +135,17 @@ def _train_and_score(rows: list[dict[str, Any]], val: list[dict[str, Any]], trai
     return np.array([c - r for c, r in result.scores], dtype=float)
 
 
+def stage(text: str) -> None:
+    """One line on stderr per stage of the search (its trainings take minutes; each shows its own progress
+    below), never on stdout, where --json output goes; -q keeps it quiet."""
+    from rich.console import Console
+
+    from prefgen.pipelines.reporting.output import OUTPUT
+
+    if not OUTPUT.quiet:
+        Console(stderr=True, width=OUTPUT.max_width).print(text, markup=False, highlight=False)
+
+
 def auto_mix(store: Store, config: MixConfig, auto: AutoMixConfig | None = None, *,
              grid: Sequence[Trial] = GRID) -> AutoMixReport:
     """Run the grid over `auto.folds` folds, store the trials, build the chosen mix under `config.name`: a
@@ -167,12 +178,14 @@ def auto_mix(store: Store, config: MixConfig, auto: AutoMixConfig | None = None,
     for f in range(folds):
         val_humans = [c for c in humans if fold[c.pair_id] == f]
         val = _validation_rows(store, val_humans)
-        for trial in grid:
+        for k, trial in enumerate(grid):
             trial_config = MixConfig(**{**config.model_dump(), **trial.mix})
             train_candidates = [c for c in plans[trial.name].rows
                                 if (c.source == HUMAN and fold.get(c.pair_id) != f)
                                 or (c.source == AI and c.prompt_id not in fold_prompts[f])]
             rows = _rows(store, train_candidates, trial_config)
+            stage(f"mix --auto: fold {f + 1}/{folds}, candidate {k + 1}/{len(grid)} ({trial.name}): training on "
+                  f"{len(rows)} rows, validating on {len(val)} pairs")
             with store.released():  # readers get in while each candidate trains
                 fold_margins = _train_and_score(rows, val, train, trial.curriculum)
             margins[trial.name].append(fold_margins)
