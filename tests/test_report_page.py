@@ -113,7 +113,8 @@ def test_a_store_from_before_a_table_existed_says_so_instead_of_failing(full_sto
     # What `collect` records for a table an older store lacks (its _migrations do not list the migration that
     # makes it). A table dropped from a store whose migrations made it is another matter: the store was
     # changed outside prefgen, and opening it is refused (tests/test_hostile_stores.py).
-    from prefgen.pipelines.reporting.page import _MISSING, build_sections, collect
+    from prefgen.pipelines.reporting.facts import MISSING as _MISSING
+    from prefgen.pipelines.reporting.page import build_sections, collect
 
     with Store(full_store, read_only=True) as store:
         data = collect(store)
