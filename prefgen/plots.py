@@ -107,8 +107,9 @@ def reliability(bins: Sequence[dict[str, Any]], *, title: str, x: str, y: str, a
 
 def interval_points(labels: Sequence[str], values: Sequence[float | None], lows: Sequence[float | None],
                     highs: Sequence[float | None], counts: Sequence[int | None], *, title: str, xlabel: str,
-                    reference: float | None = None) -> bytes:
-    """One point per label with its interval (where known) and n."""
+                    reference: float | None = None, span: tuple[float, float] | None = (0.0, 1.0)) -> bytes:
+    """One point per label with its interval (where known) and n. `span`: the x range (None: fitted to the
+    intervals, for differences around 0)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(_WIDTH, _BASE_HEIGHT + _ROW_HEIGHT * len(labels)))
     for i, (value, lo, hi, n) in enumerate(zip(values, lows, highs, counts)):
@@ -117,11 +118,16 @@ def interval_points(labels: Sequence[str], values: Sequence[float | None], lows:
         if lo is not None and hi is not None:
             ax.plot([lo, hi], [i, i], color="#4c72b0", linewidth=2)
         ax.plot([value], [i], marker="o", color="#4c72b0")
-        ax.text(value, i - 0.25, f"{value:.3f} (n={n})", ha="center", fontsize=7)
+        ax.text(value, i - 0.25, f"{value:+.3f} (n={n})" if span is None else f"{value:.3f} (n={n})", ha="center",
+                fontsize=7)
     if reference is not None:
         ax.axvline(reference, linestyle="--", color="grey", linewidth=1)
     ax.set_yticks(range(len(labels)), labels=[_short(label) for label in labels], fontsize=8)
-    ax.set(xlim=(0, 1), ylim=(len(labels) - 0.5, -0.7), xlabel=xlabel, title=title)  # top down, room for notes
+    if span is None:
+        ends = [v for v in (*values, *lows, *highs, reference) if v is not None]
+        pad = max(0.01, (max(ends) - min(ends)) * 0.15) if ends else 0.05
+        span = (min(ends, default=-0.05) - pad, max(ends, default=0.05) + pad)
+    ax.set(xlim=span, ylim=(len(labels) - 0.5, -0.7), xlabel=xlabel, title=title)  # top down, room for notes
     return png(fig)
 
 

@@ -104,6 +104,23 @@ def base_model_id(train: Mapping[str, Any]) -> str | None:
     return str(base)
 
 
+def base_display_name(path: str | None) -> str | None:
+    """A resolved base as a reader knows it: the packaged MiniLM and SmolLM2 by their hub ids (not a
+    site-packages path), another directory by its hub id when its config names one, else the path."""
+    from prefgen.train.config import SMOLLM2_ALIAS, resolve_base
+
+    if path is None:
+        return None
+    packaged = {DEFAULT_BASE_ID: None, SMOLLM2_ID: SMOLLM2_ALIAS}
+    for hub_id, alias in packaged.items():
+        try:
+            if Path(path).resolve() == Path(resolve_base(alias)).resolve():
+                return hub_id
+        except Exception:  # noqa: BLE001 - a package that is not installed cannot be the base
+            continue
+    return base_model_id({"base": path})
+
+
 def _eval_results(evaluation: Mapping[str, Any] | None, evaluations: Sequence[Mapping[str, Any]]) -> list[Any]:
     """One `EvalResult` per evaluation: agreement with the human labels (and the newest one's ECE)."""
     from huggingface_hub import EvalResult

@@ -96,8 +96,8 @@ def summary_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def context_value(value: Any) -> str:
     """A context entry as text: counts per name as `name (n), ...`."""
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k} ({v})" for k, v in value.items()) or "-"
+    if isinstance(value, Mapping):  # its numbers as every other number here (0.984, not 0.9836065573770492)
+        return ", ".join(f"{k} ({_fmt(v) if isinstance(v, float) else v})" for k, v in value.items()) or "-"
     return _fmt(value)
 
 

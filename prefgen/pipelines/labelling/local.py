@@ -98,6 +98,7 @@ async def _label(job: LabelJob) -> LabelSummary:
                 fatal = run.first_batch.fatal if run.first_batch else None
                 size = run.first_batch.size if fatal else 0
             summary = label_summary(store, job, life.run_id, status, run.counts, started=life.started,
+                                    sending=life.sending,
                                     already=run.budget.already, read=first,
                                     stopped_early=stopped_early_reason(job, fatal, size),
                                     batches=batch.counts() if batch is not None else None, waiting=waiting)

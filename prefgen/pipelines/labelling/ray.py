@@ -272,6 +272,7 @@ def run_label_ray(config: LabelConfig) -> LabelSummary:
                     life.finish(store, status, counts, pairs=read.count, planned=calls)
             with Store(config.db) as store:
                 return label_summary(store, job, life.run_id, status, counts, started=life.started,
+                                     sending=life.sending,
                                      already=already, read=read)
     finally:
         asyncio.run(job.client.backend.aclose())

@@ -63,7 +63,7 @@ class LabelSummary:
     tokens_in: int
     tokens_out: int
     cost: float
-    elapsed_s: float
+    elapsed_s: float  # store open to summary: everything the run did in this process but read its input
     kept_pairs: int = 0
     kept_preferences: int = 0
     preferences: int = 0
@@ -83,10 +83,14 @@ class LabelSummary:
     batches: dict[str, int] | None = None  # --batch: provider batches submitted, collected and still open
     calls_in_batches: int = 0  # calls left out because they wait in a provider batch of the job
     stopped_by: str | None = None  # the signal that interrupted the run: SIGINT (Ctrl-C), SIGTERM or SIGHUP
+    sending_s: float | None = None  # the run row's start to its finish (see `calls_per_s`)
 
     @property
     def calls_per_s(self) -> float:
-        return self.calls_sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Calls sent per second of the run's span on record (its row's start to finish, as the report page
+        reads it), or of the whole elapsed time when there is none (a dry run)."""
+        span = self.sending_s if self.sending_s is not None else self.elapsed_s
+        return self.calls_sent / span if span > 0 else 0.0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -137,6 +141,9 @@ class RunLifecycle:
         self.job = job
         self.run_id = f"run-{uuid.uuid4().hex[:12]}"
         self.started = time.perf_counter()
+        # Between the run row's start and its finish: what the summary's calls/s and the report page's (the row's
+        # finished_at - started_at) both divide by, so that they give the same figure for the same run.
+        self.sending: tuple[float, float | None] | None = None
         self._lock: Any = None
 
     def __enter__(self) -> RunLifecycle:
@@ -156,14 +163,17 @@ class RunLifecycle:
         labels_sql.mark_interrupted_runs(store)
         labels_sql.start_run(store, run_id=self.run_id, job_id=job.job_id, command="label",
                              args=job.config.model_dump(mode="json", exclude={"api_key"}))
+        self.sending = (time.perf_counter(), None)
 
     def finish(self, store: Store, status: str, counts: RunCounts, *, pairs: int, planned: int) -> None:
         labels_sql.finish_run(store, self.run_id, status=status, n_pairs=pairs, n_calls_planned=planned,
                               n_calls_cached=counts.cached, n_calls_sent=counts.sent, cost=counts.spent)
+        if self.sending is not None:
+            self.sending = (self.sending[0], time.perf_counter())
 
 
 def label_summary(store: Store, job: LabelJob, run_id: str, status: str, counts: RunCounts, *, started: float,
-                  already: float, read: PairsRead | None = None, stopped_early: str | None = None,
+                  already: float, sending: tuple[float, float | None] | None = None, read: PairsRead | None = None, stopped_early: str | None = None,
                   estimated: dict[str, Any] | None = None, batches: dict[str, int] | None = None,
                   waiting: int = 0) -> LabelSummary:
     """The summary a run prints: its counts, and what the store says of the job now (kept pairs, drop reasons,
@@ -178,7 +188,9 @@ def label_summary(store: Store, job: LabelJob, run_id: str, status: str, counts:
         run_id=run_id, job_id=job.job_id, status=status, pairs=read.count if read else counts.pairs,
         calls_planned=counts.planned, calls_cached=counts.cached, calls_sent=counts.sent,
         judge_errors=counts.errors, tokens_in=counts.tokens_in, tokens_out=counts.tokens_out, cost=counts.spent,
-        elapsed_s=time.perf_counter() - started, kept_pairs=outcome.get("kept_pairs", 0),
+        elapsed_s=time.perf_counter() - started,
+        sending_s=(sending[1] or time.perf_counter()) - sending[0] if sending else None,
+        kept_pairs=outcome.get("kept_pairs", 0),
         kept_preferences=outcome.get("kept_preferences", 0), preferences=outcome.get("preferences", 0),
         drop_reasons=outcome.get("reasons", {}), first_slot_share=bias.get("first_slot_share"),
         consistency_rate=bias.get("consistency_rate"), estimated=estimated, job_cost=already + counts.spent,

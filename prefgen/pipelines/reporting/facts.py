@@ -72,6 +72,13 @@ def runs(store: Store) -> list[dict[str, Any]]:
     return _unknown_cost(rq.runs(store), _unpriced_jobs(store), ("cost",))
 
 
+def rm_runs(store: Store) -> list[dict[str, Any]]:
+    """Reward-model training runs, the base named as a reader knows it (a hub id, not a site-packages path)."""
+    from prefgen.train.card import base_display_name
+
+    return [{**run, "base_model": base_display_name(run["base_model"])} for run in rq.rm_runs(store)]
+
+
 FACTS: tuple[Fact, ...] = (
     Fact("overview", "store", overview),
     Fact("jobs", "label jobs", jobs, frozenset({STATS, PAGE, CARD})),
@@ -88,7 +95,7 @@ FACTS: tuple[Fact, ...] = (
     Fact("calibrations", "judge calibrations", rq.calibrations, frozenset({PAGE})),
     Fact("mixes", "training mixes", rq.mixes, frozenset({PAGE})),
     Fact("mix_trials", "mix --auto trials", rq.mix_trials, frozenset({PAGE})),
-    Fact("rm_runs", "reward-model training runs", rq.rm_runs, frozenset({PAGE})),
+    Fact("rm_runs", "reward-model training runs", rm_runs, frozenset({PAGE})),
     Fact("rm_evals", "reward-model evaluations", rq.rm_evals, frozenset({PAGE})),
 )
 

@@ -215,7 +215,9 @@ def eval_context(store: Store | None, model_path: str, record: dict[str, Any], r
     run = run or {}
     config = record.get("config") or {}
     card = _card_data_from_existing(store, model_path) or {}
-    model = {"path": model_path, "base": record.get("base") or run.get("base_model"),
+    from prefgen.train.card import base_display_name
+
+    model = {"path": model_path, "base": base_display_name(record.get("base") or run.get("base_model")),
              "method": config.get("method"), "loss": config.get("loss"), "trained at": record.get("created_at"),
              "training run": run.get("run_id"), "final training loss": run.get("final_loss")}
     if not record and not run:
