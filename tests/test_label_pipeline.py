@@ -330,3 +330,15 @@ def test_a_rerun_with_nothing_to_send_says_so_instead_of_zero_calls_per_second(f
     assert again.exit_code == 0, again.output
     assert "0.0 calls/s" not in again.output and "- (none sent)" in again.output
     assert "Nothing to send: all 40 planned calls were answered by earlier runs" in again.output
+
+
+def test_the_summary_and_the_report_page_give_one_run_the_same_calls_per_second(files, loopback):
+    from prefgen.storage import report as report_sql
+    from prefgen.storage.db import Store
+
+    write_pairs(files[1], 30)
+    loopback.behaviour = Behaviour(truth=truth, latency_s=0.02)
+    summary = run_label(config(files, loopback))
+    with Store(files[2], read_only=True) as store:
+        (row,) = report_sql.runs(store)
+    assert row["calls_per_s"] == pytest.approx(summary.calls_per_s, rel=0.05)
