@@ -49,8 +49,9 @@ def workspace(tmp_path_factory, loopback_server):
     return tmp, db, label
 
 
-def test_every_command_prints_only_json_on_stdout(workspace):
+def test_every_command_prints_only_json_on_stdout(workspace, monkeypatch):
     tmp, db, label = workspace
+    monkeypatch.chdir(tmp)
     assert label["kept_pairs"] > 0 and label["exit_code"] == 0
     assert run("import-human", EXAMPLES / "human.jsonl", "--format", "pairwise", "--db", db, "--json")["pairs"] == 30
     assert run("split", "--db", db, "--heldout", "0.3", "--seed", "0", "--json")["heldout"] == 0.3
@@ -66,6 +67,7 @@ def test_every_command_prints_only_json_on_stdout(workspace):
                stderr=progress)
     assert auto["mix"]["name"] == "auto" and auto["chosen"]
     assert "mix --auto: fold 1/2, candidate 1/" in progress[0] and "fold 2/2" in progress[0]  # one line a stage
+    assert not (tmp / "reward-model").exists()  # its candidates trained in scratch folders, not in the cwd
     assert run("export", "--db", db, "--mix", "plain", "--format", "jsonl", "--out", tmp / "m.jsonl",
                "--json")["rows"] == mixed["rows"]
     trained = run("train", "--db", db, "--mix", "plain", "--out", tmp / "rm", "--max-length", "64", "--json")

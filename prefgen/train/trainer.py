@@ -14,6 +14,7 @@ import copy
 import functools
 import json
 import math
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -445,9 +446,13 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         trained = feature_head_model(model, spec, cache.table())
     history: list[dict[str, Any]] = []
     stage_records, runtime, pairs_seen = [], 0.0, 0
+    # A model that is not saved (a mix search's candidates) trains in a scratch folder: the Trainer creates its
+    # output_dir, which would leave an empty `reward-model/` in the user's working directory.
+    scratch = None if save else tempfile.TemporaryDirectory(prefix="prefgen-train-")
+    work = config if scratch is None else config.model_copy(update={"out_dir": Path(scratch.name)})
     for dataset in stages:
         # Each stage gets a fresh trainer: a fresh optimiser and learning-rate schedule, the same settings.
-        trainer = build_reward_trainer(trained, tokenizer, dataset, stage_config(config, len(dataset)), device)
+        trainer = build_reward_trainer(trained, tokenizer, dataset, stage_config(work, len(dataset)), device)
         output = trainer.train()
         history += [{**entry, "stage": len(stage_records)} for entry in trainer.state.log_history]
         stage_records.append(_stage_record(len(dataset), trainer))
@@ -466,6 +471,8 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
             trained = feature_head_model(model, spec, cache.table())
             scored = cache.index_dataset(scored)
         scores = pair_rewards(trained, scored, tokenizer.pad_token_id, trainer.args.device)
+    if scratch is not None:
+        scratch.cleanup()
 
     initial_loss, final_loss = losses(history)
     result = TrainResult(
