@@ -106,9 +106,10 @@ class MixConfig(BaseModel):
     name: str = Field(min_length=1, description="Name of the mix (building a name again replaces it).")
     human_ratio: float | None = Field(default=0.25, ge=0.0, le=1.0,
                                       description="Share of human rows in the mix (None: every row of both sides).")
-    labels: Literal["soft", "hard"] = Field(
+    labels: Literal["soft", "hard", "corrected"] = Field(
         default="soft", description="soft: p_chosen is the calibrated judge P (AI) or the annotators' share "
-        "(human); hard: 1 for every row.")
+        "(human); hard: 1 for every row; corrected: the judge P calibrated with covariates (length difference, "
+        "order consistency) on the human train pairs it also judged, which undoes a length-biased judge.")
     ai_weight: float | None = Field(default=None, ge=0.0, le=1.0,
                                     description="Loss weight of AI rows (human rows weigh 1).")
     ai_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0,
