@@ -228,14 +228,15 @@ def test_head_regime_learns_and_its_checkpoint_scores_like_the_trained_head(tmp_
     from prefgen.train.trainer import train_reward_model
 
     rows = [dict(zip(("prompt", "chosen", "rejected"), polite_pair(i, "q"), strict=True)) for i in range(24)]
+    # fp32 features: the checkpoint scores in fp32, and the comparison below is to 1e-3.
     result = train_reward_model(rows, TrainConfig(base="minilm", out_dir=tmp_path / "rm", max_length=48,
-                                                  weight_decay=0.01), score_rows=rows[:6])
+                                                  weight_decay=0.01, precision="fp32"), score_rows=rows[:6])
     assert result.config["method"] == "head" and result.final_loss < math.log(2) - 0.1
     chosen, rejected = score_pairs(load_reward_model(tmp_path / "rm"), rows[:6])
     assert (chosen.mean > rejected.mean).all()
     assert [c for c, _ in result.scores] == pytest.approx(chosen.mean.tolist(), abs=1e-3)
     again = train_reward_model(rows, TrainConfig(base="minilm", out_dir=tmp_path / "rm2", max_length=48, seed=1,
-                                                 weight_decay=0.01), save=False)
+                                                 weight_decay=0.01, precision="fp32"), save=False)
     assert again.features_computed == 0  # the frozen base ran once for both
 
 
@@ -302,12 +303,15 @@ def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_no
     assert f"about ±{half_width:.3f}" in reason  # the user learns how fine the search can see
 
 
+SMALL_HEAD = TrainConfig(base="minilm", pooling="response-mean", max_length=48)  # a linear head: fast folds
+
+
 @pytest.mark.slow
 def test_auto_mix_keeps_noise_out_and_says_why(store, tmp_path):
     from prefgen.pipelines.mixing.auto import GRID, HUMAN_ONLY, auto_mix
 
     world(store, tmp_path, n_human=12, n_ai=48, ai_right=0.5)
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
+    report = auto_mix(store, MixConfig(name="auto"), SMALL_HEAD, folds=2, grid=GRID[:3])
     assert report.chosen == HUMAN_ONLY and "beyond the noise" in report.reason
     assert report.mix.ai == 0 and report.mix.human == 12
     trials = store.query("SELECT count(*), count(DISTINCT candidate) FROM mix_trials")[1][0]
@@ -322,7 +326,7 @@ def test_auto_mix_takes_clean_ai_rows_when_they_beat_human_only(store, tmp_path)
 
     # Each fold's humans show one kind of preference; the clean AI pairs show both.
     world(store, tmp_path, n_human=24, n_ai=48, ai_right=1.0, split_kinds=True)
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=GRID[:3])
+    report = auto_mix(store, MixConfig(name="auto"), SMALL_HEAD, folds=2, grid=GRID[:3])
     scores = {c.name: c for c in report.candidates}
     assert report.chosen != HUMAN_ONLY, report.lines()
     assert scores[report.chosen].low > 0 and report.mix.ai > 0
@@ -334,7 +338,7 @@ def test_auto_mix_search_never_reads_the_heldout_split(store, tmp_path):
 
     world(store, tmp_path, n_human=24, n_ai=12, ai_right=1.0, heldout=0.5)
     heldout = {r["pair_id"] for r in store.dicts("SELECT pair_id FROM human_pair_labels WHERE split = 'heldout'")}
-    report = auto_mix(store, MixConfig(name="auto"), TrainConfig(max_length=48), folds=2, grid=(GRID[0], GRID[2]))
+    report = auto_mix(store, MixConfig(name="auto"), SMALL_HEAD, folds=2, grid=(GRID[0], GRID[2]))
     trial_pairs = report.n_val
     n_train = store.query("SELECT count(*) FROM human_pair_labels WHERE split = 'train'")[1][0][0]
     assert trial_pairs == n_train and heldout
