@@ -23,7 +23,7 @@ from prefgen.storage.db import Store  # noqa: E402
 from prefgen.storage.export import mix_rows_for_training  # noqa: E402
 from prefgen.storage.labels import save_pairs  # noqa: E402
 from prefgen.train.config import TrainConfig, resolve_base  # noqa: E402
-from tests.test_agreement import pair_ids, save_ai_verdicts, write_pairwise  # noqa: E402
+from tests.test_agreement import pair_ids, save_ai_verdicts  # noqa: E402
 
 KEY = {"judge_spec": "openai:fake-judge", "template_version": "t1", "constitution_id": "c-test"}
 
