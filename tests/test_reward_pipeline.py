@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
                  ["split", "--heldout", "0.3", "--seed", "1"],
                  ["mix", "--name", "m", "--human-ratio", "1.0"],
                  ["train", "--mix", "m", "--out", str(out), "--max-steps", "6", "--batch-size", "4",
-                  "--max-length", "64"]):
+                  "--max-length", "64", "--base", "minilm"]):
         result = runner.invoke(cli, [*args, "--db", str(db)])
         assert result.exit_code == 0, result.output
     return db, out, tmp

@@ -482,7 +482,7 @@ def test_a_reward_model_ensemble_adds_its_spread_as_a_signal(store, tmp_path):
 
     judged_pool(store)
     model = tmp_path / "ensemble"
-    train_ensemble(polite_vs_rude(8), TrainConfig(out_dir=model, max_length=32, batch_size=4, max_steps=1,
+    train_ensemble(polite_vs_rude(8), TrainConfig(base="minilm", out_dir=model, max_length=32, batch_size=4, max_steps=1,
                                                   ensemble=2))
     route(store, RouteConfig(budget=4, format="argilla", out=tmp_path / "b.json", reward_model=model))
     spreads = [i["rm_spread"] for i in items(store)]

@@ -18,7 +18,6 @@ from prefgen.judge.base import SamplingParams
 from prefgen.judge.litellm_backend import LiteLLMBackend
 from prefgen.judge.openai_backend import OpenAIBackend
 from prefgen.redact import redact, split_credentials
-from tests.loopback_server import Behaviour
 from tests.test_label_pipeline import CONSTITUTION, REPO, write_pairs
 
 KEY_CANARY = "sk-canary-KEY-91c2d4"

@@ -229,12 +229,15 @@ def test_head_regime_learns_and_its_checkpoint_scores_like_the_trained_head(tmp_
     from prefgen.train.trainer import train_reward_model
 
     rows = [dict(zip(("prompt", "chosen", "rejected"), polite_pair(i, "q"), strict=True)) for i in range(24)]
-    result = train_reward_model(rows, TrainConfig(out_dir=tmp_path / "rm", max_length=48), score_rows=rows[:6])
+    # fp32 features: the checkpoint scores in fp32, and the comparison below is to 1e-3.
+    result = train_reward_model(rows, TrainConfig(base="minilm", out_dir=tmp_path / "rm", max_length=48,
+                                                  weight_decay=0.01, precision="fp32"), score_rows=rows[:6])
     assert result.config["method"] == "head" and result.final_loss < math.log(2) - 0.1
     chosen, rejected = score_pairs(load_reward_model(tmp_path / "rm"), rows[:6])
     assert (chosen.mean > rejected.mean).all()
     assert [c for c, _ in result.scores] == pytest.approx(chosen.mean.tolist(), abs=1e-3)
-    again = train_reward_model(rows, TrainConfig(out_dir=tmp_path / "rm2", max_length=48, seed=1), save=False)
+    again = train_reward_model(rows, TrainConfig(base="minilm", out_dir=tmp_path / "rm2", max_length=48, seed=1,
+                                                 weight_decay=0.01, precision="fp32"), save=False)
     assert again.features_computed == 0  # the frozen base ran once for both
 
 
@@ -244,11 +247,13 @@ def test_curriculum_trains_the_ai_rows_first_then_the_human_rows(tmp_path):
 
     rows = [{**dict(zip(("prompt", "chosen", "rejected"), polite_pair(i, "c"), strict=True)),
              "source": "ai" if i < 16 else "human"} for i in range(24)]
-    result = train_reward_model(rows, TrainConfig(out_dir=tmp_path / "rm", max_length=48, batch_size=8,
+    result = train_reward_model(rows, TrainConfig(base="minilm", out_dir=tmp_path / "rm", max_length=48, batch_size=8,
+                                                  weight_decay=0.01,
                                                   curriculum="ai-then-human"), save=False)
     assert [stage["rows"] for stage in result.stages] == [16, 8]
     with pytest.raises(PrefgenError, match="need both AI rows"):
-        train_reward_model(rows[:16], TrainConfig(out_dir=tmp_path / "x", curriculum="ai-then-human"), save=False)
+        train_reward_model(rows[:16], TrainConfig(base="minilm", out_dir=tmp_path / "x", curriculum="ai-then-human"),
+                           save=False)
 
 
 def _search_margins(rng, candidate):
@@ -299,7 +304,8 @@ def test_auto_decision_keeps_human_only_when_the_candidate_is_human_only_plus_no
     assert f"about ±{half_width:.3f}" in reason  # the user learns how fine the search can see
 
 
-SMALL_SEARCH = AutoMixConfig(folds=2, train=TrainConfig(max_length=48))
+SMALL_HEAD = TrainConfig(base="minilm", pooling="response-mean", max_length=48)  # a linear head: fast folds
+SMALL_SEARCH = AutoMixConfig(folds=2, train=SMALL_HEAD)
 
 
 @pytest.mark.slow

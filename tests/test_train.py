@@ -275,7 +275,7 @@ def test_ensemble_scores_aggregate_to_mean_min_and_std():
 
 def test_model_card_shows_data_evaluation_and_how_to_load(tmp_path):
     metrics = compute_metrics([1.0, 2.0, -1.0], [0.0, 0.0, 0.0], len_chosen=[3, 4, 5], len_rejected=[1, 2, 3])
-    train = {"config": TrainConfig().to_dict(), "base": str(default_base_path()), "n_train": 3,
+    train = {"config": TrainConfig(base="minilm").to_dict(), "base": str(default_base_path()), "n_train": 3,
              "data_report": {"max_length": 256, "n_in": 3, "n_out": 3, "n_truncated": 1, "n_dropped_identical": 0}}
     data = {**data_summary_from_rows(polite_vs_rude(4)), "judge_agreement": {"judge-a": 0.71},
             "principles": [{"name": "harmless", "text": "Prefer the less harmful answer.", "weight": 2}]}
@@ -357,7 +357,8 @@ def test_ensemble_members_are_trained_and_loaded_together(tmp_path):
     from prefgen.train.score import RewardEnsemble, load_reward_model
     from prefgen.train.trainer import train_ensemble
 
-    config = TrainConfig(out_dir=tmp_path, max_length=32, batch_size=4, max_steps=4, ensemble=2)
+    config = TrainConfig(base="minilm", out_dir=tmp_path, max_length=32, batch_size=4, max_steps=4, ensemble=2,
+                         weight_decay=0.01)
     result = train_ensemble(polite_vs_rude(8), config)
     manifest = json.loads(Path(result.manifest_path).read_text())
     assert [m["dir"] for m in manifest["members"]] == ["member-0", "member-1"]

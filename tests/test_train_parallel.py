@@ -30,6 +30,7 @@ def test_two_processes_take_the_very_length_grouped_batches_of_one_process_every
     two = length_grouped_sampler_class()(lengths, step_pairs=8, seed=3)
     shards = [BatchSamplerShard(BatchSampler(two, 4, drop_last=False), num_processes=2, process_index=i)
               for i in range(2)]
+    previous = None
     for epoch in range(3):  # transformers sets the epoch of the sampler before each
         one.set_epoch(epoch)
         two.set_epoch(epoch)

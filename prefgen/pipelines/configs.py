@@ -142,9 +142,10 @@ class MixConfig(BaseModel):
                                       description="Share of human rows in the mix: the larger side is sub-sampled "
                                                   "to it. Default: every human train label and every AI row that "
                                                   "passes the filters.")
-    labels: Literal["soft", "hard"] = Field(
+    labels: Literal["soft", "hard", "corrected"] = Field(
         default="soft", description="soft: p_chosen is the calibrated judge P (AI) or the annotators' share "
-        "(human); hard: 1 for every row.")
+        "(human); hard: 1 for every row; corrected: the judge P calibrated with covariates (length difference, "
+        "order consistency) on the human train pairs it also judged, which undoes a length-biased judge.")
     ai_weight: float | None = Field(default=None, ge=0.0, le=1.0,
                                     description="Loss weight of AI rows (human rows weigh 1).")
     ai_min_confidence: float | None = Field(default=None, ge=0.0, le=1.0,

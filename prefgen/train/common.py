@@ -7,6 +7,8 @@ the model card can all use it without importing each other.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 TRAIN_RECORD = "prefgen_train.json"  # how the model was trained: enough to reproduce it and score like it
@@ -53,3 +55,47 @@ def quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+
+
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes bf16 matrix products natively: a GPU that supports bf16, or a CPU with
+    AVX512-BF16 or AMX instructions (read from /proc/cpuinfo; elsewhere, e.g. macOS, False).
+
+    Only native support is worth it: a CPU without those instructions emulates bf16 and runs slower than in
+    fp32.
+    """
+    if device.startswith("cuda"):
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def feature_precision(choice: str, device: str) -> str:
+    """The precision the frozen base computes features in: `choice`, with "auto" decided for the device
+    (bf16 where it is native, see `native_bf16`)."""
+    if choice != "auto":
+        return choice
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch's CPU ops on `n` threads, then go back to what was set.
+
+    For the head method's small ops: a (32 x 576) matrix product gains nothing from a second thread, and on
+    cores shared with other work each op then waits at OpenMP's barrier for a thread that was descheduled
+    (measured on 2 busy cores: 15-23 ms per head step on 2 threads, 1.6-2.6 ms on 1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

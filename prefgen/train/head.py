@@ -43,6 +43,9 @@ class HeadSpec:
     apply: Callable[[Any], Any]  # features (B, H) -> rewards (B, 1)
     fit: Callable[[Any], None] = lambda features: None  # sees the training features once, before training
     pooling: str = "model"  # part of the features' identity in the cache
+    # When the head is one Linear module (modules[0]) over a fixed transform of the features, that transform:
+    # copies of the head then train as one matrix (`prefgen.train.regularise`).
+    linear_inputs: Callable[[Any], Any] | None = None
 
 
 def head_spec(model: Any, pad_token_id: int | None) -> HeadSpec:
@@ -53,7 +56,7 @@ def head_spec(model: Any, pad_token_id: int | None) -> HeadSpec:
     if isinstance(model, PrefgenRewardModel):
         return HeadSpec(lambda ids, mask, starts: model.pooled(ids, mask, response_mask(mask, starts)),
                         [model.score], model.reward_from_features, model.set_standardisation,
-                        model.config.pooling)
+                        model.config.pooling, linear_inputs=model.standardised)
     pooler = getattr(getattr(model, "bert", None), "pooler", None)
     if pooler is not None and hasattr(model, "classifier"):
         dropout = getattr(model, "dropout", None)
@@ -68,7 +71,8 @@ def head_spec(model: Any, pad_token_id: int | None) -> HeadSpec:
         def last_token(hidden: Any, ids: Any) -> Any:
             return hidden[_rows(ids), last_token_index(ids, pad_token_id)]
 
-        return HeadSpec(_captured(model, model.score, last_token), [model.score], model.score)
+        return HeadSpec(_captured(model, model.score, last_token), [model.score], model.score,
+                        linear_inputs=lambda features: features)
     raise PrefgenError(
         f"--method head needs a BERT-style encoder or a decoder with a `score` head, not {type(model).__name__}: "
         "use --method full or --method lora"
@@ -110,8 +114,13 @@ Sequence_ = tuple[tuple[int, ...], int]  # (token ids, position where the respon
 
 
 def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_], pad_token_id: int,
-                     device: str, batch_size: int = 32) -> Any:
-    """One feature vector per sequence (float32, on the CPU), from the frozen base in length-sorted batches."""
+                     device: str, precision: str = "fp32", batch_size: int = 32,
+                     on_block: Callable[[list[int], Any], None] | None = None, block_size: int = 512) -> Any:
+    """One feature vector per sequence (float32, on the CPU), from the frozen base in length-sorted batches,
+    the base run in `precision` ("fp32", or "bf16": matrix products in bf16 under autocast).
+
+    `on_block(indices, features)` receives the features of every `block_size` sequences done (and of the
+    last ones), so that a caller can keep them before the whole set is through."""
     import torch
     from rich.console import Console
     from rich.progress import Progress
@@ -119,9 +128,14 @@ def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_],
     model.to(device).eval()
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
     out: Any = None
+    console = Console(stderr=True)
     # A 135M decoder takes minutes per thousand sequences on a CPU: show it (on a terminal only).
-    with torch.inference_mode(), Progress(console=Console(stderr=True), transient=True) as progress:
+    with torch.inference_mode(), torch.autocast(device.split(":")[0], dtype=torch.bfloat16,
+                                                enabled=precision == "bf16"), \
+            Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"features of {len(sequences)} sequences", total=len(sequences))
+        clock = FeatureClock(sum(len(ids) for ids, _ in sequences))
+        pending: list[int] = []
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
             ids, mask = pad_batch([sequences[i][0] for i in index], pad_token_id, device)
@@ -131,7 +145,42 @@ def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_],
                 out = torch.empty((len(sequences), features.shape[-1]), dtype=torch.float32)
             out[index] = features
             progress.advance(task, len(index))
+            pending += index
+            if on_block is not None and (len(pending) >= block_size or start + batch_size >= len(order)):
+                on_block(pending, out[pending])
+                pending = []
+            estimate = clock.after_batch(int(mask.sum()))
+            if estimate is not None:
+                console.print(f"features of {len(sequences)} sequences ({clock.total_tokens} tokens) on {device} "
+                              f"in {precision}: about {estimate} at this machine's current speed")
     return out
+
+
+class FeatureClock:
+    """The time left to compute features, extrapolated from the first batches by tokens.
+
+    Batches go shortest first, so the estimate is taken once a few seconds of work have gone by (short
+    sequences cost more per token in overheads) and said once."""
+
+    def __init__(self, total_tokens: int, after_s: float = 3.0) -> None:
+        self.total_tokens, self.after_s = total_tokens, after_s
+        self.started, self.done_tokens, self.said = time.perf_counter(), 0, False
+
+    def after_batch(self, tokens: int) -> str | None:
+        self.done_tokens += tokens
+        elapsed = time.perf_counter() - self.started
+        if self.said or elapsed < self.after_s or self.done_tokens >= self.total_tokens:
+            return None
+        self.said = True
+        return duration_words(elapsed * (self.total_tokens - self.done_tokens) / self.done_tokens)
+
+
+def duration_words(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def feature_head_model(model: Any, spec: HeadSpec, features: Any) -> Any:
@@ -168,21 +217,22 @@ def feature_rows(datasets: Sequence[Any]) -> list[int]:
     return sorted({ids[0] for dataset in datasets for side in ("chosen_ids", "rejected_ids") for ids in dataset[side]})
 
 
-_CACHES: dict[tuple[str, str, str], FeatureCache] = {}
+_CACHES: dict[tuple[str, str, str, str], FeatureCache] = {}
 
 
-def feature_cache(base: str, device: str, pooling: str) -> FeatureCache:
-    """The feature cache of one base, pooling and device (GPU kernels round differently): kept for the
-    process, and on disk under `$PREFGEN_CACHE_DIR` (default `~/.cache/prefgen`; "off" keeps none)."""
-    key = (base, device, pooling)
+def feature_cache(base: str, device: str, pooling: str, precision: str = "fp32") -> FeatureCache:
+    """The feature cache of one base, pooling, device and precision (GPU kernels and bf16 round
+    differently): kept for the process, and on disk under `$PREFGEN_CACHE_DIR` (default `~/.cache/prefgen`;
+    "off" keeps none)."""
+    key = (base, device, pooling, precision)
     if key not in _CACHES:
-        _CACHES[key] = FeatureCache(disk_directory(base, device, pooling))
+        _CACHES[key] = FeatureCache(disk_directory(base, device, pooling, precision), precision)
     return _CACHES[key]
 
 
-def disk_directory(base: str, device: str, pooling: str) -> Path | None:
-    """Where the features of one (base, pooling, device) live on disk; the base's identity is its files'
-    names, sizes and modification times, so a changed base never reads stale features."""
+def disk_directory(base: str, device: str, pooling: str, precision: str = "fp32") -> Path | None:
+    """Where the features of one (base, pooling, device, precision) live on disk; the base's identity is its
+    files' names, sizes and modification times, so a changed base never reads stale features."""
     root = os.environ.get("PREFGEN_CACHE_DIR", str(Path.home() / ".cache" / "prefgen"))
     if root.strip().lower() in ("", "off", "0", "none"):
         return None
@@ -190,10 +240,10 @@ def disk_directory(base: str, device: str, pooling: str) -> Path | None:
 
     path = Path(base)
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    identity = [str(path.resolve()), pooling, device, torch.__version__]
+    identity = [str(path.resolve()), pooling, device, precision, torch.__version__]
     identity += [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
     digest = hashlib.sha256("\n".join(identity).encode()).hexdigest()[:16]
-    return Path(root).expanduser() / "features" / f"{path.stem}-{pooling}-{digest}"
+    return Path(root).expanduser() / "features" / f"{path.stem}-{pooling}-{precision}-{digest}"
 
 
 def sequence_key(sequence: Sequence_) -> bytes:
@@ -210,8 +260,8 @@ class FeatureCache:
     so concurrent processes never read half a file) and read back by later processes.
     """
 
-    def __init__(self, directory: Path | None = None) -> None:
-        self.directory = directory
+    def __init__(self, directory: Path | None = None, precision: str = "fp32") -> None:
+        self.directory, self.precision = directory, precision
         self.rows: dict[bytes, int] = {}
         self.blocks: list[Any] = []
         self._table: Any = None
@@ -249,14 +299,19 @@ class FeatureCache:
         partial.replace(final)
 
     def add(self, model: Any, spec: HeadSpec, sequences: Sequence[Sequence_], pad_token_id: int,
-            device: str) -> int:
-        """Compute the features of the sequences not seen yet; returns how many were computed."""
+            device: str, block_size: int = 512) -> int:
+        """Compute the features of the sequences not seen yet; returns how many were computed. Every
+        `block_size` sequences done are kept on disk at once."""
         keyed = {sequence_key(seq): seq for seq in ((tuple(ids), start) for ids, start in sequences)}
         new = {key: seq for key, seq in keyed.items() if key not in self.rows}
         if new:
-            features = compute_features(model, spec, list(new.values()), pad_token_id, device)
-            self._append(list(new), features)
-            self._save_block(list(new), features)
+            keys = list(new)
+            # Saved a block at a time as they are done: a run killed an hour into a large set keeps that hour.
+            features = compute_features(model, spec, list(new.values()), pad_token_id, device, self.precision,
+                                        on_block=lambda index, done: self._save_block([keys[i] for i in index],
+                                                                                      done),
+                                        block_size=block_size)
+            self._append(keys, features)
         return len(new)
 
     def table(self) -> Any:

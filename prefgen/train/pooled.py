@@ -95,8 +95,11 @@ class PrefgenRewardModel(PreTrainedModel):
         self.feature_mean.copy_(features.mean(0))
         self.feature_scale.copy_(features.std(0).clamp(min=1e-6))
 
+    def standardised(self, features: torch.Tensor) -> torch.Tensor:
+        return (features.to(self.feature_mean.dtype) - self.feature_mean) / self.feature_scale
+
     def reward_from_features(self, features: torch.Tensor) -> torch.Tensor:
-        return self.score((features.to(self.feature_mean.dtype) - self.feature_mean) / self.feature_scale)
+        return self.score(self.standardised(features))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 response_mask: torch.Tensor | None = None, **_: Any) -> SequenceClassifierOutput:

@@ -10,8 +10,10 @@ a merged checkpoint, and a record of the run. The model card is written by the c
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import hashlib
 import json
 import math
 import tempfile
@@ -23,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from prefgen.errors import PrefgenError
-from prefgen.train.common import (ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, launched_world_size, pick_device,
-                                  quiet_libraries)
+from prefgen.train.common import (ENSEMBLE_MANIFEST, TRAIN_RECORD, DeviceChoice, feature_precision,
+                                  launched_world_size, pick_device, quiet_libraries, torch_threads)
 from prefgen.train.config import TrainConfig, load_arguments, resolve_base
 from prefgen.train.data import build_preference_dataset, pad_batch, prepare_tokenizer, token_layout
 
@@ -53,6 +55,8 @@ class TrainResult:
     record: dict[str, Any] = field(default_factory=dict, repr=False)  # what prefgen_train.json holds
     world_size: int = 1  # processes that trained data-parallel (accelerate launch)
     per_device_batch_size: int = 0  # pairs each process took a step: config batch_size / world_size
+    features_precision: str | None = None  # head method: the precision the frozen base ran in
+    weight_decay_search: dict[str, Any] | None = None  # head method without --weight-decay: how it was chosen
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -379,10 +383,45 @@ def stage_config(config: TrainConfig, n_pairs: int) -> TrainConfig:
     are cached), and on a few dozen pairs 10 epochs of 32-pair batches would be only a handful of steps."""
     if config.method != "head" or config.max_steps is not None:
         return config
-    steps_per_epoch = math.ceil(n_pairs / (config.batch_size * config.grad_accum))
-    if steps_per_epoch * config.epochs >= MIN_HEAD_STEPS:
+    if steps_per_epoch(config, n_pairs) * config.epochs >= MIN_HEAD_STEPS:
         return config
     return config.model_copy(update={"max_steps": MIN_HEAD_STEPS})
+
+
+def steps_per_epoch(config: TrainConfig, n_pairs: int) -> int:
+    return math.ceil(n_pairs / (config.batch_size * config.grad_accum))
+
+
+def head_steps(config: TrainConfig, n_pairs: int) -> int:
+    """The optimiser steps a head-method stage of `n_pairs` takes (`stage_config`, then the Trainer's count)."""
+    staged = stage_config(config, n_pairs)
+    if staged.max_steps is not None:
+        return staged.max_steps
+    return math.ceil(staged.epochs * steps_per_epoch(staged, n_pairs))
+
+
+def head_threads(device: DeviceChoice) -> Any:
+    """One CPU thread while a head trains on cached features (see `torch_threads`)."""
+    return torch_threads(1) if device.device == "cpu" else contextlib.nullcontext()
+
+
+def prompt_groups(dataset: Any) -> list[str]:
+    """A key per pair of a dataset built with `starts=True`: the tokens before its response (its prompt, as
+    far as it was kept), so that cross-validation folds keep a prompt on one side."""
+    return [hashlib.blake2b(repr(ids[:start]).encode(), digest_size=8).hexdigest()
+            for ids, start in zip(dataset["chosen_ids"], dataset["chosen_start"], strict=True)]
+
+
+def choose_decay(spec: Any, features: Any, stages: Sequence[Any], groups: Sequence[str],
+                 config: TrainConfig) -> Any:
+    """The head's weight decay for this run (`prefgen.train.regularise`), cross-validated over the rows of
+    every stage together: a curriculum's stages share one value."""
+    from prefgen.train.regularise import choose_weight_decay, pair_table
+
+    return choose_weight_decay(spec, features, pair_table(stages, groups),
+                               steps_for=lambda n: head_steps(config, n), lr=config.lr,
+                               batch_size=config.batch_size * config.grad_accum, scheduler=config.scheduler,
+                               warmup_ratio=config.warmup_ratio, seed=config.seed)
 
 
 def curriculum_stages(rows: Sequence[dict[str, Any]], curriculum: str | None) -> list[list[dict[str, Any]]]:
@@ -433,16 +472,22 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     device = pick_device()
     set_seed(config.seed)  # before loading: the new reward head is initialised randomly
     model = load_base_model(base, tokenizer, config.pooling)
-    trained, features_s, computed = model, 0.0, 0
+    trained, features_s, computed, precision, decay = model, 0.0, 0, None, None
     if head:
         spec = head_spec(model, tokenizer.pad_token_id)
-        cache = feature_cache(base, device.device, spec.pooling)
+        precision = feature_precision(config.precision, device.device)
+        cache = feature_cache(base, device.device, spec.pooling, precision)
         features_started = time.perf_counter()
         for dataset in stages:
             computed += cache.add(model, spec, sides(dataset), tokenizer.pad_token_id, device.device)
         features_s = round(time.perf_counter() - features_started, 2)
+        groups = [group for dataset in stages for group in prompt_groups(dataset)]
         stages = [cache.index_dataset(dataset) for dataset in stages]
         spec.fit(cache.table()[feature_rows(stages)])
+        if config.weight_decay is None:
+            with head_threads(device):
+                decay = choose_decay(spec, cache.table(), stages, groups, config)
+            config = config.model_copy(update={"weight_decay": decay.chosen})
         trained = feature_head_model(model, spec, cache.table())
     history: list[dict[str, Any]] = []
     stage_records, runtime, pairs_seen = [], 0.0, 0
@@ -453,7 +498,8 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
     for dataset in stages:
         # Each stage gets a fresh trainer: a fresh optimiser and learning-rate schedule, the same settings.
         trainer = build_reward_trainer(trained, tokenizer, dataset, stage_config(work, len(dataset)), device)
-        output = trainer.train()
+        with head_threads(device) if head else contextlib.nullcontext():
+            output = trainer.train()
         history += [{**entry, "stage": len(stage_records)} for entry in trainer.state.log_history]
         stage_records.append(_stage_record(len(dataset), trainer))
         runtime += output.metrics["train_runtime"]
@@ -495,6 +541,8 @@ def train_reward_model(rows: Sequence[dict[str, Any]], config: TrainConfig, *,
         scores=scores,
         world_size=trainer.args.world_size,
         per_device_batch_size=trainer.args.per_device_train_batch_size,
+        features_precision=precision,
+        weight_decay_search=decay.record() if decay is not None else None,
     )
     result.record = train_record(result, base, tokenizer)
     if save:

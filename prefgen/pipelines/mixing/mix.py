@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from prefgen.errors import PrefgenError
@@ -65,6 +65,7 @@ class Candidate:
     chosen: str  # a / b
     confidence: float
     p_chosen: float = 1.0  # probability that `chosen` is better (calibrated for AI rows)
+    p_corrected: float | None = None  # AI rows: the same from the calibration with covariates, when fitted
 
 
 @dataclass
@@ -125,24 +126,46 @@ def candidate(row: dict[str, Any], calibrations: dict[str, Calibration]) -> Cand
     """A selected row (see `storage.mixes.MixCandidates`) as a candidate; an AI row's `p_chosen` through its
     label job's calibration."""
     confidence = float(row["confidence"])
+    p_corrected = None
     if row["source"] == HUMAN:
         p_chosen = confidence  # the share of annotators behind the label
     else:
         judged = {"p_a": row["p_a"], "confidence": row["stated_confidence"], "chosen": row["chosen"]}
-        p_chosen = ai_p_chosen(judged, calibrations.get(row["origin"]))
+        calibration = calibrations.get(row["origin"])
+        p_chosen = ai_p_chosen(judged, calibration)
+        if calibration is not None and calibration.covariate is not None:
+            p_a = judged_p_a(judged)
+            p_corrected = calibration.covariate.p_chosen(p_a, row["chosen"], row.get("len_a"), row.get("len_b"),
+                                                         row.get("inconsistency"))
     return Candidate(row["pair_id"], row["prompt_id"], row["source"], row["origin"], row["chosen"], confidence,
-                     p_chosen)
+                     p_chosen, p_corrected)
+
+
+def target(c: Candidate, config: MixConfig) -> float:
+    """The row's soft label under the mix's `labels`: 1 (hard), the calibrated judge P (soft), or the judge P
+    corrected for covariates (corrected; the calibrated P when no such calibration could be fitted)."""
+    if config.labels == "hard":
+        return 1.0
+    if config.labels == "corrected" and c.p_corrected is not None:
+        return c.p_corrected
+    return c.p_chosen
 
 
 def ai_p_chosen(row: dict[str, Any], calibration: Calibration | None) -> float:
     """P(chosen better) of a kept AI row: calibrated when a calibration applies, else the judge's own."""
-    p_a = row.get("p_a")
-    if p_a is None:  # no probability stored: the confidence |2P - 1| gives it back
-        p_a = 0.5 + 0.5 * float(row["confidence"] or 0.0) if row["chosen"] == "a" else 0.5 - 0.5 * float(
-            row["confidence"] or 0.0)
+    p_a = judged_p_a(row)
     if calibration is None:
         return float(p_a if row["chosen"] == "a" else 1.0 - p_a)
     return calibration.p_chosen(float(p_a), row["chosen"])
+
+
+def judged_p_a(row: dict[str, Any]) -> float:
+    """A kept AI row's P(a better); when none is stored, the confidence |2P - 1| gives it back."""
+    p_a = row.get("p_a")
+    if p_a is None:
+        confidence = float(row["confidence"] or 0.0)
+        return 0.5 + 0.5 * confidence if row["chosen"] == "a" else 0.5 - 0.5 * confidence
+    return float(p_a)
 
 
 def _round(x: float) -> int:
@@ -192,7 +215,7 @@ def _row(mix_name: str, position: int, c: Candidate, config: MixConfig) -> dict[
         "origin": c.origin, "chosen": c.chosen, "confidence": c.confidence,
         "margin": c.confidence if config.margin_by_confidence else None,
         "weight": row_weight(c, config),
-        "p_chosen": 1.0 if config.labels == "hard" else round(c.p_chosen, 6),
+        "p_chosen": round(target(c, config), 6),
     }
 
 
@@ -299,8 +322,11 @@ def _applied(calibrations: dict[str, Calibration], jobs: Sequence[str]) -> dict[
 def _calibration_summary(calibration: Calibration | None) -> dict[str, Any]:
     if calibration is None:
         return {"method": "none"}
-    return {"method": calibration.method, "params": calibration.params, "n_pairs": calibration.n_pairs,
-            "agreement": calibration.agreement}
+    summary = {"method": calibration.method, "params": calibration.params, "n_pairs": calibration.n_pairs,
+               "agreement": calibration.agreement}
+    if calibration.covariate is not None:
+        summary["covariate"] = asdict(calibration.covariate)
+    return summary
 
 
 def build_mix(store: Store, config: MixConfig, *, auto: dict[str, Any] | None = None,
