@@ -66,7 +66,8 @@ def test_every_command_prints_only_json_on_stdout(workspace, monkeypatch):
     auto = run("mix", "--db", db, "--name", "auto", "--auto", "--folds", "2", "--max-length", "64", "--json",
                stderr=progress)
     assert auto["mix"]["name"] == "auto" and auto["chosen"]
-    assert "mix --auto: fold 1/2, candidate 1/" in progress[0] and "fold 2/2" in progress[0]  # one line a stage
+    stages = [line for line in progress[0].splitlines() if line.startswith("mix --auto: candidate ")]
+    assert stages and stages[0].startswith("mix --auto: candidate 1/") and "2 folds of" in stages[0]  # a line each
     assert not (tmp / "reward-model").exists()  # its candidates trained in scratch folders, not in the cwd
     assert run("export", "--db", db, "--mix", "plain", "--format", "jsonl", "--out", tmp / "m.jsonl",
                "--json")["rows"] == mixed["rows"]

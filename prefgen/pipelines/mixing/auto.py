@@ -126,12 +126,12 @@ class AutoMixReport:
         out = [f"mix search {self.search_id}: {self.folds} folds of the human train split, {self.n_val} "
                "validation pairs (held-out split untouched)",
                f"{'candidate':<26}{'AI rows':>8}{'agreement':>11}{'vs human-only':>15}{'log-lik vs human-only':>24}"
-               f"{interval_name(self.confidence):>18}"]
+               f"{interval_name(self.confidence) + ' of the log-lik':>33}"]
         for c in self.candidates:
             human = c.name == HUMAN_ONLY
             out.append(f"{c.name:<26}{c.n_ai:>8}{c.accuracy:>11.3f}{'' if human else f'{c.delta:+.3f}':>15}"
                        f"{'' if human else f'{c.ll_delta:+.4f}':>24}"
-                       f"{'' if human else f'{c.ll_low:+.4f} to {c.ll_high:+.4f}':>18}")
+                       f"{'' if human else f'{c.ll_low:+.4f} to {c.ll_high:+.4f}':>33}")
         if self.saw:
             out.append(self.saw)
         out.append(f"chosen: {self.chosen}: {self.reason}")
@@ -173,7 +173,7 @@ def stage(text: str) -> None:
     from prefgen.pipelines.reporting.output import OUTPUT
 
     if not OUTPUT.quiet:
-        Console(stderr=True, width=OUTPUT.max_width).print(text, markup=False, highlight=False)
+        Console(stderr=True).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def auto_mix(store: Store, config: MixConfig, auto: AutoMixConfig | None = None, *,
