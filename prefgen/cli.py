@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from prefgen import signals
+from prefgen.cli_examples import epilog
 from prefgen.cli_options import config_from_options, given_flags, option_from_field, options_from_fields
 from prefgen.cli_output import JSON_OPTION, SHARED_OPTIONS, emit, reset_output, say
 from prefgen.errors import PrefgenError
@@ -23,7 +24,10 @@ from prefgen.redact import redact
 from prefgen.terminal import inert
 from prefgen.train.config import TrainConfig
 
-DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path))
+# One store for a session without repeating --db: `export PREFGEN_DB=prefs.duckdb` (llm keeps a default log too).
+DB_ENVVAR = "PREFGEN_DB"
+DB_OPTION = option_from_field(LabelConfig, "db", "--db", type=click.Path(dir_okay=False, path_type=Path),
+                              envvar=DB_ENVVAR, show_envvar=True)
 
 
 class PrefgenGroup(click.Group):
@@ -38,6 +42,7 @@ class PrefgenGroup(click.Group):
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         cmd.params.extend(SHARED_OPTIONS)
+        cmd.epilog = cmd.epilog or epilog(name or cmd.name or "")
         super().add_command(cmd, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -425,8 +430,8 @@ def train(db: Path, mix_name: str, config_json: str | None, as_json: bool, **opt
 @cli.command("eval")
 @click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A model (or ensemble) directory written by `prefgen train`, or any reward model.")
-@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Store with held-out human labels (results go to rm_evals).")
+@click.option("--db", "db", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar=DB_ENVVAR,
+              show_envvar=True, help="Store with held-out human labels (results go to rm_evals).")
 @option_from_field(EvalConfig, "split", "--split")
 @option_from_field(EvalConfig, "pairs", "--pairs")
 @option_from_field(EvalConfig, "fmt", "--format")
