@@ -326,7 +326,7 @@ def test_stores_with_random_foreign_objects_read_correctly_or_fail_cleanly(base_
                 if args[0] == "sql":
                     assert json.loads(result.output) == [{"n": expected}], statements
                 if args == ["stats", "--json"]:
-                    overview = {r[""]: r["value"] for r in json.loads(result.output)["store"]}
+                    overview = json.loads(result.output)["overview"]
                     assert overview["judgements"] == expected, statements
             else:
                 assert_one_line_exit_2(result)
@@ -337,7 +337,7 @@ def test_stores_with_random_foreign_objects_read_correctly_or_fail_cleanly(base_
             return
         result = invoke("stats", "--json", "--db", str(db))
         assert result.exit_code == 0, (statements, result.output)
-        overview = {r[""]: r["value"] for r in json.loads(result.output)["store"]}
+        overview = json.loads(result.output)["overview"]
         assert overview["judgements"] == expected, statements
 
     check()

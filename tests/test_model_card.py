@@ -24,7 +24,8 @@ def local_base(tmp_path, name_or_path: str | None):
 
 
 @pytest.mark.parametrize("base, expected", [
-    (None, DEFAULT_BASE_ID),
+    (None, SMOLLM2_ID),  # the head method's base
+    ("minilm", DEFAULT_BASE_ID),
     ("smollm2", SMOLLM2_ID),
     ("hub-named", "Qwen/Qwen2.5-0.5B"),
     ("unnamed", "PATH"),
@@ -63,4 +64,4 @@ def test_every_evaluation_is_a_model_index_result_and_the_mix_is_the_dataset(tmp
 def test_a_card_without_evaluations_has_no_model_index(tmp_path):
     card = card_of(tmp_path, train={"config": TrainConfig().to_dict()})
     assert card.data.eval_results is None and "model-index" not in (tmp_path / "README.md").read_text()
-    assert card.data.base_model == DEFAULT_BASE_ID and card.data.library_name == "transformers"
+    assert card.data.base_model == SMOLLM2_ID and card.data.library_name == "transformers"

@@ -111,7 +111,7 @@ def test_stats_and_the_report_page_show_the_share_of_input_tokens_served_from_ca
     stats = subprocess.run([sys.executable, "-m", "prefgen.cli", "stats", "--db", str(files[2]), "--json"],
                            cwd=REPO, capture_output=True, text=True, timeout=120)
     assert stats.returncode == 0, stats.stderr
-    (job,) = json.loads(stats.stdout)["label jobs"]
+    (job,) = json.loads(stats.stdout)["jobs"]
     tokens_in, cached = query(files[2], "SELECT sum(tokens_in), sum(tokens_cached) FROM judgements")[0]
     assert job["cached_input_share"] == pytest.approx(cached / tokens_in) and 0 < cached < tokens_in
     page = tmp_path / "report.html"
@@ -136,5 +136,5 @@ def test_stats_reads_a_store_from_before_cached_tokens_were_kept(tmp_path):
     stats = subprocess.run([sys.executable, "-m", "prefgen.cli", "stats", "--db", str(db), "--json"], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert stats.returncode == 0, stats.stderr
-    (job,) = json.loads(stats.stdout)["label jobs"]
+    (job,) = json.loads(stats.stdout)["jobs"]
     assert job["cached_input_share"] is None

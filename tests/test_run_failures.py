@@ -178,8 +178,8 @@ def test_stats_show_an_unpriced_jobs_cost_as_unknown(inputs, loopback):
     label(inputs, "--judge", "openai:some-local-model", *base)
     stats = CliRunner().invoke(cli, ["stats", "--db", str(inputs / "db.duckdb"), "--json"])
     data = json.loads(stats.output)
-    assert {"": "cost", "value": "unknown"} in data["store"]
-    assert data["label jobs"][0]["cost"] == "unknown"
+    assert data["overview"]["cost"] == "unknown"
+    assert data["jobs"][0]["cost"] == "unknown"
     label(inputs, "--judge", "openai:some-local-model", "--price-in", "1", "--price-out", "1", *base, "--limit", "1")
     priced = json.loads(CliRunner().invoke(cli, ["stats", "--db", str(inputs / "db.duckdb"), "--json"]).output)
-    assert priced["label jobs"][0]["cost"] != "unknown"  # the latest run gave prices
+    assert priced["jobs"][0]["cost"] != "unknown"  # the latest run gave prices

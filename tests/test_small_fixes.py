@@ -56,7 +56,7 @@ def test_an_integer_response_is_called_not_text_rather_than_empty(tmp_path):
     path.write_text('{"prompt": "q", "response_a": "fine", "response_b": 42}\n')
     with pytest.raises(InputError) as caught:
         read_pairs(path)
-    assert str(caught.value) == f"{path}:1 response_b: must be text, got int '42' (write the response as a string)"
+    assert str(caught.value) == f"{path}:1 response_b: must be text, got int '42' (write the response as a string; or skip such rows with --skip-bad)"
 
 
 def test_a_json_array_is_read_as_rows_not_as_jsonl(tmp_path):

@@ -24,7 +24,8 @@ from prefgen.terminal import inert
 # A cell longer than this is cut before rendering: a table cell is for reading, `--format` for the full text.
 _MAX_CELL = 200
 # Text up to this long (ids, judge specs, "8 / 0 / 8", "unknown") is never cut; longer prose (a prompt, a
-# response) is cut to it with an ellipsis: a table cell is for reading, `sql --format` for the full text.
+# response) is cut with an ellipsis only as far as the screen needs: a table cell is for reading, `sql --format`
+# for the full text.
 _WHOLE_TEXT = 48
 _LEAST_PROSE = 24  # what such prose keeps when the screen is narrow
 
@@ -57,7 +58,7 @@ def _is_number(value: Any) -> bool:
 class _Column:
     name: str
     numeric: bool
-    width: int  # at most: the header and every value whole, or prose cut to _WHOLE_TEXT
+    width: int  # at most: the header and every value whole (up to _MAX_CELL)
     least: int  # at least: `width`, except for prose, which may be cut further to fit the screen
 
 
@@ -66,9 +67,10 @@ def _columns(rows: list[dict[str, Any]], cells: list[list[str]]) -> list[_Column
     for i, name in enumerate(rows[0] if rows else []):
         numeric = all(_is_number(row[name]) for row in rows)
         widest = max(len(c[i]) for c in cells)
-        # Numbers, ids, specs and words stay whole; only prose longer than _WHOLE_TEXT (a prompt) is cut.
+        # Numbers, ids, specs and words stay whole; only prose longer than _WHOLE_TEXT (a prompt) is cut, and
+        # only as far as the screen needs (`_widths`).
         prose = not numeric and widest > _WHOLE_TEXT
-        width = max(_WHOLE_TEXT if prose else widest, len(name))
+        width = max(widest, len(name))
         columns.append(_Column(name, numeric, width, max(_LEAST_PROSE, len(name)) if prose else width))
     return columns
 
@@ -118,7 +120,7 @@ def _table(columns: list[_Column], cells: list[list[str]], indexes: list[int], w
 
 def table_of(rows: list[dict[str, Any]], width: int | None = None) -> tuple[Table, list[str]]:
     """One table within `width`, and the columns left out to keep it there (for `sql`, which can print every
-    column with --format). Headers, numbers and short text are never cut; prose past _WHOLE_TEXT is."""
+    column with --format). Headers, numbers and short text are never cut; prose past _WHOLE_TEXT may be."""
     cells = [[_fmt(v) for v in row.values()] for row in rows]
     columns = _columns(rows, cells)
     first = _groups(columns, width)[0] if columns else []
