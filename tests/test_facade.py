@@ -52,12 +52,19 @@ def test_a_config_and_its_fields_as_keywords_are_not_both_taken(tmp_path):
         prefgen.split(tmp_path / "s.duckdb", prefgen.SplitConfig(heldout=0.3), seed=2)
 
 
+def test_the_pairs_file_may_be_a_path_as_every_other_file_of_a_call_may(tmp_path):
+    # The README's snippet builds its file names with pathlib; `pairs` took only a str and refused a Path.
+    as_path = prefgen.LabelConfig(constitution=tmp_path / "c.yaml", pairs=tmp_path / "pairs.jsonl")
+    assert as_path.pairs == str(tmp_path / "pairs.jsonl")
+    assert as_path == prefgen.LabelConfig(constitution=tmp_path / "c.yaml", pairs=str(tmp_path / "pairs.jsonl"))
+
+
 @pytest.mark.slow
 def test_label_import_split_mix_train_and_evaluate_through_the_facade(tmp_path, loopback):
     loopback.behaviour = Behaviour(truth=truth)
     (tmp_path / "c.yaml").write_text(CONSTITUTION, encoding="utf-8")
     pairs, db = write_pairs(tmp_path / "pairs.jsonl", 40), tmp_path / "s.duckdb"
-    summary = prefgen.label(constitution=tmp_path / "c.yaml", pairs=str(pairs), db=db, judge="openai:gpt-4o-mini",
+    summary = prefgen.label(constitution=tmp_path / "c.yaml", pairs=pairs, db=db, judge="openai:gpt-4o-mini",
                             api_base=loopback.openai_base, api_key="k", progress=False)
     assert summary.status == "finished" and summary.kept_pairs > 0
 

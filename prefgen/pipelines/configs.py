@@ -7,6 +7,7 @@ import, so that the CLI can read them without loading the pipelines' dependencie
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -105,6 +106,12 @@ class LabelConfig(BaseModel):
         if self.batch and self.engine == "ray":
             raise ValueError("--batch hands the calls to the provider from one process: leave out --engine ray")
         return self
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _pairs_given_as_a_path(cls, value: object) -> object:
+        # A `Path` (what a script builds) is a file name like any other: the other calls take one too.
+        return str(value) if isinstance(value, PathLike) else value
 
     @field_validator("api_base", mode="before")
     @classmethod
