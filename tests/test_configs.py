@@ -111,7 +111,7 @@ def _search_report(confidence: float):
 def test_mix_auto_table_header_names_the_interval_of_its_confidence(confidence, interval):
     report = _search_report(confidence)
     header = report.lines()[1]
-    assert header.rstrip().endswith(f"{interval} of the log-lik")
+    assert header.rstrip().endswith(f"{interval} (log-lik)") and len(header) <= 100
     ai = next(c for c in report.candidates if c.name == "ai-soft")
     assert report.lines()[3].endswith(f" {ai.ll_low:+.4f} to {ai.ll_high:+.4f}")
 

@@ -60,7 +60,7 @@ def _head_folds(rows: Sequence[dict[str, Any]], folds: Sequence[Fold], config: T
     import torch
     from transformers import set_seed
 
-    from prefgen.train.common import feature_precision, pick_device
+    from prefgen.train.common import feature_precision, pick_device, quiet_libraries
     from prefgen.train.config import resolve_base
     from prefgen.train.data import build_preference_dataset
     from prefgen.train.head import feature_cache, feature_rows, head_spec
@@ -68,6 +68,7 @@ def _head_folds(rows: Sequence[dict[str, Any]], folds: Sequence[Fold], config: T
     from prefgen.train.trainer import (choose_decay, head_steps, head_threads, load_base_model, load_tokenizer,
                                        prompt_groups, sides)
 
+    quiet_libraries()  # a search loads the base once per candidate: their bars would fill the terminal
     base = resolve_base(config.base)
     tokenizer = load_tokenizer(base)
     config = config.for_tokenizer(tokenizer)

@@ -125,13 +125,15 @@ class AutoMixReport:
             return [f"chosen: {self.chosen}: {self.reason}", *self.mix.lines()]
         out = [f"mix search {self.search_id}: {self.folds} folds of the human train split, {self.n_val} "
                "validation pairs (held-out split untouched)",
-               f"{'candidate':<26}{'AI rows':>8}{'agreement':>11}{'vs human-only':>15}{'log-lik vs human-only':>24}"
-               f"{interval_name(self.confidence) + ' of the log-lik':>33}"]
+               # Within 100 columns: agreement and the per-pair log-likelihood of the human labels, each as the
+               # difference to human-only, then the interval the decision reads.
+               f"{'candidate':<26}{'AI rows':>8}{'agreement':>10}{'vs human':>10}{'log-lik':>10}"
+               f"{interval_name(self.confidence) + ' (log-lik)':>26}"]
         for c in self.candidates:
             human = c.name == HUMAN_ONLY
-            out.append(f"{c.name:<26}{c.n_ai:>8}{c.accuracy:>11.3f}{'' if human else f'{c.delta:+.3f}':>15}"
-                       f"{'' if human else f'{c.ll_delta:+.4f}':>24}"
-                       f"{'' if human else f'{c.ll_low:+.4f} to {c.ll_high:+.4f}':>33}")
+            out.append(f"{c.name:<26}{c.n_ai:>8}{c.accuracy:>10.3f}{'' if human else f'{c.delta:+.3f}':>10}"
+                       f"{'' if human else f'{c.ll_delta:+.4f}':>10}"
+                       f"{'' if human else f'{c.ll_low:+.4f} to {c.ll_high:+.4f}':>26}")
         if self.saw:
             out.append(self.saw)
         out.append(f"chosen: {self.chosen}: {self.reason}")
