@@ -24,7 +24,8 @@ LAYERS = [
     ("pipelines: humans", ("prefgen.pipelines.humans",)),
     ("pipelines: mixing, training, reporting", ("prefgen.pipelines.mixing", "prefgen.pipelines.training",
                                                 "prefgen.pipelines.reporting")),
-    ("command line and facade", ("prefgen", "prefgen.__main__", "prefgen.api", "prefgen.cli", "prefgen.cli_options",
+    ("command line and facade", ("prefgen", "prefgen.__main__", "prefgen.api", "prefgen.cli", "prefgen.cli_examples",
+                                 "prefgen.cli_options",
                                  "prefgen.cli_output")),
 ]
 
