@@ -42,7 +42,9 @@ def test_every_example_names_its_command_and_only_options_it_takes(name):
 
 def test_db_comes_from_prefgen_db_when_not_given(tmp_path):
     store = tmp_path / "from-env.duckdb"
-    env = {**os.environ, "PREFGEN_DB": str(store)}
+    # This checkout's prefgen, whatever the working directory (the command runs in tmp_path).
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PREFGEN_DB": str(store), "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-m", "prefgen", "import-human", str(ROOT / "examples" / "human.jsonl"),
                            "--format", "pairwise", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
