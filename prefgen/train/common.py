@@ -6,6 +6,7 @@ the model card can all use it without importing each other.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,6 +56,11 @@ def quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
+    # The GGUF loader ("Converting and de-quantizing GGUF tensors") calls tqdm itself, past transformers' switch.
+    from transformers import modeling_gguf_pytorch_utils as gguf
+
+    if not isinstance(gguf.tqdm, functools.partial):
+        gguf.tqdm = functools.partial(gguf.tqdm, disable=True)
 
 
 def native_bf16(device: str) -> bool:
