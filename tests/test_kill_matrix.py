@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from prefgen.cli import cli
 from tests.forked_cli import ForkedCli
 from tests.loopback_server import Behaviour, LoopbackServer
-from tests.test_label_pipeline import CONSTITUTION, truth, write_pairs
+from tests.test_label_pipeline import CONSTITUTION, query, truth, write_pairs
 
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
 MOMENTS = 10
@@ -75,14 +75,6 @@ def write_human(path: Path, n: int, offset: int = 0) -> Path:
             f.write(json.dumps({"prompt": f"human question {i}?", "response_a": f"first answer {i}",
                                 "response_b": f"second answer {i}", "winner": "ab"[i % 2]}) + "\n")
     return path
-
-
-def query(db: Path, sql: str):
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def invoke(argv: list[str]):

@@ -249,10 +249,8 @@ class BatchRun:
                 state = await self.client.state(batch_id)
             except Exception as exc:  # noqa: BLE001 - a failed poll is tried again at the next one
                 error = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:300]
-                row["failed_polls"] = row.get("failed_polls", 0) + 1
-                if row["failed_polls"] >= MAX_FAILED_POLLS:  # the batch stays open: the next run polls it again
-                    self.fatal = f"polling batch {batch_id} failed {MAX_FAILED_POLLS} times in a row ({error})"
-                    self.fatal_calls = row["n_requests"]
+                if self._gave_up(row, "failed_polls", f"polling batch {batch_id} failed {MAX_FAILED_POLLS} times "
+                                 f"in a row ({error})"):
                     return
                 log.warning("polling batch %s failed (%s); trying again in %g s", batch_id, error,
                             self.run.config.batch_poll_s)
@@ -269,6 +267,15 @@ class BatchRun:
                                               failed=state.failed, error=state.error)
             if state.ended:
                 await self.collect(key, row, state)
+
+    def _gave_up(self, row: dict[str, Any], counter: str, reason: str) -> bool:
+        """Count one more failure of `row` under `counter`; at MAX_FAILED_POLLS the run stops with `reason` (the
+        batch stays open, so the next run tries it again)."""
+        row[counter] = row.get(counter, 0) + 1
+        if row[counter] < MAX_FAILED_POLLS:
+            return False
+        self.fatal, self.fatal_calls = reason, row["n_requests"]
+        return True
 
     async def collect(self, key: str, row: dict[str, Any], state: BatchState) -> None:
         """Store an ended batch's answers; the calls it did not answer become judge errors (asked again)."""
@@ -291,10 +298,8 @@ class BatchRun:
         except Exception as exc:  # noqa: BLE001 - the results could not be read: tried again at the next poll
             error = redact(str(exc))[:300] or type(exc).__name__
             # Counted like a failed poll: results that can never be read must stop the run, not be polled forever.
-            row["failed_reads"] = row.get("failed_reads", 0) + 1
-            if row["failed_reads"] >= MAX_FAILED_POLLS:  # the batch stays open: the next run tries it again
-                self.fatal = f"reading the results of batch {batch_id} failed {MAX_FAILED_POLLS} times ({error})"
-                self.fatal_calls = row["n_requests"]
+            if self._gave_up(row, "failed_reads", f"reading the results of batch {batch_id} failed "
+                             f"{MAX_FAILED_POLLS} times ({error})"):
                 return
             log.warning("reading the results of batch %s failed (%s); trying again in %g s", batch_id, error,
                         run.config.batch_poll_s)
