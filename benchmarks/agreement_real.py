@@ -82,13 +82,14 @@ def unit(seed: str, key: str) -> float:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{key}".encode()).digest()[:8], "big") / 2**64
 
 
-def simulated_truth(pool: list[dict], winners: dict[str, str], q: float) -> Callable[[str, str], str]:
-    """truth(first, second) -> "A"/"B": the response this judge believes is better, right with probability q."""
+def simulated_truth(pool: list[dict], winners: dict[str, str], q: float, salt: str = "") -> Callable[[str, str], str]:
+    """truth(first, second) -> "A"/"B": the response this judge believes is better, right with probability q
+    (`salt`: another draw of which pairs it gets wrong)."""
     believed: dict[frozenset[str], str] = {}
     for row in pool:
         a, b = (neutralise(normalise_text(row[k])) for k in ("response_a", "response_b"))
         human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
-        believed[frozenset((a, b))] = human_better if unit(f"q={q}", row["id"]) < q else other
+        believed[frozenset((a, b))] = human_better if unit(f"q={q}{salt}", row["id"]) < q else other
 
     def truth(first: str, second: str) -> str:
         return "A" if believed.get(frozenset((first, second)), first) == first else "B"

@@ -29,6 +29,7 @@ chose and the seconds it took; a cell already there is not run again, so the gri
     .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --judges length-0.3 --human-budget 100
     .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --summarise               # tables only
     .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --rows human-only --fixed-decays 0.1 1 10
+    .venv/bin/python benchmarks/rm_quality_real.py --work /tmp/rmq --judges calibrated-0.8 --judge-draws 1 2
 """
 
 from __future__ import annotations
@@ -115,21 +116,22 @@ def _texts(row: dict) -> tuple[str, str]:
     return tuple(neutralise(normalise_text(row[k])) for k in ("response_a", "response_b"))
 
 
-def calibrated_judge(rows: list[dict], winners: dict[str, str], q: float) -> tuple:
+def calibrated_judge(rows: list[dict], winners: dict[str, str], q: float, salt: str = "") -> tuple:
     """truth and confidence_of for a judge right with probability c, c drawn per pair around q."""
     width = min(q - 0.5, 1.0 - q)
     confidence: dict[frozenset[str], float] = {}
     believed: dict[frozenset[str], str] = {}
     for row in rows:
         a, b = _texts(row)
-        c = q - width + 2 * width * unit(f"c={q}", row["id"])
+        c = q - width + 2 * width * unit(f"c={q}{salt}", row["id"])
         human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
-        believed[frozenset((a, b))] = human_better if unit(f"right={q}", row["id"]) < c else other
+        believed[frozenset((a, b))] = human_better if unit(f"right={q}{salt}", row["id"]) < c else other
         confidence[frozenset((a, b))] = c
     return _answers(believed, confidence, q)
 
 
-def length_judge(rows: list[dict], winners: dict[str, str], bias: float, right: float = 0.8) -> tuple:
+def length_judge(rows: list[dict], winners: dict[str, str], bias: float, right: float = 0.8,
+                 salt: str = "") -> tuple:
     """Prefers the longer response with probability `bias`, else the humans' with probability `right`; the
     confidence it reports (0.7-0.9) does not depend on which."""
     confidence: dict[frozenset[str], float] = {}
@@ -138,11 +140,11 @@ def length_judge(rows: list[dict], winners: dict[str, str], bias: float, right: 
         a, b = _texts(row)
         human_better, other = (a, b) if winners[row["id"]] == "a" else (b, a)
         longer = a if len(row["response_a"]) >= len(row["response_b"]) else b
-        if unit(f"length={bias}", row["id"]) < bias:
+        if unit(f"length={bias}{salt}", row["id"]) < bias:
             believed[frozenset((a, b))] = longer
         else:
-            believed[frozenset((a, b))] = human_better if unit(f"right-length={bias}", row["id"]) < right else other
-        confidence[frozenset((a, b))] = 0.7 + 0.2 * unit(f"c-length={bias}", row["id"])
+            believed[frozenset((a, b))] = human_better if unit(f"right-length={bias}{salt}", row["id"]) < right else other
+        confidence[frozenset((a, b))] = 0.7 + 0.2 * unit(f"c-length={bias}{salt}", row["id"])
     return _answers(believed, confidence, 0.8)
 
 
@@ -157,14 +159,17 @@ def _answers(believed: dict, confidence: dict, default: float) -> tuple:
 
 
 def behaviour(judge: str, rows: list[dict], winners: dict[str, str], b: float) -> Behaviour:
-    kind, value = judge.rsplit("-", 1)
-    q = float(value)
+    """The simulated judge `judge`: a name of `JUDGES`, with "@D" for its D-th draw of which pairs it gets
+    wrong (and of its confidences); the plain name is draw 0."""
+    name, _, draw = judge.partition("@")
+    kind, value = name.rsplit("-", 1)
+    q, salt = float(value), f"#{draw}" if draw and draw != "0" else ""
     if kind == "calibrated":
-        truth, confidence_of = calibrated_judge(rows, winners, q)
+        truth, confidence_of = calibrated_judge(rows, winners, q, salt)
     elif kind == "length":
-        truth, confidence_of = length_judge(rows, winners, q)
+        truth, confidence_of = length_judge(rows, winners, q, salt=salt)
     elif kind == "uncalibrated":
-        return Behaviour(first_bias=b, truth=simulated_truth(rows, winners, q), confidence=0.9,
+        return Behaviour(first_bias=b, truth=simulated_truth(rows, winners, q, salt), confidence=0.9,
                          confidence_spread=0.09)
     else:
         raise SystemExit(f"unknown judge {judge!r}: one of {', '.join(JUDGES)}")
@@ -350,7 +355,7 @@ def summarise(results: Results, seeds: list[int] | None = None) -> None:
             if r["row"] == "auto":
                 chose[(r["judge"], r["n"])][r["seed"]] = r["chose"]
     budgets = sorted({n for (_, n, _) in cells if n})
-    judges = [j for j in JUDGES if any(k[0] == j for k in cells)]
+    judges = sorted({k[0] for k in cells if k[0] != "-"}, key=lambda j: (JUDGES.index(j.split("@")[0]), j))
     print("\nhuman-only and ceiling on human_heldout (mean ± sd over seeds), paired differences to human-only:")
     print("| n | human-only | ceiling - human-only | fixed decays - human-only (CV) |")
     print("|---|---|---|---|")
@@ -388,6 +393,11 @@ def summarise(results: Results, seeds: list[int] | None = None) -> None:
         print(f"  {part}: {s:.0f}")
 
 
+def drawn(judges: list[str], draws: list[int]) -> list[str]:
+    """Every judge in every draw: draw 0 under its plain name, the others as JUDGE@D."""
+    return [judge if draw == 0 else f"{judge}@{draw}" for draw in draws for judge in judges]
+
+
 def paired(values: dict[int, float], base: dict[int, float]) -> str:
     common = sorted(set(values) & set(base))
     if not common:
@@ -403,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--human-budget", type=int, nargs="+", default=list(BUDGETS))
     parser.add_argument("--judges", nargs="+", default=list(JUDGES), choices=JUDGES)
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--judge-draws", type=int, nargs="+", default=[0],
+                        help="draws of each judge's errors (and confidences): 0 is the judge as named, D > 0 runs "
+                        "as JUDGE@D (its own judged store and rows in the tables), the judge's luck as a random "
+                        "effect beside the seeds'")
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--b", type=float, default=0.3, help="every judge's first-slot bias")
     parser.add_argument("--fixed-decays", type=float, nargs="*", default=[],
@@ -423,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with LoopbackServer() as server:
         judged = {judge: judged_store(server, args.work, judge, data[0], data[1], args.b)
-                  for judge in args.judges if set(args.rows) & set(JUDGED_ROWS)}
+                  for judge in drawn(args.judges, args.judge_draws) if set(args.rows) & set(JUDGED_ROWS)}
     for n in args.human_budget:
         for seed in args.seeds:
             human_cells(args.work, data, heldout, n, seed, args, results)

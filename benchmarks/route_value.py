@@ -7,6 +7,8 @@ human ones included. Then two copies of that store get `--budget` more human lab
 real labels as if annotators had, through the Argilla round-trip (records out, answered records back through
 `import-human --format argilla`):
 - routed: `prefgen route --budget 50` (the default 15% random slice, the rest by value);
+- cross-checked: `prefgen route --budget 50 --cross-check` (mix_error also reads reward models trained without
+  each prompt, on the benchmark's base);
 - random: the same command with `--random-share 1`, i.e. 50 pairs drawn uniformly.
 Each store then gets the same mix (every row, `--labels`, default corrected: calibration fitted on every
 labelled pair weighted by its inverse inclusion probability) and a reward model in the library's default
@@ -16,7 +18,8 @@ Reported: RM agreement (mean ± sd over seeds, and the paired difference to rand
 mix's judged rows against the real labels, the AI rows' accuracy beside their mean soft label, and what the
 labels did: wrong AI rows of the mix fixed, rows added for pairs the filters had dropped, and the precision of
 the picks routed by value split between the two. `--variant NAME:SIGNAL=W,...` adds a routed arm with other
-`RouteWeights`.
+`RouteWeights`. Two reference arms bound what any routing could be worth here (`--arms ... none oracle`): none
+(no label on top) and oracle (the budget spent on AI rows of the mix that are wrong by the real labels).
 
     .venv/bin/python benchmarks/route_value.py --work /tmp/rmq --seeds 0 1 2 3 4 5 6 7 8 9
     .venv/bin/python benchmarks/route_value.py --work /tmp/rmq --variant new-first:new_row=1 --arms new-first random
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import statistics
 import sys
@@ -53,12 +57,18 @@ from prefgen.judge.swap import side  # noqa: E402
 from prefgen.pipelines.configs import RouteConfig  # noqa: E402
 from prefgen.pipelines.humans.imports import import_human  # noqa: E402
 from prefgen.pipelines.mixing.mix import MixConfig, build_mix  # noqa: E402
-from prefgen.pipelines.mixing.route import RANDOM, ROUTED, route  # noqa: E402
+from prefgen.pipelines.mixing.route import ROUTED, route  # noqa: E402
 from prefgen.records import flip_winner, make_pair, normalise_text  # noqa: E402
 from prefgen.storage.db import Store  # noqa: E402
 from tests.loopback_server import LoopbackServer  # noqa: E402
 
 RANDOM_ARM = "random"  # --random-share 1: every pair drawn at random
+CROSS_CHECKED_ARM = "cross-checked"  # routed with --cross-check
+# Reference arms, run when --arms names them: what routing can be worth at most here.
+NO_EXTRA_ARM = "none"  # no label on top: what the budget's labels add at all
+ORACLE_ARM = "oracle"  # the budget spent on AI rows of the mix that are wrong by the real labels: the most a
+                       # router that fixes the judge's errors could do
+REFERENCE_ARMS = (NO_EXTRA_ARM, ORACLE_ARM)
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -66,23 +76,55 @@ def parse_weights(text: str) -> dict[str, float]:
     return {k: float(v) for k, v in (item.split("=") for item in text.split(",") if item)}
 
 
-def arms_of(args) -> dict[str, tuple[float, dict[str, float]]]:
-    """arm -> (random share, route weights): routed (--weight), random, and each --variant NAME:WEIGHTS."""
-    arms = {"routed": (args.random_share, parse_weights(",".join(args.weight))), RANDOM_ARM: (1.0, {})}
+def arms_of(args) -> dict[str, tuple[float, dict[str, float], bool]]:
+    """arm -> (random share, route weights, cross-check): routed (--weight), cross-checked (the same with
+    `--cross-check`), random, and each --variant NAME:WEIGHTS."""
+    weights = parse_weights(",".join(args.weight))
+    arms = {"routed": (args.random_share, weights, False), CROSS_CHECKED_ARM: (args.random_share, weights, True),
+            RANDOM_ARM: (1.0, {}, False)}
     for variant in args.variant:
         name, _, weights = variant.partition(":")
-        arms[name] = (args.random_share, parse_weights(weights))
-    return {name: arm for name, arm in arms.items() if not args.arms or name in args.arms}
+        arms[name] = (args.random_share, parse_weights(weights), False)
+    arms.update({name: (0.0, {}, False) for name in REFERENCE_ARMS})
+    return {name: arm for name, arm in arms.items()
+            if (name in args.arms if args.arms else name not in REFERENCE_ARMS)}
 
 
-def truth_by_pair(pool: list[dict], winners: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Canonical winner of every judged pair, and the text of the better response (how annotators answer)."""
-    truth, better = {}, {}
+def truth_by_pair(pool: list[dict], winners: dict[str, str]
+                  ) -> tuple[dict[str, str], dict[str, str], dict[str, dict]]:
+    """Canonical winner of every judged pair, the text of the better response (how annotators answer), and
+    the benchmark's row of each pair with its real winner (what the oracle arm imports)."""
+    truth, better, rows_of = {}, {}, {}
     for row in pool:
         pair, swapped = make_pair(row["prompt"], row["response_a"], row["response_b"])
         truth[pair.id] = flip_winner(winners[row["id"]], swapped)
         better[pair.id] = normalise_text(row["response_a" if winners[row["id"]] == "a" else "response_b"])
-    return truth, better
+        rows_of[pair.id] = {**row, "winner": winners[row["id"]]}
+    return truth, better, rows_of
+
+
+def oracle_labels(store: Store, directory: Path, seed: int, args, rows_of: dict[str, dict],
+                  truth: dict[str, str]) -> list[dict]:
+    """The oracle arm: `--budget` AI rows of the mix whose label is wrong by the real labels (a seeded draw),
+    imported with their real labels as annotators would give them; returns its picks as `pick_counts` reads
+    them."""
+    build_mix(store, MixConfig(name="before", human_ratio=None, labels=args.labels, seed=seed))
+    wrong = sorted(r["pair_id"] for r in store.dicts(
+        "SELECT pair_id, chosen, p_chosen FROM mix_rows WHERE mix_name = 'before' AND source = 'ai'")
+        if r["pair_id"] in truth and not _right(r, truth))
+    picks = random.Random(f"oracle-{seed}").sample(wrong, min(args.budget, len(wrong)))
+    path = directory / f"oracle-{seed}.jsonl"
+    path.write_text("".join(json.dumps(rows_of[pair_id]) + "\n" for pair_id in picks))
+    import_human(store, path, fmt="pairwise", source="annotators", pin="train")
+    # Recorded as a routed batch whose picks weigh 0 in the calibration: picked for being wrong, they stand for
+    # no share of the pool (a router's picks weigh their inclusion probability's share; these have none).
+    store.insert_rows("route_items", [
+        {"batch_id": "oracle", "pair_id": pair_id, "position": i, "selection": "routed", "rank": i + 1, "score": 0.0,
+         "reason": "wrong by the real label", "shown": "ab", "calibration_weight": 0.0}
+        for i, pair_id in enumerate(picks)])
+    return store.dicts("""SELECT pair_id, 'oracle' AS selection, p_a, true AS in_mix, NULL AS mix_error,
+                              chosen AS kept_side FROM pair_preferences WHERE list_contains($1, pair_id)""",
+                       [picks])
 
 
 def answer_batch(batch: Path, better: dict[str, str]) -> Path:
@@ -99,20 +141,25 @@ def answer_batch(batch: Path, better: dict[str, str]) -> Path:
 
 
 def run_arm(judged: Path, directory: Path, arm: str, seed: int, args, data: tuple, truth, better,
-            heldout) -> dict:
+            heldout, rows_of: dict[str, dict]) -> dict:
     rows, winners, small = data
-    share, weights = arms_of(args)[arm]
+    share, weights, checked = arms_of(args)[arm]
     db = directory / f"{arm}-{seed}.duckdb"
     shutil.copy(judged, db)
     add_humans(db, directory, rows, winners, human_sample(small, args.human_budget, seed), f"humans-{seed}")
     batch = directory / f"{arm}-{seed}.json"
     with Store(db) as store:
-        route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed,
-                                 weights=weights))
-        import_human(store, answer_batch(batch, better), fmt="argilla", source="annotators", pin="train")
-        picked = store.dicts("""SELECT r.pair_id, r.selection, r.p_a, r.new_row = 0 AS in_mix, r.mix_error,
-                                       pp.chosen AS kept_side
-                                FROM route_items r LEFT JOIN pair_preferences pp USING (pair_id)""")
+        if arm == NO_EXTRA_ARM:
+            picked = []
+        elif arm == ORACLE_ARM:
+            picked = oracle_labels(store, directory, seed, args, rows_of, truth)
+        else:
+            route(store, RouteConfig(budget=args.budget, format="argilla", out=batch, random_share=share, seed=seed,
+                                     weights=weights, cross_check=checked, base=args.base if checked else None))
+            import_human(store, answer_batch(batch, better), fmt="argilla", source="annotators", pin="train")
+            picked = store.dicts("""SELECT r.pair_id, r.selection, r.p_a, r.new_row = 0 AS in_mix, r.mix_error,
+                                           pp.chosen AS kept_side
+                                    FROM route_items r LEFT JOIN pair_preferences pp USING (pair_id)""")
         build_mix(store, MixConfig(name="mix", human_ratio=None, labels=args.labels, seed=seed))
         mixed = store.dicts("SELECT pair_id, source, chosen, p_chosen FROM mix_rows WHERE mix_name = 'mix'")
         calibration = store.dicts("SELECT method, n_pairs FROM calibrations")
@@ -120,7 +167,7 @@ def run_arm(judged: Path, directory: Path, arm: str, seed: int, args, data: tupl
     db.unlink()
     judged_rows = [r for r in mixed if r["pair_id"] in truth and r["source"] == "ai"]
     pool_rows = [r for r in mixed if r["pair_id"] in truth]
-    by_value = [p for p in picked if p["selection"] == ROUTED] or [p for p in picked if p["selection"] == RANDOM]
+    by_value = [p for p in picked if p["selection"] == ROUTED] or picked
     return {
         "agreement": agreement,
         "mix_rows": len(mixed),
@@ -157,14 +204,14 @@ def pick_counts(picks: list[dict], truth: dict[str, str]) -> dict[str, int]:
 
 
 def print_table(results: dict[str, dict[int, dict]], seeds: list[int]) -> None:
-    print(f"\n{'arm':<8}{'RM agreement':>16}{'diff to random':>18}{'mix rows':>10}{'mix acc (pool)':>17}"
+    print(f"\n{'arm':<14}{'RM agreement':>16}{'diff to random':>18}{'mix rows':>10}{'mix acc (pool)':>17}"
           f"{'AI rows acc':>15}{'AI p_chosen':>15}{'fixed':>8}{'new rows':>10}")
     for arm, by_seed in results.items():
         scored = all(by_seed[s]["agreement"] is not None for s in seeds)
         agreement = mean_sd([by_seed[s]["agreement"] for s in seeds]) if scored else "-"
         diff = "" if arm == RANDOM_ARM or RANDOM_ARM not in results or not scored else mean_sd(
             [by_seed[s]["agreement"] - results[RANDOM_ARM][s]["agreement"] for s in seeds])
-        print(f"{arm:<8}{agreement:>16}{diff:>18}{statistics.mean(by_seed[s]['mix_rows'] for s in seeds):>10.0f}"
+        print(f"{arm:<14}{agreement:>16}{diff:>18}{statistics.mean(by_seed[s]['mix_rows'] for s in seeds):>10.0f}"
               f"{mean_sd([by_seed[s]['mix_accuracy'] for s in seeds]):>17}"
               f"{mean_sd([by_seed[s]['ai_accuracy'] for s in seeds]):>15}"
               f"{mean_sd([by_seed[s]['ai_p_chosen'] for s in seeds]):>15}"
@@ -174,13 +221,16 @@ def print_table(results: dict[str, dict[int, dict]], seeds: list[int]) -> None:
           "picks the mix's filters had dropped, each now a human row; AI p_chosen: mean calibrated soft label of "
           "the AI rows left, to compare with their accuracy")
     print(f"\nprecision, picks by value (routed) / all picks (random), summed over seeds:")
-    print(f"{'arm':<8}{'picks':>7}{'judge errors':>15}{'in mix':>9}{'fixed':>13}{'expected':>10}{'dropped':>9}"
+    print(f"{'arm':<14}{'picks':>7}{'judge errors':>15}{'in mix':>9}{'fixed':>13}{'expected':>10}{'dropped':>9}"
           f"{'errors among dropped':>22}")
     for arm, by_seed in results.items():
         total = {k: sum(by_seed[s][k] for s in seeds) for k in
                  ("picked", "judge_errors", "in_mix", "fixed", "expected_fixes", "dropped", "dropped_errors")}
         n = total["picked"]
-        print(f"{arm:<8}{n:>7}{total['judge_errors'] / n:>15.2f}{total['in_mix']:>9}"
+        if not n:
+            print(f"{arm:<14}{0:>7}")
+            continue
+        print(f"{arm:<14}{n:>7}{total['judge_errors'] / n:>15.2f}{total['in_mix']:>9}"
               f"{total['fixed']:>6} ({total['fixed'] / n:.2f}){total['expected_fixes']:>10.1f}{total['dropped']:>9}"
               f"{total['dropped_errors']:>22}")
     print("judge errors: the judge's unfiltered side is not the humans' or is a tie (share of picks); in mix: the "
@@ -206,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a route weight of the routed arm (RouteWeights), e.g. new_row=1")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:SIGNAL=W,...",
                         help="one more routed arm with these weights, e.g. new-first:new_row=1")
-    parser.add_argument("--arms", nargs="+", default=None, help="run only these arms (routed, random, variants)")
+    parser.add_argument("--arms", nargs="+", default=None,
+                        help="run only these arms (routed, random, variants), or the reference arms too: none (no "
+                        "label on top) and oracle (the budget on AI rows that are wrong by the real labels)")
     add_reward_model_arguments(parser)
     args = parser.parse_args(argv)
     if not (DATA / "pool.jsonl").exists():
@@ -216,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results: dict[str, dict[int, dict]] = {arm: {} for arm in arms_of(args)}
     data = pair_rows()
-    truth, better = truth_by_pair(data[0], data[1])
+    truth, better, rows_of = truth_by_pair(data[0], data[1])
     args.work.mkdir(parents=True, exist_ok=True)
     with LoopbackServer() as server:
         judged = judged_store(server, args.work, args.judge, data[0], data[1], args.b)
@@ -224,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             for arm in results:
                 arm_started = time.perf_counter()
-                results[arm][seed] = run_arm(judged, Path(tmp), arm, seed, args, data, truth, better, heldout)
+                results[arm][seed] = run_arm(judged, Path(tmp), arm, seed, args, data, truth, better, heldout,
+                                               rows_of)
                 r = results[arm][seed]
                 scored = "-" if r["agreement"] is None else f"{r['agreement']:.3f}"
                 print(f"  seed {seed} {arm}: agreement {scored}, mix accuracy {r['mix_accuracy']:.3f}, "

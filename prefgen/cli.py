@@ -259,14 +259,17 @@ def split(db: Path, as_json: bool, **options) -> None:
 @option_from_field(RouteConfig, "seed", "--seed")
 @option_from_field(RouteConfig, "judge", "--judge")
 @option_from_field(RouteConfig, "reward_model", "--model", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@option_from_field(RouteConfig, "cross_check", "--cross-check")
+@option_from_field(RouteConfig, "base", "--base")
 @options_from_fields(RouteWeights, lambda name: "--weight-" + name.replace("_", "-"))
 @JSON_OPTION
 def route(db: Path, as_json: bool, **options) -> None:
     """Send the pairs whose human label changes the training mix most to annotators: AI rows of the mix
-    likely wrong (calibrated), then pairs the filters dropped (a label adds a row), with order inconsistency,
-    uncertainty, closeness to the threshold, principle and judge disagreement (and a reward-model ensemble's
-    spread) as weighted signals; draw a random slice for unbiased measurement, write a Label Studio or
-    Argilla batch and store why each pair was picked (route_batches, route_items)."""
+    likely wrong (calibrated; with --cross-check, doubted by reward models that never saw them too), then
+    pairs the filters dropped (a label adds a row), with order inconsistency, uncertainty, closeness to the
+    threshold, principle and judge disagreement (and a reward-model ensemble's spread) as weighted signals;
+    draw a random slice for unbiased measurement, write a Label Studio or Argilla batch and store why each
+    pair was picked (route_batches, route_items)."""
     from prefgen import api
 
     report = api.route(db, config_from_options(RouteConfig, **options))

@@ -27,7 +27,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "prefgen import-human human_heldout.jsonl --format pairwise --split heldout --skip-bad --db prefs.duckdb",
     ),
     "split": ("prefgen split --heldout 0.3 --seed 0 --db prefs.duckdb",),
-    "route": ("prefgen route --db prefs.duckdb --budget 100 --format label-studio --out batch.json",),
+    "route": ("prefgen route --db prefs.duckdb --budget 100 --format label-studio --out batch.json",
+              "prefgen route --db prefs.duckdb --budget 100 --cross-check --format argilla --out batch.json"),
     "agreement": ("prefgen agreement --db prefs.duckdb",),
     "mix": (
         "prefgen mix --name m1 --db prefs.duckdb",

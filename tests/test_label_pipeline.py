@@ -157,6 +157,37 @@ def test_max_cost_without_a_known_price_is_refused(files, loopback):
         run_label(config(files, loopback, judge="openai:my-private-model", max_cost=1.0))
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--workers", "4"], "--workers only acts with --engine ray: add --engine ray, or leave it out"),
+    (["--address", "ray://head:10001", "--shards", "s"], "--address, --shards only act with --engine ray"),
+    (["--batch-poll", "5"], "--batch-poll only acts with --batch"),
+])
+def test_an_option_of_another_way_of_running_is_refused_rather_than_ignored(files, flags, message):
+    constitution, pairs, db = files
+    done = subprocess.run([sys.executable, "-m", "prefgen.cli", "label", "-c", str(constitution), "-p", str(pairs),
+                           "--db", str(db), *flags], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert message in " ".join(done.stderr.split())
+    assert not db.exists()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"batch_size": 32}, "--batch-size: not read by the openai judge (of these options it takes --transport, "
+                         "--api-base)"),
+    ({"judge": "anthropic:claude-haiku-4-5", "transport": "sdk"}, "--transport: not read by the anthropic judge"),
+    ({"judge": "local"}, "--api-base: not read by the local judge (of these options it takes --batch-size)"),
+])
+def test_a_setting_the_judge_does_not_read_is_refused(files, loopback, overrides, message):
+    with pytest.raises(PrefgenError, match=re.escape(message)):
+        run_label(config(files, loopback, **overrides))
+
+
+def test_an_explicit_default_is_accepted_by_every_judge(files, loopback):
+    summary = run_label(config(files, loopback, judge="anthropic:claude-haiku-4-5", api_base=loopback.anthropic_base,
+                               transport="http", batch_size=8, workers=2, limit=2))
+    assert summary.status == "finished"
+
+
 def test_dry_run_estimates_and_sends_nothing(files, loopback):
     summary = run_label(config(files, loopback, dry_run=True))
     assert loopback.request_count == 0

@@ -149,6 +149,14 @@ def the_routed_answers_came_back(walk: Walk, out: str) -> None:
     assert walk.count("SELECT count(DISTINCT pair_id) FROM human_labels WHERE source = 'export'") > 0
 
 
+def cross_checked_the_mix_rows(walk: Walk, out: str) -> None:
+    wrote("batch.json", "batch.label_config.xml")(walk, out)
+    assert "cross-check: reward models trained without each prompt" in out
+    assert walk.count("SELECT count(*) FROM route_batches WHERE cross_check IS NOT NULL") == 1
+    assert walk.count("SELECT count(rm_check) FROM route_items") == walk.count(
+        "SELECT count(mix_error) FROM route_items") > 0
+
+
 def skipped_the_bad_row_and_kept_the_rest(walk: Walk, out: str) -> None:
     assert f"skipped 1 bad rows (--skip-bad):\n  {walk.dir / 'heldout.jsonl'}:{ROWS + 1}" in out
     assert walk.count("SELECT count(DISTINCT pair_id) FROM human_labels WHERE source = 'heldout' "
@@ -199,8 +207,8 @@ RUN: dict[str, Callable[[Walk, str], None] | None] = {
     "prefgen agreement --db prefs.duckdb": None,
     "prefgen mix --db prefs.duckdb --name m1 --auto --seed 0": every_human_train_label_in_the_mix,
     "prefgen export --db prefs.duckdb --mix m1 --format hf --out mix-m1": the_exported_mix_has_every_row,
-    "prefgen route --db prefs.duckdb --budget 100 --format label-studio --out batch.json":
-        wrote("batch.json", "batch.label_config.xml"),
+    "prefgen route --db prefs.duckdb --budget 100 --cross-check --format label-studio --out batch.json":
+        cross_checked_the_mix_rows,
     "prefgen import-human export.json --format label-studio --db prefs.duckdb": the_routed_answers_came_back,
     "prefgen import-human heldout.jsonl --split heldout --skip-bad --db prefs.duckdb":
         skipped_the_bad_row_and_kept_the_rest,

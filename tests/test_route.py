@@ -515,3 +515,64 @@ def test_the_heldout_share_of_a_split_is_measured_on_the_prompts_it_assigned(sto
     text = "\n".join(report.lines())
     assert f"{report.realised:.1%} realised, 30.0% requested" in text
     assert "--heldout applies to these prompts only" in text
+
+
+# -- the cross-check --------------------------------------------------------------------------------------
+
+
+def wrong_ai_rows(store: Store) -> set[str]:
+    """Pool pairs (polite wins) whose AI row points to the rude response."""
+    rows = store.dicts("""SELECT pp.pair_id, pp.chosen, p.response_a FROM pair_preferences pp
+                          JOIN pairs p ON p.id = pp.pair_id WHERE p.source = 'pool' AND pp.kept""")
+    from tests.test_soft_labels import POLITE
+
+    polite = {template.split("{t}")[0] for template in POLITE}
+    return {r["pair_id"] for r in rows
+            if any(r["response_a"].startswith(start) for start in polite) != (r["chosen"] == "a")}
+
+
+def test_the_cross_check_finds_the_wrong_ai_rows_the_judges_confidence_cannot_tell_apart(tmp_path):
+    from tests.test_soft_labels import world
+
+    picks = {}
+    for checked in (False, True):
+        with Store(tmp_path / f"{checked}.duckdb") as store:
+            world(store, tmp_path, n_human=16, n_ai=48, ai_right=0.8)
+            wrong = wrong_ai_rows(store)
+            report = route(store, RouteConfig(budget=len(wrong), format="argilla", out=tmp_path / f"{checked}.json",
+                                              random_share=0.0, cross_check=checked))
+            stored = items(store)
+            picks[checked] = len({i["pair_id"] for i in stored} & wrong) / len(wrong)
+            batch = store.dicts("SELECT cross_check FROM route_batches")[0]["cross_check"]
+    # Every AI row carries the judge's same confidence, so on its own the judge's P cannot rank them: the picks
+    # are as wrong as the rows at large. Models trained without each prompt (the default base, SmolLM2's
+    # response-mean head) know rude from polite.
+    assert len(wrong) >= 5
+    assert picks[True] >= 0.8 > picks[False]
+    assert all(i["rm_check"] is not None and 0.0 < i["rm_check"] < 1.0 for i in stored)
+    doubted = [i for i in stored if i["pair_id"] in wrong]
+    assert all(i["rm_check"] < 0.5 and i["mix_error"] > 1 - 0.5 for i in doubted)
+    batch = json.loads(batch)
+    assert batch == report.cross_check and batch["weight_decay"] is not None
+    assert batch["humans"] == 16 and batch["scale"] > 0 and batch["disagree"] >= len(doubted)
+    assert "cross-check: reward models trained without each prompt (5 folds" in "\n".join(report.lines())
+
+
+def test_the_cross_check_needs_human_labels_to_calibrate_on(store, tmp_path):
+    judged_pool(store)
+    with pytest.raises(PrefgenError, match="--cross-check calibrates the reward models' margins on human train"):
+        route(store, RouteConfig(budget=4, format="argilla", out=tmp_path / "b.json", cross_check=True))
+
+
+def test_a_base_without_the_cross_check_is_refused():
+    with pytest.raises(ValueError, match="--base is the --cross-check models' base"):
+        RouteConfig(budget=4, format="argilla", out="b.json", base="minilm")
+
+
+def test_two_calibrated_opinions_of_a_side_multiply_their_odds():
+    from prefgen.pipelines.mixing.route import joined
+
+    assert joined(0.8, None) == 0.8
+    assert joined(0.8, 0.5) == pytest.approx(0.8)  # an opinion without a lean changes nothing
+    assert joined(0.8, 0.2) == pytest.approx(0.5)  # equal and opposite: no lean left
+    assert joined(0.8, 0.8) == pytest.approx(16 / 17)  # odds 4 x 4 = 16

@@ -65,6 +65,12 @@ def make_backend(spec: JudgeSpec, **settings: Any) -> Backend:
     return cls(spec.model, **{k: v for k, v in settings.items() if k in declared_options(cls)})
 
 
+def backend_options(spec: JudgeSpec) -> tuple[str, ...]:
+    """The settings the backend of `spec` takes (its class is imported, not instantiated)."""
+    module_name, _, class_name = available_backends()[spec.backend].partition(":")
+    return declared_options(getattr(importlib.import_module(module_name), class_name))
+
+
 def declared_options(cls: type) -> tuple[str, ...]:
     declared = getattr(cls, "options", None)
     if declared is not None:

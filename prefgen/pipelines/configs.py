@@ -7,6 +7,7 @@ import, so that the CLI can read them without loading the pipelines' dependencie
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -33,6 +34,14 @@ def configured(model: type[C], config: C | None, options: dict[str, Any]) -> C:
         raise TypeError(f"give a {model.__name__} or its fields as keyword arguments, not both "
                         f"(got {', '.join(sorted(options))})")
     return config if config is not None else model(**options)
+
+
+# Options of `prefgen label` read only by one way of running it (field -> flag).
+RAY_ONLY = {"address": "--address", "workers": "--workers", "shards": "--shards"}
+BATCH_ONLY = {"batch_poll_s": "--batch-poll", "batch_max_requests": "--batch-max-requests"}
+# Options read only by the judge backends that declare them (`Backend.options`).
+# (--api-key is not among them: it also comes from PREFGEN_API_KEY, set for every judge alike.)
+BACKEND_ONLY = {"batch_size": "--batch-size", "transport": "--transport", "api_base": "--api-base"}
 
 
 class LabelConfig(BaseModel):
@@ -105,6 +114,25 @@ class LabelConfig(BaseModel):
     def _batches_in_one_process(self) -> LabelConfig:
         if self.batch and self.engine == "ray":
             raise ValueError("--batch hands the calls to the provider from one process: leave out --engine ray")
+        return self
+
+    def changed(self, names: Iterable[str]) -> list[str]:
+        """Those of `names` the caller set to something other than the default (an explicit default changes
+        nothing wherever it is given)."""
+        fields = type(self).model_fields
+        return [name for name in names
+                if name in self.model_fields_set and getattr(self, name) != fields[name].default]
+
+    @model_validator(mode="after")
+    def _options_act_where_given(self) -> LabelConfig:
+        # An option that would be read by nothing is refused rather than silently ignored: a user who gives
+        # --workers 8 without --engine ray would otherwise wait for one process believing eight run.
+        for needs, on, flags in ((self.engine == "ray", "--engine ray", RAY_ONLY),
+                                 (self.batch, "--batch", BATCH_ONLY)):
+            idle = [flags[name] for name in self.changed(flags)]
+            if idle and not needs:
+                raise ValueError(f"{', '.join(idle)} only act{'s' if len(idle) == 1 else ''} with {on}: add {on}, "
+                                 f"or leave {'it' if len(idle) == 1 else 'them'} out")
         return self
 
     @field_validator("pairs", mode="before")
@@ -213,7 +241,20 @@ class RouteConfig(BaseModel):
     judge: str | None = Field(default=None, description="Only verdicts of this judge spec (or label job id).")
     reward_model: Path | None = Field(default=None, description="A reward-model ensemble (`train --ensemble K`): the "
                                                          "spread of its members is one more signal.")
+    cross_check: bool = Field(default=False, description="Check every AI row of the mix with reward models trained "
+                              "without its prompt (5 folds, the head method on a frozen base): mix_error then joins "
+                              "their P, calibrated on the human train pairs, to the judge's. About twice as many "
+                              "wrong rows among the picks; costs the base's features of the whole mix (cached: "
+                              "`prefgen train` on that mix reuses them).")
+    base: str | None = Field(default=None, description="Frozen base of the --cross-check models (default: the head "
+                                                       "method's, smollm2).")
     weights: RouteWeights = Field(default_factory=RouteWeights, description="Weight of each signal in the score.")
+
+    @model_validator(mode="after")
+    def _base_of_the_cross_check(self) -> RouteConfig:
+        if self.base is not None and not self.cross_check:
+            raise ValueError("--base is the --cross-check models' base: add --cross-check, or leave it out")
+        return self
 
     @model_validator(mode="before")
     @classmethod

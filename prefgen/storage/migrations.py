@@ -522,3 +522,14 @@ def m014_batches_and_cached_tokens(con: duckdb.DuckDBPyConnection) -> None:
         );
         """
     )
+
+
+@migration
+def m015_route_cross_check(con: duckdb.DuckDBPyConnection) -> None:
+    # `prefgen route --cross-check`: per AI row of the mix, P(its side is better) by reward models trained
+    # without the pair (out of fold), calibrated on the human train pairs; and per batch, how (the margins'
+    # scale, the human rows it was fitted on, the AI rows ranked the other way, the base). NULL otherwise.
+    con.execute("""
+        ALTER TABLE route_items ADD COLUMN rm_check DOUBLE;
+        ALTER TABLE route_batches ADD COLUMN cross_check JSON;
+    """)

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from prefgen.storage.db import Store, registered
 
-BATCH_JSON = ("label_jobs", "weights", "counts", "calibration")
+BATCH_JSON = ("label_jobs", "weights", "counts", "calibration", "cross_check")
 
 
 def candidate_verdicts(store: Store, *, judge: str | None = None) -> list[dict[str, Any]]:
@@ -52,7 +52,7 @@ def _with_ids(store: Store, ids: Sequence[str], sql: str) -> list[dict[str, Any]
 
 
 def save_batch(store: Store, batch: dict[str, Any], items: Sequence[dict[str, Any]]) -> None:
-    record = {k: json.dumps(v) if k in BATCH_JSON else v for k, v in batch.items()}
+    record = {k: json.dumps(v) if k in BATCH_JSON and v is not None else v for k, v in batch.items()}
     with store.transaction():
         store.insert_rows("route_batches", [record], on_conflict="error")
         store.insert_rows("route_items", items, on_conflict="error")

@@ -152,7 +152,8 @@ def compute_features(model: Any, spec: HeadSpec, sequences: Sequence[Sequence_],
             estimate = clock.after_batch(int(mask.sum()))
             if estimate is not None:
                 console.print(f"features of {len(sequences)} sequences ({clock.total_tokens} tokens) on {device} "
-                              f"in {precision}: about {estimate} at this machine's current speed")
+                              f"in {precision}: about {estimate} at this machine's current speed",
+                              soft_wrap=True)  # one line in a log too, where rich would fold it at 80 columns
     return out
 
 

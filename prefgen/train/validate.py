@@ -105,3 +105,19 @@ def _head_folds(rows: Sequence[dict[str, Any]], folds: Sequence[Fold], config: T
                                generator=torch.Generator().manual_seed(config.seed * 1000 + f))
             out.append(margins(copies, params, prepared, table, torch.tensor(list(val), dtype=torch.long))[0].numpy())
     return FoldMargins(out, decay.record() if decay is not None else None, config.weight_decay)
+
+
+def margin_scale(margins: Sequence[float] | np.ndarray) -> float:
+    """The s >= 0 that maximises sum log sigmoid(s * m) over margins m of pairs oriented so that m > 0 ranks the
+    humans' side higher (0 when no s > 0 helps): sigmoid(s * m) is then the models' calibrated P(that side
+    better). Models trained on folds rank well before their margins mean probabilities; one scale, fitted on
+    labelled pairs, maps them."""
+    from scipy.optimize import minimize_scalar
+
+    m = np.asarray(margins, dtype=float)
+    if not len(m) or not np.any(m):
+        return 0.0
+    spread = float(np.abs(m).max())
+    result = minimize_scalar(lambda s: float(np.logaddexp(0.0, -s * m).sum()), bounds=(0.0, 50.0 / spread),
+                             method="bounded")
+    return float(result.x)

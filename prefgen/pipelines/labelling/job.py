@@ -20,9 +20,9 @@ from prefgen.judge.fleet import Fleet, split_api_bases
 from prefgen.judge.pricing import Price, resolve_price
 from prefgen.judge.prompts import make_template
 from prefgen.judge.ratelimit import AdaptiveLimit
-from prefgen.judge.registry import make_backend, parse_spec
+from prefgen.judge.registry import JudgeSpec, backend_options, make_backend, parse_spec
 from prefgen.judge.swap import both_orders
-from prefgen.pipelines.configs import LabelConfig
+from prefgen.pipelines.configs import BACKEND_ONLY, LabelConfig
 from prefgen.pipelines.labelling.inputs import PairsRead, iter_pairs, pair_batches
 from prefgen.records import Pair
 from prefgen.storage import labels as labels_sql
@@ -131,8 +131,20 @@ def confidence_mode(config: LabelConfig, supports_logprobs: bool) -> str:
     return "logprobs" if supports_logprobs and config.mode == "direct" else "verdict"
 
 
+def refuse_idle_backend_options(config: LabelConfig, spec: JudgeSpec) -> None:
+    """A backend setting the user gave that this judge does not take is an error, not a silent no-op (e.g.
+    --batch-size, the local judge's requests per forward pass, given to an API judge)."""
+    taken = backend_options(spec)
+    idle = [BACKEND_ONLY[name] for name in config.changed(BACKEND_ONLY) if name not in taken]
+    if idle:
+        offered = ", ".join(flag for name, flag in BACKEND_ONLY.items() if name in taken) or "none of them"
+        raise PrefgenError(f"{', '.join(idle)}: not read by the {spec.backend} judge (of these options it takes "
+                           f"{offered}); leave {'it' if len(idle) == 1 else 'them'} out")
+
+
 def build_client(config: LabelConfig, constitution: Constitution) -> tuple[JudgeClient, str]:
     spec = parse_spec(config.judge)
+    refuse_idle_backend_options(config, spec)
     # Every setting on offer; each backend takes the ones it declares (`Backend.options`).
     settings = dict(api_key=config.api_key, timeout=config.timeout_s, concurrency=config.concurrency,
                     transport=config.transport, batch_size=config.batch_size, allow_http_key=config.allow_http_key)

@@ -56,12 +56,12 @@ from prefgen.errors import PrefgenError
 from prefgen.intervals import interval_name, mean_interval
 from prefgen.pipelines.configs import AutoMixConfig
 from prefgen.pipelines.humans.calibration import MIN_COVARIATE_PAIRS, calibrate, calibration_for_jobs
-from prefgen.pipelines.mixing.mix import (AI, HUMAN, Candidate, MixConfig, MixPlan, MixReport, build_mix, plan_mix,
-                                          row_weight, target)
+from prefgen.pipelines.mixing.mix import (AI, HUMAN, MixConfig, MixPlan, MixReport, build_mix, plan_mix,
+                                          training_rows)
 from prefgen.storage import mixes as db
 from prefgen.storage.db import Store
-from prefgen.storage.export import training_rows_for
 from prefgen.train.config import TrainConfig
+from prefgen.train.validate import margin_scale
 
 HUMAN_ONLY = "human-only"
 CORRECTED = ("ai-corrected", "ai-corrected-half-weight")
@@ -145,15 +145,6 @@ def fold_of(prompt_id: str, folds: int, seed: int) -> int:
     return int.from_bytes(digest[:8], "big") % folds
 
 
-def _rows(store: Store, candidates: Sequence[Candidate], config: MixConfig) -> list[dict[str, Any]]:
-    """TRL training rows of candidates, with the p_chosen / weight the mix config gives them."""
-    # Rounded as the mix stores them: training the chosen mix then meets the very rows the search did (and
-    # reuses their cross-validated weight decay, `prefgen.train.regularise`).
-    records = [{"pair_id": c.pair_id, "source": c.source, "chosen": c.chosen, "p_chosen": round(target(c, config), 6),
-                "weight": row_weight(c, config)} for c in candidates]
-    return training_rows_for(store, records)
-
-
 def _folds(plan: MixPlan, fold: dict[str, int], fold_prompts: list[set[str]],
            order: list[str]) -> list[tuple[list[int], list[int]]]:
     """Per fold, indices into the plan's rows: training rows (human rows of other folds, AI rows whose prompt
@@ -218,7 +209,7 @@ def auto_mix(store: Store, config: MixConfig, auto: AutoMixConfig | None = None,
     trials_rows = []
     for k, trial in enumerate(grid):
         trial_config = MixConfig(**{**config.model_dump(), **trial.mix})
-        rows = _rows(store, plans[trial.name].rows, trial_config)
+        rows = training_rows(store, plans[trial.name].rows, trial_config)
         trial_folds = _folds(plans[trial.name], fold, fold_prompts, order)
         stage(f"mix --auto: candidate {k + 1}/{len(grid)} ({trial.name}): {folds} folds of {len(rows)} rows, "
               f"validating on {len(order)} human pairs")
@@ -271,19 +262,9 @@ def _saw(corrected: Sequence[Any], chosen: str, biased: bool | None) -> str:
 
 
 def scaled_log_likelihoods(margins: np.ndarray) -> np.ndarray:
-    """log sigmoid(s * m) per pair, with the s >= 0 that maximises their sum (0 when no s > 0 helps)."""
-    from scipy.optimize import minimize_scalar
-
+    """log sigmoid(s * m) per pair, with the s >= 0 that maximises their sum (`margin_scale`)."""
     m = np.asarray(margins, dtype=float)
-    if not len(m) or not np.any(m):
-        return np.full(len(m), -np.log(2.0))
-    spread = float(np.abs(m).max())
-
-    def loss(s: float) -> float:
-        return float(np.logaddexp(0.0, -s * m).sum())
-
-    s = float(minimize_scalar(loss, bounds=(0.0, 50.0 / spread), method="bounded").x)
-    return -np.logaddexp(0.0, -s * m)
+    return -np.logaddexp(0.0, -margin_scale(m) * m)
 
 
 def score_candidates(margins: dict[str, list[np.ndarray]], n_ai: dict[str, int], *,

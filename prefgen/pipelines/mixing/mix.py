@@ -219,6 +219,17 @@ def _row(mix_name: str, position: int, c: Candidate, config: MixConfig) -> dict[
     }
 
 
+def training_rows(store: Store, candidates: Sequence[Candidate], config: MixConfig) -> list[dict[str, Any]]:
+    """TRL training rows of candidates, with the p_chosen / weight `config` gives them, without storing a mix."""
+    from prefgen.storage.export import training_rows_for
+
+    # Rounded as a stored mix holds them: training the mix built from these candidates then meets the very rows
+    # (and reuses their cross-validated weight decay, `prefgen.train.regularise`).
+    records = [{"pair_id": c.pair_id, "source": c.source, "chosen": c.chosen, "p_chosen": round(target(c, config), 6),
+                "weight": row_weight(c, config)} for c in candidates]
+    return training_rows_for(store, records)
+
+
 def _check_split(store: Store) -> None:
     if db.unsplit_human_pairs(store):
         raise PrefgenError(

@@ -32,9 +32,11 @@ deterministic cut of the ranking), so the routed pairs stand only for their shar
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,12 +47,16 @@ from prefgen.hashing import content_hash
 from prefgen.judge.swap import side
 from prefgen.pipelines.humans.calibration import calibrate, calibration_for_jobs
 from prefgen.pipelines.configs import MixConfig, RouteConfig, RouteWeights
-from prefgen.pipelines.mixing.mix import AI, plan_mix
+from prefgen.pipelines.mixing.auto import fold_of
+from prefgen.pipelines.mixing.mix import AI, HUMAN, MixPlan, plan_mix, training_rows
 from prefgen.storage import route as db
 from prefgen.storage.db import Store
 
 SIGNALS = tuple(RouteWeights.model_fields)
 NEAR_WIDTH = 0.25
+CROSS_CHECK_FOLDS = 5
+MIN_CROSS_CHECK_HUMANS = 10
+_EPS = 1e-6
 ROUTED, RANDOM = "routed", "random"
 
 
@@ -66,6 +72,7 @@ class PairSignals:
     judge_disagreement: float | None = None
     rm_spread: float | None = None
     mix_error: float | None = None  # None: the mix holds no AI row of the pair
+    rm_check: float | None = None  # --cross-check: the out-of-fold models' P(the mix row's side better)
     new_row: float = 0.0
 
     def score(self, weights: RouteWeights) -> float:
@@ -123,20 +130,73 @@ def pair_signals(rows: Sequence[dict[str, Any]]) -> list[PairSignals]:
     return out
 
 
-def add_mix_signals(signals: Sequence[PairSignals], p_chosen: dict[str, float]) -> None:
+def add_mix_signals(signals: Sequence[PairSignals], p_chosen: dict[str, float],
+                    checked: dict[str, float] | None = None) -> None:
     """`p_chosen`: pair id -> calibrated P(the side of the mix's AI row is better), for the pairs the mix holds
-    an AI row of. The others get new_row = 1 (a human label adds a row there)."""
+    an AI row of. The others get new_row = 1 (a human label adds a row there). `checked`: the cross-check's P
+    for the same side (`cross_check`), joined to the judge's as independent evidence (`joined`)."""
     for s in signals:
         held = p_chosen.get(s.pair_id)
-        s.mix_error = None if held is None else 1.0 - held
+        s.rm_check = (checked or {}).get(s.pair_id)
+        s.mix_error = None if held is None else 1.0 - joined(held, s.rm_check)
         s.new_row = 0.0 if held is not None else 1.0
 
 
-def mix_rows_held(store: Store, judge: str | None, calibrations: dict[str, Any]) -> dict[str, float]:
-    """pair id -> calibrated P(chosen) of the AI row a default mix would take for it (the mix's own rule:
-    kept, decided, prompt not held out, the most confident job)."""
-    every_row = MixConfig(name="route", human_ratio=None, judge=judge)
-    return {c.pair_id: c.p_chosen for c in plan_mix(store, every_row, calibrations).rows if c.source == AI}
+def joined(p_judge: float, p_models: float | None) -> float:
+    """P(the side is better) given two independent calibrated opinions of it: their odds multiply (each is
+    calibrated against the same 50:50 prior, since a pair's sides have no order)."""
+    if p_models is None:
+        return p_judge
+    logit = sum(math.log(p / (1.0 - p)) for p in (min(max(x, _EPS), 1.0 - _EPS) for x in (p_judge, p_models)))
+    return 1.0 / (1.0 + math.exp(-logit))
+
+
+def default_mix(judge: str | None) -> MixConfig:
+    """The mix whose AI rows a label can correct: every kept AI row (the mix's own rule: kept, decided, prompt
+    not held out, the most confident job) and every human train label, soft labels."""
+    return MixConfig(name="route", human_ratio=None, judge=judge)
+
+
+@dataclass
+class CrossCheck:
+    """Out-of-fold reward models' view of the mix's AI rows (`cross_check`)."""
+
+    p_chosen: dict[str, float]  # AI row's pair id -> P(its side better) by models trained without its prompt
+    scale: float  # the margins' scale, fitted on the human rows: P = sigmoid(scale * margin)
+    humans: int  # human rows the scale was fitted on
+    disagree: int  # AI rows the models rank the other way
+    weight_decay: float | None
+    base: str
+
+
+def cross_check(store: Store, plan: MixPlan, mix: MixConfig, config: RouteConfig) -> CrossCheck:
+    """Train reward models on all folds (by prompt) of the mix but one and score the rows of that one, so every
+    row, AI or human, is scored by models that never saw its prompt; fit the margins' scale on the human rows
+    (their side is the humans'), and give each AI row the models' P(its side better). Judge errors are mostly
+    independent of a linear head's errors on other prompts, so a row that both doubt is the likelier error
+    (what confident learning reads from out-of-sample probabilities)."""
+    from prefgen.train.config import TrainConfig, resolve_base
+    from prefgen.train.validate import fold_margins, margin_scale
+
+    humans = [i for i, c in enumerate(plan.rows) if c.source == HUMAN]
+    if len(humans) < MIN_CROSS_CHECK_HUMANS:
+        raise PrefgenError(f"--cross-check calibrates the reward models' margins on human train labels: "
+                           f"{len(humans)} in the mix, at least {MIN_CROSS_CHECK_HUMANS} needed (import human "
+                           "labels and `prefgen split` first, or leave out --cross-check)")
+    fold = [fold_of(c.prompt_id, CROSS_CHECK_FOLDS, config.seed) for c in plan.rows]
+    folds = [([i for i, g in enumerate(fold) if g != f], [i for i, g in enumerate(fold) if g == f])
+             for f in range(CROSS_CHECK_FOLDS)]
+    train, rows = TrainConfig(seed=config.seed, base=config.base), training_rows(store, plan.rows, mix)
+    with store.released():  # readers get in while the folds train
+        result = fold_margins(rows, folds, train)
+    margin = np.empty(len(plan.rows))
+    for (_, val), fold_margin in zip(folds, result.margins, strict=True):
+        margin[list(val)] = fold_margin
+    scale = margin_scale(margin[humans])
+    ai = [i for i, c in enumerate(plan.rows) if c.source == AI]
+    p = {plan.rows[i].pair_id: float(1.0 / (1.0 + np.exp(-scale * margin[i]))) for i in ai}
+    return CrossCheck(p, scale, len(humans), int(sum(margin[i] < 0 for i in ai)), result.weight_decay,
+                      resolve_base(config.base))
 
 
 def unit(seed: int, key: str, salt: str) -> bytes:
@@ -222,6 +282,8 @@ class RouteReport:
     reasons: dict[str, int] = field(default_factory=dict)  # strongest signal of the routed pairs
     mean_signals: dict[str, dict[str, float]] = field(default_factory=dict)  # per selection
     effect: dict[str, dict[str, float]] = field(default_factory=dict)  # per selection: what the labels change
+    cross_check: dict[str, Any] | None = None  # CrossCheck without its per-row P (--cross-check)
+    ai_rows: int = 0  # AI rows of the plain mix
 
     def lines(self) -> list[str]:
         out = [
@@ -229,6 +291,11 @@ class RouteReport:
             f"({self.selected.get(ROUTED, 0)} routed by value, {self.selected.get(RANDOM, 0)} drawn at random)",
             "wrote " + ", ".join(self.files),
         ]
+        if self.cross_check:
+            c = self.cross_check
+            out.append(f"cross-check: reward models trained without each prompt ({CROSS_CHECK_FOLDS} folds, "
+                       f"{Path(c['base']).name}) rank {c['disagree']} of {self.ai_rows} AI rows the other way; "
+                       f"their margins are calibrated on {c['humans']} human rows (scale {c['scale']:.3g})")
         for selection, e in self.effect.items():
             # Measured against a plain mix (every kept AI row), whatever mixes the store holds: that is the mix
             # whose rows a label can correct; a stored human-only mix has none.
@@ -252,7 +319,11 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
                            "label, a held-out prompt or a place in an earlier batch); run `prefgen label` first")
     signals = pair_signals(rows)
     calibrations = calibration_for_jobs(store, calibrate(store, save=False))
-    add_mix_signals(signals, mix_rows_held(store, config.judge, calibrations))
+    mix = default_mix(config.judge)
+    plan = plan_mix(store, mix, calibrations)
+    checked = cross_check(store, plan, mix, config) if config.cross_check else None
+    add_mix_signals(signals, {c.pair_id: c.p_chosen for c in plan.rows if c.source == AI},
+                    checked.p_chosen if checked else None)
     if config.reward_model is not None:
         spread = ensemble_spread(store, config.reward_model, [s.pair_id for s in signals])
         for s in signals:
@@ -261,7 +332,8 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
     batch_id = content_hash(["route", config.seed, [p.signals.pair_id for p in picked]])[:16]
     items = [{"batch_id": batch_id, "pair_id": p.signals.pair_id, "position": i, "selection": p.selection,
               "rank": p.rank, "score": round(p.score, 6), "p_a": p.signals.p_a,
-              **{name: getattr(p.signals, name) for name in SIGNALS}, "reason": p.signals.reason(config.weights),
+              **{name: getattr(p.signals, name) for name in SIGNALS}, "rm_check": p.signals.rm_check,
+              "reason": p.signals.reason(config.weights),
               "shown": shown_order(config.seed, p.signals.pair_id), "inclusion": p.inclusion,
               "calibration_weight": p.calibration_weight}
              for i, p in enumerate(picked)]
@@ -275,11 +347,13 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
              "format": config.format, "out_path": str(config.out),
              "model_path": str(config.reward_model) if config.reward_model else None,
              "weights": config.weights.model_dump(), "counts": {"candidates": len(signals), **selected},
+             "cross_check": {k: v for k, v in asdict(checked).items() if k != "p_chosen"} if checked else None,
              "calibration": {job: {k: getattr(calibrations[job], k) for k in ("method", "params", "n_pairs")}
                              for job in jobs if job in calibrations}}
     db.save_batch(store, batch, items)
     return RouteReport(batch_id, len(signals), selected, [str(f) for f in files], config.format,
-                       _reasons(picked, config.weights), _mean_signals(picked), _effect(picked))
+                       _reasons(picked, config.weights), _mean_signals(picked), _effect(picked),
+                       batch["cross_check"], sum(c.source == AI for c in plan.rows))
 
 
 def _reasons(picked: Sequence[Pick], weights: RouteWeights) -> dict[str, int]:
