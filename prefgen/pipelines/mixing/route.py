@@ -6,7 +6,10 @@ sent out. A human label does one of two things in the mix (a human label always 
 - it corrects the AI row the mix holds for the pair (the pair passed the mix's filters: kept, decided) when
   that row is wrong. `mix_error` is the probability of that: 1 - the calibrated P(the kept side is better),
   the same calibrated P the mix's soft labels use (`pipelines.calibration`), so summed over a batch it is the
-  number of wrong AI rows the batch is expected to fix;
+  number of wrong AI rows the batch is expected to fix. With `--cross-check` (`cross_check`), reward models
+  trained without the pair's prompt give a second calibrated P of the same side (`rm_check`), joined to the
+  judge's as independent evidence: the judge's confidence says how often rows like this one are wrong, the
+  models say which;
 - or, for a pair the filters dropped (order-inconsistent, under the threshold, a tie), it adds a human row the
   mix did not have: `new_row` = 1.
 The score is the weighted sum of the signals present, with the weights of `RouteConfig.weights` (one wrong AI
