@@ -259,7 +259,7 @@ def test_anthropic_self_consistency_sends_n_requests_per_call_and_merges_them(fi
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"judge": "local"}, "has no batch API here"),
+    ({"judge": "local", "api_base": None}, "has no batch API here"),
     ({"api_base": "http://127.0.0.1:1/v1,http://127.0.0.1:2/v1"}, "has no batch API here"),
 ])
 def test_batch_is_refused_for_a_judge_without_a_batch_api(files, loopback, overrides, message):
