@@ -40,6 +40,7 @@ import random
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -52,6 +53,7 @@ import orjson  # noqa: E402
 
 from benchmarks.agreement_real import CONSTITUTION, DATA, read_jsonl, simulated_truth, unit  # noqa: E402
 from prefgen.judge.prompts import neutralise  # noqa: E402
+from prefgen.pipelines.humans.calibration import calibrate, calibration_for_jobs  # noqa: E402
 from prefgen.pipelines.humans.imports import import_human, read_human  # noqa: E402
 from prefgen.pipelines.configs import AutoMixConfig  # noqa: E402
 from prefgen.pipelines.humans.split import split_human  # noqa: E402
@@ -69,9 +71,11 @@ from tests.loopback_server import Behaviour, LoopbackServer  # noqa: E402
 BUDGETS = (25, 50, 100, 200, 500)
 JUDGES = ("calibrated-0.6", "calibrated-0.7", "calibrated-0.8", "calibrated-0.9", "uncalibrated-0.7",
           "uncalibrated-0.9", "length-0.3", "length-0.6")
-JUDGED_ROWS = ("hard", "soft", "corrected", "auto")
+JUDGED_ROWS = ("hard", "soft", "corrected", "auto", "corrected-oracle")
 ROWS = ("human-only", *JUDGED_ROWS, "ceiling")
-MIX_OF_ROW = {"hard": {"labels": "hard"}, "soft": {"labels": "soft"}, "corrected": {"labels": "corrected"}}
+DEFAULT_ROWS = tuple(row for row in ROWS if row != "corrected-oracle")  # a reference row: asked for by name
+MIX_OF_ROW = {"hard": {"labels": "hard"}, "soft": {"labels": "soft"}, "corrected": {"labels": "corrected"},
+              "corrected-oracle": {"labels": "corrected"}}
 
 
 # -- the data ---------------------------------------------------------------------------------------------
@@ -298,9 +302,28 @@ def human_cells(work: Path, data: tuple, heldout: list[dict], n: int, seed: int,
         print(f"  n={n} seed {seed} {row}: {agreement:.3f} ({record['seconds']:.0f} s)", flush=True)
 
 
+_ORACLES: dict[Path, dict] = {}
+
+
+def oracle_calibrations(judged: Path, data: tuple) -> dict:
+    """The judge's calibrations (Platt and with covariates) fitted on every pair it judged, each with its real
+    human label: what `corrected` would be with a perfect overlap, the ceiling of correcting the judge. By label
+    job id, as the cells' stores (copies of `judged`) know them."""
+    if judged not in _ORACLES:
+        rows, winners, _ = data
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "oracle.duckdb"
+            shutil.copy(judged, db)
+            add_humans(db, Path(tmp), rows, winners, [row["id"] for row in rows], "every-pair")
+            with Store(db) as store:
+                _ORACLES[judged] = calibration_for_jobs(store, calibrate(store, save=False))
+    return _ORACLES[judged]
+
+
 def judge_cells(work: Path, judged: Path, judge: str, data: tuple, heldout: list[dict], n: int, seed: int,
                 args, results: Results) -> None:
-    """hard, soft, corrected and auto for one judge, budget and seed, on a copy of the judged store."""
+    """hard, soft, corrected, auto (and corrected-oracle) for one judge, budget and seed, on a copy of the judged
+    store."""
     rows, winners, small = data
     wanted = [row for row in JUDGED_ROWS if row in args.rows and (judge, n, seed, row) not in results.done]
     if not wanted:
@@ -319,7 +342,8 @@ def judge_cells(work: Path, judged: Path, judge: str, data: tuple, heldout: list
                 report = auto_mix(store, MixConfig(name=row, seed=seed), AutoMixConfig(train=train_config(args, seed)))
                 extra = {"chose": report.chosen, "saw": report.saw, "reason": report.reason}
             else:
-                build_mix(store, MixConfig(name=row, human_ratio=None, seed=seed, **MIX_OF_ROW[row]))
+                build_mix(store, MixConfig(name=row, human_ratio=None, seed=seed, **MIX_OF_ROW[row]),
+                          calibrations=oracle_calibrations(judged, data) if row == "corrected-oracle" else None)
             manifest = mix_manifest(store, row)
             key = manifest["content_hash"] + str((manifest.get("auto") or {}).get("train"))
             if key not in scored:
@@ -388,6 +412,15 @@ def summarise(results: Results, seeds: list[int] | None = None) -> None:
                 picks[pick] += 1
             print(f"| {judge} | {n} | {' | '.join(out)} | {paired(auto, human)}{worst} | {share} | "
                   + ", ".join(f"{k} {v}" for k, v in sorted(picks.items())) + " |")
+    oracle = [(judge, n) for judge in judges for n in budgets if (judge, n, "corrected-oracle") in cells]
+    if oracle:
+        print("\nthe ceiling of correcting the judge: its calibration fitted on every pair's real label")
+        print("| judge | n | corrected | corrected, oracle calibration | oracle - corrected |")
+        print("|---|---|---|---|---|")
+        for judge, n in oracle:
+            human = cells.get(("-", n, "human-only"), {})
+            fitted, best = cells.get((judge, n, "corrected"), {}), cells[(judge, n, "corrected-oracle")]
+            print(f"| {judge} | {n} | {paired(fitted, human)} | {paired(best, human)} | {paired(best, fitted)} |")
     print("\nseconds per part (all cells):")
     for part, s in sorted(seconds.items()):
         print(f"  {part}: {s:.0f}")
@@ -417,7 +450,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="draws of each judge's errors (and confidences): 0 is the judge as named, D > 0 runs "
                         "as JUDGE@D (its own judged store and rows in the tables), the judge's luck as a random "
                         "effect beside the seeds'")
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
+    parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), choices=ROWS,
+                        help="rows to run (default: all but corrected-oracle, the corrected labels with the judge's "
+                        "calibration fitted on every pair's real label: the ceiling of correcting it)")
     parser.add_argument("--b", type=float, default=0.3, help="every judge's first-slot bias")
     parser.add_argument("--fixed-decays", type=float, nargs="*", default=[],
                         help="also human-only with these fixed weight decays (the regularisation benchmark)")
