@@ -83,8 +83,8 @@ def arms_of(args) -> dict[str, tuple[float, dict[str, float], bool]]:
     arms = {"routed": (args.random_share, weights, False), CROSS_CHECKED_ARM: (args.random_share, weights, True),
             RANDOM_ARM: (1.0, {}, False)}
     for variant in args.variant:
-        name, _, weights = variant.partition(":")
-        arms[name] = (args.random_share, parse_weights(weights), False)
+        name, _, text = variant.partition(":")
+        arms[name] = (args.random_share, parse_weights(text), False)
     arms.update({name: (0.0, {}, False) for name in REFERENCE_ARMS})
     return {name: arm for name, arm in arms.items()
             if (name in args.arms if args.arms else name not in REFERENCE_ARMS)}

@@ -38,7 +38,7 @@ import hashlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +170,10 @@ class CrossCheck:
     disagree: int  # AI rows the models rank the other way
     weight_decay: float | None
     base: str
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the per-row P: what the batch stores and the output says."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "p_chosen"}
 
 
 def cross_check(store: Store, plan: MixPlan, mix: MixConfig, config: RouteConfig) -> CrossCheck:
@@ -350,7 +354,7 @@ def route(store: Store, config: RouteConfig) -> RouteReport:
              "format": config.format, "out_path": str(config.out),
              "model_path": str(config.reward_model) if config.reward_model else None,
              "weights": config.weights.model_dump(), "counts": {"candidates": len(signals), **selected},
-             "cross_check": {k: v for k, v in asdict(checked).items() if k != "p_chosen"} if checked else None,
+             "cross_check": checked.summary() if checked else None,
              "calibration": {job: {k: getattr(calibrations[job], k) for k in ("method", "params", "n_pairs")}
                              for job in jobs if job in calibrations}}
     db.save_batch(store, batch, items)
